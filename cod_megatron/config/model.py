@@ -1,0 +1,74 @@
+"""The policy architecture: Llama / Qwen2 / Qwen3-style decoders (RMSNorm, SwiGLU, RoPE, GQA)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cod_megatron.config.base import require
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Decoder-only transformer shape; field names follow megatron-core's TransformerConfig where they exist."""
+
+    arch: Literal["llama", "qwen2", "qwen3"] = "qwen3"
+    """Family: qwen2 adds a bias on q/k/v; qwen3 adds RMSNorm on q and k (QK-norm)."""
+    num_layers: int = 2
+    hidden_size: int = 64
+    ffn_hidden_size: int = 128
+    """SwiGLU inner width (HF ``intermediate_size``)."""
+    num_attention_heads: int = 4
+    num_query_groups: int = 2
+    """Key/value heads (GQA); HF ``num_key_value_heads``."""
+    kv_channels: int | None = None
+    """Head dimension; None means hidden_size // num_attention_heads (Qwen3 sets it explicitly)."""
+    vocab_size: int = 256
+    max_position_embeddings: int = 4096
+    rope_theta: float = 1_000_000.0
+    rope_scaling_factor: float | None = None
+    """Llama-3.1 style RoPE scaling factor (8.0 for Llama-3.1/3.3); None disables it."""
+    norm_epsilon: float = 1e-6
+    tie_word_embeddings: bool = False
+    params_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Parameter dtype: float32 on CPU (tests compare at 1e-5), bfloat16 on GPU."""
+    hf_path: str | None = None
+    """Optional HF checkpoint directory to start from (converted with ``python -m cod_megatron.convert``)."""
+
+    @property
+    def head_dim(self) -> int:
+        """Head dimension after resolving the default."""
+        return self.kv_channels or self.hidden_size // self.num_attention_heads
+
+    @property
+    def qk_layernorm(self) -> bool:
+        """Qwen3 normalises queries and keys per head."""
+        return self.arch == "qwen3"
+
+    @property
+    def add_qkv_bias(self) -> bool:
+        """Qwen2 has a bias on the fused q/k/v projection."""
+        return self.arch == "qwen2"
+
+    def num_parameters(self) -> int:
+        """Parameter count (used by the memory budget and in the dry-run summary)."""
+        h, hd, f, v = self.hidden_size, self.head_dim, self.ffn_hidden_size, self.vocab_size
+        q, kv = self.num_attention_heads * hd, self.num_query_groups * hd
+        attn = h * (q + 2 * kv) + q * h + (q + 2 * kv if self.add_qkv_bias else 0) + (2 * hd if self.qk_layernorm else 0)
+        layer = attn + 3 * h * f + 2 * h
+        return self.num_layers * layer + v * h * (1 if self.tie_word_embeddings else 2) + h
+
+    def check(self, prefix: str = "model") -> None:
+        """Shape rules that do not depend on the parallel layout."""
+        for name in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups",
+                     "vocab_size", "max_position_embeddings"):
+            require(getattr(self, name) > 0, f"{prefix}.{name}", "must be positive")
+        require(self.num_attention_heads % self.num_query_groups == 0, f"{prefix}.num_query_groups",
+                f"must divide num_attention_heads ({self.num_attention_heads}), got {self.num_query_groups}")
+        if self.kv_channels is None:
+            require(self.hidden_size % self.num_attention_heads == 0, f"{prefix}.hidden_size",
+                    "must be a multiple of num_attention_heads when kv_channels is unset")
+        require(self.rope_theta > 0, f"{prefix}.rope_theta", "must be positive")
+        require(self.norm_epsilon > 0, f"{prefix}.norm_epsilon", "must be positive")
+        if self.rope_scaling_factor is not None:
+            require(self.rope_scaling_factor >= 1.0, f"{prefix}.rope_scaling_factor", "must be >= 1")

@@ -1,0 +1,65 @@
+"""The root of the config tree and its single validation pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cod_megatron.config.base import check_types, require
+from cod_megatron.config.layout import ParallelConfig, ParallelLayout
+from cod_megatron.config.model import ModelConfig
+from cod_megatron.config.sections import (
+    AlgorithmConfig,
+    CheckpointConfig,
+    EnvConfig,
+    LoggingConfig,
+    OptimizerConfig,
+    RolloutConfig,
+    RunSection,
+)
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Everything a run needs; a recipe in ``recipes/`` returns one."""
+
+    run: RunSection = field(default_factory=RunSection)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for printing and for saving next to checkpoints)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Indented JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+def finalize(cfg: RunConfig) -> ParallelLayout:
+    """Validate the whole tree once, after overrides, and return the parallel layout.
+
+    Raises :class:`~cod_megatron.config.base.ConfigError` whose ``field`` is the dotted name of the bad value.
+    """
+    check_types(cfg, "")
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        if hasattr(section, "check"):
+            section.check(f.name)
+    layout = ParallelLayout.from_config(cfg.parallel, cfg.model)
+    if cfg.run.device == "cpu":
+        require(not cfg.parallel.sequence_parallel, "parallel.sequence_parallel",
+                "needs Transformer Engine (GPU): megatron-core's local spec rejects it on CPU")
+        require(cfg.parallel.cp == 1, "parallel.cp", "context parallelism needs Transformer Engine (GPU)")
+        require(cfg.rollout.engine == "embedded", "rollout.engine", "SGLang needs a GPU; use 'embedded' on CPU")
+        require(cfg.model.params_dtype == "float32", "model.params_dtype", "CPU runs are float32")
+    require(cfg.rollout.group_size * cfg.rollout.packs_per_step >= 1, "rollout.packs_per_step", "empty batch")
+    return layout

@@ -1,0 +1,187 @@
+"""The remaining sections of the config tree: run, rollout, algorithm, env, optimizer, checkpoint, logging.
+
+Defaults are the spec's 8B column (cod_spec.md section 7.2) unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cod_megatron.config.base import require
+
+
+@dataclass(kw_only=True)
+class RunSection:
+    """Identity and location of a run."""
+
+    name: str = "cod"
+    seed: int = 1234
+    output_dir: str = "outputs/cod"
+    device: Literal["cpu", "cuda"] = "cuda"
+    """cpu: gloo and the embedded engine; cuda: NCCL, Transformer Engine when importable, SGLang engines."""
+    steps: int = 100
+    """Trainer steps (one rollout batch -> credit -> packing -> optimizer step each)."""
+    env_vars: dict[str, str] = field(default_factory=dict)
+    """Environment variables for every process of the job (sbatch script and Ray runtime env alike)."""
+
+    def check(self, p: str = "run") -> None:
+        """Validate."""
+        require(self.steps >= 0, f"{p}.steps", "must be >= 0")
+        require(bool(self.name), f"{p}.name", "must not be empty")
+
+
+@dataclass(kw_only=True)
+class RolloutConfig:
+    """Lifecycle sampling: packs, G rollouts per pack, lengths, staleness."""
+
+    engine: Literal["embedded", "sglang"] = "sglang"
+    """embedded: transformers generation in-process (CPU default); sglang: SGLang servers (GPU)."""
+    backend: Literal["ray", "inprocess"] = "ray"
+    """ray: engines are Ray actors; inprocess: called directly (debugging, single-GPU smoke runs)."""
+    group_size: int = 8
+    """G: rollouts per pack (reference ``repeat_times``)."""
+    packs_per_step: int = 8
+    """Packs sampled per explorer step (32 raw tasks = 8 packs of 4)."""
+    pack_size: int = 4
+    """S: tasks per pack in training."""
+    eval_pack_size: int = 8
+    temperature: float = 1.0
+    max_prompt_tokens: int = 10_000
+    max_response_tokens: int = 2_000
+    max_model_len: int = 12_000
+    response_length_restraint: int | None = 1_000
+    """N of the prompt's 'Please limit your response ... to N tokens'; None omits the sentence."""
+    off_policy: bool = True
+    """Asynchronous explorer/trainer with staleness control (the reference's setting)."""
+    max_staleness: int = 20
+    sync_interval: int = 4
+    """Trainer steps between weight syncs to the engines."""
+
+    def check(self, p: str = "rollout") -> None:
+        """Validate."""
+        for name in ("group_size", "packs_per_step", "pack_size", "eval_pack_size", "max_prompt_tokens",
+                     "max_response_tokens", "max_model_len", "sync_interval"):
+            require(getattr(self, name) >= 1, f"{p}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        require(self.group_size >= 2, f"{p}.group_size", "the per-position baseline needs G >= 2")
+        require(self.temperature > 0, f"{p}.temperature", "must be > 0")
+        require(self.max_staleness >= 0, f"{p}.max_staleness", "must be >= 0")
+        require(self.max_prompt_tokens + self.max_response_tokens <= self.max_model_len, f"{p}.max_model_len",
+                f"must hold max_prompt_tokens + max_response_tokens "
+                f"({self.max_prompt_tokens + self.max_response_tokens}), got {self.max_model_len}")
+
+
+@dataclass(kw_only=True)
+class AlgorithmConfig:
+    """Credit assignment, advantages, RED and the policy loss (cod_spec.md sections 3-6)."""
+
+    credit: Literal["reward_to_go", "outcome", "own"] = "reward_to_go"
+    returns: Literal["mean", "discounted", "sliding_window_mean"] = "mean"
+    gamma: float = 1.0
+    window: int = 2
+    std_normalization: Literal["none", "group", "batch"] = "none"
+    adaptive_red: bool = True
+    red_temperature_min: float = 0.8
+    red_temperature_max: float = 100.0
+    policy_loss: Literal["rec", "is", "ppo"] = "rec"
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2
+    kl_coef: float = 0.0
+    kl_estimator: Literal["k1", "k2", "k3", "low_var_kl"] = "k2"
+    entropy_coef: float = 0.0
+    loss_agg: Literal["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"] = "token_mean"
+    hint_penalty: float = 0.1
+    """Update-episode format penalty (r_z = -hint_penalty on a parse failure)."""
+    step_penalty_coef: float = 0.1
+    packing_strategy: Literal["cod", "ralph_sample", "ralph_full"] = "cod"
+
+    def check(self, p: str = "algorithm") -> None:
+        """Validate."""
+        require(0.0 < self.gamma <= 1.0, f"{p}.gamma", f"must be in (0, 1], got {self.gamma}")
+        require(self.window >= 1, f"{p}.window", "must be >= 1")
+        require(0 < self.red_temperature_min < self.red_temperature_max, f"{p}.red_temperature_min",
+                "must satisfy 0 < red_temperature_min < red_temperature_max")
+        require(0 <= self.clip_eps_low < 1, f"{p}.clip_eps_low", "must be in [0, 1)")
+        require(self.clip_eps_high >= 0, f"{p}.clip_eps_high", "must be >= 0")
+        for name in ("kl_coef", "entropy_coef", "hint_penalty", "step_penalty_coef"):
+            require(getattr(self, name) >= 0, f"{p}.{name}", "must be >= 0")
+
+
+@dataclass(kw_only=True)
+class EnvConfig:
+    """Which CoD domains are trained and evaluated (the environments live in ``envs/``)."""
+
+    train_domains: list[str] = field(default_factory=lambda: ["frozenlake_obscure"])
+    eval_domains: list[str] = field(default_factory=lambda: ["frozenlake_obscure", "alchemy_random"])
+    setting: Literal["easy", "hard"] = "easy"
+    num_train_rows: int = 50_000
+    data_seed: int = 0
+
+    def check(self, p: str = "env") -> None:
+        """Validate."""
+        require(len(self.train_domains) > 0, f"{p}.train_domains", "must name at least one domain")
+        require(self.num_train_rows >= 1, f"{p}.num_train_rows", "must be >= 1")
+
+
+@dataclass(kw_only=True)
+class OptimizerConfig:
+    """megatron-core optimizer and the trainer's batch budget."""
+
+    name: Literal["adam", "sgd"] = "adam"
+    """megatron-core's 'adam' is AdamW (decoupled weight decay)."""
+    lr: float = 1e-6
+    min_lr: float = 0.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    use_distributed_optimizer: bool = True
+    """ZeRO-1 sharding of optimizer state over DP (megatron-core DistributedOptimizer)."""
+    micro_batch_tokens: int = 16_384
+    """Token budget of one packed micro-batch per rank (reference ``max_token_len_per_gpu``)."""
+
+    def check(self, p: str = "optimizer") -> None:
+        """Validate."""
+        require(self.lr > 0, f"{p}.lr", f"must be > 0, got {self.lr}")
+        require(0 <= self.min_lr <= self.lr, f"{p}.min_lr", "must be in [0, lr]")
+        require(self.warmup_steps >= 0, f"{p}.warmup_steps", "must be >= 0")
+        require(self.weight_decay >= 0, f"{p}.weight_decay", "must be >= 0")
+        require(0 <= self.adam_beta1 < 1, f"{p}.adam_beta1", "must be in [0, 1)")
+        require(0 <= self.adam_beta2 < 1, f"{p}.adam_beta2", "must be in [0, 1)")
+        require(self.clip_grad >= 0, f"{p}.clip_grad", "must be >= 0 (0 disables clipping)")
+        require(self.micro_batch_tokens >= 1, f"{p}.micro_batch_tokens", "must be >= 1")
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    """megatron-core dist-checkpointing (torch_dist format, reshardable across layouts)."""
+
+    dir: str | None = None
+    """Where to save; None means <run.output_dir>/checkpoints."""
+    save_interval: int = 0
+    """Save every N trainer steps; 0 disables periodic saves."""
+    load: str | None = None
+    """A checkpoint directory to resume from (any TP/PP layout)."""
+
+    def check(self, p: str = "checkpoint") -> None:
+        """Validate."""
+        require(self.save_interval >= 0, f"{p}.save_interval", "must be >= 0")
+
+
+@dataclass(kw_only=True)
+class LoggingConfig:
+    """Metrics and log lines."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    interval: int = 1
+    """Log a progress line every N steps."""
+    all_ranks: bool = False
+    """Log INFO from every rank, not only global rank 0."""
+    metrics_jsonl: bool = True
+    """Append each step's metrics to <run.output_dir>/metrics.jsonl."""
+
+    def check(self, p: str = "logging") -> None:
+        """Validate."""
+        require(self.interval >= 1, f"{p}.interval", "must be >= 1")

@@ -1,0 +1,5 @@
+"""Sequence packing: episodes -> THD micro-batches with per-segment advantages (pure torch, no megatron)."""
+
+from cod_megatron.data.packed import PackedBatch, pack_segments, synthetic_packed_batch
+
+__all__ = ["PackedBatch", "pack_segments", "synthetic_packed_batch"]

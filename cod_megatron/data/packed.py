@@ -1,0 +1,87 @@
+"""A packed THD micro-batch: many episodes in one token row, each a segment with its own advantage.
+
+Legend: T packed tokens, N segments. Token ``i`` of a segment predicts token ``i + 1`` of the same segment, so the
+last token of every segment has no label; only response tokens (``loss_mask``) enter the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PackedBatch:
+    """One packed micro-batch (all tensors on the same device)."""
+
+    tokens: torch.Tensor
+    """[T] int64 input ids."""
+    labels: torch.Tensor
+    """[T] int64 next-token targets (0 where there is none)."""
+    loss_mask: torch.Tensor
+    """[T] float32, 1 on response tokens that have a label."""
+    segment_ids: torch.Tensor
+    """[T] int64 segment index of each token."""
+    cu_seqlens: torch.Tensor
+    """[N + 1] int32 cumulative segment lengths (megatron/TE ``cu_seqlens``)."""
+    advantages: torch.Tensor
+    """[N] float32 advantage of each segment (episode)."""
+
+    @property
+    def num_tokens(self) -> int:
+        """T."""
+        return int(self.tokens.numel())
+
+    @property
+    def num_segments(self) -> int:
+        """N."""
+        return int(self.cu_seqlens.numel() - 1)
+
+    @property
+    def max_seqlen(self) -> int:
+        """Longest segment (for the rotary table and varlen attention)."""
+        return int(self.cu_seqlens.diff().max().item())
+
+    def position_ids(self) -> torch.Tensor:
+        """[T] position of each token inside its segment (restarts at 0 per segment)."""
+        starts = self.cu_seqlens[:-1].long()[self.segment_ids]
+        return torch.arange(self.num_tokens, device=self.tokens.device) - starts
+
+    def token_advantages(self) -> torch.Tensor:
+        """[T] per-token advantage broadcast from the segments."""
+        return self.advantages[self.segment_ids]
+
+
+def pack_segments(segments: list[list[int]], prompt_lens: list[int], advantages: list[float]) -> PackedBatch:
+    """Pack token lists into one THD row; the first ``prompt_lens[i]`` tokens of segment i are prompt (no loss)."""
+    if not (len(segments) == len(prompt_lens) == len(advantages)) or not segments:
+        raise ValueError("segments, prompt_lens and advantages must be non-empty and of equal length")
+    tokens, labels, mask, seg = [], [], [], []
+    for i, (toks, plen) in enumerate(zip(segments, prompt_lens, strict=True)):
+        if len(toks) < 1:
+            raise ValueError(f"segment {i} is empty")
+        if not 0 <= plen <= len(toks):
+            raise ValueError(f"segment {i}: prompt length {plen} outside [0, {len(toks)}]")
+        tokens += toks
+        labels += toks[1:] + [0]
+        # position p predicts token p + 1, which is a response token when p + 1 >= plen
+        mask += [1.0 if p + 1 >= plen and p + 1 < len(toks) else 0.0 for p in range(len(toks))]
+        seg += [i] * len(toks)
+    lengths = torch.tensor([len(s) for s in segments])
+    cu = torch.zeros(len(segments) + 1, dtype=torch.int32)
+    cu[1:] = lengths.cumsum(0)
+    return PackedBatch(tokens=torch.tensor(tokens, dtype=torch.long), labels=torch.tensor(labels, dtype=torch.long),
+                       loss_mask=torch.tensor(mask), segment_ids=torch.tensor(seg, dtype=torch.long), cu_seqlens=cu,
+                       advantages=torch.tensor(advantages, dtype=torch.float32))
+
+
+def synthetic_packed_batch(*, seed: int, n_segments: int, vocab_size: int, min_len: int = 4, max_len: int = 24,
+                           prompt_frac: float = 0.4) -> PackedBatch:
+    """Random segments of different lengths with random advantages (tests and the pre-CoD `make train`)."""
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(min_len, max_len + 1, (n_segments,), generator=g).tolist()
+    segs = [torch.randint(0, vocab_size, (n,), generator=g).tolist() for n in lens]
+    plens = [max(1, int(n * prompt_frac)) for n in lens]
+    adv = (torch.randn(n_segments, generator=g)).tolist()
+    return pack_segments(segs, plens, adv)

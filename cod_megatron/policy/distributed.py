@@ -1,0 +1,47 @@
+"""Process-group setup for the trainer: torch.distributed, then megatron's model-parallel groups from the layout."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+from cod_megatron.config import ParallelLayout
+from cod_megatron.policy import cpu_compat
+
+
+def init_distributed(layout: ParallelLayout, *, rank: int = 0, world_size: int = 1, seed: int = 1234,
+                     master_addr: str = "127.0.0.1", master_port: int | None = None) -> None:
+    """Start gloo (CPU) or NCCL (GPU), build megatron's groups, seed the model-parallel RNG.
+
+    The layout must account for exactly ``world_size`` trainer ranks.
+    """
+    if layout.trainer_world_size != world_size:
+        raise ValueError(f"layout needs {layout.trainer_world_size} trainer ranks (tp*cp*dp*pp), got {world_size}")
+    cpu = not torch.cuda.is_available()
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", master_addr)
+        if master_port is not None:
+            os.environ["MASTER_PORT"] = str(master_port)
+        os.environ.setdefault("MASTER_PORT", "29500")
+        if not cpu:
+            torch.cuda.set_device(rank % torch.cuda.device_count())
+        dist.init_process_group("gloo" if cpu else "nccl", rank=rank, world_size=world_size)
+    parallel_state.initialize_model_parallel(**layout.megatron_kwargs(), create_gloo_process_groups=cpu)
+    if cpu:
+        cpu_compat.install(seed)
+    else:
+        model_parallel_cuda_manual_seed(seed)
+    torch.manual_seed(seed)
+
+
+def destroy_distributed() -> None:
+    """Tear down megatron's groups and the default group (safe to call twice)."""
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    cpu_compat.uninstall()

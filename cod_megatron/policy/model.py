@@ -1,0 +1,98 @@
+"""Build the megatron-core policy (``GPTModel``) from the project's ModelConfig and ParallelLayout."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state
+from megatron.core.models.gpt import GPTModel
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+from cod_megatron.config import ModelConfig, ParallelLayout
+from cod_megatron.policy.spec import layer_spec
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def transformer_config(model: ModelConfig, layout: ParallelLayout, *, cpu: bool | None = None) -> TransformerConfig:
+    """megatron-core's TransformerConfig for a Llama/Qwen-style decoder.
+
+    ``calculate_per_token_loss=True``: the loss function returns a token *sum* and its token count, and megatron
+    divides the gradients once by the global count (summed over micro-batches and DP x CP), so the loss does not
+    depend on how the batch is split. ``use_cpu_initialization`` builds each full weight with one seeded generator
+    and then slices it, so every TP/PP layout starts from the same weights.
+    """
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    dtype = _DTYPES[model.params_dtype]
+    return TransformerConfig(
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        ffn_hidden_size=model.ffn_hidden_size,
+        num_attention_heads=model.num_attention_heads,
+        num_query_groups=model.num_query_groups,
+        kv_channels=model.head_dim,
+        normalization="RMSNorm",
+        layernorm_epsilon=model.norm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=model.add_qkv_bias,
+        qk_layernorm=model.qk_layernorm,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        tensor_model_parallel_size=layout.tp,
+        pipeline_model_parallel_size=layout.pp,
+        virtual_pipeline_model_parallel_size=layout.vpp,
+        context_parallel_size=layout.cp,
+        sequence_parallel=layout.sequence_parallel,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        use_cpu_initialization=cpu,
+        gradient_accumulation_fusion=False,
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+        calculate_per_token_loss=True,
+        variable_seq_lengths=True,  # packed micro-batches differ in length; PP exchanges shapes first
+        moe_token_dispatcher_type="alltoall",  # megatron rejects its default with variable_seq_lengths
+        init_method_std=0.02,
+    )
+
+
+def build_model(
+    model: ModelConfig,
+    layout: ParallelLayout,
+    *,
+    config: TransformerConfig | None = None,
+    vp_stage: int | None = None,
+    use_te: bool | None = None,
+) -> GPTModel:
+    """This rank's ``GPTModel`` chunk (first/last pipeline stage decided by megatron's parallel state)."""
+    config = config or transformer_config(model, layout)
+    pre = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
+    post = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
+    return GPTModel(
+        config=config,
+        transformer_layer_spec=layer_spec(model, use_te=use_te),
+        vocab_size=model.vocab_size,
+        max_sequence_length=model.max_position_embeddings,
+        pre_process=pre,
+        post_process=post,
+        parallel_output=True,
+        share_embeddings_and_output_weights=model.tie_word_embeddings,
+        position_embedding_type="rope",
+        rotary_base=int(model.rope_theta),
+        rope_scaling=model.rope_scaling_factor is not None,
+        rope_scaling_factor=model.rope_scaling_factor or 8.0,
+        vp_stage=vp_stage,
+    )
+
+
+def build_model_chunks(model: ModelConfig, layout: ParallelLayout, use_te: bool | None = None) -> list[GPTModel]:
+    """One chunk per virtual pipeline stage (a single chunk without VPP), as megatron's schedules expect."""
+    config = transformer_config(model, layout)
+    stages = range(layout.vpp) if layout.vpp else [None]
+    return [build_model(model, layout, config=config, vp_stage=v, use_te=use_te) for v in stages]

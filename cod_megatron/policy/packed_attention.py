@@ -1,0 +1,92 @@
+"""Core attention for megatron-core's local spec that understands packed THD input.
+
+megatron-core's local ``DotProductAttention`` asserts ``packed_seq_params is None``; only Transformer Engine's
+attention takes packed sequences. This module fills that gap on CPU (and anywhere TE is missing): with
+``PackedSeqParams(qkv_format="thd", cu_seqlens_q=...)`` each segment attends causally to itself only, so many
+episodes can share one sequence without seeing each other. It is the reference the GPU path (TE) is checked against.
+
+Shapes (megatron's notation): t packed tokens, s sequence, b batch, np/ng query/key-value heads per TP partition,
+hn head dim. THD input: q ``[t, np, hn]``, k/v ``[t, ng, hn]``; output ``[t, np * hn]``. SBHD input:
+q ``[s, b, np, hn]``; output ``[s, b, np * hn]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.transformer.enums import AttnMaskType
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+
+def segment_bounds(params: PackedSeqParams) -> list[tuple[int, int]]:
+    """(start, length) of each segment; padded offsets (``cu_seqlens_q_padded``) give the starts when present."""
+    lengths = params.cu_seqlens_q.diff().tolist()
+    starts_src = params.cu_seqlens_q_padded if params.cu_seqlens_q_padded is not None else params.cu_seqlens_q
+    return list(zip(starts_src[:-1].tolist(), lengths, strict=True))
+
+
+class PackedDotProductAttention(MegatronModule):
+    """Causal softmax attention over padded-batch (sbhd) or packed (thd) input, with GQA; no context parallelism."""
+
+    def __init__(
+        self,
+        config: TransformerConfig,
+        layer_number: int,
+        attn_mask_type: AttnMaskType,
+        attention_type: str,
+        attention_dropout: float | None = None,
+        softmax_scale: float | None = None,
+        cp_comm_type: str | None = None,
+        pg_collection=None,
+    ):
+        super().__init__(config=config)
+        if config.context_parallel_size != 1:
+            raise ValueError("PackedDotProductAttention has no context parallelism; use the TE spec (GPU) for cp > 1")
+        if attn_mask_type not in (AttnMaskType.causal, AttnMaskType.padding_causal):
+            raise ValueError(f"only causal attention is supported, got {attn_mask_type}")
+        self.head_dim = config.kv_channels
+        self.softmax_scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(self.head_dim)
+        self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q ``[b, np, s, hn]``, k/v ``[b, ng, s, hn]`` -> ``[b, np, s, hn]``; causal unless ``mask`` is given."""
+        groups = q.shape[1] // k.shape[1]
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        p = self.dropout_p if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None,
+                                              scale=self.softmax_scale)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        attn_mask_type: AttnMaskType | None = None,
+        attention_bias: torch.Tensor | None = None,
+        packed_seq_params: PackedSeqParams | None = None,
+    ) -> torch.Tensor:
+        """Attention output, heads flattened into the last dimension."""
+        if attention_bias is not None:
+            raise ValueError("attention_bias is not supported")
+        if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
+            out = torch.zeros_like(query)
+            for start, length in segment_bounds(packed_seq_params):
+                sl = slice(start, start + length)
+                q, k, v = (x[sl].transpose(0, 1).unsqueeze(0) for x in (query, key, value))
+                out[sl] = self._attend(q, k, v, None).squeeze(0).transpose(0, 1)
+            return out.reshape(out.shape[0], -1)
+        if packed_seq_params is not None:
+            raise ValueError(f"unsupported qkv_format {packed_seq_params.qkv_format!r}")
+        s, b = query.shape[:2]
+        q, k, v = (x.permute(1, 2, 0, 3) for x in (query, key, value))
+        # megatron masks are True where attention is NOT allowed; SDPA wants True where it is.
+        mask = None if attention_mask is None else ~attention_mask.bool()
+        out = self._attend(q, k, v, mask)
+        return out.permute(2, 0, 1, 3).reshape(s, b, -1)

@@ -1,0 +1,139 @@
+"""PolicyTrainer: the megatron-core model chunks, DDP, optimizer and one training step over packed micro-batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing, parallel_state
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
+from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
+from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.data import PackedBatch
+from cod_megatron.policy.logprobs import tp_logprobs
+from cod_megatron.policy.loss import segment_advantage_loss
+from cod_megatron.policy.model import build_model, transformer_config
+
+
+def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
+    """megatron's THD description of a packed micro-batch."""
+    cu = batch.cu_seqlens.to(torch.int32)
+    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu, max_seqlen_q=batch.max_seqlen,
+                           max_seqlen_kv=batch.max_seqlen)
+
+
+def model_forward(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
+    """Run one chunk on a packed batch: tokens go in as batch 1 (``[1, T]``); logits come out ``[1, T, V/TP]``."""
+    return model(batch.tokens[None], batch.position_ids()[None], None, packed_seq_params=packed_seq_params(batch))
+
+
+class PolicyTrainer:
+    """Owns this rank's model chunks, the DDP wrappers and the megatron optimizer."""
+
+    def __init__(self, cfg: RunConfig, layout: ParallelLayout):
+        self.cfg, self.layout = cfg, layout
+        self.tconfig = transformer_config(cfg.model, layout)
+        stages = range(layout.vpp) if layout.vpp else [None]
+        chunks = [build_model(cfg.model, layout, config=self.tconfig, vp_stage=v) for v in stages]
+        ddp_config = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+            use_distributed_optimizer=cfg.optimizer.use_distributed_optimizer)
+        self.model = [DistributedDataParallel(config=self.tconfig, ddp_config=ddp_config, module=c) for c in chunks]
+        o = cfg.optimizer
+        self.optimizer = get_megatron_optimizer(
+            McoreOptimizerConfig(optimizer=o.name, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
+                                 adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
+                                 clip_grad=o.clip_grad, use_distributed_optimizer=o.use_distributed_optimizer,
+                                 params_dtype=self.tconfig.params_dtype, bf16=self.tconfig.bf16),
+            self.model)
+        self.tconfig.finalize_model_grads_func = finalize_model_grads
+        self.tconfig.no_sync_func = [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
+        self.step = 0
+
+    # ---- forward/backward ----------------------------------------------------------------------------------
+    @staticmethod
+    def _forward_step(data_iterator: Iterator[PackedBatch], model: torch.nn.Module):
+        batch = next(data_iterator)
+        logits = model_forward(model, batch)
+
+        def loss_func(output: torch.Tensor):
+            logp, ent = tp_logprobs(output[0], batch.labels)
+            return segment_advantage_loss(logp, ent, batch)
+
+        return logits, loss_func
+
+    def _run(self, batches: list[PackedBatch], forward_only: bool) -> dict[str, float]:
+        iters = [iter(batches) for _ in self.model]
+        out = get_forward_backward_func()(
+            forward_step_func=self._forward_step,
+            data_iterator=iters if len(iters) > 1 else iters[0],
+            model=self.model if len(self.model) > 1 else self.model[0],
+            num_microbatches=len(batches),
+            seq_length=max(b.num_tokens for b in batches),
+            micro_batch_size=1,
+            forward_only=forward_only,
+        )
+        return self._reduce_metrics(out)
+
+    def _reduce_metrics(self, per_microbatch: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """Token means over all micro-batches and DP x CP ranks, broadcast to every pipeline stage."""
+        keys = ("loss", "logprob", "entropy")
+        totals = torch.zeros(len(keys), 2, dtype=torch.float64)
+        for m in per_microbatch:
+            totals += torch.stack([m[k].double().cpu() for k in keys])
+        if dist.is_initialized():
+            dev = "cpu" if not torch.cuda.is_available() else torch.cuda.current_device()
+            t = totals.to(dev)
+            dist.all_reduce(t, group=parallel_state.get_pipeline_model_parallel_group())
+            dist.all_reduce(t, group=parallel_state.get_data_parallel_group(with_context_parallel=True))
+            totals = t.cpu()
+        return {k: (totals[i, 0] / totals[i, 1].clamp(min=1)).item() for i, k in enumerate(keys)} | {
+            "num_tokens": totals[0, 1].item()}
+
+    def train_step(self, batches: list[PackedBatch]) -> dict[str, float]:
+        """One optimizer step over ``batches`` (this DP rank's micro-batches)."""
+        for m in self.model:
+            m.train()
+            m.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        metrics = self._run(batches, forward_only=False)
+        ok, grad_norm, _ = self.optimizer.step()
+        self.step += 1
+        return metrics | {"grad_norm": float(grad_norm or 0.0), "update_ok": float(bool(ok))}
+
+    @torch.no_grad()
+    def evaluate(self, batches: list[PackedBatch]) -> dict[str, float]:
+        """Forward-only metrics (the loss the next step would see)."""
+        for m in self.model:
+            m.eval()
+        return self._run(batches, forward_only=True)
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def _sharded_state_dict(self, with_optimizer: bool, is_loading: bool = False) -> dict:
+        sd: dict = {f"model{i}": m.sharded_state_dict() for i, m in enumerate(self.model)}
+        if len(self.model) == 1:
+            sd = {"model": sd.pop("model0")}
+        if with_optimizer:
+            model_sd = {k: v for k, v in sd.items()}
+            sd["optimizer"] = self.optimizer.sharded_state_dict(
+                model_sd, is_loading=is_loading, metadata={"distrib_optim_sharding_type": "fully_reshardable"})
+        return sd
+
+    def save(self, path: str, with_optimizer: bool = True) -> None:
+        """dist-checkpoint in torch_dist format: loadable into any TP/PP/DP layout."""
+        dist_checkpointing.save(self._sharded_state_dict(with_optimizer), path)
+
+    def load(self, path: str, with_optimizer: bool = True) -> None:
+        """Load a checkpoint written by :meth:`save` under any layout."""
+        sd = self._sharded_state_dict(with_optimizer, is_loading=True)
+        loaded = dist_checkpointing.load(sd, path)
+        for i, m in enumerate(self.model):
+            m.module.load_state_dict(loaded["model" if len(self.model) == 1 else f"model{i}"])
+        if with_optimizer:
+            self.optimizer.load_state_dict(loaded["optimizer"])

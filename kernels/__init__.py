@@ -1,0 +1,1 @@
+"""Triton (and Transformer Engine glue) kernels; imported as ``cod_kernels``."""

@@ -1,0 +1,27 @@
+"""Recipes: zero-argument functions returning a RunConfig, named for the hardware they were sized for.
+
+Imported as ``cod_recipes`` (PyPI already has a ``recipes`` package).
+"""
+
+from collections.abc import Callable
+
+from cod_megatron.config import RunConfig
+from cod_recipes.debug import debug_cpu
+from cod_recipes.llama3_70b import llama3_70b_cod_64gpu_h100
+from cod_recipes.qwen3_8b import qwen3_8b_cod_8gpu_h100
+
+RECIPES: dict[str, Callable[[], RunConfig]] = {
+    f.__name__: f for f in (debug_cpu, qwen3_8b_cod_8gpu_h100, llama3_70b_cod_64gpu_h100)
+}
+
+
+def get(name: str) -> RunConfig:
+    """Build the recipe ``name`` (a fresh config each call)."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]()
+
+
+def names() -> list[str]:
+    """Recipe names, sorted."""
+    return sorted(RECIPES)
