@@ -5,23 +5,59 @@ from cod_megatron.config import ModelConfig
 
 def tiny_qwen3() -> ModelConfig:
     """A 4-layer Qwen3-style model small enough for 2-core CPU tests and `make train`."""
-    return ModelConfig(arch="qwen3", num_layers=4, hidden_size=64, ffn_hidden_size=128, num_attention_heads=4,
-                       num_query_groups=2, kv_channels=16, vocab_size=256, max_position_embeddings=2048,
-                       rope_theta=1_000_000.0, norm_epsilon=1e-6, tie_word_embeddings=False,
-                       params_dtype="float32")
+    return ModelConfig(
+        arch="qwen3",
+        num_layers=4,
+        hidden_size=64,
+        ffn_hidden_size=128,
+        num_attention_heads=4,
+        num_query_groups=2,
+        kv_channels=16,
+        vocab_size=256,
+        max_position_embeddings=2048,
+        rope_theta=1_000_000.0,
+        norm_epsilon=1e-6,
+        tie_word_embeddings=False,
+        params_dtype="float32",
+    )
 
 
 def qwen3_8b() -> ModelConfig:
     """Qwen/Qwen3-8B (thinking disabled at prompt time, not in the weights)."""
-    return ModelConfig(arch="qwen3", num_layers=36, hidden_size=4096, ffn_hidden_size=12288, num_attention_heads=32,
-                       num_query_groups=8, kv_channels=128, vocab_size=151936, max_position_embeddings=40960,
-                       rope_theta=1_000_000.0, norm_epsilon=1e-6, tie_word_embeddings=False,
-                       params_dtype="bfloat16", hf_path="Qwen/Qwen3-8B")
+    return ModelConfig(
+        arch="qwen3",
+        num_layers=36,
+        hidden_size=4096,
+        ffn_hidden_size=12288,
+        num_attention_heads=32,
+        num_query_groups=8,
+        kv_channels=128,
+        vocab_size=151936,
+        max_position_embeddings=40960,
+        rope_theta=1_000_000.0,
+        norm_epsilon=1e-6,
+        tie_word_embeddings=False,
+        params_dtype="bfloat16",
+        hf_path="Qwen/Qwen3-8B",
+    )
 
 
 def llama3_70b() -> ModelConfig:
     """meta-llama/Llama-3.3-70B-Instruct (Llama-3.1 RoPE scaling, factor 8)."""
-    return ModelConfig(arch="llama", num_layers=80, hidden_size=8192, ffn_hidden_size=28672, num_attention_heads=64,
-                       num_query_groups=8, kv_channels=128, vocab_size=128256, max_position_embeddings=131072,
-                       rope_theta=500_000.0, rope_scaling_factor=8.0, norm_epsilon=1e-5, tie_word_embeddings=False,
-                       params_dtype="bfloat16", hf_path="meta-llama/Llama-3.3-70B-Instruct")
+    return ModelConfig(
+        arch="llama",
+        num_layers=80,
+        hidden_size=8192,
+        ffn_hidden_size=28672,
+        num_attention_heads=64,
+        num_query_groups=8,
+        kv_channels=128,
+        vocab_size=128256,
+        max_position_embeddings=131072,
+        rope_theta=500_000.0,
+        rope_scaling_factor=8.0,
+        norm_epsilon=1e-5,
+        tie_word_embeddings=False,
+        params_dtype="bfloat16",
+        hf_path="meta-llama/Llama-3.3-70B-Instruct",
+    )

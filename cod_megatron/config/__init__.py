@@ -16,7 +16,20 @@ from cod_megatron.config.sections import (
 )
 
 __all__ = [
-    "AlgorithmConfig", "CheckpointConfig", "ConfigError", "EnvConfig", "LayoutError", "LoggingConfig",
-    "ModelConfig", "OptimizerConfig", "ParallelConfig", "ParallelLayout", "RolloutConfig", "RunConfig",
-    "RunSection", "apply_override", "apply_overrides", "finalize",
+    "AlgorithmConfig",
+    "CheckpointConfig",
+    "ConfigError",
+    "EnvConfig",
+    "LayoutError",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ParallelConfig",
+    "ParallelLayout",
+    "RolloutConfig",
+    "RunConfig",
+    "RunSection",
+    "apply_override",
+    "apply_overrides",
+    "finalize",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cod_megatron.config.base import ConfigError, require
+from cod_megatron.config.base import ConfigError
 from cod_megatron.config.model import ModelConfig
 
 
@@ -63,11 +63,23 @@ class ParallelLayout:
     gpus_per_node: int
 
     @classmethod
-    def from_config(cls, cfg: ParallelConfig, model: ModelConfig | None = None, prefix: str = "parallel") -> ParallelLayout:
+    def from_config(
+        cls, cfg: ParallelConfig, model: ModelConfig | None = None, prefix: str = "parallel"
+    ) -> ParallelLayout:
         """Build and validate; ``model`` adds the checks against heads and layers."""
-        layout = cls(tp=cfg.tp, pp=cfg.pp, cp=cfg.cp, ep=cfg.ep, dp=cfg.dp, vpp=cfg.vpp,
-                     sequence_parallel=cfg.sequence_parallel, engines=cfg.engines, engine_tp=cfg.engine_tp,
-                     colocated=cfg.colocated, gpus_per_node=cfg.gpus_per_node)
+        layout = cls(
+            tp=cfg.tp,
+            pp=cfg.pp,
+            cp=cfg.cp,
+            ep=cfg.ep,
+            dp=cfg.dp,
+            vpp=cfg.vpp,
+            sequence_parallel=cfg.sequence_parallel,
+            engines=cfg.engines,
+            engine_tp=cfg.engine_tp,
+            colocated=cfg.colocated,
+            gpus_per_node=cfg.gpus_per_node,
+        )
         layout.check(model, prefix)
         return layout
 
@@ -107,36 +119,59 @@ class ParallelLayout:
 
         for name in ("tp", "pp", "cp", "ep", "dp", "engines", "engine_tp", "gpus_per_node"):
             need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        need(self.tp <= self.gpus_per_node, "tp", f"tensor parallelism must stay inside a node "
-             f"(tp={self.tp} > gpus_per_node={self.gpus_per_node})")
-        need(self.engine_tp <= self.gpus_per_node, "engine_tp",
-             f"an engine must fit in a node (engine_tp={self.engine_tp} > gpus_per_node={self.gpus_per_node})")
+        need(
+            self.tp <= self.gpus_per_node,
+            "tp",
+            f"tensor parallelism must stay inside a node (tp={self.tp} > gpus_per_node={self.gpus_per_node})",
+        )
+        need(
+            self.engine_tp <= self.gpus_per_node,
+            "engine_tp",
+            f"an engine must fit in a node (engine_tp={self.engine_tp} > gpus_per_node={self.gpus_per_node})",
+        )
         need((self.dp * self.cp) % self.ep == 0, "ep", f"must divide dp * cp = {self.dp * self.cp}, got {self.ep}")
         need(not self.sequence_parallel or self.tp > 1, "sequence_parallel", "needs tp > 1")
         if self.vpp is not None:
             need(self.vpp >= 1, "vpp", f"must be >= 1 or None, got {self.vpp}")
             need(self.pp > 1, "vpp", "virtual pipeline stages need pp > 1")
+        if model is not None:
+            self._check_model(model, need)
         if self.colocated:
-            need(self.engine_gpus == self.trainer_world_size, "engines",
-                 f"colocated engines must cover the trainer's devices exactly: engines * engine_tp = "
-                 f"{self.engine_gpus} != tp * cp * dp * pp = {self.trainer_world_size}")
+            need(
+                self.engine_gpus == self.trainer_world_size,
+                "engines",
+                f"colocated engines must cover the trainer's devices exactly: engines * engine_tp = "
+                f"{self.engine_gpus} != tp * cp * dp * pp = {self.trainer_world_size}",
+            )
         if self.world_size > self.gpus_per_node:
-            need(self.world_size % self.gpus_per_node == 0, "gpus_per_node",
-                 f"{self.world_size} devices do not fill whole nodes of {self.gpus_per_node}")
+            need(
+                self.world_size % self.gpus_per_node == 0,
+                "gpus_per_node",
+                f"{self.world_size} devices do not fill whole nodes of {self.gpus_per_node}",
+            )
             if not self.colocated:
-                need(self.trainer_world_size % self.gpus_per_node == 0, "dp",
-                     f"trainer ({self.trainer_world_size} devices) must fill whole nodes of {self.gpus_per_node}")
-        if model is None:
-            return
+                need(
+                    self.trainer_world_size % self.gpus_per_node == 0,
+                    "dp",
+                    f"trainer ({self.trainer_world_size} devices) must fill whole nodes of {self.gpus_per_node}",
+                )
+
+    def _check_model(self, model: ModelConfig, need) -> None:
         heads, groups, layers = model.num_attention_heads, model.num_query_groups, model.num_layers
         need(heads % self.tp == 0, "tp", f"must divide model.num_attention_heads ({heads}), got {self.tp}")
         need(groups % self.tp == 0, "tp", f"must divide model.num_query_groups ({groups}), got {self.tp}")
-        need(heads % self.engine_tp == 0, "engine_tp",
-             f"must divide model.num_attention_heads ({heads}), got {self.engine_tp}")
+        need(
+            heads % self.engine_tp == 0,
+            "engine_tp",
+            f"must divide model.num_attention_heads ({heads}), got {self.engine_tp}",
+        )
         stages = self.pp * (self.vpp or 1)
         need(layers % stages == 0, "pp", f"pp * vpp = {stages} must divide model.num_layers ({layers})")
-        need(model.vocab_size % self.tp == 0, "tp",
-             f"must divide model.vocab_size ({model.vocab_size}) for the vocab-parallel embedding and LM head")
+        need(
+            model.vocab_size % self.tp == 0,
+            "tp",
+            f"must divide model.vocab_size ({model.vocab_size}) for the vocab-parallel embedding and LM head",
+        )
 
     # ---- what others need ----------------------------------------------------------------------------------
     def megatron_kwargs(self) -> dict[str, Any]:
@@ -156,9 +191,21 @@ class ParallelLayout:
     def describe(self) -> dict[str, Any]:
         """Every size by name, for the dry run and the logs."""
         return {
-            "trainer": {"tp": self.tp, "pp": self.pp, "vpp": self.vpp, "cp": self.cp, "ep": self.ep, "dp": self.dp,
-                        "sequence_parallel": self.sequence_parallel, "world_size": self.trainer_world_size},
-            "engines": {"count": self.engines, "engine_tp": self.engine_tp, "gpus": self.engine_gpus,
-                        "colocated": self.colocated},
+            "trainer": {
+                "tp": self.tp,
+                "pp": self.pp,
+                "vpp": self.vpp,
+                "cp": self.cp,
+                "ep": self.ep,
+                "dp": self.dp,
+                "sequence_parallel": self.sequence_parallel,
+                "world_size": self.trainer_world_size,
+            },
+            "engines": {
+                "count": self.engines,
+                "engine_tp": self.engine_tp,
+                "gpus": self.engine_gpus,
+                "colocated": self.colocated,
+            },
             "job": {"world_size": self.world_size, "gpus_per_node": self.gpus_per_node, "nodes": self.nodes},
         }

@@ -54,20 +54,35 @@ class ModelConfig:
         """Parameter count (used by the memory budget and in the dry-run summary)."""
         h, hd, f, v = self.hidden_size, self.head_dim, self.ffn_hidden_size, self.vocab_size
         q, kv = self.num_attention_heads * hd, self.num_query_groups * hd
-        attn = h * (q + 2 * kv) + q * h + (q + 2 * kv if self.add_qkv_bias else 0) + (2 * hd if self.qk_layernorm else 0)
+        attn = (
+            h * (q + 2 * kv) + q * h + (q + 2 * kv if self.add_qkv_bias else 0) + (2 * hd if self.qk_layernorm else 0)
+        )
         layer = attn + 3 * h * f + 2 * h
         return self.num_layers * layer + v * h * (1 if self.tie_word_embeddings else 2) + h
 
     def check(self, prefix: str = "model") -> None:
         """Shape rules that do not depend on the parallel layout."""
-        for name in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups",
-                     "vocab_size", "max_position_embeddings"):
+        for name in (
+            "num_layers",
+            "hidden_size",
+            "ffn_hidden_size",
+            "num_attention_heads",
+            "num_query_groups",
+            "vocab_size",
+            "max_position_embeddings",
+        ):
             require(getattr(self, name) > 0, f"{prefix}.{name}", "must be positive")
-        require(self.num_attention_heads % self.num_query_groups == 0, f"{prefix}.num_query_groups",
-                f"must divide num_attention_heads ({self.num_attention_heads}), got {self.num_query_groups}")
+        require(
+            self.num_attention_heads % self.num_query_groups == 0,
+            f"{prefix}.num_query_groups",
+            f"must divide num_attention_heads ({self.num_attention_heads}), got {self.num_query_groups}",
+        )
         if self.kv_channels is None:
-            require(self.hidden_size % self.num_attention_heads == 0, f"{prefix}.hidden_size",
-                    "must be a multiple of num_attention_heads when kv_channels is unset")
+            require(
+                self.hidden_size % self.num_attention_heads == 0,
+                f"{prefix}.hidden_size",
+                "must be a multiple of num_attention_heads when kv_channels is unset",
+            )
         require(self.rope_theta > 0, f"{prefix}.rope_theta", "must be positive")
         require(self.norm_epsilon > 0, f"{prefix}.norm_epsilon", "must be positive")
         if self.rope_scaling_factor is not None:

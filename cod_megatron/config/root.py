@@ -56,8 +56,11 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
             section.check(f.name)
     layout = ParallelLayout.from_config(cfg.parallel, cfg.model)
     if cfg.run.device == "cpu":
-        require(not cfg.parallel.sequence_parallel, "parallel.sequence_parallel",
-                "needs Transformer Engine (GPU): megatron-core's local spec rejects it on CPU")
+        require(
+            not cfg.parallel.sequence_parallel,
+            "parallel.sequence_parallel",
+            "needs Transformer Engine (GPU): megatron-core's local spec rejects it on CPU",
+        )
         require(cfg.parallel.cp == 1, "parallel.cp", "context parallelism needs Transformer Engine (GPU)")
         require(cfg.rollout.engine == "embedded", "rollout.engine", "SGLang needs a GPU; use 'embedded' on CPU")
         require(cfg.model.params_dtype == "float32", "model.params_dtype", "CPU runs are float32")

@@ -60,15 +60,26 @@ class RolloutConfig:
 
     def check(self, p: str = "rollout") -> None:
         """Validate."""
-        for name in ("group_size", "packs_per_step", "pack_size", "eval_pack_size", "max_prompt_tokens",
-                     "max_response_tokens", "max_model_len", "sync_interval"):
+        for name in (
+            "group_size",
+            "packs_per_step",
+            "pack_size",
+            "eval_pack_size",
+            "max_prompt_tokens",
+            "max_response_tokens",
+            "max_model_len",
+            "sync_interval",
+        ):
             require(getattr(self, name) >= 1, f"{p}.{name}", f"must be >= 1, got {getattr(self, name)}")
         require(self.group_size >= 2, f"{p}.group_size", "the per-position baseline needs G >= 2")
         require(self.temperature > 0, f"{p}.temperature", "must be > 0")
         require(self.max_staleness >= 0, f"{p}.max_staleness", "must be >= 0")
-        require(self.max_prompt_tokens + self.max_response_tokens <= self.max_model_len, f"{p}.max_model_len",
-                f"must hold max_prompt_tokens + max_response_tokens "
-                f"({self.max_prompt_tokens + self.max_response_tokens}), got {self.max_model_len}")
+        require(
+            self.max_prompt_tokens + self.max_response_tokens <= self.max_model_len,
+            f"{p}.max_model_len",
+            f"must hold max_prompt_tokens + max_response_tokens "
+            f"({self.max_prompt_tokens + self.max_response_tokens}), got {self.max_model_len}",
+        )
 
 
 @dataclass(kw_only=True)
@@ -99,8 +110,11 @@ class AlgorithmConfig:
         """Validate."""
         require(0.0 < self.gamma <= 1.0, f"{p}.gamma", f"must be in (0, 1], got {self.gamma}")
         require(self.window >= 1, f"{p}.window", "must be >= 1")
-        require(0 < self.red_temperature_min < self.red_temperature_max, f"{p}.red_temperature_min",
-                "must satisfy 0 < red_temperature_min < red_temperature_max")
+        require(
+            0 < self.red_temperature_min < self.red_temperature_max,
+            f"{p}.red_temperature_min",
+            "must satisfy 0 < red_temperature_min < red_temperature_max",
+        )
         require(0 <= self.clip_eps_low < 1, f"{p}.clip_eps_low", "must be in [0, 1)")
         require(self.clip_eps_high >= 0, f"{p}.clip_eps_high", "must be >= 0")
         for name in ("kl_coef", "entropy_coef", "hint_penalty", "step_penalty_coef"):

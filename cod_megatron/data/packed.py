@@ -71,13 +71,19 @@ def pack_segments(segments: list[list[int]], prompt_lens: list[int], advantages:
     lengths = torch.tensor([len(s) for s in segments])
     cu = torch.zeros(len(segments) + 1, dtype=torch.int32)
     cu[1:] = lengths.cumsum(0)
-    return PackedBatch(tokens=torch.tensor(tokens, dtype=torch.long), labels=torch.tensor(labels, dtype=torch.long),
-                       loss_mask=torch.tensor(mask), segment_ids=torch.tensor(seg, dtype=torch.long), cu_seqlens=cu,
-                       advantages=torch.tensor(advantages, dtype=torch.float32))
+    return PackedBatch(
+        tokens=torch.tensor(tokens, dtype=torch.long),
+        labels=torch.tensor(labels, dtype=torch.long),
+        loss_mask=torch.tensor(mask),
+        segment_ids=torch.tensor(seg, dtype=torch.long),
+        cu_seqlens=cu,
+        advantages=torch.tensor(advantages, dtype=torch.float32),
+    )
 
 
-def synthetic_packed_batch(*, seed: int, n_segments: int, vocab_size: int, min_len: int = 4, max_len: int = 24,
-                           prompt_frac: float = 0.4) -> PackedBatch:
+def synthetic_packed_batch(
+    *, seed: int, n_segments: int, vocab_size: int, min_len: int = 4, max_len: int = 24, prompt_frac: float = 0.4
+) -> PackedBatch:
     """Random segments of different lengths with random advantages (tests and the pre-CoD `make train`)."""
     g = torch.Generator().manual_seed(seed)
     lens = torch.randint(min_len, max_len + 1, (n_segments,), generator=g).tolist()

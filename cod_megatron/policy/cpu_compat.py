@@ -29,8 +29,11 @@ _STATE: dict[str, object] = {}
 def _cuda_like(d: object) -> bool:
     if isinstance(d, bool):
         return False
-    return (isinstance(d, int) or (isinstance(d, str) and d.startswith("cuda"))
-            or (isinstance(d, torch.device) and d.type == "cuda"))
+    return (
+        isinstance(d, int)
+        or (isinstance(d, str) and d.startswith("cuda"))
+        or (isinstance(d, torch.device) and d.type == "cuda")
+    )
 
 
 class CudaToCpuMode(torch.overrides.TorchFunctionMode):
@@ -96,8 +99,9 @@ def install(seed: int = 1234) -> bool:
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     if not installed():
-        _STATE["saved"] = {n: getattr(torch.cuda, n) for n in
-                           ("current_device", "synchronize", "current_stream", "default_stream")}
+        _STATE["saved"] = {
+            n: getattr(torch.cuda, n) for n in ("current_device", "synchronize", "current_stream", "default_stream")
+        }
         torch.cuda.current_device = lambda: 0
         torch.cuda.synchronize = lambda *a, **k: None
         torch.cuda.current_stream = torch.cuda.default_stream = lambda *a, **k: _NullStream()

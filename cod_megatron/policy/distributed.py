@@ -13,8 +13,15 @@ from cod_megatron.config import ParallelLayout
 from cod_megatron.policy import cpu_compat
 
 
-def init_distributed(layout: ParallelLayout, *, rank: int = 0, world_size: int = 1, seed: int = 1234,
-                     master_addr: str = "127.0.0.1", master_port: int | None = None) -> None:
+def init_distributed(
+    layout: ParallelLayout,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 1234,
+    master_addr: str = "127.0.0.1",
+    master_port: int | None = None,
+) -> None:
     """Start gloo (CPU) or NCCL (GPU), build megatron's groups, seed the model-parallel RNG.
 
     The layout must account for exactly ``world_size`` trainer ranks.

@@ -71,5 +71,6 @@ def tp_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     from megatron.core import parallel_state
 
     rank = parallel_state.get_tensor_model_parallel_rank()
-    return vocab_parallel_logprobs(logits, targets, vocab_start=rank * logits.shape[-1],
-                                   group=parallel_state.get_tensor_model_parallel_group())
+    return vocab_parallel_logprobs(
+        logits, targets, vocab_start=rank * logits.shape[-1], group=parallel_state.get_tensor_model_parallel_group()
+    )

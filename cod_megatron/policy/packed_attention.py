@@ -59,8 +59,9 @@ class PackedDotProductAttention(MegatronModule):
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
         p = self.dropout_p if self.training else 0.0
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None,
-                                              scale=self.softmax_scale)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None, scale=self.softmax_scale
+        )
 
     def forward(
         self,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -24,8 +24,13 @@ from cod_megatron.policy.model import build_model, transformer_config
 def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
     """megatron's THD description of a packed micro-batch."""
     cu = batch.cu_seqlens.to(torch.int32)
-    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu, max_seqlen_q=batch.max_seqlen,
-                           max_seqlen_kv=batch.max_seqlen)
+    return PackedSeqParams(
+        qkv_format="thd",
+        cu_seqlens_q=cu,
+        cu_seqlens_kv=cu,
+        max_seqlen_q=batch.max_seqlen,
+        max_seqlen_kv=batch.max_seqlen,
+    )
 
 
 def model_forward(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
@@ -42,16 +47,28 @@ class PolicyTrainer:
         stages = range(layout.vpp) if layout.vpp else [None]
         chunks = [build_model(cfg.model, layout, config=self.tconfig, vp_stage=v) for v in stages]
         ddp_config = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-            use_distributed_optimizer=cfg.optimizer.use_distributed_optimizer)
+            grad_reduce_in_fp32=True,
+            overlap_grad_reduce=False,
+            use_distributed_optimizer=cfg.optimizer.use_distributed_optimizer,
+        )
         self.model = [DistributedDataParallel(config=self.tconfig, ddp_config=ddp_config, module=c) for c in chunks]
         o = cfg.optimizer
         self.optimizer = get_megatron_optimizer(
-            McoreOptimizerConfig(optimizer=o.name, lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay,
-                                 adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
-                                 clip_grad=o.clip_grad, use_distributed_optimizer=o.use_distributed_optimizer,
-                                 params_dtype=self.tconfig.params_dtype, bf16=self.tconfig.bf16),
-            self.model)
+            McoreOptimizerConfig(
+                optimizer=o.name,
+                lr=o.lr,
+                min_lr=o.min_lr,
+                weight_decay=o.weight_decay,
+                adam_beta1=o.adam_beta1,
+                adam_beta2=o.adam_beta2,
+                adam_eps=o.adam_eps,
+                clip_grad=o.clip_grad,
+                use_distributed_optimizer=o.use_distributed_optimizer,
+                params_dtype=self.tconfig.params_dtype,
+                bf16=self.tconfig.bf16,
+            ),
+            self.model,
+        )
         self.tconfig.finalize_model_grads_func = finalize_model_grads
         self.tconfig.no_sync_func = [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
         self.step = 0
@@ -94,7 +111,8 @@ class PolicyTrainer:
             dist.all_reduce(t, group=parallel_state.get_data_parallel_group(with_context_parallel=True))
             totals = t.cpu()
         return {k: (totals[i, 0] / totals[i, 1].clamp(min=1)).item() for i, k in enumerate(keys)} | {
-            "num_tokens": totals[0, 1].item()}
+            "num_tokens": totals[0, 1].item()
+        }
 
     def train_step(self, batches: list[PackedBatch]) -> dict[str, float]:
         """One optimizer step over ``batches`` (this DP rank's micro-batches)."""
@@ -116,24 +134,72 @@ class PolicyTrainer:
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def _sharded_state_dict(self, with_optimizer: bool, is_loading: bool = False) -> dict:
-        sd: dict = {f"model{i}": m.sharded_state_dict() for i, m in enumerate(self.model)}
+        sd: dict = {f"model{i}": m.module.sharded_state_dict() for i, m in enumerate(self.model)}
         if len(self.model) == 1:
             sd = {"model": sd.pop("model0")}
         if with_optimizer:
             model_sd = {k: v for k, v in sd.items()}
             sd["optimizer"] = self.optimizer.sharded_state_dict(
-                model_sd, is_loading=is_loading, metadata={"distrib_optim_sharding_type": "fully_reshardable"})
+                model_sd, is_loading=is_loading, metadata=self._optim_metadata
+            )
         return sd
 
     def save(self, path: str, with_optimizer: bool = True) -> None:
         """dist-checkpoint in torch_dist format: loadable into any TP/PP/DP layout."""
+        os.makedirs(path, exist_ok=True)
         dist_checkpointing.save(self._sharded_state_dict(with_optimizer), path)
+
+    def _materialize_optimizer_state(self) -> None:
+        """Give every parameter a fresh Adam state (step 0, zero moments) if it has none yet.
+
+        Without Apex/TE, megatron's optimizers wrap torch.optim.Adam, whose state stays empty until the first
+        step; loading a checkpoint into an untouched optimizer then fails (``assert len(steps) == 1``). This
+        writes exactly the state a fresh Adam would have; the checkpoint then overwrites it in place.
+        """
+        inner = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
+        for opt in (o.optimizer for o in inner):
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if not opt.state[p]:
+                        opt.state[p] = {
+                            "step": torch.tensor(0.0),
+                            "exp_avg": torch.zeros_like(p),
+                            "exp_avg_sq": torch.zeros_like(p),
+                        }
 
     def load(self, path: str, with_optimizer: bool = True) -> None:
         """Load a checkpoint written by :meth:`save` under any layout."""
+        if with_optimizer:
+            self._materialize_optimizer_state()
         sd = self._sharded_state_dict(with_optimizer, is_loading=True)
         loaded = dist_checkpointing.load(sd, path)
         for i, m in enumerate(self.model):
             m.module.load_state_dict(loaded["model" if len(self.model) == 1 else f"model{i}"])
-        if with_optimizer:
+        if with_optimizer and self.cfg.optimizer.use_distributed_optimizer:
+            self._load_distributed_optimizer_state(loaded["optimizer"])
+        elif with_optimizer:
             self.optimizer.load_state_dict(loaded["optimizer"])
+
+    # "fully_reshardable" is the DistributedOptimizer format that reshards across TP, PP and DP in megatron-core
+    # 0.19.2 (its default "fully_sharded_model_space" fails to save: "ShardedTensor.flattened_range is not
+    # supported").
+    _optim_metadata = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+    def _load_distributed_optimizer_state(self, state: dict) -> None:
+        """DistributedOptimizer.load_state_dict, split in its two public halves around one workaround.
+
+        With torch's Adam (no Apex/TE, i.e. CPU), megatron-core 0.19.2 puts a tensor ``step`` into every
+        parameter's state and then ``load_parameter_state_from_fully_reshardable`` looks for a ``step`` entry in
+        the checkpoint that it deliberately skipped (KeyError 'step'). So: load scalars and param groups first,
+        set the ``step`` tensors aside while the parameter state is copied in, then put them back.
+        """
+        (opt,) = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
+        state = dict(state)
+        param_state, kind = state.pop("param_state"), state.pop("param_state_sharding_type")
+        if kind != "fully_reshardable":
+            raise ValueError(f"checkpoint optimizer format {kind!r}; expected 'fully_reshardable'")
+        opt.load_state_dict(state)
+        steps = {p: st.pop("step") for p, st in opt.optimizer.state.items() if "step" in st}
+        opt.load_parameter_state_from_fully_reshardable(param_state)
+        for p, step in steps.items():
+            opt.optimizer.state[p]["step"] = step

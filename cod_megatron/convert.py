@@ -1,0 +1,121 @@
+"""HF <-> megatron checkpoint conversion: ``python -m cod_megatron.convert {hf-to-mcore,mcore-to-hf} ...``.
+
+``hf-to-mcore --hf DIR --out CKPT [--tp N --pp N]`` writes a megatron dist-checkpoint (torch_dist format, key
+``"model"``): what ``PolicyTrainer.load(path, with_optimizer=False)`` reads, under any TP/PP layout.
+``mcore-to-hf --ckpt CKPT --hf-config DIR --out DIR [--tp N --pp N]`` writes config.json + safetensors that
+``AutoModelForCausalLM.from_pretrained`` loads. Both run in one process, or under ``torchrun`` with
+``tp * pp * dp == WORLD_SIZE``. The mapping itself lives in :mod:`cod_megatron.policy.convert`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+_DTYPES = {"float32", "bfloat16"}
+
+
+def _layout(tp: int, pp: int, model):
+    """A trainer-only layout over the whole launched world (DP fills what TP x PP leaves)."""
+    from cod_megatron.config import ParallelConfig, ParallelLayout
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 and "MASTER_PORT" not in os.environ:  # a lone process: do not collide on the default port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    if world % (tp * pp):
+        raise SystemExit(f"error: WORLD_SIZE={world} is not a multiple of tp * pp = {tp * pp}")
+    cfg = ParallelConfig(tp=tp, pp=pp, dp=world // (tp * pp), engines=world, engine_tp=1, gpus_per_node=world)
+    return ParallelLayout.from_config(cfg, model), world
+
+
+def _build(args: argparse.Namespace, hf_config_dir: str):
+    """Read the HF config, start the process groups and build this rank's (randomly initialised) model."""
+    from transformers import AutoConfig
+
+    from cod_megatron.policy.convert import model_config_from_hf
+    from cod_megatron.policy.distributed import init_distributed
+    from cod_megatron.policy.model import build_model
+
+    hf_config = AutoConfig.from_pretrained(hf_config_dir)
+    model_cfg = model_config_from_hf(hf_config, params_dtype=args.params_dtype)
+    layout, world = _layout(args.tp, args.pp, model_cfg)
+    init_distributed(layout, rank=int(os.environ.get("RANK", "0")), world_size=world)
+    return hf_config, model_cfg, build_model(model_cfg, layout)
+
+
+def hf_to_mcore(args: argparse.Namespace) -> str:
+    """HF safetensors -> megatron dist-checkpoint."""
+    import torch.distributed as dist
+    from megatron.core import dist_checkpointing
+
+    from cod_megatron.policy.convert import load_hf_weights
+
+    _, model_cfg, model = _build(args, args.hf)
+    load_hf_weights(model, args.hf, model_cfg)
+    if dist.get_rank() == 0:
+        os.makedirs(args.out, exist_ok=True)
+        if os.listdir(args.out):
+            raise SystemExit(f"error: {args.out} is not empty")
+    dist.barrier()
+    dist_checkpointing.save({"model": model.sharded_state_dict()}, args.out)
+    return args.out
+
+
+def mcore_to_hf(args: argparse.Namespace) -> str:
+    """Megatron dist-checkpoint (key ``"model"``) -> HF directory."""
+    import torch
+    from megatron.core import dist_checkpointing
+
+    from cod_megatron.policy.convert import save_hf
+
+    hf_config, model_cfg, model = _build(args, args.hf_config)
+    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, args.ckpt)
+    model.load_state_dict(loaded["model"])
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    if args.dtype == "auto" and isinstance(getattr(hf_config, "dtype", None), torch.dtype):
+        dtype = hf_config.dtype  # keep the dtype the HF checkpoint was published in
+    return save_hf(model, model_cfg, hf_config, args.out, dtype=dtype)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry; prints the written path and returns the exit code."""
+    p = argparse.ArgumentParser(prog="cod_megatron.convert", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("hf-to-mcore", help="HF safetensors directory -> megatron dist-checkpoint")
+    a.add_argument("--hf", required=True, help="directory written by save_pretrained (config.json + safetensors)")
+    a.add_argument("--out", required=True, help="empty or new checkpoint directory")
+    b = sub.add_parser("mcore-to-hf", help="megatron dist-checkpoint -> HF directory")
+    b.add_argument("--ckpt", required=True, help="dist-checkpoint with key 'model' (hf-to-mcore or the trainer)")
+    b.add_argument("--hf-config", required=True, help="directory holding the model's HF config.json")
+    b.add_argument("--out", required=True, help="output directory")
+    b.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", *sorted(_DTYPES)],
+        help="dtype of the written tensors; auto = the HF config's dtype, else the parameters'",
+    )
+    for s in (a, b):
+        s.add_argument("--tp", type=int, default=1, help="tensor-parallel size (world = tp * pp * dp)")
+        s.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
+        s.add_argument("--params-dtype", default="float32", choices=sorted(_DTYPES), help="megatron parameter dtype")
+    args = p.parse_args(argv)
+    from cod_megatron.log import setup_logging
+    from cod_megatron.policy.distributed import destroy_distributed
+
+    setup_logging()
+
+    try:
+        out = hf_to_mcore(args) if args.cmd == "hf-to-mcore" else mcore_to_hf(args)
+    finally:
+        destroy_distributed()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":  # guard required: dist_checkpointing's async writer starts processes with "spawn"
+    sys.exit(main())
