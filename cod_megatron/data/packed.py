@@ -81,6 +81,25 @@ def pack_segments(segments: list[list[int]], prompt_lens: list[int], advantages:
     )
 
 
+def concat_packed(batches: list[PackedBatch]) -> PackedBatch:
+    """Join packed batches into one row (segments keep their order, labels and advantages)."""
+    if not batches:
+        raise ValueError("nothing to concatenate")
+    seg_offsets, tok_offsets = [0], [0]
+    for b in batches[:-1]:
+        seg_offsets.append(seg_offsets[-1] + b.num_segments)
+        tok_offsets.append(tok_offsets[-1] + b.num_tokens)
+    cu = [batches[0].cu_seqlens[:1]] + [b.cu_seqlens[1:] + o for b, o in zip(batches, tok_offsets, strict=True)]
+    return PackedBatch(
+        tokens=torch.cat([b.tokens for b in batches]),
+        labels=torch.cat([b.labels for b in batches]),
+        loss_mask=torch.cat([b.loss_mask for b in batches]),
+        segment_ids=torch.cat([b.segment_ids + o for b, o in zip(batches, seg_offsets, strict=True)]),
+        cu_seqlens=torch.cat(cu).to(torch.int32),
+        advantages=torch.cat([b.advantages for b in batches]),
+    )
+
+
 def synthetic_packed_batch(
     *, seed: int, n_segments: int, vocab_size: int, min_len: int = 4, max_len: int = 24, prompt_frac: float = 0.4
 ) -> PackedBatch:

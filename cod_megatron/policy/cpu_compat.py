@@ -14,7 +14,8 @@ rewrites a ``device=`` keyword at call time. The list, and the megatron call tha
   ``torch.cuda.FloatTensor``);
 * the RNG tracker in its CPU-safe mode, and ``parallel_state._GLOBAL_MEMORY_BUFFER`` allocating on CPU.
 
-Install with :func:`install` after ``initialize_model_parallel``; it is idempotent and :func:`uninstall` undoes it.
+Install with :func:`install` after ``initialize_model_parallel`` (before it, only the torch-level parts apply); it is
+idempotent and :func:`uninstall` undoes it.
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ def install(seed: int = 1234) -> bool:
         mode = CudaToCpuMode()
         mode.__enter__()
         _STATE["mode"] = mode
-    model_parallel_cuda_manual_seed(seed, inference_rng_tracker=True, force_reset_rng=True)
-    if parallel_state.model_parallel_is_initialized():
+    if parallel_state.model_parallel_is_initialized():  # the RNG tracker and the buffer need megatron's groups
+        model_parallel_cuda_manual_seed(seed, inference_rng_tracker=True, force_reset_rng=True)
         parallel_state._GLOBAL_MEMORY_BUFFER = _cpu_memory_buffer()
     return True
 

@@ -25,6 +25,7 @@ LAYOUTS = {
 
 def _worker(rank: int, world: int, name: str, workdir: str):
     from cod_megatron.config import finalize
+    from cod_megatron.data import concat_packed
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.policy.trainer import PolicyTrainer
 
@@ -45,6 +46,13 @@ def _worker(rank: int, world: int, name: str, workdir: str):
                 m.zero_grad_buffer()
             out["loss"] = trainer._run(data, forward_only=False)["loss"]
             out["grads"] = local_grads(trainer)
+        if name == "ref":  # the same segments split into 1 and 2 micro-batches instead of 4
+            for split in ([concat_packed(data)], [concat_packed(data[:2]), concat_packed(data[2:])]):
+                for m in trainer.model:
+                    m.zero_grad_buffer()
+                out.setdefault("splits", []).append(
+                    (trainer._run(split, forward_only=False)["loss"], local_grads(trainer))
+                )
         if name in ("ref", "dp2"):
             mine = data if name == "ref" else data[rank::world]  # DP: each rank takes half the micro-batches
             out["step1"] = trainer.train_step(mine)
@@ -90,6 +98,14 @@ def test_pp2_loss_and_grads_equal_pp1(results):
         assert r["loss"] == pytest.approx(ref["loss"], rel=1e-5)
     merged = {**pp2[0]["grads"], **pp2[1]["grads"]}
     _assert_grads_equal(merged, ref["grads"])
+
+
+def test_loss_and_grads_do_not_depend_on_the_micro_batch_split(results):
+    ref = results["ref"]
+    for loss, grads in ref["splits"]:
+        assert loss == pytest.approx(ref["loss"], rel=1e-6)
+        for name, g in ref["grads"].items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-6, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_grads_are_not_trivially_equal(results):
