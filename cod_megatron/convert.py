@@ -14,13 +14,13 @@ import os
 import socket
 import sys
 
+from cod_megatron.config import ModelConfig, ParallelConfig, ParallelLayout
+
 _DTYPES = {"float32", "bfloat16"}
 
 
-def _layout(tp: int, pp: int, model):
+def _layout(tp: int, pp: int, model: ModelConfig) -> tuple[ParallelLayout, int]:
     """A trainer-only layout over the whole launched world (DP fills what TP x PP leaves)."""
-    from cod_megatron.config import ParallelConfig, ParallelLayout
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1 and "MASTER_PORT" not in os.environ:  # a lone process: do not collide on the default port
         with socket.socket() as s:
@@ -28,7 +28,8 @@ def _layout(tp: int, pp: int, model):
             os.environ["MASTER_PORT"] = str(s.getsockname()[1])
     if world % (tp * pp):
         raise SystemExit(f"error: WORLD_SIZE={world} is not a multiple of tp * pp = {tp * pp}")
-    cfg = ParallelConfig(tp=tp, pp=pp, dp=world // (tp * pp), engines=world, engine_tp=1, gpus_per_node=world)
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    cfg = ParallelConfig(tp=tp, pp=pp, dp=world // (tp * pp), engines=world, engine_tp=1, gpus_per_node=per_node)
     return ParallelLayout.from_config(cfg, model), world
 
 
@@ -54,12 +55,12 @@ def hf_to_mcore(args: argparse.Namespace) -> str:
 
     from cod_megatron.policy.convert import load_hf_weights
 
+    if os.path.isdir(args.out) and os.listdir(args.out):  # every rank sees the same filesystem: all stop together
+        raise SystemExit(f"error: {args.out} is not empty")
     _, model_cfg, model = _build(args, args.hf)
     load_hf_weights(model, args.hf, model_cfg)
     if dist.get_rank() == 0:
         os.makedirs(args.out, exist_ok=True)
-        if os.listdir(args.out):
-            raise SystemExit(f"error: {args.out} is not empty")
     dist.barrier()
     dist_checkpointing.save({"model": model.sharded_state_dict()}, args.out)
     return args.out

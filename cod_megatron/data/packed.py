@@ -100,6 +100,19 @@ def concat_packed(batches: list[PackedBatch]) -> PackedBatch:
     )
 
 
+def pad_to_multiple(batch: PackedBatch, multiple: int) -> PackedBatch:
+    """Append one padding segment (no loss, advantage 0) so that T is a multiple of ``multiple``.
+
+    Sequence parallelism splits the packed row over TP ranks, so T must divide evenly; the padding is its own
+    segment, so no real token attends to it.
+    """
+    pad = -batch.num_tokens % multiple
+    if pad == 0:
+        return batch
+    filler = pack_segments([[0] * pad], [pad], [0.0])
+    return concat_packed([batch, filler])
+
+
 def synthetic_packed_batch(
     *, seed: int, n_segments: int, vocab_size: int, min_len: int = 4, max_len: int = 24, prompt_frac: float = 0.4
 ) -> PackedBatch:

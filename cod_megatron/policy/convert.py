@@ -43,6 +43,7 @@ from cod_megatron.config import ModelConfig
 logger = logging.getLogger(__name__)
 
 _ARCHS = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+_HF_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 _SAFETENSORS = "model.safetensors"
 _INDEX = "model.safetensors.index.json"
 # megatron's llama3 RoPE scaling hard-codes these (RotaryEmbedding._apply_scaling); other values cannot be expressed.
@@ -170,7 +171,12 @@ def _tp() -> tuple[int, int]:
 
 def _chunks(model: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.nn.Module]:
     models = [model] if isinstance(model, torch.nn.Module) else list(model)
-    return [getattr(m, "module", m) for m in models]  # unwrap DDP
+    chunks = []
+    for m in models:
+        while hasattr(m, "module"):  # DDP / Float16Module wrappers
+            m = m.module
+        chunks.append(m)
+    return chunks
 
 
 # ---- HF -> megatron ----------------------------------------------------------------------------------------------
@@ -227,7 +233,7 @@ def _shard_from_hf(t: _Target, reader: HFSafetensors, cfg: ModelConfig, rank: in
         return reader.cols(t.hf[0], rank * cols, (rank + 1) * cols)
     if t.kind == "fc1":
         rows = _split(reader.shape(t.hf[0])[0], size, t.hf[0])
-        return torch.cat([reader.rows(n) for n in t.hf]).chunk(size)[rank]
+        return torch.cat([reader.rows(n, rank * rows, (rank + 1) * rows) for n in t.hf])
     if t.kind == "qkv":
         hd, ng = cfg.head_dim, cfg.num_query_groups
         groups = _split(ng, size, "num_query_groups")
@@ -375,6 +381,7 @@ def save_hf(
     if global_rank0:
         config = copy.deepcopy(hf_config)
         config.dtype = dtype or next(p for c in _chunks(model) for p in c.parameters()).dtype
+        config.architectures = config.architectures or [_HF_CLASSES[cfg.arch]]
         config.save_pretrained(out_dir)
         logger.info("wrote HF checkpoint %s (%d pipeline file(s))", out_dir, pp_size)
     if distributed:

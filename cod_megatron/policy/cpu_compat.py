@@ -4,8 +4,9 @@ megatron-core assumes a GPU in a handful of places (see shared/reference/cpu_sta
 edits megatron's files: each accommodation replaces a ``torch.cuda`` entry point or one parallel_state global, or
 rewrites a ``device=`` keyword at call time. The list, and the megatron call that needs each:
 
-* ``torch.cuda.current_device`` -> 0, then the function mode maps device 0 to "cpu"
-  (``GlobalMemoryBuffer``, ``ColumnParallelLinear(gather_output=True)``, p2p shape exchange);
+* ``torch.cuda.current_device`` -> ``torch.device("cpu")`` (``ColumnParallelLinear(gather_output=True)``, p2p
+  shape exchange, the sequence-parallel reduce-scatter in backward). It must not rely on the function mode: a
+  mode is switched off while its own handler runs, and ``tensor.backward()`` runs inside that handler;
 * ``torch.cuda.synchronize`` -> no-op (p2p communication, dist_checkpointing, DDP);
 * ``torch.cuda.current_stream`` / ``default_stream`` -> a stream whose waits do nothing (DDP grad sync, 0.19);
 * a ``TorchFunctionMode`` turning ``device="cuda"``/int/CUDA-device keywords into CPU and ``Tensor.cuda()`` into
@@ -25,6 +26,7 @@ import math
 import torch
 
 _STATE: dict[str, object] = {}
+_CPU = torch.device("cpu")
 
 
 def _cuda_like(d: object) -> bool:
@@ -103,7 +105,7 @@ def install(seed: int = 1234) -> bool:
         _STATE["saved"] = {
             n: getattr(torch.cuda, n) for n in ("current_device", "synchronize", "current_stream", "default_stream")
         }
-        torch.cuda.current_device = lambda: 0
+        torch.cuda.current_device = lambda: _CPU
         torch.cuda.synchronize = lambda *a, **k: None
         torch.cuda.current_stream = torch.cuda.default_stream = lambda *a, **k: _NullStream()
         mode = CudaToCpuMode()

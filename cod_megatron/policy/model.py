@@ -9,7 +9,7 @@ from megatron.core.models.gpt import GPTModel
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from cod_megatron.config import ModelConfig, ParallelLayout
-from cod_megatron.policy.spec import layer_spec
+from cod_megatron.policy.spec import decoder_block_spec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -76,7 +76,7 @@ def build_model(
     post = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
     return GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(model, use_te=use_te),
+        transformer_layer_spec=decoder_block_spec(config, vp_stage=vp_stage, use_te=use_te),
         vocab_size=model.vocab_size,
         max_sequence_length=model.max_position_embeddings,
         pre_process=pre,

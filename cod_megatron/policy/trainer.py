@@ -15,7 +15,7 @@ from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.data import PackedBatch
+from cod_megatron.data import PackedBatch, pad_to_multiple
 from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import segment_advantage_loss
 from cod_megatron.policy.model import build_model, transformer_config
@@ -74,9 +74,10 @@ class PolicyTrainer:
         self.step = 0
 
     # ---- forward/backward ----------------------------------------------------------------------------------
-    @staticmethod
-    def _forward_step(data_iterator: Iterator[PackedBatch], model: torch.nn.Module):
+    def _forward_step(self, data_iterator: Iterator[PackedBatch], model: torch.nn.Module):
         batch = next(data_iterator)
+        if self.layout.sequence_parallel:
+            batch = pad_to_multiple(batch, self.layout.tp)
         logits = model_forward(model, batch)
 
         def loss_func(output: torch.Tensor):
@@ -92,7 +93,7 @@ class PolicyTrainer:
             data_iterator=iters if len(iters) > 1 else iters[0],
             model=self.model if len(self.model) > 1 else self.model[0],
             num_microbatches=len(batches),
-            seq_length=max(b.num_tokens for b in batches),
+            seq_length=max(b.num_tokens for b in batches),  # only a hint: variable_seq_lengths exchanges shapes
             micro_batch_size=1,
             forward_only=forward_only,
         )

@@ -78,13 +78,14 @@ def test_bad_override_names_the_field(item, field):
         ("rollout.max_model_len=100", "rollout.max_model_len"),
         ("parallel.tp=3", "parallel.tp"),
         ("algorithm.gamma=1.5", "algorithm.gamma"),
-        ("parallel.sequence_parallel=true", "parallel.sequence_parallel"),
+        ("parallel.sequence_parallel=true", "parallel.sequence_parallel"),  # needs tp > 1
+        ("parallel.cp=2 parallel.engines=2", "parallel.cp"),  # context parallelism needs TE on CPU
         ("rollout.engine=sglang", "rollout.engine"),
         ("model.num_query_groups=3", "model.num_query_groups"),
     ],
 )
 def test_bad_value_fails_validation_with_dotted_name(item, field):
-    cfg = apply_overrides(cod_recipes.get("debug_cpu"), [item])
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), item.split())
     with pytest.raises(ConfigError) as e:
         finalize(cfg)
     assert e.value.field == field

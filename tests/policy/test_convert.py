@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tests.dist import free_port, spawn
 
@@ -72,7 +72,16 @@ def make_hf(arch: str, path: Path, seed: int = 0) -> None:
                 p.copy_(0.5 * torch.randn_like(p))
             elif "embed_tokens" in name or "lm_head" in name:
                 p.copy_(0.5 * torch.randn_like(p))
-    model.save_pretrained(path)
+    # llama is saved in several shards (index + files), so the sharded reader path is exercised too
+    model.save_pretrained(path, max_shard_size="100KB" if arch == "llama" else "1GB")
+
+
+def hf_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of an HF safetensors directory, sharded or not."""
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(path.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
 
 
 def hf_logits(path: str | Path, ids: torch.Tensor) -> torch.Tensor:
@@ -90,6 +99,7 @@ def hf_dirs(tmp_path_factory) -> dict[str, Path]:
     for i, arch in enumerate(ARCHS):
         dirs[arch] = root / arch
         make_hf(arch, dirs[arch], seed=i)
+    assert (dirs["llama"] / "model.safetensors.index.json").exists()  # sharded on purpose
     return dirs
 
 
@@ -101,7 +111,7 @@ def reference(hf_dirs) -> dict[str, dict]:
             "logits": hf_logits(d, IDS),
             "long": hf_logits(d, LONG),
             "segments": [hf_logits(d, torch.tensor(s)) for s in SEGMENTS],
-            "tensors": load_file(d / "model.safetensors"),
+            "tensors": hf_tensors(d),
         }
         for arch, d in hf_dirs.items()
     }
@@ -192,7 +202,7 @@ def test_hf_to_megatron_logits_and_export_round_trip(arch, hf_dirs, reference, t
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.policy.model import build_model
 
-    model_cfg = _model_cfg(hf_dirs[arch])
+    model_cfg, hf_config = _model_cfg(hf_dirs[arch]), _hf_config(arch)
     assert model_cfg.arch == arch
     layout = _layout(model_cfg)
     init_distributed(layout, master_port=free_port())
@@ -202,13 +212,24 @@ def test_hf_to_megatron_logits_and_export_round_trip(arch, hf_dirs, reference, t
         out = _megatron_outputs(model, model_cfg)
         _check_against_hf(out, reference[arch])
         _assert_tensors_equal(out["tensors"], reference[arch]["tensors"])
-        save_hf(model, model_cfg, model_cfg_hf := _hf_config(arch), str(tmp_path / "out"))
+        save_hf(model, model_cfg, hf_config, str(tmp_path / "out"))
+
+        # a tensor the mapping would drop, or one it needs but cannot find, is an error, not a silent skip
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        extra = {**reference[arch]["tensors"], "model.layers.0.self_attn.o_proj.bias": torch.zeros(64)}
+        save_file(extra, bad / "model.safetensors")
+        with pytest.raises(ValueError, match="o_proj.bias"):
+            load_hf_weights(model, str(bad), model_cfg)
+        save_file({k: v for k, v in extra.items() if "down_proj" not in k}, bad / "model.safetensors")
+        with pytest.raises(KeyError, match="down_proj"):
+            load_hf_weights(model, str(bad), model_cfg)
     finally:
         destroy_distributed()
     _assert_tensors_equal(load_file(tmp_path / "out" / "model.safetensors"), reference[arch]["tensors"])
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
-    assert type(reloaded.config) is type(model_cfg_hf)
-    assert reloaded.config.tie_word_embeddings == model_cfg_hf.tie_word_embeddings
+    assert type(reloaded.config) is type(hf_config)
+    assert reloaded.config.tie_word_embeddings == hf_config.tie_word_embeddings
     torch.testing.assert_close(hf_logits(tmp_path / "out", IDS), reference[arch]["logits"], atol=0, rtol=0)
 
 

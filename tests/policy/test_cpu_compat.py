@@ -18,6 +18,7 @@ def installed():
 def test_cuda_device_keywords_land_on_cpu(installed):
     assert torch.zeros([], device="cuda").device.type == "cpu"
     assert torch.empty(3, device=torch.cuda.current_device()).device.type == "cpu"
+    assert torch.ones(1).to(torch.cuda.current_device()).device.type == "cpu"  # positional, no mode needed
     assert torch.ones(2, device=torch.device("cuda", 0)).device.type == "cpu"
     t = torch.ones(2)
     assert t.cuda() is t

@@ -19,6 +19,7 @@ LAYOUTS = {
     "ref": ["parallel.engines=1"],
     "tp2": ["parallel.tp=2", "parallel.engines=2"],
     "pp2": ["parallel.pp=2", "parallel.engines=2"],
+    "tp2sp": ["parallel.tp=2", "parallel.engines=2", "parallel.sequence_parallel=true"],
     "dp2": ["parallel.dp=2", "parallel.engines=2"],
 }
 
@@ -76,7 +77,8 @@ def results(tmp_path_factory):
     dp2 = spawn(_worker, 2, "dp2", workdir)
     tp2 = spawn(_worker, 2, "tp2", workdir)
     pp2 = spawn(_worker, 2, "pp2", workdir)
-    return {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2}
+    tp2sp = spawn(_worker, 2, "tp2sp", workdir)
+    return {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2, "tp2sp": tp2sp}
 
 
 def _assert_grads_equal(full: dict, ref: dict):
@@ -85,8 +87,9 @@ def _assert_grads_equal(full: dict, ref: dict):
         torch.testing.assert_close(full[name], g, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_tp2_loss_and_grads_equal_tp1(results):
-    ref, tp2 = results["ref"], results["tp2"]
+@pytest.mark.parametrize("layout", ["tp2", "tp2sp"])
+def test_tp2_loss_and_grads_equal_tp1(results, layout):
+    ref, tp2 = results["ref"], results[layout]
     for r in tp2:
         assert r["loss"] == pytest.approx(ref["loss"], rel=1e-5)
     _assert_grads_equal(assemble_tp([r["grads"] for r in tp2]), ref["grads"])
