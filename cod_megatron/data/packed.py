@@ -27,6 +27,9 @@ class PackedBatch:
     """[N + 1] int32 cumulative segment lengths (megatron/TE ``cu_seqlens``)."""
     advantages: torch.Tensor
     """[N] float32 advantage of each segment (episode)."""
+    cu_seqlens_padded: torch.Tensor | None = None
+    """[N + 1] global offsets of the segments padded for context parallelism; set only on a CP shard, whose token
+    tensors then hold this rank's part of every segment (see ``data/context_parallel.py``)."""
 
     @property
     def num_tokens(self) -> int:
@@ -40,13 +43,9 @@ class PackedBatch:
 
     @property
     def max_seqlen(self) -> int:
-        """Longest segment (for the rotary table and varlen attention)."""
-        return int(self.cu_seqlens.diff().max().item())
-
-    def position_ids(self) -> torch.Tensor:
-        """[T] position of each token inside its segment (restarts at 0 per segment)."""
-        starts = self.cu_seqlens[:-1].long()[self.segment_ids]
-        return torch.arange(self.num_tokens, device=self.tokens.device) - starts
+        """Longest (padded, on a CP shard) segment: the rotary table and varlen attention size by it."""
+        cu = self.cu_seqlens if self.cu_seqlens_padded is None else self.cu_seqlens_padded
+        return int(cu.diff().max().item())
 
     def token_advantages(self) -> torch.Tensor:
         """[T] per-token advantage broadcast from the segments."""

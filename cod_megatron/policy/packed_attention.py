@@ -15,11 +15,32 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from megatron.core import parallel_state
 from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
+
+from cod_megatron.data.context_parallel import local_positions
+
+
+class _GatherContextParallel(torch.autograd.Function):
+    """All-gather along a new leading dim over the CP group; backward sums the gradient and keeps this rank's part."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
+        ctx.group, ctx.rank = group, dist.get_rank(group)
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, x.contiguous(), group=group)
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad[ctx.rank], None
 
 
 def segment_bounds(params: PackedSeqParams) -> list[tuple[int, int]]:
@@ -44,8 +65,7 @@ class PackedDotProductAttention(MegatronModule):
         pg_collection=None,
     ):
         super().__init__(config=config)
-        if config.context_parallel_size != 1:
-            raise ValueError("PackedDotProductAttention has no context parallelism; use the TE spec (GPU) for cp > 1")
+        self.cp = config.context_parallel_size
         if attn_mask_type not in (AttnMaskType.causal, AttnMaskType.padding_causal):
             raise ValueError(f"only causal attention is supported, got {attn_mask_type}")
         self.head_dim = config.kv_channels
@@ -76,6 +96,10 @@ class PackedDotProductAttention(MegatronModule):
         """Attention output, heads flattened into the last dimension."""
         if attention_bias is not None:
             raise ValueError("attention_bias is not supported")
+        if self.cp > 1:
+            if packed_seq_params is None or packed_seq_params.qkv_format != "thd":
+                raise ValueError("context parallelism needs packed THD input (PackedSeqParams with cu_seqlens)")
+            return self._forward_context_parallel(query, key, value, packed_seq_params)
         if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
             out = torch.zeros_like(query)
             for start, length in segment_bounds(packed_seq_params):
@@ -91,3 +115,32 @@ class PackedDotProductAttention(MegatronModule):
         mask = None if attention_mask is None else ~attention_mask.bool()
         out = self._attend(q, k, v, mask)
         return out.permute(2, 0, 1, 3).reshape(s, b, -1)
+
+    def _forward_context_parallel(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, params: PackedSeqParams
+    ) -> torch.Tensor:
+        """THD attention when each rank holds chunks ``r`` and ``2cp-1-r`` of every (padded) segment.
+
+        Keys and values are all-gathered over the CP group and put back in sequence order; each local query then
+        attends causally by its global position, and padding keys (position >= real length) are masked out.
+        Reference semantics for the CPU; TE's ring attention does the same without materialising full K/V.
+        """
+        group = parallel_state.get_context_parallel_group()
+        rank = dist.get_rank(group)
+        k_all, v_all = _GatherContextParallel.apply(key, group), _GatherContextParallel.apply(value, group)
+        real = params.cu_seqlens_q.diff().tolist()
+        padded = params.cu_seqlens_q_padded.diff().tolist()
+        out = torch.zeros_like(query)
+        offset = 0
+        for length, plen in zip(real, padded, strict=True):
+            n = plen // self.cp
+            sl = slice(offset, offset + n)
+            order = torch.cat([local_positions(plen, self.cp, r) for r in range(self.cp)]).argsort()
+            k = k_all[:, sl].reshape(plen, *key.shape[1:])[order]
+            v = v_all[:, sl].reshape(plen, *value.shape[1:])[order]
+            q_pos, k_pos = local_positions(plen, self.cp, rank), torch.arange(plen)
+            mask = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] < length)
+            q, k, v = (x.transpose(0, 1).unsqueeze(0) for x in (query[sl], k, v))
+            out[sl] = self._attend(q, k, v, mask.to(query.device)).squeeze(0).transpose(0, 1)
+            offset += n
+        return out.reshape(out.shape[0], -1)

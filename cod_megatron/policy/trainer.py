@@ -16,6 +16,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch, pad_to_multiple
+from cod_megatron.data.context_parallel import split_for_context_parallel
 from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import segment_advantage_loss
 from cod_megatron.policy.model import build_model, transformer_config
@@ -24,10 +25,13 @@ from cod_megatron.policy.model import build_model, transformer_config
 def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
     """megatron's THD description of a packed micro-batch."""
     cu = batch.cu_seqlens.to(torch.int32)
+    padded = None if batch.cu_seqlens_padded is None else batch.cu_seqlens_padded.to(torch.int32)
     return PackedSeqParams(
         qkv_format="thd",
         cu_seqlens_q=cu,
         cu_seqlens_kv=cu,
+        cu_seqlens_q_padded=padded,
+        cu_seqlens_kv_padded=padded,
         max_seqlen_q=batch.max_seqlen,
         max_seqlen_kv=batch.max_seqlen,
     )
@@ -35,7 +39,8 @@ def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
 
 def model_forward(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
     """Run one chunk on a packed batch: tokens go in as batch 1 (``[1, T]``); logits come out ``[1, T, V/TP]``."""
-    return model(batch.tokens[None], batch.position_ids()[None], None, packed_seq_params=packed_seq_params(batch))
+    # position_ids=None: with RoPE, megatron derives positions from cu_seqlens (restarting per segment, CP-aware).
+    return model(batch.tokens[None], None, None, packed_seq_params=packed_seq_params(batch))
 
 
 class PolicyTrainer:
@@ -76,8 +81,12 @@ class PolicyTrainer:
     # ---- forward/backward ----------------------------------------------------------------------------------
     def _forward_step(self, data_iterator: Iterator[PackedBatch], model: torch.nn.Module):
         batch = next(data_iterator)
-        if self.layout.sequence_parallel:
-            batch = pad_to_multiple(batch, self.layout.tp)
+        lay = self.layout
+        sp_multiple = lay.tp if lay.sequence_parallel else 1
+        if lay.cp > 1:
+            batch = split_for_context_parallel(batch, lay.cp, parallel_state.get_context_parallel_rank(), sp_multiple)
+        elif lay.sequence_parallel:
+            batch = pad_to_multiple(batch, lay.tp)
         logits = model_forward(model, batch)
 
         def loss_func(output: torch.Tensor):

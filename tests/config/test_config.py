@@ -79,7 +79,7 @@ def test_bad_override_names_the_field(item, field):
         ("parallel.tp=3", "parallel.tp"),
         ("algorithm.gamma=1.5", "algorithm.gamma"),
         ("parallel.sequence_parallel=true", "parallel.sequence_parallel"),  # needs tp > 1
-        ("parallel.cp=2 parallel.engines=2", "parallel.cp"),  # context parallelism needs TE on CPU
+        ("parallel.cp=2 parallel.dp=2 parallel.ep=3 parallel.engines=4", "parallel.ep"),  # ep must divide dp*cp
         ("rollout.engine=sglang", "rollout.engine"),
         ("model.num_query_groups=3", "model.num_query_groups"),
     ],

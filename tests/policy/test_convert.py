@@ -173,7 +173,7 @@ def _megatron_outputs(model, model_cfg) -> dict:
     logits = _forward(model, IDS, torch.arange(IDS.numel()))
     long = _forward(model, LONG, torch.arange(LONG.numel()))
     batch = pack_segments(SEGMENTS, [1] * len(SEGMENTS), [0.0] * len(SEGMENTS))
-    packed = _forward(model, batch.tokens, batch.position_ids(), packed_seq_params=packed_seq_params(batch))
+    packed = _forward(model, batch.tokens, torch.arange(batch.num_tokens), packed_seq_params=packed_seq_params(batch))
     cu = batch.cu_seqlens.tolist()
     segments = None if packed is None else [packed[a:b] for a, b in zip(cu[:-1], cu[1:], strict=True)]
     return {"logits": logits, "long": long, "segments": segments, "tensors": export_hf_weights(model, model_cfg)}

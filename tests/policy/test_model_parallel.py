@@ -20,6 +20,8 @@ LAYOUTS = {
     "tp2": ["parallel.tp=2", "parallel.engines=2"],
     "pp2": ["parallel.pp=2", "parallel.engines=2"],
     "tp2sp": ["parallel.tp=2", "parallel.engines=2", "parallel.sequence_parallel=true"],
+    # DP x CP = 2 ranks: the distributed optimizer would leave each rank only its shard of reduced grads
+    "cp2": ["parallel.cp=2", "parallel.engines=2", "optimizer.use_distributed_optimizer=false"],
     "dp2": ["parallel.dp=2", "parallel.engines=2"],
 }
 
@@ -30,7 +32,7 @@ def _worker(rank: int, world: int, name: str, workdir: str):
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.policy.trainer import PolicyTrainer
 
-    cfg = tiny_cfg(*LAYOUTS[name], "optimizer.use_distributed_optimizer=true")
+    cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])
     layout = finalize(cfg)
     init_distributed(layout, rank=rank, world_size=world, seed=7)
     try:
@@ -78,7 +80,8 @@ def results(tmp_path_factory):
     tp2 = spawn(_worker, 2, "tp2", workdir)
     pp2 = spawn(_worker, 2, "pp2", workdir)
     tp2sp = spawn(_worker, 2, "tp2sp", workdir)
-    return {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2, "tp2sp": tp2sp}
+    cp2 = spawn(_worker, 2, "cp2", workdir)
+    return {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2, "tp2sp": tp2sp, "cp2": cp2}
 
 
 def _assert_grads_equal(full: dict, ref: dict):
@@ -109,6 +112,14 @@ def test_loss_and_grads_do_not_depend_on_the_micro_batch_split(results):
         assert loss == pytest.approx(ref["loss"], rel=1e-6)
         for name, g in ref["grads"].items():
             torch.testing.assert_close(grads[name], g, rtol=1e-6, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_cp2_loss_and_grads_equal_cp1(results):
+    # CP ranks hold the same weights; DDP sums their gradients over the DP x CP group
+    ref, cp2 = results["ref"], results["cp2"]
+    for r in cp2:
+        assert r["loss"] == pytest.approx(ref["loss"], rel=1e-5)
+        _assert_grads_equal(r["grads"], ref["grads"])
 
 
 def test_grads_are_not_trivially_equal(results):

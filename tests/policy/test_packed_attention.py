@@ -80,9 +80,11 @@ def test_sbhd_causal_matches_naive_and_respects_a_mask():
     torch.testing.assert_close(module()(q, k, v, causal), out, rtol=1e-6, atol=1e-6)
 
 
-def test_rejects_context_parallel_config():
+def test_context_parallel_needs_packed_input():
     cfg = TransformerConfig(
         num_layers=1, hidden_size=32, num_attention_heads=4, context_parallel_size=2, use_cpu_initialization=True
     )
-    with pytest.raises(ValueError, match="context parallelism"):
-        PackedDotProductAttention(cfg, layer_number=1, attn_mask_type=AttnMaskType.causal, attention_type="self")
+    attn = PackedDotProductAttention(cfg, layer_number=1, attn_mask_type=AttnMaskType.causal, attention_type="self")
+    q = torch.randn(4, 1, 4, 8)
+    with pytest.raises(ValueError, match="packed THD"):
+        attn(q, q, q, None)
