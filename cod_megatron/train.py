@@ -47,8 +47,12 @@ def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
             len(batches),
             layout.describe()["trainer"],
         )
+        if cfg.checkpoint.load:
+            trainer.load(cfg.checkpoint.load)
+            log.info("loaded %s (step %d)", cfg.checkpoint.load, trainer.step)
+        ckpt_dir = Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints")
         metrics: dict[str, float] = {}
-        for step in range(1, cfg.run.steps + 1):
+        for step in range(trainer.step + 1, cfg.run.steps + 1):
             t0 = time.perf_counter()
             metrics = trainer.train_step(batches)
             metrics["time/step_s"] = time.perf_counter() - t0
@@ -63,6 +67,8 @@ def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
                     metrics["num_tokens"],
                     metrics["time/step_s"],
                 )
+            if cfg.checkpoint.save_interval and step % cfg.checkpoint.save_interval == 0:
+                trainer.save(str(ckpt_dir / f"step_{step}"))
         return metrics
     finally:
         destroy_distributed()

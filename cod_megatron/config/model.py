@@ -83,7 +83,11 @@ class ModelConfig:
                 f"{prefix}.hidden_size",
                 "must be a multiple of num_attention_heads when kv_channels is unset",
             )
-        require(self.rope_theta > 0, f"{prefix}.rope_theta", "must be positive")
+        require(
+            self.rope_theta > 0 and float(self.rope_theta).is_integer(),
+            f"{prefix}.rope_theta",
+            f"must be a positive whole number (megatron's rotary_base is an int), got {self.rope_theta}",
+        )
         require(self.norm_epsilon > 0, f"{prefix}.norm_epsilon", "must be positive")
         if self.rope_scaling_factor is not None:
             require(self.rope_scaling_factor >= 1.0, f"{prefix}.rope_scaling_factor", "must be >= 1")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
-from megatron.core import dist_checkpointing, parallel_state
+from megatron.core import parallel_state
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
 from megatron.core.optimizer import get_megatron_optimizer
@@ -17,6 +16,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch, pad_to_multiple
 from cod_megatron.data.context_parallel import split_for_context_parallel
+from cod_megatron.policy import checkpoint
 from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import segment_advantage_loss
 from cod_megatron.policy.model import build_model, transformer_config
@@ -143,73 +143,17 @@ class PolicyTrainer:
         return self._run(batches, forward_only=True)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
-    def _sharded_state_dict(self, with_optimizer: bool, is_loading: bool = False) -> dict:
-        sd: dict = {f"model{i}": m.module.sharded_state_dict() for i, m in enumerate(self.model)}
-        if len(self.model) == 1:
-            sd = {"model": sd.pop("model0")}
-        if with_optimizer:
-            model_sd = {k: v for k, v in sd.items()}
-            sd["optimizer"] = self.optimizer.sharded_state_dict(
-                model_sd, is_loading=is_loading, metadata=self._optim_metadata
-            )
-        return sd
-
     def save(self, path: str, with_optimizer: bool = True) -> None:
-        """dist-checkpoint in torch_dist format: loadable into any TP/PP/DP layout."""
-        os.makedirs(path, exist_ok=True)
-        dist_checkpointing.save(self._sharded_state_dict(with_optimizer), path)
+        """dist-checkpoint (torch_dist) of weights, optimizer state and step: loadable under any TP/PP/CP/DP."""
+        checkpoint.save(path, self.model, self.optimizer if with_optimizer else None, step=self.step)
 
-    def _materialize_optimizer_state(self) -> None:
-        """Give every parameter a fresh Adam state (step 0, zero moments) if it has none yet.
-
-        Without Apex/TE, megatron's optimizers wrap torch.optim.Adam, whose state stays empty until the first
-        step; loading a checkpoint into an untouched optimizer then fails (``assert len(steps) == 1``). This
-        writes exactly the state a fresh Adam would have; the checkpoint then overwrites it in place.
-        """
-        inner = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
-        for opt in (o.optimizer for o in inner):
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if not opt.state[p]:
-                        opt.state[p] = {
-                            "step": torch.tensor(0.0),
-                            "exp_avg": torch.zeros_like(p),
-                            "exp_avg_sq": torch.zeros_like(p),
-                        }
-
-    def load(self, path: str, with_optimizer: bool = True) -> None:
-        """Load a checkpoint written by :meth:`save` under any layout."""
-        if with_optimizer:
-            self._materialize_optimizer_state()
-        sd = self._sharded_state_dict(with_optimizer, is_loading=True)
-        loaded = dist_checkpointing.load(sd, path)
-        for i, m in enumerate(self.model):
-            m.module.load_state_dict(loaded["model" if len(self.model) == 1 else f"model{i}"])
-        if with_optimizer and self.cfg.optimizer.use_distributed_optimizer:
-            self._load_distributed_optimizer_state(loaded["optimizer"])
-        elif with_optimizer:
-            self.optimizer.load_state_dict(loaded["optimizer"])
-
-    # "fully_reshardable" is the DistributedOptimizer format that reshards across TP, PP and DP in megatron-core
-    # 0.19.2 (its default "fully_sharded_model_space" fails to save: "ShardedTensor.flattened_range is not
-    # supported").
-    _optim_metadata = {"distrib_optim_sharding_type": "fully_reshardable"}
-
-    def _load_distributed_optimizer_state(self, state: dict) -> None:
-        """DistributedOptimizer.load_state_dict, split in its two public halves around one workaround.
-
-        With torch's Adam (no Apex/TE, i.e. CPU), megatron-core 0.19.2 puts a tensor ``step`` into every
-        parameter's state and then ``load_parameter_state_from_fully_reshardable`` looks for a ``step`` entry in
-        the checkpoint that it deliberately skipped (KeyError 'step'). So: load scalars and param groups first,
-        set the ``step`` tensors aside while the parameter state is copied in, then put them back.
-        """
-        (opt,) = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
-        state = dict(state)
-        param_state, kind = state.pop("param_state"), state.pop("param_state_sharding_type")
-        if kind != "fully_reshardable":
-            raise ValueError(f"checkpoint optimizer format {kind!r}; expected 'fully_reshardable'")
-        opt.load_state_dict(state)
-        steps = {p: st.pop("step") for p, st in opt.optimizer.state.items() if "step" in st}
-        opt.load_parameter_state_from_fully_reshardable(param_state)
-        for p, step in steps.items():
-            opt.optimizer.state[p]["step"] = step
+    def load(self, path: str, with_optimizer: bool | None = None) -> None:
+        """Load a checkpoint from :meth:`save` or ``cod_megatron.convert`` (``None``: optimizer if it has one)."""
+        if with_optimizer is None:
+            with_optimizer = checkpoint.has_optimizer_state(path)
+        self.step = checkpoint.load(
+            path,
+            self.model,
+            self.optimizer if with_optimizer else None,
+            distributed=self.cfg.optimizer.use_distributed_optimizer,
+        )
