@@ -3,27 +3,9 @@
 import pytest
 
 from cod_megatron.config import LayoutError, ModelConfig, ParallelConfig, ParallelLayout
+from cod_recipes.models import llama3_70b, qwen3_8b
 
-LLAMA70 = ModelConfig(
-    arch="llama",
-    num_layers=80,
-    hidden_size=8192,
-    ffn_hidden_size=28672,
-    num_attention_heads=64,
-    num_query_groups=8,
-    kv_channels=128,
-    vocab_size=128256,
-)
-QWEN8 = ModelConfig(
-    arch="qwen3",
-    num_layers=36,
-    hidden_size=4096,
-    ffn_hidden_size=12288,
-    num_attention_heads=32,
-    num_query_groups=8,
-    kv_channels=128,
-    vocab_size=151936,
-)
+LLAMA70, QWEN8 = llama3_70b(), qwen3_8b()
 
 
 def layout(model=QWEN8, **kw) -> ParallelLayout:
