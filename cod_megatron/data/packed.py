@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+OPTIONAL_TOKEN_FIELDS = ("rollout_logprobs", "sample_ids")
+
 
 @dataclass
 class PackedBatch:
@@ -27,6 +29,10 @@ class PackedBatch:
     """[N + 1] int32 cumulative segment lengths (megatron/TE ``cu_seqlens``)."""
     advantages: torch.Tensor
     """[N] float32 advantage of each segment (episode)."""
+    rollout_logprobs: torch.Tensor | None = None
+    """[T] float32 engine log-prob of the target ``labels[t]`` (0 where no loss), for TIS and mismatch metrics."""
+    sample_ids: torch.Tensor | None = None
+    """[T] int64 globally unique id of the model call each target belongs to (sequence-mean loss modes)."""
     cu_seqlens_padded: torch.Tensor | None = None
     """[N + 1] global offsets of the segments padded for context parallelism; set only on a CP shard, whose token
     tensors then hold this rank's part of every segment (see ``data/context_parallel.py``)."""
@@ -46,6 +52,10 @@ class PackedBatch:
         """Longest (padded, on a CP shard) segment: the rotary table and varlen attention size by it."""
         cu = self.cu_seqlens if self.cu_seqlens_padded is None else self.cu_seqlens_padded
         return int(cu.diff().max().item())
+
+    def optional_token_fields(self) -> dict[str, torch.Tensor | None]:
+        """The per-token tensors that not every producer fills."""
+        return {name: getattr(self, name) for name in OPTIONAL_TOKEN_FIELDS}
 
     def token_advantages(self) -> torch.Tensor:
         """[T] per-token advantage broadcast from the segments."""
@@ -96,6 +106,18 @@ def concat_packed(batches: list[PackedBatch]) -> PackedBatch:
         segment_ids=torch.cat([b.segment_ids + o for b, o in zip(batches, seg_offsets, strict=True)]),
         cu_seqlens=torch.cat(cu).to(torch.int32),
         advantages=torch.cat([b.advantages for b in batches]),
+        **{name: _cat_optional(batches, name) for name in OPTIONAL_TOKEN_FIELDS},
+    )
+
+
+def _cat_optional(batches: list[PackedBatch], name: str) -> torch.Tensor | None:
+    """Concatenate an optional per-token field; batches without it contribute zeros (padding, no loss)."""
+    present = [getattr(b, name) for b in batches if getattr(b, name) is not None]
+    if not present:
+        return None
+    dtype = present[0].dtype
+    return torch.cat(
+        [getattr(b, name) if getattr(b, name) is not None else torch.zeros(b.num_tokens, dtype=dtype) for b in batches]
     )
 
 

@@ -1,0 +1,126 @@
+"""The CoD data model: tasks, packs, episodes and lifecycles.
+
+Words: *pack forming* groups S tasks into a pack (shared hidden structure through the pack seed); *sequence
+packing* (``cod_megatron/data``) puts episodes' tokens into micro-batches. An episode is stored token-in/token-out:
+the ids the engine saw and produced, never re-tokenised text, so training log-probs line up with rollout
+log-probs token for token. A multi-turn solve episode is one token sequence whose ``generated`` mask covers every
+model turn and excludes prompts and environment observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EpisodeKind = Literal["solve", "update"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """One dataset row of one taskset; knows nothing about packs."""
+
+    taskset_id: str
+    row: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pack:
+    """S related tasks solved in sequence; the G rollouts of a pack share ``pack_id`` and ``seed``."""
+
+    pack_id: int
+    seed: int
+    tasks: tuple[Task, ...]
+
+    @property
+    def size(self) -> int:
+        """S."""
+        return len(self.tasks)
+
+
+@dataclass(kw_only=True)
+class Episode:
+    """One solve or update episode of one lifecycle, as the engine saw it (all per-token lists of equal length)."""
+
+    pack_id: int
+    rollout: int
+    """Index i of the lifecycle among the G rollouts of its pack."""
+    kind: EpisodeKind
+    position: int
+    """Task index j: solve episode of task j, or the update episode written after task j."""
+    token_ids: list[int]
+    generated: list[bool]
+    """True for tokens the policy produced (the only ones trained on)."""
+    rollout_logprobs: list[float]
+    """Engine log-prob of each generated token (0.0 elsewhere)."""
+    turn_ids: list[int]
+    """Turn (model call) index of each token, for the sequence-mean loss modes."""
+    reward: float = 0.0
+    feedback: str = ""
+    truncated: bool = False
+    """Cut at a length limit (the engine stopped, or sequence packing truncated it)."""
+    format_error: bool = False
+    """The model's output was malformed (it got the spec's defined reward and feedback)."""
+    judge_error: bool = False
+    """A judge model's output was malformed (Learn2Ask): the whole lifecycle is dropped."""
+    advantage: float | None = None
+    """Set by credit assignment."""
+
+    def __post_init__(self) -> None:
+        n = len(self.token_ids)
+        for name in ("generated", "rollout_logprobs", "turn_ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"episode {self.kind}@{self.position}: {name} has {len(getattr(self, name))} entries for {n} tokens"
+                )
+        if n == 0:
+            raise ValueError(f"episode {self.kind}@{self.position}: no tokens")
+        if self.kind not in ("solve", "update"):
+            raise ValueError(f"episode kind must be 'solve' or 'update', got {self.kind!r}")
+
+    @property
+    def num_generated(self) -> int:
+        """Tokens the loss sees."""
+        return sum(self.generated)
+
+    def per_turn_sample_tokens(self) -> int:
+        """Tokens the same episode costs as one sample per model call (the reference's layout, spec 2.8).
+
+        Each call's sample is the whole conversation so far plus that call's response, so the prefix is encoded
+        again for every turn. Compare with ``len(token_ids)``: one segment holding every turn.
+        """
+        n, total = len(self.token_ids), 0
+        for p, (t, g) in enumerate(zip(self.turn_ids, self.generated, strict=True)):
+            if g and (p + 1 == n or not self.generated[p + 1] or self.turn_ids[p + 1] != t):
+                total += p + 1  # one sample ends after this turn's last generated token
+        return total
+
+
+@dataclass(kw_only=True)
+class Lifecycle:
+    """Rollout ``rollout`` of ``pack``: S solve episodes and S - 1 update episodes, in order."""
+
+    pack: Pack
+    rollout: int
+    episodes: list[Episode] = field(default_factory=list)
+
+    def solve_rewards(self) -> list[float]:
+        """r_x[i, 0..S-1] in position order."""
+        return [e.reward for e in sorted(self.solves(), key=lambda e: e.position)]
+
+    def update_rewards(self) -> list[float]:
+        """r_z[i, 0..S-2] in position order."""
+        return [e.reward for e in sorted(self.updates(), key=lambda e: e.position)]
+
+    def solves(self) -> list[Episode]:
+        """The solve episodes."""
+        return [e for e in self.episodes if e.kind == "solve"]
+
+    def updates(self) -> list[Episode]:
+        """The update episodes."""
+        return [e for e in self.episodes if e.kind == "update"]
+
+    @property
+    def has_judge_error(self) -> bool:
+        """A judge-format error drops the whole lifecycle (spec section 3)."""
+        return any(e.judge_error for e in self.episodes)
