@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 RECIPE ?= debug_cpu
 ARGS ?=
 
-.PHONY: setup lock test test-dist lint format train dry-run list-recipes clean
+.PHONY: setup lock test test-dist lint format train dry-run list-recipes bench clean
 
 setup: $(VENV)/.installed  ## create .venv and install the exact pins of requirements/cpu.lock (idempotent)
 
@@ -42,6 +42,9 @@ dry-run: setup  ## print the resolved config and parallel layout of RECIPE
 
 list-recipes: setup
 	$(PY) -m cod_megatron.train --list-recipes
+
+bench: setup  ## CPU benchmarks: episode-packing token saving, credit + packing throughput (appends a CSV)
+	$(PY) -m cod_megatron.data.bench_packing --csv docs/benchmarks/cpu_packing.csv
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
