@@ -24,6 +24,7 @@ def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     """Optimizer steps on a fixed synthetic packed batch; returns the last step's metrics."""
     from cod_megatron.data import synthetic_packed_batch
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -50,11 +51,13 @@ def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
         if cfg.checkpoint.load:
             trainer.load(cfg.checkpoint.load)
             log.info("loaded %s (step %d)", cfg.checkpoint.load, trainer.step)
+        # every DP rank trains on the same synthetic micro-batches, so the step holds dp copies of them
+        denominators = step_denominators(batches * layout.dp)
         ckpt_dir = Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints")
         metrics: dict[str, float] = {}
         for step in range(trainer.step + 1, cfg.run.steps + 1):
             t0 = time.perf_counter()
-            metrics = trainer.train_step(batches)
+            metrics = trainer.train_step(batches, denominators)
             metrics["time/step_s"] = time.perf_counter() - t0
             writer.write(step, {f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()})
             if step % cfg.logging.interval == 0 or step == cfg.run.steps:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-OPTIONAL_TOKEN_FIELDS = ("rollout_logprobs", "sample_ids")
+OPTIONAL_TOKEN_FIELDS = ("rollout_logprobs", "old_logprobs", "ref_logprobs", "sample_ids")
 
 
 @dataclass
@@ -31,6 +31,10 @@ class PackedBatch:
     """[N] float32 advantage of each segment (episode)."""
     rollout_logprobs: torch.Tensor | None = None
     """[T] float32 engine log-prob of the target ``labels[t]`` (0 where no loss), for TIS and mismatch metrics."""
+    old_logprobs: torch.Tensor | None = None
+    """[T] float32 log-probs of the targets under the policy that the update starts from (None: on-policy)."""
+    ref_logprobs: torch.Tensor | None = None
+    """[T] float32 log-probs under the reference model (needed only with a KL penalty)."""
     sample_ids: torch.Tensor | None = None
     """[T] int64 globally unique id of the model call each target belongs to (sequence-mean loss modes)."""
     cu_seqlens_padded: torch.Tensor | None = None

@@ -1,37 +1,57 @@
-"""The policy loss path with Megatron's ``(loss, num_tokens, metrics)`` contract.
+"""The policy's loss path: a packed micro-batch's fields -> the CoD loss (``cod_megatron.cod.losses``).
 
-Scaling chain: the loss function returns the *sum* of per-token losses of its micro-batch and the number of loss
-tokens. With ``calculate_per_token_loss=True`` megatron adds the gradients of all micro-batches, DDP sums (not
-averages) them over DP x CP, and ``finalize_model_grads`` divides once by the token count summed over the same
-ranks. The gradient is therefore the token-mean over the whole step, whatever the micro-batch or DP split.
-
-Until the CoD losses land (REC / IS / PPO, RED), the objective here is the plain segment-advantage policy gradient
-``-A_seg * log p(token)``: the shape every CoD loss shares.
+Scaling chain (megatron ``calculate_per_token_loss=True``): each micro-batch returns ``N * sum_t w_t l_t`` and its
+own loss-token count n_i, where ``w_t`` are aggregation weights from the step's global denominators (N tokens,
+|B'| samples; computed once before any micro-batch / DP / CP split). megatron adds the gradients of all
+micro-batches, DDP sums them over DP x CP, and ``finalize_model_grads`` divides once by ``sum_i n_i = N``: the
+gradient of the spec's aggregated loss, whatever the split. For ``token_mean`` the returned value is the plain
+masked token sum.
 """
 
 from __future__ import annotations
 
 import torch
 
+from cod_megatron.cod.losses import LossDenominators, compute_denominators, policy_loss
+from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch
 
 
-def segment_advantage_loss(
-    logprobs: torch.Tensor, entropy: torch.Tensor, batch: PackedBatch
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Token-sum policy-gradient loss of one packed micro-batch.
+def sample_ids(batch: PackedBatch, offset: int = 0) -> torch.Tensor:
+    """Per-token sample ids: the batch's own, or one sample per segment (``offset`` keeps them unique)."""
+    return batch.sample_ids if batch.sample_ids is not None else batch.segment_ids + offset
 
-    Returns ``(loss_sum, num_tokens, metrics)``; metrics hold ``[sum, count]`` pairs so that megatron-style
-    reductions over micro-batches and DP ranks give exact token means.
-    """
-    mask = batch.loss_mask.to(logprobs.dtype)
-    adv = batch.token_advantages().to(logprobs.dtype)
-    loss_sum = -(adv * logprobs * mask).sum()
-    num_tokens = mask.sum().to(torch.int)
-    n = mask.sum().detach()
-    metrics = {
-        "loss": torch.stack([loss_sum.detach(), n]),
-        "logprob": torch.stack([(logprobs * mask).sum().detach(), n]),
-        "entropy": torch.stack([(entropy * mask).sum().detach(), n]),
-    }
-    return loss_sum, num_tokens, metrics
+
+def step_denominators(batches: list[PackedBatch]) -> LossDenominators:
+    """Denominators over ``batches``: the whole step's micro-batches (all DP ranks), before any CP split."""
+    offsets, acc = [], 0
+    for b in batches:
+        offsets.append(acc)
+        acc += b.num_segments
+    return compute_denominators(
+        [b.loss_mask for b in batches], [sample_ids(b, o) for b, o in zip(batches, offsets, strict=True)]
+    )
+
+
+def packed_policy_loss(
+    logp: torch.Tensor,
+    entropy: torch.Tensor,
+    batch: PackedBatch,
+    denom: LossDenominators,
+    cfg: AlgorithmConfig,
+    sample_offset: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss, num_tokens, metrics)`` of one micro-batch. Missing old log-probs mean on-policy (``sg(logp)``)."""
+    old = batch.old_logprobs if batch.old_logprobs is not None else logp.detach()
+    return policy_loss(
+        logp,
+        old,
+        batch.token_advantages(),
+        batch.loss_mask,
+        sample_ids(batch, sample_offset),
+        denom,
+        cfg,
+        entropy=entropy,
+        ref_logp=batch.ref_logprobs,
+        rollout_logp=batch.rollout_logprobs,
+    )

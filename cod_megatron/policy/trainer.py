@@ -13,12 +13,13 @@ from megatron.core.optimizer import get_megatron_optimizer
 from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch, pad_to_multiple
 from cod_megatron.data.context_parallel import split_for_context_parallel
 from cod_megatron.policy import checkpoint
 from cod_megatron.policy.logprobs import tp_logprobs
-from cod_megatron.policy.loss import segment_advantage_loss
+from cod_megatron.policy.loss import packed_policy_loss, step_denominators
 from cod_megatron.policy.model import build_model, transformer_config
 
 
@@ -79,8 +80,8 @@ class PolicyTrainer:
         self.step = 0
 
     # ---- forward/backward ----------------------------------------------------------------------------------
-    def _forward_step(self, data_iterator: Iterator[PackedBatch], model: torch.nn.Module):
-        batch = next(data_iterator)
+    def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
+        batch, offset = next(data_iterator)
         lay = self.layout
         sp_multiple = lay.tp if lay.sequence_parallel else 1
         if lay.cp > 1:
@@ -91,12 +92,28 @@ class PolicyTrainer:
 
         def loss_func(output: torch.Tensor):
             logp, ent = tp_logprobs(output[0], batch.labels)
-            return segment_advantage_loss(logp, ent, batch)
+            return packed_policy_loss(logp, ent, batch, self._denom, self.cfg.algorithm, offset)
 
         return logits, loss_func
 
-    def _run(self, batches: list[PackedBatch], forward_only: bool) -> dict[str, float]:
-        iters = [iter(batches) for _ in self.model]
+    def _run(
+        self, batches: list[PackedBatch], forward_only: bool, denominators: LossDenominators | None = None
+    ) -> dict[str, float]:
+        """Forward (and backward) over ``batches``; ``denominators`` default to these batches alone (DP = 1)."""
+        if denominators is None and self.layout.dp > 1:
+            raise ValueError("with dp > 1 pass the step's LossDenominators over every DP rank's micro-batches")
+        if (
+            denominators is not None
+            and self.cfg.algorithm.loss_agg != "token_mean"
+            and any(b.sample_ids is None for b in batches)
+        ):
+            raise ValueError(
+                f"loss_agg={self.cfg.algorithm.loss_agg!r} with given denominators needs batches with "
+                "global sample_ids (pack_episodes sets them)"
+            )
+        self._denom = denominators or step_denominators(batches)
+        offsets = [sum(b.num_segments for b in batches[:i]) for i in range(len(batches))]
+        iters = [iter(list(zip(batches, offsets, strict=True))) for _ in self.model]
         out = get_forward_backward_func()(
             forward_step_func=self._forward_step,
             data_iterator=iters if len(iters) > 1 else iters[0],
@@ -109,8 +126,12 @@ class PolicyTrainer:
         return self._reduce_metrics(out)
 
     def _reduce_metrics(self, per_microbatch: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """Token means over all micro-batches and DP x CP ranks, broadcast to every pipeline stage."""
-        keys = ("loss", "logprob", "entropy")
+        """``sum / count`` of every ``[sum, count]`` metric over micro-batches and DP x CP, on every PP stage."""
+        keys = [sorted(per_microbatch[0])] if per_microbatch else [None]
+        if dist.is_initialized() and parallel_state.get_pipeline_model_parallel_world_size() > 1:
+            last = parallel_state.get_pipeline_model_parallel_last_rank()
+            dist.broadcast_object_list(keys, src=last, group=parallel_state.get_pipeline_model_parallel_group())
+        keys = keys[0]
         totals = torch.zeros(len(keys), 2, dtype=torch.float64)
         for m in per_microbatch:
             totals += torch.stack([m[k].double().cpu() for k in keys])
@@ -124,23 +145,23 @@ class PolicyTrainer:
             "num_tokens": totals[0, 1].item()
         }
 
-    def train_step(self, batches: list[PackedBatch]) -> dict[str, float]:
-        """One optimizer step over ``batches`` (this DP rank's micro-batches)."""
+    def train_step(self, batches: list[PackedBatch], denominators: LossDenominators | None = None) -> dict[str, float]:
+        """One optimizer step over ``batches`` (this DP rank's micro-batches; see :meth:`_run` for ``denominators``)."""
         for m in self.model:
             m.train()
             m.zero_grad_buffer()
         self.optimizer.zero_grad()
-        metrics = self._run(batches, forward_only=False)
+        metrics = self._run(batches, forward_only=False, denominators=denominators)
         ok, grad_norm, _ = self.optimizer.step()
         self.step += 1
         return metrics | {"grad_norm": float(grad_norm or 0.0), "update_ok": float(bool(ok))}
 
     @torch.no_grad()
-    def evaluate(self, batches: list[PackedBatch]) -> dict[str, float]:
+    def evaluate(self, batches: list[PackedBatch], denominators: LossDenominators | None = None) -> dict[str, float]:
         """Forward-only metrics (the loss the next step would see)."""
         for m in self.model:
             m.eval()
-        return self._run(batches, forward_only=True)
+        return self._run(batches, forward_only=True, denominators=denominators)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def save(self, path: str, with_optimizer: bool = True) -> None:

@@ -30,6 +30,7 @@ def _worker(rank: int, world: int, name: str, workdir: str):
     from cod_megatron.config import finalize
     from cod_megatron.data import concat_packed
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
 
     cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])
@@ -58,11 +59,12 @@ def _worker(rank: int, world: int, name: str, workdir: str):
                 )
         if name in ("ref", "dp2"):
             mine = data if name == "ref" else data[rank::world]  # DP: each rank takes half the micro-batches
-            out["step1"] = trainer.train_step(mine)
+            denom = step_denominators(data)  # the whole step's, over both DP ranks
+            out["step1"] = trainer.train_step(mine, denom)
             if name == "dp2":
                 trainer.save(step_ckpt, with_optimizer=True)  # weights and Adam moments after one step
-            out["after1"] = trainer.evaluate(mine)["loss"]
-            out["step2"] = trainer.train_step(mine)
+            out["after1"] = trainer.evaluate(mine, denom)["loss"]
+            out["step2"] = trainer.train_step(mine, denom)
         if name in ("tp2", "pp2"):
             trainer.load(step_ckpt, with_optimizer=True)
             out["after1"] = trainer.evaluate(data)["loss"]
