@@ -1,0 +1,34 @@
+"""The shared answer-extraction rule: exactly one <answer> and one </answer>, in order; bounded input."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cod_envs.base import MAX_ACTION_CHARS, extract_answer
+
+
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("<answer>up</answer>", "up"),
+        ("think... <answer> left </answer> done", "left"),
+        ("no tags", None),
+        ("<answer>a</answer><answer>b</answer>", None),
+        ("</answer>x<answer>", None),
+        ("<answer>open", None),
+        ("<answer></answer>", ""),
+    ],
+)
+def test_extract_answer_truth_table(text, want):
+    assert extract_answer(text) == want
+
+
+@given(st.text(max_size=2000))
+def test_extract_answer_never_raises(text):
+    extract_answer(text)
+
+
+def test_megabyte_input_is_capped():
+    text = "<answer>x</answer>" + "a" * (4 * MAX_ACTION_CHARS)
+    assert extract_answer(text) == "x"
+    assert extract_answer("a" * (4 * MAX_ACTION_CHARS) + "<answer>x</answer>") is None

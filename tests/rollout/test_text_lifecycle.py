@@ -1,0 +1,99 @@
+"""The text-level lifecycle runner with a test-local toy domain: hints carry facts, failures keep the hint."""
+
+import random
+import re
+
+from cod_envs.base import Environment, StepResult, extract_answer
+from cod_megatron.cod.hints import HINT_END, HINT_START, INITIAL_HINT
+from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+
+
+class GuessKey(Environment):
+    """Guess the pack's key (one of 4 letters, drawn from the pack seed); one turn; feedback reveals it."""
+
+    name = "guess_key"
+
+    @property
+    def max_turns(self) -> int:
+        return 1
+
+    def key(self) -> str:
+        return "ABCD"[random.Random(self.ctx.pack_seed).randrange(4)]
+
+    def system_prompt(self) -> str:
+        return "Guess the key: one of A B C D. Reply <answer>X</answer>."
+
+    def first_observation(self) -> str:
+        self.state.data["visits"] = self.state.data.get("visits", 0) + 1
+        return f"Task {self.ctx.task_idx}."
+
+    def step(self, action_text: str) -> StepResult:
+        self.turns += 1
+        answer = extract_answer(action_text)
+        if answer is None:
+            return StepResult(
+                observation="", reward=0.0, done=True, feedback="format error", turns_used=1, format_error=True
+            )
+        ok = answer == self.key()
+        return StepResult(
+            observation="",
+            reward=float(ok),
+            done=True,
+            turns_used=1,
+            feedback=f"{'correct' if ok else 'wrong'}; the key was {self.key()}",
+        )
+
+
+def oracle(messages):
+    text = "\n".join(m["content"] for m in messages)
+    if "the key was" in text and HINT_START in text:  # update episode: write the key from the feedback
+        key = re.findall(r"the key was (\w)", text)[-1]
+        return f"{HINT_START}\nkey={key}\n{HINT_END}"
+    found = re.search(r"key=(\w)", messages[0]["content"])
+    return f"<answer>{found.group(1) if found else 'A'}</answer>"
+
+
+def test_oracle_rewards_rise_with_position_and_hints_carry_the_key():
+    rows = [{"seed": i} for i in range(4)]
+    totals = [0.0] * 4
+    for seed in range(40):
+        lc = run_text_lifecycle(GuessKey, rows, pack_seed=seed, policy=oracle)
+        totals = [t + r for t, r in zip(totals, lc.solve_rewards, strict=True)]
+        assert lc.hints[0] == INITIAL_HINT and len(lc.update_rewards) == 3
+        assert all(r == 0.0 for r in lc.update_rewards)
+    assert totals[1] == totals[2] == totals[3] == 40.0
+    assert 0.0 < totals[0] < 40.0
+
+
+def test_hint_invisible_control_stays_at_chance():
+    rows = [{"seed": i} for i in range(4)]
+    lc = run_text_lifecycle(GuessKey, rows, pack_seed=3, policy=oracle, hint_visible=False)
+    assert len(set(lc.solve_rewards)) == 1  # always the same guess: no position effect
+
+
+def test_unparseable_update_keeps_the_previous_hint_and_is_penalised():
+    calls = iter(
+        [
+            "<answer>A</answer>",
+            f"{HINT_START}\nkey=B\n{HINT_END}",
+            "<answer>B</answer>",
+            "no hint here",
+            "<answer>B</answer>",
+        ]
+    )
+    lc = run_text_lifecycle(GuessKey, [{}, {}, {}], pack_seed=1, policy=lambda m: next(calls))
+    assert lc.update_rewards == [0.0, -0.1]
+    assert lc.hints[1] == lc.hints[2] == "Hints: key=B"
+
+
+def test_pack_state_belongs_to_one_lifecycle():
+    seen = []
+
+    class Counting(GuessKey):
+        def first_observation(self) -> str:
+            seen.append(self.state)
+            return super().first_observation()
+
+    run_text_lifecycle(Counting, [{}, {}], pack_seed=0, policy=oracle)
+    run_text_lifecycle(Counting, [{}, {}], pack_seed=0, policy=oracle)
+    assert seen[0] is seen[1] and seen[2] is seen[3] and seen[0] is not seen[2]
