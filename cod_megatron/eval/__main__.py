@@ -1,0 +1,121 @@
+"""``python -m cod_megatron.eval --env NAME --policy oracle|hint-blind|random --packs N --pack-size 8 ...``
+
+Runs evaluation packs with the lifecycle runner and prints one JSON object as the last stdout line
+(``env, setting, policy, packing, packs, pack_size, seed, reward_by_position, ci95_by_position``); with ``--out``
+it also writes that JSON and a PNG of reward versus position. Served models (``openai:<url>``) and checkpoint
+directories join when the rollout engines exist; until then they are rejected with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cod_envs import registry
+from cod_megatron.cod.episode import Task
+from cod_megatron.cod.pack_forming import form_packs
+from cod_megatron.eval.plot import plot_positions
+from cod_megatron.eval.stats import gap_stats, position_stats
+from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+
+
+def evaluate(
+    env: str, policy: str, *, packs: int, pack_size: int, setting: str = "easy", packing: str = "cod", seed: int = 0
+) -> dict:
+    """Per-position rewards of ``packs`` evaluation packs (one rollout each) as the CLI's JSON object."""
+    domain = registry.load(env)
+    if policy not in domain.policies:
+        raise KeyError(
+            f"policy {policy!r} is not available for {env}; scripted policies: "
+            f"{', '.join(sorted(domain.policies))} (served models and checkpoints come with the engines)"
+        )
+    n_rows = packs if packing == "ralph_full" else packs * pack_size
+    rows = domain.make_rows(n_rows, seed, "test", setting)
+    tasks = [Task(taskset_id=env, row=i, data=r) for i, r in enumerate(rows)]
+    formed = form_packs(tasks, pack_size=pack_size, strategy=packing, batch_id=f"eval/{env}/{seed}")[:packs]
+    rewards = []
+    for k, fp in enumerate(formed):
+        lc = run_text_lifecycle(
+            domain.env,
+            [t.data for t in fp.pack.tasks],
+            pack_seed=fp.pack.seed,
+            policy=domain.policies[policy](seed * 100_003 + k),
+            env_task_idx=list(fp.env_task_idx),
+        )
+        rewards.append(lc.solve_rewards)
+    stats = position_stats(rewards)
+    gap, gap_ci = gap_stats(rewards)
+    return {
+        "env": env,
+        "setting": setting,
+        "policy": policy,
+        "packing": packing,
+        "packs": len(rewards),
+        "pack_size": pack_size,
+        "seed": seed,
+        "reward_by_position": stats.mean,
+        "ci95_by_position": [list(ci) for ci in stats.ci95],
+        "gap": gap,
+        "gap_ci95": list(gap_ci),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry; returns the exit code."""
+    p = argparse.ArgumentParser(prog="cod_megatron.eval", description=__doc__.splitlines()[0])
+    p.add_argument("--env", required=True, choices=sorted(registry.DOMAINS))
+    p.add_argument("--setting", default="easy", choices=["easy", "hard"])
+    p.add_argument(
+        "--policy", action="append", required=True, help="oracle | hint-blind | random (repeatable: one curve each)"
+    )
+    p.add_argument("--packs", type=int, default=100)
+    p.add_argument("--pack-size", type=int, default=8)
+    p.add_argument("--packing", default="cod", choices=["cod", "ralph_sample", "ralph_full"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for the JSON and the PNG")
+    args = p.parse_args(argv)
+    results = []
+    for policy in args.policy:
+        if policy.startswith("openai:") or Path(policy).is_dir():
+            print(f"error: policy {policy!r} needs the rollout engines (not built yet)", file=sys.stderr)
+            return 2
+        try:
+            results.append(
+                evaluate(
+                    args.env,
+                    policy,
+                    packs=args.packs,
+                    pack_size=args.pack_size,
+                    setting=args.setting,
+                    packing=args.packing,
+                    seed=args.seed,
+                )
+            )
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"{args.env}_{args.setting}_{args.packing}"
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+        curves = {r["policy"]: position_stats_from(r) for r in results}
+        plot_positions(curves, out / f"{stem}.png", f"{args.env} ({args.setting}, {args.packing})")
+    for r in results:  # one JSON object per line; the last line is a complete result object
+        print(json.dumps(r))
+    return 0
+
+
+def position_stats_from(result: dict):
+    """Rebuild the plotted statistics from a result object."""
+    from cod_megatron.eval.stats import PositionStats
+
+    return PositionStats(
+        mean=result["reward_by_position"], ci95=[tuple(c) for c in result["ci95_by_position"]], n=result["packs"]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Reward versus pack position, one line per policy, 95 % CI bands (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cod_megatron.eval.stats import PositionStats  # noqa: E402
+
+
+def plot_positions(curves: dict[str, PositionStats], path: str | Path, title: str) -> Path:
+    """Write the PNG and return its path."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, s in curves.items():
+        x = list(range(len(s.mean)))
+        ax.plot(x, s.mean, marker="o", label=f"{label} (n={s.n})")
+        ax.fill_between(x, [lo for lo, _ in s.ci95], [hi for _, hi in s.ci95], alpha=0.2)
+    ax.set_xlabel("position in pack")
+    ax.set_ylabel("mean reward")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
