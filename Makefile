@@ -43,8 +43,9 @@ dry-run: setup  ## print the resolved config and parallel layout of RECIPE
 list-recipes: setup
 	$(PY) -m cod_megatron.train --list-recipes
 
-bench: setup  ## CPU benchmarks: episode-packing token saving, credit + packing throughput (appends a CSV)
+bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, environment steps/s (append CSVs)
 	$(PY) -m cod_megatron.data.bench_packing --csv docs/benchmarks/cpu_packing.csv
+	$(PY) -m cod_envs.bench --csv docs/benchmarks/cpu_envs.csv
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -32,3 +32,10 @@ def test_megabyte_input_is_capped():
     text = "<answer>x</answer>" + "a" * (4 * MAX_ACTION_CHARS)
     assert extract_answer(text) == "x"
     assert extract_answer("a" * (4 * MAX_ACTION_CHARS) + "<answer>x</answer>") is None
+
+
+def test_every_registered_domain_offers_the_three_scripted_policies():
+    from cod_envs import registry
+
+    for name in registry.DOMAINS:
+        assert set(registry.load(name).policies) >= {"oracle", "hint-blind", "random"}, name
