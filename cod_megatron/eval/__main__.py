@@ -2,8 +2,9 @@
 
 Runs evaluation packs with the lifecycle runner and prints one JSON object as the last stdout line
 (``env, setting, policy, packing, packs, pack_size, seed, reward_by_position, ci95_by_position``); with ``--out``
-it also writes that JSON and a PNG of reward versus position. Served models (``openai:<url>``) and checkpoint
-directories join when the rollout engines exist; until then they are rejected with exit code 2.
+it also writes that JSON and a PNG of reward versus position. ``openai:<base url>`` evaluates a served model
+through any OpenAI-compatible endpoint; checkpoint directories join when the rollout engines exist (until then
+they are rejected with exit code 2).
 """
 
 from __future__ import annotations
@@ -22,11 +23,27 @@ from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
 
 
 def evaluate(
-    env: str, policy: str, *, packs: int, pack_size: int, setting: str = "easy", packing: str = "cod", seed: int = 0
+    env: str,
+    policy: str,
+    *,
+    packs: int,
+    pack_size: int,
+    setting: str = "easy",
+    packing: str = "cod",
+    seed: int = 0,
+    model: str = "default",
+    temperature: float = 1.0,
 ) -> dict:
     """Per-position rewards of ``packs`` evaluation packs (one rollout each) as the CLI's JSON object."""
     domain = registry.load(env)
-    if policy not in domain.policies:
+    if policy.startswith("openai:"):
+        from cod_megatron.rollout.openai_client import OpenAIChatPolicy
+
+        url = policy.removeprefix("openai:")
+        factories = {policy: lambda s: OpenAIChatPolicy(url, model=model, temperature=temperature, seed=s)}
+    else:
+        factories = domain.policies
+    if policy not in factories:
         raise KeyError(
             f"policy {policy!r} is not available for {env}; scripted policies: "
             f"{', '.join(sorted(domain.policies))} (served models and checkpoints come with the engines)"
@@ -41,7 +58,7 @@ def evaluate(
             domain.env,
             [t.data for t in fp.pack.tasks],
             pack_seed=fp.pack.seed,
-            policy=domain.policies[policy](seed * 100_003 + k),
+            policy=factories[policy](seed * 100_003 + k),
             env_task_idx=list(fp.env_task_idx),
         )
         rewards.append(lc.solve_rewards)
@@ -75,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--packing", default="cod", choices=["cod", "ralph_sample", "ralph_full"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="directory for the JSON and the PNG")
+    p.add_argument("--model", default="default", help="model name sent to an openai:<url> endpoint")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for openai:<url>")
     args = p.parse_args(argv)
     results = []
     for policy in args.policy:
-        if policy.startswith("openai:") or Path(policy).is_dir():
-            print(f"error: policy {policy!r} needs the rollout engines (not built yet)", file=sys.stderr)
+        if Path(policy).is_dir():
+            print(f"error: checkpoint policy {policy!r} needs the rollout engines (not built yet)", file=sys.stderr)
             return 2
         try:
             results.append(
@@ -91,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                     setting=args.setting,
                     packing=args.packing,
                     seed=args.seed,
+                    model=args.model,
+                    temperature=args.temperature,
                 )
             )
         except KeyError as e:

@@ -50,7 +50,7 @@ def test_ralph_packing_repeats_one_task():
     assert rc == 0
 
 
-def test_policies_that_need_engines_are_rejected(capsys):
-    assert main(["--env", "hidden_key", "--policy", "openai:http://127.0.0.1:1/v1", "--packs", "1"]) == 2
+def test_checkpoint_policies_need_engines_and_unknown_policies_are_rejected(tmp_path, capsys):
+    assert main(["--env", "hidden_key", "--policy", str(tmp_path), "--packs", "1"]) == 2
     assert "rollout engines" in capsys.readouterr().err
     assert main(["--env", "hidden_key", "--policy", "nosuch", "--packs", "1"]) == 2
