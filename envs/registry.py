@@ -11,6 +11,7 @@ from typing import Any
 from cod_envs.base import Environment, TextPolicy
 
 DOMAINS: dict[str, str] = {
+    "alchemy_random": "cod_envs.alchemy_random",
     "hidden_key": "cod_envs.hidden_key",
     "frozenlake_obscure": "cod_envs.frozenlake_obscure",
 }

@@ -1,0 +1,74 @@
+"""Alchemy-Random rows (spec 9.2): seeds only (plus the setting's round budget and material mode).
+
+The row seed matters only for the ``limited`` material count; graphs and targets come from the pack seed. Train seeds
+are even and test seeds odd, so the splits are disjoint for any sizes and generator seed, and ``make_rows(n, ...)``
+is a prefix of ``make_rows(n + k, ...)``.
+
+    python -m cod_envs.alchemy_random.data --train-size 50000 --test-size 4000 --seed 42 --out DIR [--setting hard]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cod_envs.alchemy_random.env import SETTINGS
+
+SPLITS: dict[str, int] = {"train": 0, "test": 1}
+_SEED_SPACE = 2**30
+_SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
+
+
+def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
+    """n rows of one split and setting with distinct row seeds (parity = split)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {sorted(SETTINGS)}, got {setting!r}")
+    cfg = SETTINGS[setting]
+    rng = np.random.default_rng([seed, SPLITS[split], _SETTING_IDS[setting]])
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    while len(rows) < n:
+        k = int(rng.integers(_SEED_SPACE))
+        if k in seen:
+            continue
+        seen.add(k)
+        rows.append(
+            {
+                "seed": 2 * k + SPLITS[split],
+                "setting": setting,
+                "max_rounds": cfg.max_rounds,
+                "material_mode": cfg.material_mode,
+            }
+        )
+    return rows
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    """One JSON object per line, keys sorted, so equal rows give byte-identical files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=50_000)
+    parser.add_argument("--test-size", type=int, default=4_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="easy")
+    args = parser.parse_args(argv)
+    write_jsonl(make_rows(args.train_size, args.seed, "train", args.setting), args.out / "train.jsonl")
+    write_jsonl(make_rows(args.test_size, args.seed, "test", args.setting), args.out / "test.jsonl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+"""Alchemy-Random (cod_spec.md 9.2): combine inventory elements to synthesize a target over a hidden recipe graph.
+
+The pack seed fixes the tiered recipe DAG and the list of targets (``random.Random(pack_seed)``, drawn in the
+reference's order), so every task and every rollout of a pack shares the graph and a hint that lists discovered
+recipes and failed pairs transfers. Task j's target is entry ``task_idx mod len(list)``. The row seed is used only
+for the material count of ``limited`` mode. Rewards are raw outcomes (1 target made, 0 otherwise); the step penalty
+of spec 3.1 is the CoD core's job.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer
+
+Pair = tuple[str, str]
+"""An unordered recipe key, stored sorted."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One column of spec 9.2's parameter table."""
+
+    min_tiers: int
+    max_tiers: int
+    min_base: int
+    max_base: int
+    min_recipes: int
+    max_recipes: int
+    shrink_min: float
+    shrink_max: float
+    max_tier_gap: int
+    cross_min: float
+    cross_max: float
+    noise_min: float
+    noise_max: float
+    noise_chain_depth: int
+    max_rounds: int
+    material_mode: str
+    pack_size: int
+
+
+SETTINGS: dict[str, Setting] = {
+    "easy": Setting(3, 4, 3, 4, 1, 1, 0.4, 0.6, 1, 0.0, 0.1, 0.0, 0.0, 2, 8, "unlimited", 4),
+    "hard": Setting(3, 4, 4, 6, 1, 2, 0.4, 0.8, 1, 0.0, 0.05, 0.0, 0.3, 2, 15, "limited", 8),
+}
+MATERIAL_MULT = (1.5, 2.0)
+_MAX_RECIPE_ATTEMPTS = 50
+_MAX_ECHO = 40
+"""Unknown names are echoed at most this long, so feedback stays short whatever the model wrote."""
+
+FORMAT_ERROR_FEEDBACK = (
+    "Invalid format: could not parse combination. Expected format: {your reasoning process here}"
+    "<answer>Element1 + Element2</answer>. Game over."
+)
+SUCCESS_FEEDBACK = "Success! Synthesized {t}."
+OUT_OF_MATERIALS_FEEDBACK = "Failed: Ran out of materials. Could not synthesize {t}. Used {k} rounds."
+OUT_OF_ROUNDS_FEEDBACK = "Failed: Ran out of rounds ({k}/{n}). Could not synthesize {t}."
+CREATED_FEEDBACK = "You combined {a} + {b} and created: {c}!"
+NOTHING_FEEDBACK = "{a} + {b} — nothing happened."
+CONSUMED_SUFFIX = " Materials consumed."
+MISSING_ONE_FEEDBACK = "'{a}' is not in your inventory."
+MISSING_TWO_FEEDBACK = "'{a}' and '{b}' are not in your inventory."
+NOT_ENOUGH_SAME_FEEDBACK = "Not enough '{a}' (need 2, have {n})."
+NOT_ENOUGH_FEEDBACK = "Not enough materials for '{a}' + '{b}'."
+
+_UNLIMITED_RULES = (
+    "- **No consumption**: Elements are NOT consumed when used. You keep all elements after each attempt, whether it "
+    "succeeds or fails. Newly discovered elements are permanently added to your inventory.\n",
+    "- **Ending**: The game ends when you succeed or reach the round limit.\n",
+)
+_LIMITED_RULES = (
+    "- **Consumption**: Every attempt consumes 1 copy of each input element, whether it succeeds or fails. If both "
+    "inputs are the same element, 2 copies are consumed. Failed attempts lose materials with no result.\n",
+    "- **Ending**: The game ends when you succeed, run out of materials, or reach the round limit.\n",
+)
+SYSTEM_TEMPLATE = (
+    'You are in an Alchemy crafting environment. Your goal is to synthesize the target element "{target}" by '
+    "combining elements in your inventory.\n"
+    "\n"
+    "## Game Mechanics\n"
+    "\n"
+    "There exists a fixed set of recipes. Each recipe takes exactly two input elements and produces one output "
+    "element. A recipe's two inputs can be the same or different elements, and can be from different tiers.\n"
+    "\n"
+    "- **Combination**: Each round, choose two elements from your inventory to combine. If the pair matches a valid "
+    "recipe, the result is added to your inventory. If not, nothing is produced.\n"
+    "- **Tier system**: Every element has a tier. Every recipe produces a result whose tier is strictly higher than "
+    "both inputs' tiers.\n"
+    "{consumption}"
+    '- **Winning**: You win when "{target}" appears in your inventory.\n'
+    "{ending}"
+    "- All element names in this Alchemy crafting environment have no correspondence to real-world concepts. Do not "
+    "try to guess recipes based on element names. \n"
+    "\n"
+    "## Hidden Clues About the Environment\n"
+    "Recipes (i.e., which elements can be combined and which cannot) are unknown initially. You can try to discover "
+    "them through experimentation, or based on additional hints provided in the context.\n"
+    "\n"
+    "## Element Tiers\n"
+    "\n"
+    "{tiers}\n"
+    "\n"
+    "## Response Format\n"
+    "First think about which combination of elements to try out in the current round, then provide your action "
+    "using <answer>...</answer> tags at the end. Format your complete response as follows:\n"
+    "```\n"
+    "[THINKING]\n"
+    "<answer>Element1 + Element2</answer>\n"
+    "```\n"
+    "where [THINKING] should be replaced with your thinking process, while Element1 and Element2 are elements "
+    "(same or different) chosen from your inventory.\n"
+    "\n"
+    "Other requirements:\n"
+    "- Be concise and avoid overthinking in your thinking process.\n"
+    "- Take one and only one action for each round.\n"
+    "- You should synthesize the target element within a limited number of rounds. Try to find a short path towards "
+    "the goal, e.g., by leveraging recipes that have been revealed and avoiding combinations that are known to fail.\n"
+    "- Balance exploration and exploitation: as you strive to reach the goal, you may acquire information about the "
+    "environment along the way, which can be potentially helpful for solving other similar tasks later on.\n"
+)
+"""``system.jinja2`` rendered with ``trim_blocks`` for ``show_tiers``, obfuscated names, hidden recipes (paper
+Table 5); Jinja drops the file's final newline, leaving one."""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A pack's hidden structure: tier lists (generation order, distractors included), recipes, targets."""
+
+    tiers: tuple[tuple[str, ...], ...]
+    recipes: dict[Pair, str]
+    noise: frozenset[str]
+    targets: tuple[str, ...]
+
+    def tier_of(self, element: str) -> int:
+        """The tier an element was generated in."""
+        return next(t for t, names in enumerate(self.tiers) if element in names)
+
+
+def _name(rng: random.Random, existing: set[str]) -> str:
+    """A fresh random 3-5 letter lowercase name (no real-world meaning)."""
+    while True:
+        name = "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 5)))
+        if name not in existing:
+            existing.add(name)
+            return name
+
+
+def _recipe(
+    rng: random.Random, tier: int, tiers: list[list[str]], gap: int, cross: float, used: set[Pair]
+) -> Pair | None:
+    """An unused unordered pair for a tier-``tier`` product: input 1 from tier - 1, input 2 from tier - 1 or (with
+    the cross-tier probability) from [max(0, tier - gap), tier - 2]; None after 50 collisions."""
+    for _ in range(_MAX_RECIPE_ATTEMPTS):
+        a = rng.choice(tiers[tier - 1])
+        if rng.random() < cross and tier >= 2 and max(0, tier - gap) <= tier - 2:
+            b = rng.choice(tiers[rng.randint(max(0, tier - gap), tier - 2)])
+        else:
+            b = rng.choice(tiers[tier - 1])
+        key = (a, b) if a <= b else (b, a)
+        if key not in used:
+            return key
+    return None
+
+
+@lru_cache(maxsize=4096)
+def generate_graph(pack_seed: int, setting: str, pack_size: int) -> Graph:
+    """The pack's recipe graph and target list from ``random.Random(pack_seed)`` (stable across processes).
+
+    Draw order follows the reference: tiers, base count, shrink, cross-tier probability, distractor ratio, names,
+    recipes, distractors, then tier-weighted targets (weight tier + 1, without replacement) shuffled.
+    """
+    cfg = SETTINGS[setting]
+    rng = random.Random(pack_seed)
+    n_tiers = rng.randint(cfg.min_tiers, cfg.max_tiers)
+    n_base = rng.randint(cfg.min_base, cfg.max_base)
+    shrink = rng.uniform(cfg.shrink_min, cfg.shrink_max)
+    cross = rng.uniform(cfg.cross_min, cfg.cross_max)
+    ratio = rng.uniform(cfg.noise_min, cfg.noise_max)
+    sizes = [n_base]
+    for _ in range(1, n_tiers):
+        sizes.append(max(1, round(sizes[-1] * shrink)))
+    names: set[str] = set()
+    tiers = [[_name(rng, names) for _ in range(size)] for size in sizes]
+    recipes: dict[Pair, str] = {}
+    for t in range(1, n_tiers):
+        for elem in tiers[t]:
+            for _ in range(rng.randint(cfg.min_recipes, cfg.max_recipes)):
+                key = _recipe(rng, t, tiers, cfg.max_tier_gap, cross, set(recipes))
+                if key is not None:
+                    recipes[key] = elem
+    noise: set[str] = set()
+    if ratio > 0:
+        for depth in range(cfg.noise_chain_depth):
+            new: dict[int, list[str]] = defaultdict(list)
+            for t in range(1, n_tiers):
+                count = max(0, round(sizes[t] * ratio))
+                if depth > 0:
+                    count = max(0, round(count * 0.5))
+                for _ in range(count):
+                    elem = _name(rng, names)
+                    key = _recipe(rng, t, tiers, cfg.max_tier_gap, cross, set(recipes))
+                    if key is not None:
+                        recipes[key] = elem
+                        new[t].append(elem)
+                        noise.add(elem)
+            for t, extra in new.items():
+                tiers[t].extend(extra)
+    available = {t: [e for e in tiers[t] if e not in noise] for t in range(1, n_tiers)}
+    targets: list[str] = []
+    for _ in range(pack_size):
+        active = [t for t in available if available[t]]
+        if not active:
+            break
+        tier = rng.choices(active, weights=[t + 1 for t in active], k=1)[0]
+        elem = rng.choice(available[tier])
+        available[tier].remove(elem)
+        targets.append(elem)
+    rng.shuffle(targets)
+    return Graph(tuple(tuple(t) for t in tiers), recipes, frozenset(noise), tuple(targets))
+
+
+def solution_path(target: str, recipes: dict[Pair, str]) -> list[tuple[str, str, str]]:
+    """Post-order (input 1, input 2, product) steps that follow the first recipe of each element."""
+    first: dict[str, Pair] = {}
+    for key, product in recipes.items():
+        first.setdefault(product, key)
+    path: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+
+    def expand(elem: str) -> None:
+        if elem in seen or elem not in first:
+            return
+        seen.add(elem)
+        a, b = first[elem]
+        expand(a)
+        expand(b)
+        path.append((a, b, elem))
+
+    expand(target)
+    return path
+
+
+def base_copies_needed(path: list[tuple[str, str, str]], base: set[str]) -> int:
+    """m of spec 9.2: the most copies of one base element the path consumes (made intermediates are reused)."""
+    need: dict[str, int] = defaultdict(int)
+    made: dict[str, int] = defaultdict(int)
+    for a, b, product in path:
+        for elem in (a, b):
+            if made[elem] > 0:
+                made[elem] -= 1
+            elif elem in base:
+                need[elem] += 1
+        made[product] += 1
+    return max(need.values(), default=1)
+
+
+def tier_listing(graph: Graph, target: str) -> str:
+    """``- tier k: e1, e2`` per tier, a blank line, then the target's tier."""
+    lines = [f"- tier {t}: {', '.join(names)}" for t, names in enumerate(graph.tiers)]
+    return "\n".join(lines) + f"\n\nThe target element '{target}' is at tier {graph.tier_of(target)}."
+
+
+def _echo(name: str) -> str:
+    return name if len(name) <= _MAX_ECHO else name[:_MAX_ECHO] + "..."
+
+
+class AlchemyRandom(Environment):
+    """One Alchemy-Random task: graph and target from the pack seed and position, materials from the row seed."""
+
+    name: ClassVar[str] = "alchemy_random"
+
+    def __init__(self, ctx: TaskContext, state: PackState):
+        super().__init__(ctx, state)
+        row: dict[str, Any] = ctx.row
+        self.setting = str(row.get("setting", "easy"))
+        cfg = SETTINGS[self.setting]
+        self.max_rounds = int(row.get("max_rounds", cfg.max_rounds))
+        self.material_mode = str(row.get("material_mode", cfg.material_mode))
+        self.graph = generate_graph(int(ctx.pack_seed), self.setting, max(1, int(ctx.pack_size)))
+        self.target = self.graph.targets[ctx.task_idx % len(self.graph.targets)]
+        base = self.graph.tiers[0]
+        if self.material_mode == "limited":
+            m = base_copies_needed(solution_path(self.target, self.graph.recipes), set(base))
+            u = random.Random(int(row.get("seed", 0))).uniform(*MATERIAL_MULT)
+            count = max(m, int(m * u + 0.5))
+        else:
+            count = 1
+        self.inventory: dict[str, int] = {e: count for e in base}
+        self.done = False
+        self.outcome: str | None = None
+        """None while running, else ``success``, ``format``, ``materials`` or ``rounds``."""
+        self.last_feedback = ""
+
+    @property
+    def limited(self) -> bool:
+        """Whether attempts consume materials."""
+        return self.material_mode == "limited"
+
+    @property
+    def max_turns(self) -> int:
+        """8 rounds easy, 15 hard."""
+        return self.max_rounds
+
+    def system_prompt(self) -> str:
+        """Paper Table 5 with the tier listing; the CoD core appends the hint and length sections."""
+        consumption, ending = _LIMITED_RULES if self.limited else _UNLIMITED_RULES
+        return SYSTEM_TEMPLATE.format(
+            target=self.target, consumption=consumption, ending=ending, tiers=tier_listing(self.graph, self.target)
+        )
+
+    def first_observation(self) -> str:
+        """The round-1 user message (no feedback line)."""
+        return self._observation(None)
+
+    def _observation(self, feedback: str | None) -> str:
+        """``user.jinja2`` rendered: round, feedback, target, sorted inventory, the prompt line; no trailing newline."""
+        head = f"Round {self.turns + 1}/{self.max_rounds}\n\n"
+        if feedback:
+            head += f"{feedback}\n\n"
+        if self.limited:
+            items = sorted(self.inventory.items())
+            listing = f"Inventory ({sum(self.inventory.values())} total copies):\n" + "".join(
+                f"- {e} x{n}\n" for e, n in items
+            )
+        else:
+            listing = "Available elements in your inventory:\n" + "".join(f"- {e}\n" for e in sorted(self.inventory))
+        return f"{head}Target: {self.target}\n\n{listing}\nChoose two elements available in your inventory to combine."
+
+    def _end(self, outcome: str, reward: float, feedback: str, format_error: bool = False) -> StepResult:
+        self.done, self.outcome, self.last_feedback = True, outcome, feedback
+        return StepResult(
+            observation="",
+            reward=reward,
+            done=True,
+            feedback=feedback,
+            turns_used=self.turns,
+            format_error=format_error,
+        )
+
+    def _attempt(self, a: str, b: str) -> str:
+        """Apply one well-formed combination and return its feedback (no exception for any names)."""
+        missing = [n for n in (a, b) if self.inventory.get(n, 0) <= 0]
+        if missing:
+            if len(missing) == 2 and missing[0] != missing[1]:
+                return MISSING_TWO_FEEDBACK.format(a=_echo(missing[0]), b=_echo(missing[1]))
+            return MISSING_ONE_FEEDBACK.format(a=_echo(missing[0]))
+        if self.limited:
+            if a == b and self.inventory[a] < 2:
+                return NOT_ENOUGH_SAME_FEEDBACK.format(a=a, n=self.inventory[a])
+            for elem in (a, b):
+                self.inventory[elem] -= 1
+            self.inventory = {e: n for e, n in self.inventory.items() if n > 0}
+        product = self.graph.recipes.get((a, b) if a <= b else (b, a))
+        if product is None:
+            return NOTHING_FEEDBACK.format(a=a, b=b) + (CONSUMED_SUFFIX if self.limited else "")
+        if self.limited:
+            self.inventory[product] = self.inventory.get(product, 0) + 1
+        else:
+            self.inventory[product] = 1
+        return CREATED_FEEDBACK.format(a=a, b=b, c=product)
+
+    def _feasible(self) -> bool:
+        """Whether any pair can still be attempted (limited mode: at least two copies in total)."""
+        return not self.limited or sum(self.inventory.values()) >= 2
+
+    def step(self, action_text: str) -> StepResult:
+        """Apply one response; unparseable ones end the episode with reward 0 and the format-error flag."""
+        if self.done:  # stepping past the end returns the final answer again, never an exception
+            return StepResult(
+                observation="",
+                reward=1.0 if self.outcome == "success" else 0.0,
+                done=True,
+                feedback=self.last_feedback,
+                turns_used=self.turns,
+                format_error=self.outcome == "format",
+            )
+        self.turns += 1
+        pair = parse_action(action_text if isinstance(action_text, str) else "")
+        if pair is None:
+            return self._end("format", 0.0, FORMAT_ERROR_FEEDBACK, format_error=True)
+        feedback = self._attempt(*pair)
+        if self.inventory.get(self.target, 0) > 0:
+            return self._end("success", 1.0, feedback)
+        if not self._feasible():
+            return self._end("materials", 0.0, feedback)
+        if self.turns >= self.max_rounds:
+            return self._end("rounds", 0.0, feedback)
+        self.last_feedback = feedback
+        return StepResult(
+            observation=self._observation(feedback), reward=0.0, done=False, feedback=feedback, turns_used=self.turns
+        )
+
+    def final_feedback(self) -> str:
+        """Spec 9.2's final texts: success, the format-error text, out of materials, or out of rounds."""
+        if self.outcome == "success":
+            return SUCCESS_FEEDBACK.format(t=self.target)
+        if self.outcome == "format":
+            return FORMAT_ERROR_FEEDBACK
+        if self.outcome == "materials":
+            return OUT_OF_MATERIALS_FEEDBACK.format(t=self.target, k=self.turns)
+        return OUT_OF_ROUNDS_FEEDBACK.format(k=self.turns, n=self.max_rounds, t=self.target)
+
+
+def parse_action(text: str) -> Pair | None:
+    """The two lowercased names of ``<answer>E1 + E2</answer>`` (input capped by ``extract_answer``), else None.
+
+    The stripped content is split on ``+``; exactly two non-empty stripped parts are required. Names are matched
+    case-insensitively, so they are lowercased here; whether they are in the inventory is the round's business.
+    """
+    answer = extract_answer(text)
+    if answer is None:
+        return None
+    parts = [p.strip() for p in answer.split("+")]
+    if len(parts) != 2 or not all(parts):
+        return None
+    return parts[0].lower(), parts[1].lower()
