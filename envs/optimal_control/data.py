@@ -1,0 +1,84 @@
+"""Optimal Control rows (spec 9.5, ``--difficulty hard``): initial state and target per row, nothing pack-specific.
+
+Each row carries its own seed (train even, test odd, so the splits are disjoint for any sizes) and the values drawn
+from ``random.Random(row seed)``: x0 ~ U[-2, 2], v0 ~ U[-1.5, 1.5], x_target ~ U[-8, 8], v_target = 0, horizon 12,
+control penalty 0.03. ``make_rows(n, ...)`` is a prefix of ``make_rows(n + k, ...)``.
+
+    python -m cod_envs.optimal_control.data --train-size 50000 --test-size 4000 --seed 42 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cod_envs.optimal_control.env import CONTROL_PENALTY, HORIZON
+
+SPLITS: dict[str, int] = {"train": 0, "test": 1}
+SETTINGS: tuple[str, ...] = ("hard",)
+"""The only difficulty any config uses; ``easy`` is accepted as an alias so generic callers keep working."""
+_SEED_SPACE = 2**30
+
+
+def make_rows(
+    n: int, seed: int = 42, split: str = "train", setting: str = "hard", include_previous_policy: bool = False
+) -> list[dict[str, Any]]:
+    """n rows of one split: distinct row seeds (parity = split) and the task values they determine."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    if setting not in (*SETTINGS, "easy"):
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    rng = np.random.default_rng([seed, SPLITS[split]])
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    while len(rows) < n:
+        k = int(rng.integers(_SEED_SPACE))
+        if k in seen:
+            continue
+        seen.add(k)
+        row_seed = 2 * k + SPLITS[split]
+        draw = random.Random(row_seed)
+        rows.append(
+            {
+                "seed": row_seed,
+                "x0": draw.uniform(-2.0, 2.0),
+                "v0": draw.uniform(-1.5, 1.5),
+                "x_target": draw.uniform(-8.0, 8.0),
+                "v_target": 0.0,
+                "horizon": HORIZON,
+                "control_penalty": CONTROL_PENALTY,
+                "include_previous_control_policy": include_previous_policy,
+            }
+        )
+    return rows
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    """One JSON object per line, keys sorted, so equal rows give byte-identical files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=50_000)
+    parser.add_argument("--test-size", type=int, default=4_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--include-previous-policy", action="store_true", help="inject the earlier controller")
+    args = parser.parse_args(argv)
+    inject = args.include_previous_policy
+    write_jsonl(make_rows(args.train_size, args.seed, "train", "hard", inject), args.out / "train.jsonl")
+    write_jsonl(make_rows(args.test_size, args.seed, "test", "hard", inject), args.out / "test.jsonl")
+
+
+if __name__ == "__main__":
+    main()
