@@ -9,14 +9,12 @@ is a prefix of ``make_rows(n + k, ...)``.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cod_envs.alchemy_random.env import SETTINGS
+from cod_envs.datagen import data_parser, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
 _SEED_SPACE = 2**30
@@ -49,25 +47,12 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
     return rows
 
 
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    """One JSON object per line, keys sorted, so equal rows give byte-identical files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-size", type=int, default=50_000)
-    parser.add_argument("--test-size", type=int, default=4_000)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = data_parser(__doc__)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="easy")
     args = parser.parse_args(argv)
-    write_jsonl(make_rows(args.train_size, args.seed, "train", args.setting), args.out / "train.jsonl")
-    write_jsonl(make_rows(args.test_size, args.seed, "test", args.setting), args.out / "test.jsonl")
+    write_splits(make_rows, args, args.setting)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,12 @@ control penalty 0.03. ``make_rows(n, ...)`` is a prefix of ``make_rows(n + k, ..
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cod_envs.datagen import data_parser, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
 from cod_envs.optimal_control.env import CONTROL_PENALTY, HORIZON
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
@@ -58,26 +56,12 @@ def make_rows(
     return rows
 
 
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    """One JSON object per line, keys sorted, so equal rows give byte-identical files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-size", type=int, default=50_000)
-    parser.add_argument("--test-size", type=int, default=4_000)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = data_parser(__doc__)
     parser.add_argument("--include-previous-policy", action="store_true", help="inject the earlier controller")
     args = parser.parse_args(argv)
-    inject = args.include_previous_policy
-    write_jsonl(make_rows(args.train_size, args.seed, "train", "hard", inject), args.out / "train.jsonl")
-    write_jsonl(make_rows(args.test_size, args.seed, "test", "hard", inject), args.out / "test.jsonl")
+    write_splits(make_rows, args, "hard", args.include_previous_policy)
 
 
 if __name__ == "__main__":

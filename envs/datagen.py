@@ -1,0 +1,33 @@
+"""Shared pieces of the per-domain data generators: the JSONL writer and the common command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    """One JSON object per line, keys sorted, so equal rows give byte-identical files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def data_parser(description: str | None) -> argparse.ArgumentParser:
+    """``--train-size --test-size --seed --out``; a domain adds its own options."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=50_000)
+    parser.add_argument("--test-size", type=int, default=4_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def write_splits(make_rows: Callable[..., list[dict[str, Any]]], args: argparse.Namespace, *extra: Any) -> None:
+    """Write ``train.jsonl`` and ``test.jsonl`` under ``args.out`` (train and test seeds are disjoint by design)."""
+    write_jsonl(make_rows(args.train_size, args.seed, "train", *extra), args.out / "train.jsonl")
+    write_jsonl(make_rows(args.test_size, args.seed, "test", *extra), args.out / "test.jsonl")
