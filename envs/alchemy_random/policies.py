@@ -14,15 +14,18 @@ import re
 from collections.abc import Iterable
 
 from cod_envs.base import Message, TextPolicy
-
-HINT_START = "--- Start of updated hints ---"
-HINT_END = "--- End of updated hints ---"
-"""The CoD core's delimiters (``cod_megatron.cod.hints``), restated because ``cod_envs`` imports nothing from it."""
-HINT_SECTION = "## Hints that might help"
-LENGTH_SECTION = "## Response length limit"
-PREVIOUS_HINTS = "--- Previous hints ---"
-TRAJECTORY = "--- A new task-solving trajectory ---"
-NO_HINT = "none"
+from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
+    HINT_END,
+    HINT_SECTION,
+    HINT_START,
+    LENGTH_SECTION,
+    NO_HINT,
+    PREVIOUS_HINTS,
+    TRAJECTORY,
+)
+from cod_envs.scripted import constant_update as _constant_update
+from cod_envs.scripted import hint_section as _hint_section
+from cod_envs.scripted import is_update_prompt as _is_update
 
 Pair = tuple[str, str]
 
@@ -144,19 +147,6 @@ def next_action(inventory: dict[str, int], tiers: dict[str, int], target: str, k
     return pair
 
 
-def _hint_section(system_prompt: str) -> str:
-    """The hint text of a solve system prompt (between the hint header and the length section)."""
-    start = system_prompt.find(HINT_SECTION)
-    if start == -1:
-        return ""
-    end = system_prompt.find(LENGTH_SECTION, start)
-    return system_prompt[start : end if end != -1 else None]
-
-
-def _is_update(messages: list[Message]) -> bool:
-    return bool(messages) and PREVIOUS_HINTS in messages[-1]["content"] and TRAJECTORY in messages[-1]["content"]
-
-
 def _answer(pair: Pair, why: str) -> str:
     return f"{why}\n<answer>{pair[0]} + {pair[1]}</answer>"
 
@@ -217,10 +207,6 @@ def _update(messages: list[Message]) -> str:
     previous.add_text(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)], hint=True)
     know = merge([previous, trajectory_facts(prompt)])
     return f"Recording the recipes and failed pairs found so far.\n{HINT_START}\n{know.render()}\n{HINT_END}"
-
-
-def _constant_update() -> str:
-    return f"{HINT_START}\n{NO_HINT}\n{HINT_END}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:

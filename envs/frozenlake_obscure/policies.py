@@ -17,15 +17,18 @@ from collections.abc import Iterable, Sequence
 
 from cod_envs.base import Message, TextPolicy
 from cod_envs.frozenlake_obscure.env import DELTAS, DIRECTIONS
-
-HINT_START = "--- Start of updated hints ---"
-HINT_END = "--- End of updated hints ---"
-"""The CoD core's delimiters (``cod_megatron.cod.hints``), restated because ``cod_envs`` imports nothing from it."""
-HINT_SECTION = "## Hints that might help"
-LENGTH_SECTION = "## Response length limit"
-PREVIOUS_HINTS = "--- Previous hints ---"
-TRAJECTORY = "--- A new task-solving trajectory ---"
-NO_HINT = "none"
+from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
+    HINT_END,
+    HINT_SECTION,
+    HINT_START,
+    LENGTH_SECTION,
+    NO_HINT,
+    PREVIOUS_HINTS,
+    TRAJECTORY,
+)
+from cod_envs.scripted import constant_update as _constant_update
+from cod_envs.scripted import hint_section as _hint_section
+from cod_envs.scripted import is_update_prompt as _is_update
 
 Perm = tuple[str, ...]
 """``perm[k - 1]`` is the direction of ``Direction k``."""
@@ -186,19 +189,6 @@ def _distances_to(board: Board, target: Cell) -> dict[Cell, int]:
     return dist
 
 
-def _hint_section(system_prompt: str) -> str:
-    """The hint text of a solve system prompt (between the hint header and the length section)."""
-    start = system_prompt.find(HINT_SECTION)
-    if start == -1:
-        return ""
-    end = system_prompt.find(LENGTH_SECTION, start)
-    return system_prompt[start : end if end != -1 else None]
-
-
-def _is_update(messages: list[Message]) -> bool:
-    return bool(messages) and PREVIOUS_HINTS in messages[-1]["content"] and TRAJECTORY in messages[-1]["content"]
-
-
 def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
     """One solve turn: constraints from the hint (optionally) and from this episode's feedback, then plan."""
     observation = messages[-1]["content"]
@@ -259,10 +249,6 @@ def _update(messages: list[Message]) -> str:
     merged = consistent(hint_constraints(previous), perms)
     hint = format_hint(merged or perms or list(ALL_PERMS))
     return f"Recording the action mapping observed so far.\n{HINT_START}\n{hint}\n{HINT_END}"
-
-
-def _constant_update() -> str:
-    return f"{HINT_START}\n{NO_HINT}\n{HINT_END}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:

@@ -15,16 +15,20 @@ import numpy as np
 
 from cod_envs.base import Message, TextPolicy
 from cod_envs.optimal_control.env import CONTROL_PENALTY, VELOCITY_WEIGHT
+from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
+    HINT_END,
+    HINT_SECTION,
+    HINT_START,
+    LENGTH_SECTION,
+    NO_HINT,
+    PREVIOUS_HINTS,
+    TRAJECTORY,
+)
+from cod_envs.scripted import constant_update as _constant_update
+from cod_envs.scripted import hint_section as _hint_section
+from cod_envs.scripted import is_update_prompt as _is_update
 
-HINT_START = "--- Start of updated hints ---"
-HINT_END = "--- End of updated hints ---"
-"""The CoD core's delimiters (``cod_megatron.cod.hints``), restated because ``cod_envs`` imports nothing from it."""
-HINT_SECTION = "## Hints that might help"
-LENGTH_SECTION = "## Response length limit"
-PREVIOUS_HINTS = "--- Previous hints ---"
-TRAJECTORY = "--- A new task-solving trajectory ---"
 FEEDBACK = "Environment feedback:"
-NO_HINT = "none"
 DEFAULT_GUESS = (1.0, 1.0)
 """(a, b) assumed without evidence: a pure double integrator with a positive control coefficient."""
 
@@ -104,18 +108,6 @@ def parse_hint(text: str) -> tuple[float, float] | None:
     return (float(m.group(1)), float(m.group(2))) if m else None
 
 
-def _hint_section(system_prompt: str) -> str:
-    start = system_prompt.find(HINT_SECTION)
-    if start == -1:
-        return ""
-    end = system_prompt.find(LENGTH_SECTION, start)
-    return system_prompt[start : end if end != -1 else None]
-
-
-def _is_update(messages: list[Message]) -> bool:
-    return bool(messages) and PREVIOUS_HINTS in messages[-1]["content"] and TRAJECTORY in messages[-1]["content"]
-
-
 def _answer(expr: str, note: str) -> str:
     return f"{note}\n<answer>\n  <action_expression>\n    {expr}\n  </action_expression>\n</answer>"
 
@@ -145,10 +137,6 @@ def _update(messages: list[Message]) -> str:
     dynamics = fitted or previous
     body = format_hint(*dynamics) if dynamics else "- Hidden dynamics not identified yet; submit a simple feedback law."
     return f"Fitting the dynamics on the feedback table.\n{HINT_START}\n{body}\n{HINT_END}"
-
-
-def _constant_update() -> str:
-    return f"{HINT_START}\n{NO_HINT}\n{HINT_END}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:

@@ -39,3 +39,12 @@ def test_every_registered_domain_offers_the_three_scripted_policies():
 
     for name in registry.DOMAINS:
         assert set(registry.load(name).policies) >= {"oracle", "hint-blind", "random"}, name
+
+
+def test_scripted_landmarks_restate_the_core_texts():
+    from cod_envs import scripted
+    from cod_megatron.cod import hints
+
+    assert (scripted.HINT_START, scripted.HINT_END) == (hints.HINT_START, hints.HINT_END)
+    assert (scripted.PREVIOUS_HINTS, scripted.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
+    assert (scripted.HINT_SECTION, scripted.LENGTH_SECTION) == (hints.HINT_SECTION_HEADER, hints.LENGTH_SECTION_HEADER)
