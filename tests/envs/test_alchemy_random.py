@@ -1,8 +1,6 @@
 """Alchemy-Random (spec 9.2): seeds, shared recipe graph, texts, malformed actions, limited mode, hint use."""
 
 import json
-import math
-import statistics
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ from cod_envs.alchemy_random.env import FORMAT_ERROR_FEEDBACK, AlchemyRandom, so
 from cod_envs.base import PackState, TaskContext
 from cod_megatron.cod import hints
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from tests.envs.hint_use import hint_use
 
 ROW = make_rows(1, seed=0)[0]
 HARD_ROW = make_rows(1, seed=0, setting="hard")[0]
@@ -287,17 +286,9 @@ def test_oracle_hint_states_only_true_facts():
 
 
 def _gaps(policy_factory, n_packs, size=4):
-    rows = make_rows(size * n_packs, seed=0, split="train", setting="easy")
-    per_position: list[list[float]] = [[] for _ in range(size)]
-    gaps = []
-    for i in range(n_packs):
-        lc = run_text_lifecycle(ENV, rows[size * i : size * (i + 1)], pack_seed=i, policy=policy_factory(i))
-        for j, r in enumerate(lc.solve_rewards):
-            per_position[j].append(r)
-        gaps.append(statistics.mean(lc.solve_rewards[1:]) - lc.solve_rewards[0])
-    mean = statistics.mean(gaps)
-    half = 1.96 * statistics.stdev(gaps) / math.sqrt(n_packs)
-    return [statistics.mean(p) for p in per_position], (mean - half, mean + half)
+    return hint_use(
+        ENV, make_rows(size * n_packs, seed=0, split="train", setting="easy"), policy_factory, n_packs, size
+    )
 
 
 def test_oracle_uses_the_hint_and_hint_blind_is_flat():

@@ -1,8 +1,6 @@
 """FrozenLake-Obscure (spec 9.1): seeds, shared permutation, solvable maps, texts, malformed actions, hint use."""
 
 import json
-import math
-import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from cod_envs.frozenlake_obscure.env import (
 )
 from cod_megatron.cod import hints
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from tests.envs.hint_use import hint_use
 
 
 def make_env(row, pack_seed=7, task_idx=0, pack_size=4):
@@ -359,17 +358,9 @@ def test_oracle_hint_states_only_true_mapping_facts():
 
 
 def _gaps(policy_factory, n_packs, size=4):
-    rows = make_rows(size * n_packs, seed=0, split="train", setting="easy")
-    per_position = [[] for _ in range(size)]
-    gaps = []
-    for i in range(n_packs):
-        lc = run_text_lifecycle(ENV, rows[size * i : size * (i + 1)], pack_seed=i, policy=policy_factory(i))
-        for j, r in enumerate(lc.solve_rewards):
-            per_position[j].append(r)
-        gaps.append(statistics.mean(lc.solve_rewards[1:]) - lc.solve_rewards[0])
-    mean = statistics.mean(gaps)
-    half = 1.96 * statistics.stdev(gaps) / math.sqrt(n_packs)
-    return [statistics.mean(p) for p in per_position], (mean - half, mean + half)
+    return hint_use(
+        ENV, make_rows(size * n_packs, seed=0, split="train", setting="easy"), policy_factory, n_packs, size
+    )
 
 
 def test_oracle_uses_the_hint_and_hint_blind_is_flat():

@@ -1,8 +1,6 @@
 """Optimal Control (spec 9.5): whitelisted controller grammar, hostile inputs, simulation, pack state, hint use."""
 
 import json
-import math
-import statistics
 import time
 
 import pytest
@@ -28,6 +26,7 @@ from cod_envs.optimal_control.expr import (
 )
 from cod_megatron.cod import hints
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from tests.envs.hint_use import hint_use
 
 ROWS = make_rows(8, seed=0)
 ROW = ROWS[0]
@@ -443,17 +442,7 @@ def test_oracle_hint_recovers_the_hidden_dynamics():
 
 
 def _gaps(policy_factory, n_packs, size=4):
-    rows = make_rows(size * n_packs, seed=0)
-    per_position: list[list[float]] = [[] for _ in range(size)]
-    gaps = []
-    for i in range(n_packs):
-        lc = run_text_lifecycle(ENV, rows[size * i : size * (i + 1)], pack_seed=i, policy=policy_factory(i))
-        for j, r in enumerate(lc.solve_rewards):
-            per_position[j].append(r)
-        gaps.append(statistics.mean(lc.solve_rewards[1:]) - lc.solve_rewards[0])
-    mean = statistics.mean(gaps)
-    half = 1.96 * statistics.stdev(gaps) / math.sqrt(n_packs)
-    return [statistics.mean(p) for p in per_position], (mean - half, mean + half)
+    return hint_use(ENV, make_rows(size * n_packs, seed=0), policy_factory, n_packs, size)
 
 
 def test_oracle_uses_the_hint_and_hint_blind_is_flat():
