@@ -14,6 +14,7 @@ DOMAINS: dict[str, str] = {
     "alchemy_random": "cod_envs.alchemy_random",
     "hidden_key": "cod_envs.hidden_key",
     "frozenlake_obscure": "cod_envs.frozenlake_obscure",
+    "grid_navigation": "cod_envs.grid_navigation",
     "optimal_control": "cod_envs.optimal_control",
 }
 

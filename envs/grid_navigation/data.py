@@ -1,0 +1,56 @@
+"""Grid Navigation rows (spec 9.6): a row seed and the setting's parameters, nothing pack-specific.
+
+The landscape and grid size come from the pack seed, so a row is only a seed (which fixes rounds, start and target
+on whatever grid its pack draws) plus the setting. Train seeds are even and test seeds odd, so the splits are
+disjoint for any sizes and generator seed; ``make_rows(n, ...)`` is a prefix of ``make_rows(n + k, ...)``.
+
+    python -m cod_envs.grid_navigation.data --train-size 50000 --test-size 4000 --seed 42 --out DIR
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from cod_envs.datagen import data_parser, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
+from cod_envs.grid_navigation.env import SETTINGS
+
+SPLITS: dict[str, int] = {"train": 0, "test": 1}
+SETTING_ALIASES = {"easy": "train", "hard": "eval"}
+"""The evaluation CLI's ``--setting easy|hard`` mapped onto this domain's train / eval settings."""
+_SEED_SPACE = 2**30
+_SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
+
+
+def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "train") -> list[dict[str, Any]]:
+    """n rows of one split and setting: distinct row seeds (parity = split) and the setting's parameters."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    setting = SETTING_ALIASES.get(setting, setting)
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {sorted(SETTINGS)}, got {setting!r}")
+    params = asdict(SETTINGS[setting])
+    rng = np.random.default_rng([seed, SPLITS[split], _SETTING_IDS[setting]])
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    while len(rows) < n:
+        k = int(rng.integers(_SEED_SPACE))
+        if k in seen:
+            continue
+        seen.add(k)
+        rows.append({"seed": 2 * k + SPLITS[split], "setting": setting, **params})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
+    parser = data_parser(__doc__)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="train")
+    args = parser.parse_args(argv)
+    write_splits(make_rows, args, args.setting)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Scripted Grid Navigation policies (spec 9.0, 9.6) that read only the text a model would see.
+
+The solver estimates every cell's cost (revealed cells exactly, unknown cells from a prior), then searches the
+exact-round route from its position to the target with the lowest estimated mean entered cost (the loss is a mean,
+so a Dinkelbach loop over "sum of (cost - lambda)" dynamic programs). The oracle's update records the landscape it
+learned as a full estimated cost grid (revealed cells exact, the rest smoothed from them, since landscapes are sums
+of broad bumps); its solver uses that grid as the prior for unknown cells. Hint-blind runs the same solver with the
+flat prior (mean revealed cost) and writes the constant hint ``none``; the environment's persistent reveals still
+help it, so its curve may rise too. No privileged environment state is read.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+
+from cod_envs.base import Message, TextPolicy
+from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
+    HINT_END,
+    HINT_SECTION,
+    HINT_START,
+    LENGTH_SECTION,
+    NO_HINT,
+    PREVIOUS_HINTS,
+    TRAJECTORY,
+)
+from cod_envs.scripted import constant_update as _constant_update
+from cod_envs.scripted import hint_section as _hint_section
+from cod_envs.scripted import is_update_prompt as _is_update
+
+ESTIMATE_HEADER = "- Estimated cost grid (revealed cells exact, others smoothed from nearby revealed cells):"
+BANDWIDTH = 1.0
+"""Gaussian smoothing width in cells for the oracle's estimate (landscape scales are 1-6 cells)."""
+DEFAULT_PRIOR = 30.0
+"""Prior cost before anything is revealed (any constant gives the same routes: every route ties)."""
+DINKELBACH_ITERS = 4
+EXPLORE_BONUS = 5.0
+"""Cost discount per unknown cell: breaks ties toward routes that reveal more (the prompt asks to explore broadly)."""
+
+_ROUND_RE = re.compile(r"^Round (\d+)/(\d+)", re.M)
+_POS_RE = re.compile(r"Current position: \((\d+),(\d+)\)")
+_TARGET_RE = re.compile(r"Target position: \((\d+),(\d+)\)")
+_PATH_RE = re.compile(r"You moved to \(\d+,\d+\) through \d+ entered cells: ([^\n]*?)\. Cumulative")
+_CELL_RE = re.compile(r"\((\d+),(\d+)\)")
+
+
+def parse_grid(text: str, header: str) -> np.ndarray | None:
+    """The grid rendered after ``header`` as floats (NaN for ``?``), or None."""
+    start = text.rfind(header)
+    if start == -1:
+        return None
+    lines = text[start + len(header) :].lstrip("\n").split("\n")
+    if not lines or not lines[0].strip():
+        return None
+    size = len(lines[0].split())
+    rows = []
+    for line in lines[1 : size + 1]:
+        tokens = line.split()
+        if len(tokens) != size + 1:
+            return None
+        rows.append([float("nan") if t == "?" else float(t) for t in tokens[1:]])
+    return np.array(rows) if len(rows) == size and size > 0 else None
+
+
+def smooth_estimate(observed: np.ndarray) -> np.ndarray:
+    """Revealed cells exact; unknown cells a Gaussian-weighted mean of revealed ones (NaN if none is revealed)."""
+    size = observed.shape[0]
+    known = ~np.isnan(observed)
+    if not known.any():
+        return observed.copy()
+    ys, xs = np.nonzero(known)
+    values = observed[known]
+    gy, gx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    d2 = (gy[..., None] - ys) ** 2 + (gx[..., None] - xs) ** 2
+    weights = np.exp(-0.5 * d2 / BANDWIDTH**2) + 1e-12
+    estimate = (weights * values).sum(-1) / weights.sum(-1)
+    return np.where(known, observed, np.rint(estimate))
+
+
+def render(grid: np.ndarray) -> str:
+    """The environment's grid layout (width-3 cells), ``?`` for NaN."""
+    size = grid.shape[0]
+    lines = ["     " + "".join(f"{c:>3}" for c in range(size))]
+    for r in range(size):
+        cells = "".join(f"{'?' if np.isnan(v) else int(v):>3}" for v in grid[r])
+        lines.append(f"{r:>3}  {cells}")
+    return "\n".join(lines)
+
+
+def _move_tables(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summed weight of the entered cells of every move along rows [r, c0, c1] and columns [c, r0, r1]."""
+    size = w.shape[0]
+    c0, c1 = np.arange(size)[:, None], np.arange(size)[None, :]
+    hi, lo = np.where(c1 > c0, c1 + 1, c0), np.where(c1 > c0, c0 + 1, c1)
+    out = []
+    for m in (w, w.T):
+        prefix = np.concatenate([np.zeros((size, 1)), np.cumsum(m, axis=1)], axis=1)
+        table = prefix[:, hi] - prefix[:, lo]
+        table[:, np.arange(size), np.arange(size)] = np.inf
+        out.append(table)
+    return out[0], out[1]
+
+
+def _plan(est: np.ndarray, pos: tuple[int, int], target: tuple[int, int], rounds: int) -> list[tuple[int, int]]:
+    """The exact-``rounds`` route (list of destinations) minimising the summed weights ``est``."""
+    t_row, t_col = _move_tables(est)
+    size = est.shape[0]
+    values = [np.full((size, size), np.inf)]
+    values[0][target] = 0.0
+    for _ in range(rounds - 1):
+        v = values[-1]
+        by_row = (t_row + v[:, None, :]).min(axis=2)
+        by_col = (t_col + v.T[:, None, :]).min(axis=2).T
+        values.append(np.minimum(by_row, by_col))
+    route, (r, c) = [], pos
+    for left in range(rounds, 0, -1):
+        v = values[left - 1]
+        row_cost, col_cost = t_row[r, c, :] + v[r, :], t_col[c, r, :] + v[:, c]
+        if row_cost.min() <= col_cost.min():
+            r, c = r, int(np.argmin(row_cost))
+        else:
+            r, c = int(np.argmin(col_cost)), c
+        route.append((r, c))
+    return route
+
+
+def _entered(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int]]:
+    (r0, c0), (r1, c1) = src, dst
+    if r0 == r1:
+        step = 1 if c1 > c0 else -1
+        return [(r0, c) for c in range(c0 + step, c1 + step, step)]
+    step = 1 if r1 > r0 else -1
+    return [(r, c0) for r in range(r0 + step, r1 + step, step)]
+
+
+def best_move(
+    est: np.ndarray, pos: tuple[int, int], target: tuple[int, int], rounds: int, prev: list[tuple[int, int]]
+) -> tuple[int, int]:
+    """First destination of the route with the lowest estimated mean cost, counting this task's earlier cells."""
+    prev_sum, prev_n = sum(est[c] for c in prev), len(prev)
+    lam = prev_sum / prev_n if prev_n else float(est.mean())
+    route: list[tuple[int, int]] = []
+    for _ in range(DINKELBACH_ITERS):
+        route = _plan(est - lam, pos, target, rounds)
+        cells, here = [], pos
+        for dest in route:
+            cells += _entered(here, dest)
+            here = dest
+        new = (prev_sum + sum(est[c] for c in cells)) / (prev_n + len(cells))
+        if abs(new - lam) < 1e-9:
+            break
+        lam = new
+    return route[0]
+
+
+def _solve(messages: list[Message], use_hint: bool) -> str:
+    """One round: estimate the costs, then move along the cheapest exact-round route."""
+    observation = messages[-1]["content"]
+    grid = parse_grid(observation, "Observed cost grid:")
+    pos_m, target_m, round_m = (
+        _POS_RE.search(observation),
+        _TARGET_RE.search(observation),
+        _ROUND_RE.search(observation),
+    )
+    if grid is None or pos_m is None or target_m is None or round_m is None:
+        return "<answer>0,0</answer>"
+    pos = (int(pos_m.group(1)), int(pos_m.group(2)))
+    target = (int(target_m.group(1)), int(target_m.group(2)))
+    rounds_left = int(round_m.group(2)) - int(round_m.group(1)) + 1
+    known = ~np.isnan(grid)
+    prior = np.full(grid.shape, float(grid[known].mean()) if known.any() else DEFAULT_PRIOR) - EXPLORE_BONUS
+    if use_hint and messages[0]["role"] == "system":
+        hinted = parse_grid(_hint_section(messages[0]["content"]), ESTIMATE_HEADER)
+        if hinted is not None and hinted.shape == grid.shape:
+            prior = np.where(np.isnan(hinted), prior, hinted)  # trust the recorded landscape: no exploration bonus
+    est = np.where(known, grid, prior)
+    prev: list[tuple[int, int]] = []
+    for message in messages:
+        if message["role"] == "user":
+            for m in _PATH_RE.finditer(message["content"]):
+                prev += [(int(a), int(b)) for a, b in _CELL_RE.findall(m.group(1))]
+    prev = [c for c in prev if 0 <= c[0] < grid.shape[0] and 0 <= c[1] < grid.shape[1]]
+    r, c = best_move(est, pos, target, rounds_left, prev)
+    return f"Cheapest estimated exact-round route.\n<answer>{r},{c}</answer>"
+
+
+def _update(messages: list[Message]) -> str:
+    """Record the smoothed landscape from the trajectory's final observed cost grid."""
+    prompt = messages[-1]["content"]
+    grid = parse_grid(prompt[prompt.find(TRAJECTORY) :], "Observed cost grid:")
+    if grid is None or np.isnan(grid).all():
+        return f"{HINT_START}\n- The cost landscape is shared by all tasks; nothing revealed yet.\n{HINT_END}"
+    hint = "\n".join(
+        [
+            "- The cost landscape is shared by all tasks and smooth; route through long runs of cheap cells.",
+            ESTIMATE_HEADER,
+            render(smooth_estimate(grid)),
+        ]
+    )
+    return f"Recording the cost landscape observed so far.\n{HINT_START}\n{hint}\n{HINT_END}"
+
+
+def oracle(seed: int = 0) -> TextPolicy:
+    """Solves with its hint's estimated landscape as the prior for unknown cells; updates record that landscape."""
+
+    def policy(messages: list[Message]) -> str:
+        return _update(messages) if _is_update(messages) else _solve(messages, use_hint=True)
+
+    return policy
+
+
+def hint_blind(seed: int = 0) -> TextPolicy:
+    """The oracle's solver with a flat prior (the hint is ignored); its updates write the constant hint ``none``."""
+
+    def policy(messages: list[Message]) -> str:
+        return _constant_update() if _is_update(messages) else _solve(messages, use_hint=False)
+
+    return policy
+
+
+def random_policy(seed: int = 0) -> TextPolicy:
+    """A uniformly random legal rook move each round; updates write the constant hint ``none``."""
+    rng = random.Random(seed)
+
+    def policy(messages: list[Message]) -> str:
+        if _is_update(messages):
+            return _constant_update()
+        observation = messages[-1]["content"] if messages else ""
+        grid, pos_m = parse_grid(observation, "Observed cost grid:"), _POS_RE.search(observation)
+        if grid is None or pos_m is None:
+            return "<answer>0,0</answer>"
+        r, c, size = int(pos_m.group(1)), int(pos_m.group(2)), grid.shape[0]
+        options = [(r, k) for k in range(size) if k != c] + [(k, c) for k in range(size) if k != r]
+        dr, dc = rng.choice(options)
+        return f"<answer>{dr},{dc}</answer>"
+
+    return policy
