@@ -1,0 +1,306 @@
+"""The one lifecycle runner: one rollout of one pack, solve and update episodes alternating (spec 2.3).
+
+The runner owns the CoD logic (pack state, hints, the generic update prompt, Ralph task indices) and asks a
+*responder* for the model's side of each episode. Two responders: text (any ``TextPolicy``: scripted policies, an
+OpenAI-compatible endpoint) for evaluation, and tokens (a :class:`~cod_megatron.rollout.engine.RolloutEngine`) for
+training, which records every episode token-in/token-out as an :class:`~cod_megatron.cod.episode.Episode`.
+Hints: delimited hints keep the previous hint on a parse failure (R1) and earn the format penalty; bare hints
+(HiddenKey) are parsed by the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
+from cod_megatron.cod.episode import Episode, Lifecycle, Pack
+from cod_megatron.cod.hints import (
+    INITIAL_HINT,
+    UpdateInput,
+    UpdatePromptHooks,
+    augment_system_prompt,
+    build_update_prompt,
+    render_trajectory,
+    update_hint,
+)
+from cod_megatron.cod.rewards import update_reward
+from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation
+from cod_megatron.rollout.engine import RolloutEngine, SamplingParams
+
+Prompt = list[dict[str, str]] | str
+
+
+class Responder(Protocol):
+    """The model's side of an episode: a first response to the prompt, then one per observation."""
+
+    def begin(self, kind: str, position: int, prompt: Prompt) -> str:
+        """Start an episode and return the first response text."""
+        ...
+
+    def follow(self, observation: str) -> str:
+        """Append an observation and return the next response text."""
+        ...
+
+    def end(self, reward: float, feedback: str, format_error: bool) -> None:
+        """Close the episode with its reward."""
+        ...
+
+
+@dataclass
+class TextEpisodeTrace:
+    """What happened in one episode, as text."""
+
+    kind: str
+    position: int
+    prompt: Prompt
+    responses: list[str]
+    reward: float
+    feedback: str = ""
+    format_error: bool = False
+    turns_used: int = 0
+
+
+@dataclass
+class TextLifecycle:
+    """One lifecycle: solve rewards by position, the hint before each task, every episode."""
+
+    solve_rewards: list[float] = field(default_factory=list)
+    update_rewards: list[float] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+    episodes: list[TextEpisodeTrace] = field(default_factory=list)
+
+
+def _as_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """Plain-text prompts (HiddenKey) reach text policies as one user message."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def run_lifecycle(
+    env_cls: type[Environment],
+    rows: list[dict[str, Any]],
+    *,
+    pack_seed: int,
+    responder: Responder,
+    env_task_idx: list[int] | None = None,
+    length_limit: int | None = None,
+    hint_visible: bool = True,
+) -> TextLifecycle:
+    """S = len(rows) solve episodes and S - 1 update episodes with one caller-owned pack state."""
+    state, out = PackState(), TextLifecycle()
+    initial = env_cls.initial_hint() or INITIAL_HINT
+    hint, size = initial, len(rows)
+    for j, row in enumerate(rows):
+        env = env_cls(
+            TaskContext(row=row, pack_seed=pack_seed, task_idx=env_task_idx[j] if env_task_idx else j, pack_size=size),
+            state,
+        )
+        shown = hint if hint_visible else initial
+        raw = env.raw_solve_prompt(shown)
+        if raw is not None:
+            prompt: Prompt = raw
+        else:
+            prompt = [
+                {"role": "system", "content": augment_system_prompt(env.system_prompt(), shown, length_limit)},
+                {"role": "user", "content": env.first_observation()},
+            ]
+        messages = _as_messages(prompt)
+        responses = [responder.begin("solve", j, prompt)]
+        while True:
+            messages.append({"role": "assistant", "content": responses[-1]})
+            result = env.step(responses[-1])
+            if result.done or env.turns >= env.max_turns:
+                break
+            messages.append({"role": "user", "content": result.observation})
+            responses.append(responder.follow(result.observation))
+        feedback = env.final_feedback() or result.feedback
+        responder.end(result.reward, feedback, result.format_error)
+        out.hints.append(hint)
+        out.solve_rewards.append(result.reward)
+        out.episodes.append(
+            TextEpisodeTrace(
+                kind="solve",
+                position=j,
+                prompt=prompt,
+                responses=responses,
+                reward=result.reward,
+                feedback=feedback,
+                format_error=result.format_error,
+                turns_used=result.turns_used,
+            )
+        )
+        if j == size - 1:
+            break
+        update_prompt = env.raw_update_prompt(hint, responses[-1], result.reward, feedback)
+        if update_prompt is None:
+            trajectory = env.update_trajectory(messages)
+            hooks = UpdatePromptHooks(
+                render_trajectory=(lambda _m, t=trajectory: t) if trajectory is not None else render_trajectory,
+                include_reward=env.update_shows_reward,
+            )
+            update_prompt = build_update_prompt(
+                UpdateInput(hint, messages, result.reward, feedback), length_limit=length_limit, hooks=hooks
+            )
+        response = responder.begin("update", j, update_prompt)
+        if env.hint_format == "bare":
+            new = env.parse_bare_hint(response)
+            parsed, hint = new is not None, new if new is not None else hint
+        else:
+            upd = update_hint(hint, response)
+            parsed, hint = upd.parsed, upd.hint
+        r_z = update_reward(parsed)
+        responder.end(r_z, "", not parsed)
+        out.update_rewards.append(r_z)
+        out.episodes.append(
+            TextEpisodeTrace(
+                kind="update",
+                position=j,
+                prompt=update_prompt,
+                responses=[response],
+                reward=r_z,
+                format_error=not parsed,
+            )
+        )
+    return out
+
+
+@dataclass
+class TextResponder:
+    """Answers with a text policy; keeps the conversation so far for multi-turn episodes."""
+
+    policy: TextPolicy
+    _messages: list[dict[str, str]] = field(default_factory=list)
+
+    def begin(self, kind: str, position: int, prompt: Prompt) -> str:  # noqa: D102
+        self._messages = _as_messages(prompt)
+        return self._reply()
+
+    def follow(self, observation: str) -> str:  # noqa: D102
+        self._messages.append({"role": "user", "content": observation})
+        return self._reply()
+
+    def end(self, reward: float, feedback: str, format_error: bool) -> None:  # noqa: D102
+        self._messages = []
+
+    def _reply(self) -> str:
+        text = self.policy(list(self._messages))
+        self._messages.append({"role": "assistant", "content": text})
+        return text
+
+
+def run_text_lifecycle(
+    env_cls: type[Environment],
+    rows: list[dict[str, Any]],
+    *,
+    pack_seed: int,
+    policy: TextPolicy,
+    env_task_idx: list[int] | None = None,
+    length_limit: int | None = None,
+    hint_visible: bool = True,
+) -> TextLifecycle:
+    """The lifecycle driven by a text policy (evaluation, scripted reference policies, served models)."""
+    return run_lifecycle(
+        env_cls,
+        rows,
+        pack_seed=pack_seed,
+        responder=TextResponder(policy),
+        env_task_idx=env_task_idx,
+        length_limit=length_limit,
+        hint_visible=hint_visible,
+    )
+
+
+@dataclass
+class TokenResponder:
+    """Answers through a rollout engine and records each episode token-in/token-out as an ``Episode``."""
+
+    engine: RolloutEngine
+    renderer: ChatRenderer
+    params: SamplingParams
+    pack_id: int
+    rollout: int
+    episodes: list[Episode] = field(default_factory=list)
+    _conv: TokenConversation | None = None
+    _raw: dict[str, list] | None = None
+    _key: tuple[str, int] = ("solve", 0)
+    _logprobs: list[float] = field(default_factory=list)
+
+    def begin(self, kind: str, position: int, prompt: Prompt) -> str:  # noqa: D102
+        self._key, self._logprobs = (kind, position), []
+        if isinstance(prompt, str):  # plain-text prompt: encoded as is, no chat template (HiddenKey)
+            self._conv = None
+            ids = self.renderer.encode(prompt)
+            self._raw = {"ids": list(ids), "gen": [False] * len(ids)}
+            return self._generate(ids, [{"role": "user", "content": prompt}])
+        self._conv = TokenConversation.start(self.renderer, prompt)
+        return self._generate(self._conv.prompt_ids, self._conv.messages)
+
+    def follow(self, observation: str) -> str:  # noqa: D102
+        if self._conv is None:
+            raise RuntimeError("plain-text prompts are single-turn")
+        self._conv.add_observation(observation)
+        self._logprobs += [0.0] * (len(self._conv.token_ids) - len(self._logprobs))
+        return self._generate(self._conv.prompt_ids, self._conv.messages)
+
+    def end(self, reward: float, feedback: str, format_error: bool) -> None:  # noqa: D102
+        if self._conv is not None:
+            ids, gen, turns = self._conv.token_ids, self._conv.generated, self._conv.turn_ids
+        else:
+            ids, gen = self._raw["ids"], self._raw["gen"]
+            turns = [0] * len(ids)
+        kind, position = self._key
+        self.episodes.append(
+            Episode(
+                pack_id=self.pack_id,
+                rollout=self.rollout,
+                kind=kind,
+                position=position,
+                token_ids=list(ids),
+                generated=list(gen),
+                rollout_logprobs=self._logprobs + [0.0] * (len(ids) - len(self._logprobs)),
+                turn_ids=list(turns),
+                reward=reward,
+                feedback=feedback,
+                format_error=format_error,
+            )
+        )
+
+    def _generate(self, prompt_ids: list[int], messages: list[dict[str, str]]) -> str:
+        gen = self.engine.generate(prompt_ids, self.params, messages)
+        text = (
+            gen.text
+            if gen.text is not None
+            else self.renderer.tokenizer.decode(gen.token_ids, skip_special_tokens=True)
+        )
+        self._logprobs += [0.0] * (len(prompt_ids) - len(self._logprobs)) + list(gen.logprobs)
+        if self._conv is not None:
+            self._conv.add_response(gen.token_ids, text)
+        else:
+            self._raw["ids"] += gen.token_ids
+            self._raw["gen"] += [True] * len(gen.token_ids)
+        return text
+
+
+def run_token_lifecycle(
+    env_cls: type[Environment],
+    pack: Pack,
+    rollout: int,
+    *,
+    engine: RolloutEngine,
+    renderer: ChatRenderer,
+    params: SamplingParams,
+    env_task_idx: list[int] | None = None,
+    length_limit: int | None = None,
+) -> tuple[Lifecycle, TextLifecycle]:
+    """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
+    text trace."""
+    responder = TokenResponder(engine=engine, renderer=renderer, params=params, pack_id=pack.pack_id, rollout=rollout)
+    trace = run_lifecycle(
+        env_cls,
+        [t.data for t in pack.tasks],
+        pack_seed=pack.seed,
+        responder=responder,
+        env_task_idx=env_task_idx,
+        length_limit=length_limit,
+    )
+    return Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes), trace
