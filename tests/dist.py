@@ -18,8 +18,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def init_method(tag: str = "default") -> str:
+    """A file-store rendezvous private to this spawn (no port to reserve, so no race with other sockets)."""
+    return f"file://{os.environ['COD_TEST_STORE_DIR']}/store_{tag}"
+
+
 def _entry(rank: int, fn: Callable, world_size: int, port: int, out_dir: str, args: tuple) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        COD_TEST_STORE_DIR=out_dir,
+    )
     torch.set_num_threads(1)
     result = fn(rank, world_size, *args)
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))

@@ -21,10 +21,12 @@ def init_distributed(
     seed: int = 1234,
     master_addr: str = "127.0.0.1",
     master_port: int | None = None,
+    init_method: str | None = None,
 ) -> None:
     """Start gloo (CPU) or NCCL (GPU), build megatron's groups, seed the model-parallel RNG.
 
-    The layout must account for exactly ``world_size`` trainer ranks.
+    The layout must account for exactly ``world_size`` trainer ranks. ``init_method`` (e.g. ``file:///tmp/x``)
+    replaces the MASTER_ADDR/PORT rendezvous; tests use a file store so that no port has to be reserved ahead.
     """
     if layout.trainer_world_size != world_size:
         raise ValueError(f"layout needs {layout.trainer_world_size} trainer ranks (tp*cp*dp*pp), got {world_size}")
@@ -36,7 +38,7 @@ def init_distributed(
         os.environ.setdefault("MASTER_PORT", "29500")
         if not cpu:
             torch.cuda.set_device(rank % torch.cuda.device_count())
-        dist.init_process_group("gloo" if cpu else "nccl", rank=rank, world_size=world_size)
+        dist.init_process_group("gloo" if cpu else "nccl", rank=rank, world_size=world_size, init_method=init_method)
     parallel_state.initialize_model_parallel(**layout.megatron_kwargs(), create_gloo_process_groups=cpu)
     if cpu:
         cpu_compat.install(seed)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.dist import free_port, spawn
+from tests.dist import free_port, init_method, spawn
 
 ARCHS = ("llama", "qwen2", "qwen3")
 SEGMENTS = [[5, 17, 250, 3, 99, 42, 7], [11, 12, 13], [200, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 128]]
@@ -272,15 +272,17 @@ def test_model_config_from_hf_rejects_what_megatron_cannot_express():
 SCENARIOS = ((2, 1), (1, 2))  # (tp, pp): both run in the same two spawned ranks, one process-group setup each
 
 
-def _sharded_worker(rank: int, world_size: int, dirs: dict[str, str], out_dir: str, ports: list[int]) -> dict:
+def _sharded_worker(rank: int, world_size: int, dirs: dict[str, str], out_dir: str) -> dict:
     from cod_megatron.policy.convert import load_hf_weights, save_hf
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.policy.model import build_model
 
     cfgs = {arch: _model_cfg(d) for arch, d in dirs.items()}
     results: dict = {}
-    for (tp, pp), port in zip(SCENARIOS, ports, strict=True):
-        init_distributed(_layout(cfgs["llama"], tp, pp), rank=rank, world_size=world_size, master_port=port)
+    for tp, pp in SCENARIOS:
+        init_distributed(
+            _layout(cfgs["llama"], tp, pp), rank=rank, world_size=world_size, init_method=init_method(f"tp{tp}pp{pp}")
+        )
         try:
             for arch, d in dirs.items():
                 model = build_model(cfgs[arch], _layout(cfgs[arch], tp, pp))
@@ -295,8 +297,7 @@ def _sharded_worker(rank: int, world_size: int, dirs: dict[str, str], out_dir: s
 @pytest.mark.dist
 @pytest.mark.slow
 def test_tp2_and_pp2_load_logits_and_export(hf_dirs, reference, tmp_path):
-    ports = [free_port() for _ in SCENARIOS]
-    ranks = spawn(_sharded_worker, 2, {a: str(d) for a, d in hf_dirs.items()}, str(tmp_path), ports)
+    ranks = spawn(_sharded_worker, 2, {a: str(d) for a, d in hf_dirs.items()}, str(tmp_path))
     for (tp, pp), arch in ((s, a) for s in SCENARIOS for a in ARCHS):
         first, last = ranks[0][tp, pp, arch], ranks[1][tp, pp, arch]
         _check_against_hf(last, reference[arch])  # TP: every rank gathers the vocab; PP: rank 1 is the last stage

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.dist import spawn
+from tests.dist import init_method, spawn
 from tests.policy.parallel_utils import batches, tiny_cfg
 
 pytestmark = [pytest.mark.gpu, pytest.mark.dist]
@@ -17,7 +17,7 @@ def _logits_worker(rank: int, world: int):
 
     cfg = tiny_cfg("run.device=cuda")
     layout = finalize(cfg)
-    init_distributed(layout, rank=rank, world_size=world, seed=11)
+    init_distributed(layout, rank=rank, world_size=world, seed=11, init_method=init_method())
     try:
         batch = batches(cfg.model.vocab_size, n=1)[0]
         batch.tokens, batch.cu_seqlens = batch.tokens.cuda(), batch.cu_seqlens.cuda()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cod_megatron.policy.logprobs import vocab_parallel_logprobs
-from tests.dist import spawn
+from tests.dist import init_method, spawn
 
 
 def reference(logits, targets):
@@ -49,7 +49,7 @@ def test_stable_at_extreme_logits():
 def _tp_worker(rank, world):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init_method())
     logits, targets, w1, w2 = case(11, 40, seed=3)
     shard = logits.chunk(world, dim=-1)[rank]
     x = shard.clone().requires_grad_(True)

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from tests.dist import spawn
+from tests.dist import init_method, spawn
 from tests.policy.parallel_utils import assemble_tp, batches, local_grads, tiny_cfg
 
 pytestmark = pytest.mark.dist
@@ -35,7 +35,7 @@ def _worker(rank: int, world: int, name: str, workdir: str):
 
     cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])
     layout = finalize(cfg)
-    init_distributed(layout, rank=rank, world_size=world, seed=7)
+    init_distributed(layout, rank=rank, world_size=world, seed=7, init_method=init_method())
     try:
         trainer = PolicyTrainer(cfg, layout)
         data = batches(cfg.model.vocab_size)
