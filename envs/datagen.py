@@ -31,3 +31,19 @@ def write_splits(make_rows: Callable[..., list[dict[str, Any]]], args: argparse.
     """Write ``train.jsonl`` and ``test.jsonl`` under ``args.out`` (train and test seeds are disjoint by design)."""
     write_jsonl(make_rows(args.train_size, args.seed, "train", *extra), args.out / "train.jsonl")
     write_jsonl(make_rows(args.test_size, args.seed, "test", *extra), args.out / "test.jsonl")
+
+
+def distinct_row_seeds(n: int, seed: int, split_bit: int, salt: int, space: int = 2**30) -> list[int]:
+    """``n`` distinct row seeds whose parity is the split (train even, test odd), so splits never overlap and
+    ``n`` rows are a prefix of ``n + k`` rows; ``salt`` separates a domain's settings."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, split_bit, salt])
+    out: list[int] = []
+    seen: set[int] = set()
+    while len(out) < n:
+        k = int(rng.integers(space))
+        if k not in seen:
+            seen.add(k)
+            out.append(2 * k + split_bit)
+    return out

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from cod_envs.alchemy_random.env import SETTINGS
-from cod_envs.datagen import data_parser, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
+from cod_envs.datagen import data_parser, distinct_row_seeds, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
 _SEED_SPACE = 2**30
@@ -28,22 +26,10 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {sorted(SETTINGS)}, got {setting!r}")
     cfg = SETTINGS[setting]
-    rng = np.random.default_rng([seed, SPLITS[split], _SETTING_IDS[setting]])
-    rows: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    while len(rows) < n:
-        k = int(rng.integers(_SEED_SPACE))
-        if k in seen:
-            continue
-        seen.add(k)
-        rows.append(
-            {
-                "seed": 2 * k + SPLITS[split],
-                "setting": setting,
-                "max_rounds": cfg.max_rounds,
-                "material_mode": cfg.material_mode,
-            }
-        )
+    seeds = distinct_row_seeds(n, seed, SPLITS[split], _SETTING_IDS[setting], _SEED_SPACE)
+    rows = [
+        {"seed": s, "setting": setting, "max_rounds": cfg.max_rounds, "material_mode": cfg.material_mode} for s in seeds
+    ]
     return rows
 
 
