@@ -1,6 +1,9 @@
-"""The rollout-engine interface the lifecycle runner drives: token ids in; token ids and log-probs out.
+"""The rollout-engine interfaces: token ids in; token ids and log-probs out.
 
-Engines (the embedded CPU engine, the SGLang adapter) implement :class:`RolloutEngine`. :class:`TextPolicyEngine`
+:class:`RolloutEngine` is what the lifecycle runner drives (one request at a time, from one lifecycle).
+:class:`InferenceEngine` is what the trainer owns (the embedded CPU engine, the SGLang adapter): batched
+generation, weight updates in buckets, memory release for colocation and a health probe. The rollout manager
+puts a batcher between the two, so many concurrent lifecycles share one engine call per round. :class:`TextPolicyEngine`
 puts a text-level policy (scripted reference policies, an OpenAI-compatible endpoint) behind the same interface:
 it answers from the structured messages and tokenises its text, with log-probs it does not know set to 0.
 """
@@ -8,9 +11,12 @@ it answers from the structured messages and tokenises its text, with log-probs i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cod_envs.base import Message, TextPolicy
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,38 @@ class RolloutEngine(Protocol):
         self, prompt_ids: list[int], params: SamplingParams, messages: list[Message] | None = None
     ) -> Generation:
         """Sample a response to ``prompt_ids`` (``messages`` is the same prompt as text, for text adapters)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """One generation request of a batch."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+
+
+class InferenceEngine(Protocol):
+    """An engine the trainer owns and keeps in sync with the policy's weights."""
+
+    def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:
+        """One generation per request, in order; a request's sample depends only on its prompt and seed."""
+        ...
+
+    def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> None:
+        """Load one bucket of HF-named full tensors; after the ``last`` bucket the engine serves ``version``."""
+        ...
+
+    def release_memory(self) -> None:
+        """Free weights and KV cache while the colocated trainer runs (SGLang ``release_memory_occupation``)."""
+        ...
+
+    def resume_memory(self) -> None:
+        """Take the memory back before the next weight update and generation."""
+        ...
+
+    def health(self) -> dict[str, object]:
+        """``{"ok": bool, "weight_version": int, ...}``; an engine that cannot answer is restarted."""
         ...
 
 
