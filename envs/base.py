@@ -119,6 +119,10 @@ class Environment(ABC):
         """For ``hint_format = "bare"``: the new hint from the update response, None on a parse failure."""
         return None
 
+    def max_response_tokens(self, kind: Literal["solve", "update"]) -> int | None:
+        """A per-episode cap on the model's response in tokens (HiddenKey answers in 1), None: the run's cap."""
+        return None
+
     @classmethod
     def initial_hint(cls) -> str | None:
         """The hint before the first task; None means the CoD core's ``Hints: null``."""

@@ -1,4 +1,4 @@
-"""`make train` today: the debug_cpu policy takes real optimizer steps on a synthetic packed batch."""
+"""``run.mode=synthetic``: the debug_cpu policy takes real optimizer steps on a synthetic packed batch."""
 
 import json
 import subprocess
@@ -19,6 +19,7 @@ def test_debug_cpu_synthetic_training_runs_and_lowers_the_loss(tmp_path):
             "--recipe",
             "debug_cpu",
             "run.steps=4",
+            "run.mode=synthetic",
             f"run.output_dir={tmp_path}",
         ],
         capture_output=True,
@@ -38,7 +39,7 @@ def test_debug_cpu_synthetic_training_runs_and_lowers_the_loss(tmp_path):
 def _train(tmp_path, name, *overrides):
     out = tmp_path / name
     r = subprocess.run(
-        [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *overrides],
+        [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", "run.mode=synthetic", f"run.output_dir={out}", *overrides],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -356,6 +356,8 @@ def policy_loss(
     _mean("logprob", logp)
     _mean("clip_frac", clipped)
     _mean("ratio", _ratio(logp.detach(), old_logp))
+    log_ratio = (logp.detach() - old_logp) * mask
+    _mean("old_kl", log_ratio.exp() - 1 - log_ratio)  # k3 estimate of KL(old || current): 0 before any update
     if dual is not None:
         _mean("dual_clip_frac", dual)
     return loss, n.to(torch.int), metrics

@@ -110,6 +110,10 @@ class ChatRenderer:
         """Tokenise template text; special-token strings in it become their ids."""
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def decode_response(self, ids: Sequence[int]) -> str:
+        """A response's text for the environment: special tokens (the end-of-turn stop) dropped."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
     def encode_prompt(self, messages: Sequence[Message]) -> list[int]:
         """Prompt ids for the first model call: the messages plus the generation prompt."""
         return self.encode(self.render_text(messages, add_generation_prompt=True))
@@ -226,3 +230,32 @@ class TokenConversation:
         while last >= 0 and self.generated[last]:
             last -= 1
         return last + 1
+
+
+class WordRenderer:
+    """One word = one token, for plain-text domains without a chat template (HiddenKey, spec 9.8).
+
+    The same surface as :class:`ChatRenderer` where the runner needs it: ``encode`` for a plain-text prompt,
+    ``decode_response`` for a response and ``end_of_turn_id`` for the engine's stop. Responses decode with their
+    special words kept, so the environment (not the tokenizer) decides that a stray ``<bos>`` is a format error.
+    """
+
+    def __init__(self, words: Sequence[str], *, end_of_turn: str = "<eos>", unknown: str = "<unk>", pad: str = "<pad>"):
+        self.words = tuple(words)
+        self._index = {w: i for i, w in enumerate(self.words)}
+        self.end_of_turn_id: int | None = self._index[end_of_turn]
+        self.pad_id = self._index[pad]
+        self._unk = self._index[unknown]
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of words (the policy's vocabulary must hold at least this many ids)."""
+        return len(self.words)
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the whitespace-separated words; unknown words map to the unknown word."""
+        return [self._index.get(w, self._unk) for w in text.split()]
+
+    def decode_response(self, ids: Sequence[int]) -> str:
+        """Words joined by spaces; ids outside the vocabulary decode to the unknown word."""
+        return " ".join(self.words[i] if 0 <= i < len(self.words) else self.words[self._unk] for i in ids)

@@ -14,6 +14,7 @@ from cod_megatron.config.sections import (
     AlgorithmConfig,
     CheckpointConfig,
     EnvConfig,
+    EvalConfig,
     LoggingConfig,
     OptimizerConfig,
     RolloutConfig,
@@ -32,6 +33,7 @@ class RunConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 

@@ -22,6 +22,8 @@ class RunSection:
     """cpu: gloo and the embedded engine; cuda: NCCL, Transformer Engine when importable, SGLang engines."""
     steps: int = 100
     """Trainer steps (one rollout batch -> credit -> packing -> optimizer step each)."""
+    mode: Literal["cod", "synthetic"] = "cod"
+    """cod: the CoD loop; synthetic: optimizer steps on random packed batches (a check of the policy stack)."""
     env_vars: dict[str, str] = field(default_factory=dict)
     """Environment variables for every process of the job (sbatch script and Ray runtime env alike)."""
 
@@ -57,6 +59,10 @@ class RolloutConfig:
     max_staleness: int = 20
     sync_interval: int = 4
     """Trainer steps between weight syncs to the engines."""
+    engine_timeout_s: float = 300.0
+    """A generation or weight update that takes longer fails; the lifecycle is retried, a dead engine restarted."""
+    lifecycle_retries: int = 2
+    """Retries of a lifecycle whose generation failed; after them it is left out of the step and counted."""
 
     def check(self, p: str = "rollout") -> None:
         """Validate."""
@@ -73,7 +79,15 @@ class RolloutConfig:
             require(getattr(self, name) >= 1, f"{p}.{name}", f"must be >= 1, got {getattr(self, name)}")
         require(self.group_size >= 2, f"{p}.group_size", "the per-position baseline needs G >= 2")
         require(self.temperature > 0, f"{p}.temperature", "must be > 0")
+        require(
+            self.off_policy or self.sync_interval - 1 <= self.max_staleness,
+            f"{p}.sync_interval",
+            f"synchronous rollouts are sync_interval - 1 steps stale at most; must be <= max_staleness "
+            f"({self.max_staleness}), got {self.sync_interval}",
+        )
         require(self.max_staleness >= 0, f"{p}.max_staleness", "must be >= 0")
+        require(self.engine_timeout_s > 0, f"{p}.engine_timeout_s", "must be > 0")
+        require(self.lifecycle_retries >= 0, f"{p}.lifecycle_retries", "must be >= 0")
         require(
             self.max_prompt_tokens + self.max_response_tokens <= self.max_model_len,
             f"{p}.max_model_len",
@@ -130,11 +144,21 @@ class EnvConfig:
     setting: Literal["easy", "hard"] = "easy"
     num_train_rows: int = 50_000
     data_seed: int = 0
+    hint_visible: bool = True
+    """False renders every solve prompt with the initial hint: the hint-blind control (spec 9.8)."""
+    warm_start_steps: int = 0
+    """Supervised hint-following steps before RL (HiddenKey only, spec 9.8); cached under outputs/cache."""
+    warm_start_lr: float = 1e-3
+    warm_start_batch: int = 64
+    """Solve prompts per warm-start step."""
 
     def check(self, p: str = "env") -> None:
         """Validate."""
         require(len(self.train_domains) > 0, f"{p}.train_domains", "must name at least one domain")
         require(self.num_train_rows >= 1, f"{p}.num_train_rows", "must be >= 1")
+        require(self.warm_start_steps >= 0, f"{p}.warm_start_steps", "must be >= 0")
+        require(self.warm_start_lr > 0, f"{p}.warm_start_lr", "must be > 0")
+        require(self.warm_start_batch >= 1, f"{p}.warm_start_batch", "must be >= 1")
 
 
 @dataclass(kw_only=True)
@@ -166,6 +190,28 @@ class OptimizerConfig:
         require(0 <= self.adam_beta2 < 1, f"{p}.adam_beta2", "must be in [0, 1)")
         require(self.clip_grad >= 0, f"{p}.clip_grad", "must be >= 0 (0 disables clipping)")
         require(self.micro_batch_tokens >= 1, f"{p}.micro_batch_tokens", "must be >= 1")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Periodic evaluation on held-out pack seeds (test rows), one rollout per pack (spec 10.1)."""
+
+    interval: int = 0
+    """Evaluate every N trainer steps (and at step 0 and the last step); 0 disables evaluation."""
+    packs: int = 64
+    """Packs per evaluation, at each pack size."""
+    pack_sizes: list[int] = field(default_factory=lambda: [4, 8])
+    """Training-length packs and CoD-Deploy packs of 8."""
+    temperature: float = 1.0
+    hint_blind: bool = True
+    """Also evaluate with every hint hidden (the control: no gap expected)."""
+
+    def check(self, p: str = "eval") -> None:
+        """Validate."""
+        require(self.interval >= 0, f"{p}.interval", "must be >= 0")
+        require(self.packs >= 1, f"{p}.packs", "must be >= 1")
+        require(all(s >= 2 for s in self.pack_sizes), f"{p}.pack_sizes", "every pack size must be >= 2")
+        require(self.temperature > 0, f"{p}.temperature", "must be > 0")
 
 
 @dataclass(kw_only=True)

@@ -31,3 +31,26 @@ def plot_positions(curves: dict[str, PositionStats], path: str | Path, title: st
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_training_positions(metrics_jsonl: str | Path, path: str | Path, prefix: str = "rollout/reward_pos_") -> Path:
+    """Mean rollout reward at each pack position over training steps, from a run's metrics.jsonl."""
+    import json
+
+    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
+    keys = sorted({k for r in rows for k in r if k.startswith(prefix)}, key=lambda k: int(k[len(prefix) :]))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        ax.plot([s for s, _ in pts], [v for _, v in pts], label=f"position {k[len(prefix) :]}")
+    ax.set_xlabel("trainer step")
+    ax.set_ylabel("mean rollout reward")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -110,6 +110,36 @@ def model_config_from_hf(hf_config: Any, *, params_dtype: str = "float32") -> Mo
     )
 
 
+def hf_config_from_model(cfg: ModelConfig) -> Any:
+    """The HF config of a :class:`ModelConfig` (inverse of :func:`model_config_from_hf`).
+
+    The embedded rollout engine builds its transformers model from it, so trainer and engine share one shape.
+    """
+    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(cfg.rope_theta)}
+    if cfg.rope_scaling_factor is not None:
+        rope = {"rope_type": "llama3", "rope_theta": float(cfg.rope_theta), "factor": cfg.rope_scaling_factor}
+        rope |= _MCORE_LLAMA3_ROPE
+    common: dict[str, Any] = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.ffn_hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_query_groups,
+        head_dim=cfg.head_dim,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=cfg.norm_epsilon,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        rope_parameters=rope,
+        dtype=cfg.params_dtype,
+        architectures=[_HF_CLASSES[cfg.arch]],
+    )
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[cfg.arch]
+    return cls(**common)
+
+
 # ---- the mapping -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Target:

@@ -101,11 +101,16 @@ class PackedDotProductAttention(MegatronModule):
                 raise ValueError("context parallelism needs packed THD input (PackedSeqParams with cu_seqlens)")
             return self._forward_context_parallel(query, key, value, packed_seq_params)
         if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
-            out = torch.zeros_like(query)
+            # Segments of equal length attend as one batch: a few SDPA calls instead of one per episode.
+            by_length: dict[int, list[int]] = {}
             for start, length in segment_bounds(packed_seq_params):
-                sl = slice(start, start + length)
-                q, k, v = (x[sl].transpose(0, 1).unsqueeze(0) for x in (query, key, value))
-                out[sl] = self._attend(q, k, v, None).squeeze(0).transpose(0, 1)
+                by_length.setdefault(length, []).append(start)
+            out = torch.zeros_like(query)
+            for length, starts in by_length.items():
+                idx = (torch.tensor(starts)[:, None] + torch.arange(length)[None, :]).reshape(-1).to(query.device)
+                q, k, v = (x[idx].unflatten(0, (len(starts), length)).transpose(1, 2) for x in (query, key, value))
+                res = self._attend(q, k, v, None).transpose(1, 2).flatten(0, 1)
+                out = out.index_copy(0, idx, res)
             return out.reshape(out.shape[0], -1)
         if packed_seq_params is not None:
             raise ValueError(f"unsupported qkv_format {packed_seq_params.qkv_format!r}")

@@ -78,6 +78,7 @@ class PolicyTrainer:
         self.tconfig.finalize_model_grads_func = finalize_model_grads
         self.tconfig.no_sync_func = [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
         self.step = 0
+        self._collect: list | None = None
 
     # ---- forward/backward ----------------------------------------------------------------------------------
     def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
@@ -92,6 +93,8 @@ class PolicyTrainer:
 
         def loss_func(output: torch.Tensor):
             logp, ent = tp_logprobs(output[0], batch.labels)
+            if self._collect is not None:
+                self._collect.append((logp.detach() * batch.loss_mask, batch))
             return packed_policy_loss(logp, ent, batch, self._denom, self.cfg.algorithm, offset)
 
         return logits, loss_func
@@ -162,6 +165,26 @@ class PolicyTrainer:
         for m in self.model:
             m.eval()
         return self._run(batches, forward_only=True, denominators=denominators)
+
+    @torch.no_grad()
+    def compute_logprobs(self, batches: list[PackedBatch]) -> list[torch.Tensor]:
+        """Per-token log-probs of ``batches`` under the current weights (0 off the loss mask), one tensor per batch.
+
+        Forward only, same kernels as the training step: the old-policy log-probs of an off-policy update, and the
+        step-0 check against the engine's rollout log-probs. Pipeline and context parallelism are not supported here.
+        """
+        if self.layout.pp > 1 or self.layout.cp > 1:
+            raise NotImplementedError("compute_logprobs supports pp = cp = 1")
+        for m in self.model:
+            m.eval()
+        self._collect = []
+        try:
+            self._run(
+                batches, forward_only=True, denominators=step_denominators(batches) if self.layout.dp > 1 else None
+            )
+            return [logp[: b.num_tokens] for logp, b in self._collect]
+        finally:
+            self._collect = None
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def save(self, path: str, with_optimizer: bool = True) -> None:

@@ -10,7 +10,8 @@ Hints: delimited hints keep the previous hint on a parse failure (R1) and earn t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
@@ -34,8 +35,8 @@ Prompt = list[dict[str, str]] | str
 class Responder(Protocol):
     """The model's side of an episode: a first response to the prompt, then one per observation."""
 
-    def begin(self, kind: str, position: int, prompt: Prompt) -> str:
-        """Start an episode and return the first response text."""
+    def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:
+        """Start an episode and return the first response text (``max_tokens``: the environment's cap, if any)."""
         ...
 
     def follow(self, observation: str) -> str:
@@ -105,7 +106,7 @@ def run_lifecycle(
                 {"role": "user", "content": env.first_observation()},
             ]
         messages = _as_messages(prompt)
-        responses = [responder.begin("solve", j, prompt)]
+        responses = [responder.begin("solve", j, prompt, env.max_response_tokens("solve"))]
         while True:
             messages.append({"role": "assistant", "content": responses[-1]})
             result = env.step(responses[-1])
@@ -141,7 +142,7 @@ def run_lifecycle(
             update_prompt = build_update_prompt(
                 UpdateInput(hint, messages, result.reward, feedback), length_limit=length_limit, hooks=hooks
             )
-        response = responder.begin("update", j, update_prompt)
+        response = responder.begin("update", j, update_prompt, env.max_response_tokens("update"))
         if env.hint_format == "bare":
             new = env.parse_bare_hint(response)
             parsed, hint = new is not None, new if new is not None else hint
@@ -171,7 +172,7 @@ class TextResponder:
     policy: TextPolicy
     _messages: list[dict[str, str]] = field(default_factory=list)
 
-    def begin(self, kind: str, position: int, prompt: Prompt) -> str:  # noqa: D102
+    def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
         self._messages = _as_messages(prompt)
         return self._reply()
 
@@ -210,6 +211,12 @@ def run_text_lifecycle(
     )
 
 
+def call_seed(seed: int, call: int) -> int:
+    """The sampling seed of model call ``call`` of a lifecycle seeded ``seed`` (process-independent)."""
+    digest = hashlib.sha256(f"cod-call/{seed}/{call}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
 @dataclass
 class TokenResponder:
     """Answers through a rollout engine and records each episode token-in/token-out as an ``Episode``."""
@@ -224,9 +231,12 @@ class TokenResponder:
     _raw: dict[str, list] | None = None
     _key: tuple[str, int] = ("solve", 0)
     _logprobs: list[float] = field(default_factory=list)
+    _cap: int | None = None
+    _calls: int = 0
 
-    def begin(self, kind: str, position: int, prompt: Prompt) -> str:  # noqa: D102
+    def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
         self._key, self._logprobs = (kind, position), []
+        self._cap = max_tokens
         if isinstance(prompt, str):  # plain-text prompt: encoded as is, no chat template (HiddenKey)
             self._conv = None
             ids = self.renderer.encode(prompt)
@@ -266,12 +276,14 @@ class TokenResponder:
         )
 
     def _generate(self, prompt_ids: list[int], messages: list[dict[str, str]]) -> str:
-        gen = self.engine.generate(prompt_ids, self.params, messages)
-        text = (
-            gen.text
-            if gen.text is not None
-            else self.renderer.tokenizer.decode(gen.token_ids, skip_special_tokens=True)
-        )
+        params = self.params
+        if self._cap is not None and self._cap < params.max_new_tokens:
+            params = replace(params, max_new_tokens=self._cap)
+        if params.seed is not None:  # one seed per lifecycle; each model call of it draws its own stream
+            params = replace(params, seed=call_seed(params.seed, self._calls))
+        self._calls += 1
+        gen = self.engine.generate(prompt_ids, params, messages)
+        text = gen.text if gen.text is not None else self.renderer.decode_response(gen.token_ids)
         self._logprobs += [0.0] * (len(prompt_ids) - len(self._logprobs)) + list(gen.logprobs)
         if self._conv is not None:
             self._conv.add_response(gen.token_ids, text)
@@ -291,6 +303,7 @@ def run_token_lifecycle(
     params: SamplingParams,
     env_task_idx: list[int] | None = None,
     length_limit: int | None = None,
+    hint_visible: bool = True,
 ) -> tuple[Lifecycle, TextLifecycle]:
     """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
     text trace."""
@@ -302,5 +315,6 @@ def run_token_lifecycle(
         responder=responder,
         env_task_idx=env_task_idx,
         length_limit=length_limit,
+        hint_visible=hint_visible,
     )
     return Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes), trace

@@ -267,6 +267,10 @@ class HiddenKey(Environment):
             return None
         return " ".join(words)
 
+    def max_response_tokens(self, kind: Literal["solve", "update"]) -> int:
+        """``answer_max_tokens`` for a solve response, ``hint_max_tokens`` for an update response (spec 9.8)."""
+        return self.options.answer_max_tokens if kind == "solve" else self.options.hint_cap
+
     @classmethod
     def initial_hint(cls) -> str:
         """``none``: the bare hint before the first task."""

@@ -1,0 +1,251 @@
+"""Launch a recipe through NeMo-Run: ``python -m cod_megatron.launch --recipe NAME [--executor local|slurm]
+[--dry-run] [overrides]``.
+
+The launched command is always ``python -m cod_megatron.train --recipe NAME overrides...``.
+
+* ``local``: a NeMo-Run ``LocalExecutor`` on this machine (the driver starts its own Ray instance).
+* ``slurm``: a NeMo-Run ``SlurmExecutor`` whose task is marked for Ray on Slurm, so NeMo-Run renders
+  ``slurm/ray_cod.sub.j2`` (Ray head + workers in job-scoped Pyxis containers, then the driver as a Ray job).
+  NeMo-Run 0.11.1's own ``SlurmRayCluster``/``SlurmRayJob`` hard-code its ``ray.sub.j2`` (container names shared
+  between jobs, a NeMo-RL path patch, 8 GPUs per node) and query ``squeue`` even in a dry run, so this goes through
+  the Experiment path, which takes the template from ``SlurmExecutor.ray_template``.
+
+The recipe's ``run.env_vars`` plus ``NCCL_SOCKET_IFNAME``/``GLOO_SOCKET_IFNAME`` become the executor's
+``env_vars`` (exported at the top of the sbatch script) and their names go into ``COD_RAY_ENV_KEYS``, from which
+the driver builds the Ray job's ``runtime_env``. ``--dry-run`` renders through NeMo-Run with a ``LocalTunnel``
+and a fixed experiment id (no cluster, no clock in the output) and prints the sbatch script to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cod_recipes
+from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, finalize
+from cod_megatron.config.memory import check_fits
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "ray_cod.sub.j2"
+USE_WITH_RAY_CLUSTER = "use_with_ray_cluster"  # nemo_run.config.USE_WITH_RAY_CLUSTER_KEY
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _split(text: str) -> list[str]:
+    return [m for m in text.split(",") if m]
+
+
+@dataclass(kw_only=True)
+class SlurmSettings:
+    """Site settings of the Slurm executor; each default can come from a ``COD_SLURM_*`` environment variable."""
+
+    account: str = field(default_factory=lambda: _env("COD_SLURM_ACCOUNT", "ACCOUNT"))
+    partition: str = field(default_factory=lambda: _env("COD_SLURM_PARTITION", "batch"))
+    time: str = field(default_factory=lambda: _env("COD_SLURM_TIME", "04:00:00"))
+    container_image: str = field(default_factory=lambda: _env("COD_SLURM_IMAGE", "cod-megatron.sqsh"))
+    """Enroot image (``.sqsh`` or ``docker://...``) built from ``slurm/Dockerfile``."""
+    container_mounts: list[str] = field(default_factory=lambda: _split(_env("COD_SLURM_MOUNTS", "")))
+    """``src:dst`` mounts besides the job directories NeMo-Run mounts itself."""
+    job_dir: str = field(default_factory=lambda: _env("COD_SLURM_JOB_DIR", "/shared/cod-megatron/jobs"))
+    """Directory on shared storage that holds each experiment's code snapshot, scripts and logs."""
+    socket_ifname: str = field(default_factory=lambda: _env("COD_SOCKET_IFNAME", "eth0"))
+    """Interface for NCCL bootstrap and Gloo (``ip -br addr`` on a compute node); the same name on every node."""
+    ssh_host: str | None = field(default_factory=lambda: os.environ.get("COD_SLURM_SSH_HOST"))
+    """``user@login-node`` to submit over SSH; None submits from this machine (a login node)."""
+
+
+def train_args(recipe: str, overrides: list[str]) -> list[str]:
+    """Arguments of ``python -m cod_megatron.train`` for this recipe and overrides."""
+    return ["--recipe", recipe, *overrides]
+
+
+def job_env(cfg: RunConfig, settings: SlurmSettings, layout: ParallelLayout) -> dict[str, str]:
+    """Environment of every process of the job; ``COD_RAY_ENV_KEYS`` lists what goes into the Ray runtime env."""
+    env = dict(cfg.run.env_vars)
+    env["NCCL_SOCKET_IFNAME"] = settings.socket_ifname  # NCCL bootstrap and socket transport
+    env["GLOO_SOCKET_IFNAME"] = settings.socket_ifname  # Gloo carries the IPC-handle gathers of weight sync
+    ray_keys = " ".join(env)
+    env["COD_GPUS_PER_NODE"] = str(layout.gpus_per_node)
+    env["COD_RAY_ENV_KEYS"] = ray_keys
+    return env
+
+
+def ray_runtime_env(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The Ray ``runtime_env`` the driver builds from the job environment (what ``driver.sh`` computes in bash)."""
+    return {"env_vars": {k: env[k] for k in env["COD_RAY_ENV_KEYS"].split()}}
+
+
+def slurm_executor(cfg: RunConfig, layout: ParallelLayout, settings: SlurmSettings):
+    """A NeMo-Run ``SlurmExecutor`` sized from the layout: one task per node, every GPU, the cod template."""
+    import nemo_run as run
+
+    env = job_env(cfg, settings, layout)
+    if settings.ssh_host:
+        user, _, host = settings.ssh_host.rpartition("@")
+        tunnel = run.SSHTunnel(host=host, user=user or os.environ.get("USER", ""), job_dir=settings.job_dir)
+    else:
+        tunnel = run.LocalTunnel(job_dir=settings.job_dir)
+    return run.SlurmExecutor(
+        account=settings.account,
+        partition=settings.partition,
+        job_name_prefix="cod-",
+        time=settings.time,
+        nodes=layout.nodes,
+        ntasks_per_node=1,
+        gpus_per_node=layout.gpus_per_node,
+        exclusive=True,
+        mem="0",
+        container_image=settings.container_image,
+        container_mounts=list(settings.container_mounts),
+        # NeMo-Run writes `export KEY=value` unquoted; quote here so any value survives bash.
+        env_vars={k: shlex.quote(v) for k, v in env.items()},
+        tunnel=tunnel,
+        packager=run.GitArchivePackager(),
+        ray_template=str(TEMPLATE),  # absolute: NeMo-Run joins it onto its template dir, so this file is used
+        poll_estimated_start_time=False,
+    )
+
+
+def slurm_task(recipe: str, overrides: list[str]):
+    """The driver as a NeMo-Run ``Script`` flagged for Ray on Slurm (args shell-quoted: they land in bash)."""
+    import nemo_run as run
+
+    return run.Script(
+        path="cod_megatron.train",
+        m=True,
+        entrypoint="python",
+        args=[shlex.quote(a) for a in train_args(recipe, overrides)],
+        metadata={USE_WITH_RAY_CLUSTER: True},
+    )
+
+
+def resolve(recipe: str, overrides: list[str]) -> tuple[RunConfig, ParallelLayout]:
+    """Recipe -> overrides -> one validation pass (as the trainer will do it)."""
+    cfg = cod_recipes.get(recipe)
+    apply_overrides(cfg, overrides)
+    return cfg, finalize(cfg)
+
+
+def render_sbatch(recipe: str, overrides: list[str], settings: SlurmSettings) -> str:
+    """The sbatch script NeMo-Run would submit, rendered with a LocalTunnel and a fixed experiment id."""
+    import nemo_run as run
+
+    cfg, layout = resolve(recipe, overrides)
+    executor = slurm_executor(cfg, layout, settings)
+    executor.tunnel = run.LocalTunnel(job_dir=settings.job_dir)
+    executor.packager = run.Packager()  # nothing to package for a render
+    # NeMo-Run's packaging step shells out through invoke, which forwards our stdin; a render reads none.
+    with tempfile.TemporaryDirectory(prefix="cod-dryrun-") as tmp, open(os.devnull) as devnull:
+        stdin, sys.stdin = sys.stdin, devnull
+        title = cfg.run.name
+        with run.Experiment(
+            title, executor=executor, id=f"{title}_dryrun", base_dir=tmp, log_level="ERROR", clean_mode=True
+        ) as exp:
+            exp.add(slurm_task(recipe, overrides), name=title)
+            try:
+                exp.dryrun(log=False, delete_exp_dir=False)
+            finally:
+                sys.stdin = stdin
+        scripts = sorted(Path(tmp).rglob("*_sbatch.sh"))
+        if len(scripts) != 1:
+            raise RuntimeError(f"expected one rendered sbatch script under {tmp}, found {scripts}")
+        text = scripts[0].read_text()
+    return text if text.endswith("\n") else text + "\n"
+
+
+def submit_slurm(recipe: str, overrides: list[str], settings: SlurmSettings) -> None:
+    """Package the committed code (git archive), render and ``sbatch`` it; returns once submitted."""
+    import nemo_run as run
+
+    cfg, layout = resolve(recipe, overrides)
+    executor = slurm_executor(cfg, layout, settings)
+    with run.Experiment(cfg.run.name, executor=executor, log_level="INFO") as exp:
+        exp.add(slurm_task(recipe, overrides), name=cfg.run.name)
+        exp.run(detach=True)
+
+
+def run_local(recipe: str, overrides: list[str], dry_run: bool) -> None:
+    """One machine: NeMo-Run's LocalExecutor runs the driver with the recipe's environment."""
+    cfg, _ = resolve(recipe, overrides)
+    if dry_run:
+        print(shlex.join(["python", "-m", "cod_megatron.train", *train_args(recipe, overrides)]))
+        return
+    import nemo_run as run
+
+    task = run.Script(
+        path="cod_megatron.train",
+        m=True,
+        entrypoint="python",
+        args=train_args(recipe, overrides),
+        env=dict(cfg.run.env_vars),
+    )
+    run.run(task, executor=run.LocalExecutor(env_vars=dict(cfg.run.env_vars)), name=cfg.run.name)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command line of the launcher."""
+    p = argparse.ArgumentParser(prog="python -m cod_megatron.launch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", required=True, help="recipe name (python -m cod_megatron.train --list-recipes)")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local")
+    p.add_argument("--dry-run", action="store_true", help="render without a cluster and print the sbatch script")
+    p.add_argument("--skip-memory-check", action="store_true", help="submit even if the memory planner says no")
+    d = SlurmSettings()
+    p.add_argument("--account", default=d.account)
+    p.add_argument("--partition", default=d.partition)
+    p.add_argument("--time", default=d.time)
+    p.add_argument("--image", default=d.container_image, help="enroot image built from slurm/Dockerfile")
+    p.add_argument("--mounts", default=",".join(d.container_mounts), help="comma-separated src:dst mounts")
+    p.add_argument("--job-dir", default=d.job_dir, help="shared directory for code snapshots, scripts and logs")
+    p.add_argument("--socket-ifname", default=d.socket_ifname, help="NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME")
+    p.add_argument("--ssh-host", default=d.ssh_host, help="user@login-node; default: submit from this machine")
+    p.add_argument("overrides", nargs="*", help="section.field=value overrides for the recipe")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; exit code 2 on a config or memory-budget error."""
+    args = parser().parse_args(argv)
+    try:
+        cfg, layout = resolve(args.recipe, args.overrides)
+    except ConfigError as e:
+        print(f"config error: {e.field}: {e.reason}", file=sys.stderr)
+        return 2
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
+    if cfg.run.device == "cuda":
+        try:
+            check_fits(cfg, layout)
+        except ConfigError as e:  # a dry run still renders, so the script can be inspected
+            print(f"memory: {e.field}: {e.reason}", file=sys.stderr)
+            if not (args.dry_run or args.skip_memory_check):
+                return 2
+    if args.executor == "local":
+        run_local(args.recipe, args.overrides, args.dry_run)
+        return 0
+    settings = SlurmSettings(
+        account=args.account,
+        partition=args.partition,
+        time=args.time,
+        container_image=args.image,
+        container_mounts=_split(args.mounts),
+        job_dir=args.job_dir,
+        socket_ifname=args.socket_ifname,
+        ssh_host=args.ssh_host,
+    )
+    if args.dry_run:
+        sys.stdout.write(render_sbatch(args.recipe, args.overrides, settings))
+        return 0
+    submit_slurm(args.recipe, args.overrides, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The embedded rollout engine: transformers generation with a KV cache, fed by the Megatron policy's weights.
+
+The CPU default (``rollout.engine=embedded``) and the in-process single-GPU smoke path. It has no weights of its own:
+the trainer pushes HF-named tensors through :meth:`EmbeddedEngine.update_weights` (the same Megatron -> HF
+conversion and bucketing the SGLang path uses), so a step-0 rollout already samples from the trainer's policy.
+
+A batch is left-padded and decoded together; every request samples with its own ``torch.Generator`` seeded from
+``SamplingParams.seed``, so a request's tokens do not depend on which other requests share its batch (up to the
+last bits of batched matmuls). Log-probs are those of the sampling distribution, ``log_softmax(logits / T)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import torch
+
+from cod_megatron.rollout.engine import EngineRequest, Generation
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedEngine:
+    """A transformers causal LM behind :class:`~cod_megatron.rollout.engine.InferenceEngine`."""
+
+    def __init__(self, hf_config: Any, *, stop_token_ids: list[int], pad_token_id: int = 0, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(0)  # the random init is overwritten by the first weight update; keep it reproducible
+        self.model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager").to(device).eval()
+        self.device = torch.device(device)
+        self.stop = set(stop_token_ids)
+        self.pad = pad_token_id
+        self.weight_version = -1
+        """-1 until the first complete weight update: generating from random weights is a bug, not a default."""
+        self._pending: set[str] = set()
+        self._released = False
+        self._names = {n for n, _ in self.model.named_parameters()}
+
+    # ---- generation ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:
+        """Sample every request in one left-padded batch with a KV cache."""
+        if self.weight_version < 0:
+            raise RuntimeError("EmbeddedEngine: no weights yet (call update_weights from the trainer first)")
+        if self._released:
+            raise RuntimeError("EmbeddedEngine: memory is released; resume_memory() before generating")
+        if not requests:
+            return []
+        n, longest = len(requests), max(len(r.prompt_ids) for r in requests)
+        ids = torch.full((n, longest), self.pad, dtype=torch.long)
+        mask = torch.zeros((n, longest), dtype=torch.long)
+        for i, r in enumerate(requests):
+            if not r.prompt_ids:
+                raise ValueError(f"request {i}: empty prompt")
+            ids[i, longest - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            mask[i, longest - len(r.prompt_ids) :] = 1
+        gens = [_generator(r.params.seed) for r in requests]
+        temps = torch.tensor([r.params.temperature for r in requests], dtype=torch.float32)[:, None]
+        budget = [r.params.max_new_tokens for r in requests]
+        out: list[list[int]] = [[] for _ in requests]
+        logps: list[list[float]] = [[] for _ in requests]
+        done = [b <= 0 for b in budget]
+        finish: list[Literal["stop", "length"]] = ["length"] * n
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        step_ids, past = ids, None
+        for _ in range(max(budget, default=0)):
+            if all(done):
+                break
+            res = self.model(
+                input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True
+            )
+            past = res.past_key_values
+            logprobs = torch.log_softmax(res.logits[:, -1].float().cpu() / temps, dim=-1)
+            nxt = torch.full((n,), self.pad, dtype=torch.long)
+            for i in range(n):
+                if done[i]:
+                    continue
+                tok = int(torch.multinomial(logprobs[i].exp(), 1, generator=gens[i]))
+                out[i].append(tok)
+                logps[i].append(float(logprobs[i, tok]))
+                nxt[i] = tok
+                if tok in self.stop:
+                    done[i], finish[i] = True, "stop"
+                elif len(out[i]) >= budget[i]:
+                    done[i] = True
+            step_ids = nxt[:, None].to(self.device)
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=1)
+            positions = positions[:, -1:] + 1
+        return [
+            Generation(token_ids=o, logprobs=lp, finish_reason=f) for o, lp, f in zip(out, logps, finish, strict=True)
+        ]
+
+    # ---- weights and memory --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> None:
+        """Copy one bucket of HF-named tensors; the new version is served once every parameter has arrived."""
+        params = dict(self.model.named_parameters())
+        if not self._pending:
+            self._pending = set(self._names)
+        for name, tensor in named_tensors:
+            if name not in params:
+                raise KeyError(f"EmbeddedEngine.update_weights: unknown parameter {name!r}")
+            if tuple(tensor.shape) != tuple(params[name].shape):
+                raise ValueError(f"{name}: shape {tuple(tensor.shape)}, engine expects {tuple(params[name].shape)}")
+            params[name].copy_(tensor.to(params[name].dtype))
+            self._pending.discard(name)
+        if last:
+            if self._pending:
+                missing = sorted(self._pending)
+                self._pending = set()
+                raise ValueError(f"weight update {version} ended without {missing[:4]} ({len(missing)} missing)")
+            self.weight_version = version
+
+    def release_memory(self) -> None:
+        """Nothing to free on CPU; recorded so that a generate while released is caught like on GPU."""
+        self._released = True
+
+    def resume_memory(self) -> None:
+        """Serve again after :meth:`release_memory`."""
+        self._released = False
+
+    def health(self) -> dict[str, object]:
+        """Always answers while the process lives."""
+        return {"ok": True, "weight_version": self.weight_version, "released": self._released}
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF)
+    return g

@@ -1,0 +1,151 @@
+"""RolloutManager: the G rollouts of every pack of a step, run concurrently on the engines through the runner.
+
+Each lifecycle is a thread that drives :func:`~cod_megatron.rollout.lifecycle.run_token_lifecycle`; the threads
+of one engine share a :class:`~cod_megatron.rollout.batcher.LockstepBatcher`, so a step costs about
+(episodes per lifecycle) engine calls per engine instead of one call per episode. A lifecycle is seeded from
+(run seed, step, pack seed, rollout): a resumed run samples the same. A lifecycle whose generation fails is retried
+from its start (its partial episodes are dropped), the finished ones are kept; when the engine itself is unhealthy
+it is restarted and ``on_restart`` re-syncs its weights before the retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cod_envs.base import Environment
+from cod_megatron.cod.episode import Lifecycle, Pack
+from cod_megatron.rollout.batcher import LockstepBatcher
+from cod_megatron.rollout.engine import SamplingParams
+from cod_megatron.rollout.lifecycle import TextLifecycle, run_token_lifecycle
+
+log = logging.getLogger(__name__)
+
+
+def lifecycle_seed(run_seed: int, step: int, pack_seed: int, rollout: int) -> int:
+    """The sampling seed of one lifecycle (process-independent)."""
+    digest = hashlib.sha256(f"cod-lifecycle/{run_seed}/{step}/{pack_seed}/{rollout}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
+@dataclass
+class RolloutResult:
+    """Every lifecycle of one step (pack order, then rollout order) and what it cost."""
+
+    lifecycles: list[Lifecycle]
+    traces: list[TextLifecycle]
+    seconds: float
+    engine_calls: int
+    retries: int
+    restarts: int
+    failed: int
+    """Lifecycles given up after all retries (left out of the batch)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class RolloutManager:
+    """Runs lifecycles of one environment class on a list of engines."""
+
+    def __init__(
+        self,
+        engines: list[Any],
+        env_cls: type[Environment],
+        renderer: Any,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        run_seed: int,
+        retries: int = 2,
+        on_restart: Callable[[Any], None] | None = None,
+    ):
+        self.engines, self.env_cls, self.renderer = engines, env_cls, renderer
+        self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
+        self.retries, self.on_restart = retries, on_restart
+
+    def run(
+        self,
+        packs: list[Pack],
+        group_size: int,
+        *,
+        step: int,
+        hint_visible: bool = True,
+        temperature: float | None = None,
+    ) -> RolloutResult:
+        """``group_size`` lifecycles per pack; pack ``k`` goes to engine ``k % len(engines)``."""
+        t0 = time.perf_counter()
+        jobs = [(k, pack, i) for k, pack in enumerate(packs) for i in range(group_size)]
+        per_engine: dict[int, list] = {}
+        for job in jobs:
+            per_engine.setdefault(job[0] % len(self.engines), []).append(job)
+        batchers = {e: LockstepBatcher(self.engines[e], len(js)) for e, js in per_engine.items()}
+        results: dict[tuple[int, int], tuple[Lifecycle, TextLifecycle] | None] = {}
+        counters = {"retries": 0, "restarts": 0}
+        lock = threading.Lock()
+        temp = self.temperature if temperature is None else temperature
+
+        def work(engine_idx: int, k: int, pack: Pack, rollout: int) -> None:
+            batcher = batchers[engine_idx]
+            client = batcher.client((k, rollout))
+            params = SamplingParams(
+                max_new_tokens=self.max_new_tokens,
+                temperature=temp,
+                seed=lifecycle_seed(self.run_seed, step, pack.seed, rollout),
+            )
+            try:
+                for attempt in range(self.retries + 1):
+                    try:
+                        results[(k, rollout)] = run_token_lifecycle(
+                            self.env_cls,
+                            pack,
+                            rollout,
+                            engine=client,
+                            renderer=self.renderer,
+                            params=params,
+                            hint_visible=hint_visible,
+                        )
+                        return
+                    except Exception as exc:
+                        with lock:
+                            counters["retries"] += attempt < self.retries
+                        log.warning("lifecycle pack %d rollout %d failed (attempt %d): %r", k, rollout, attempt, exc)
+                        self._heal(engine_idx, lock, counters)
+                results[(k, rollout)] = None
+            finally:
+                batcher.leave()
+
+        threads = [
+            threading.Thread(target=work, args=(e, *job), name=f"lifecycle-{job[0]}-{job[2]}", daemon=True)
+            for e, js in per_engine.items()
+            for job in js
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done = [results[(k, i)] for k, _, i in jobs]
+        return RolloutResult(
+            lifecycles=[r[0] for r in done if r is not None],
+            traces=[r[1] for r in done if r is not None],
+            seconds=time.perf_counter() - t0,
+            engine_calls=sum(b.rounds for b in batchers.values()),
+            retries=counters["retries"],
+            restarts=counters["restarts"],
+            failed=sum(r is None for r in done),
+        )
+
+    def _heal(self, engine_idx: int, lock: threading.Lock, counters: dict[str, int]) -> None:
+        """Restart an engine that no longer answers (once per failure, whichever thread notices first)."""
+        engine = self.engines[engine_idx]
+        with lock:
+            if not hasattr(engine, "restart") or engine.health().get("ok", False):
+                return
+            log.warning("engine %d is unhealthy; restarting it", engine_idx)
+            engine.restart()
+            counters["restarts"] += 1
+            if self.on_restart is not None:
+                self.on_restart(engine)

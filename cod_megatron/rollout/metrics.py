@@ -1,0 +1,34 @@
+"""What a step's rollouts looked like: per-position rewards (the CoD curve), hints, format errors, costs."""
+
+from __future__ import annotations
+
+from cod_megatron.rollout.manager import RolloutResult
+
+
+def rollout_metrics(result: RolloutResult) -> dict[str, float]:
+    """Flat ``rollout/...`` metrics; ``rollout/reward_pos_<k>`` is the mean solve reward at pack position k."""
+    lcs = result.lifecycles
+    out: dict[str, float] = {
+        "rollout/lifecycles": float(len(lcs)),
+        "rollout/failed_lifecycles": float(result.failed),
+        "rollout/retries": float(result.retries),
+        "rollout/engine_restarts": float(result.restarts),
+        "rollout/engine_calls": float(result.engine_calls),
+    }
+    if not lcs:
+        return out
+    size = lcs[0].pack.size
+    rewards = [lc.solve_rewards() for lc in lcs]
+    for j in range(size):
+        out[f"rollout/reward_pos_{j}"] = sum(r[j] for r in rewards) / len(rewards)
+    if size > 1:
+        later = sum(out[f"rollout/reward_pos_{j}"] for j in range(1, size)) / (size - 1)
+        out["rollout/gap"] = later - out["rollout/reward_pos_0"]
+    solves = [e for lc in lcs for e in lc.solves()]
+    updates = [e for lc in lcs for e in lc.updates()]
+    out["rollout/solve_format_error"] = sum(e.format_error for e in solves) / len(solves)
+    if updates:
+        out["rollout/hint_parse_failure"] = sum(e.format_error for e in updates) / len(updates)
+        out["rollout/update_tokens"] = sum(e.num_generated for e in updates) / len(updates)
+    out["rollout/truncated"] = float(sum(e.truncated for lc in lcs for e in lc.episodes))
+    return out

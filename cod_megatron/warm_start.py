@@ -1,0 +1,101 @@
+"""The HiddenKey base model: a short supervised warm start in hint *following* (spec 9.8), cached on disk.
+
+From scratch, RL cannot get a tiny model to the CoD effect: reading the hint and writing it are two copy skills
+that each pay only once the other exists. The warm start teaches reading only; writing must come from RL.
+
+It is plain maximum likelihood on the answer token, run through the RL path itself: every sample is an
+:class:`~cod_megatron.cod.episode.Episode` with advantage 1, trained on-policy (``old = sg(logp)``, ratio 1, inside
+any clip), whose loss gradient is exactly ``-mean_t grad log p``. It runs in its own :class:`PolicyTrainer`, so the
+RL run starts from the saved weights with a fresh optimizer whether or not the cache was hit.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from cod_envs.hidden_key.env import HiddenKeyOptions
+from cod_envs.hidden_key.warm_start import warm_start_samples
+from cod_megatron.cod.episode import Episode
+from cod_megatron.cod.tokenization import WordRenderer
+from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.data.episodes import pack_episodes
+from cod_megatron.policy.loss import step_denominators
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir(cfg: RunConfig) -> Path:
+    """Where the warm start of this model shape, schedule and seed is kept (outputs/cache/warm_start/<hash>)."""
+    e = cfg.env
+    key = json.dumps(
+        {
+            "model": cfg.model.__dict__,
+            "steps": e.warm_start_steps,
+            "lr": e.warm_start_lr,
+            "batch": e.warm_start_batch,
+            "seed": cfg.run.seed,
+            "options": HiddenKeyOptions().__dict__,
+            "version": 1,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(cfg.run.output_dir).parent / "cache" / "warm_start" / digest
+
+
+def supervised_episode(renderer: WordRenderer, prompt: str, answer: str, index: int) -> Episode:
+    """One (prompt, answer) pair as a trainable episode: loss on the answer token only, advantage 1."""
+    prompt_ids, answer_ids = renderer.encode(prompt), renderer.encode(answer)
+    ids = prompt_ids + answer_ids
+    return Episode(
+        pack_id=index,
+        rollout=0,
+        kind="solve",
+        position=0,
+        token_ids=ids,
+        generated=[False] * len(prompt_ids) + [True] * len(answer_ids),
+        rollout_logprobs=[0.0] * len(ids),
+        turn_ids=[0] * len(ids),
+        advantage=1.0,
+    )
+
+
+def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRenderer) -> Path:
+    """Train and save the warm start unless it is cached; returns the checkpoint directory (model weights only)."""
+    from cod_megatron.policy.trainer import PolicyTrainer
+
+    out = cache_dir(cfg)
+    if (out / "done").exists():
+        log.info("warm start: cached %s", out)
+        return out
+    wcfg = copy.deepcopy(cfg)
+    wcfg.optimizer.lr = cfg.env.warm_start_lr
+    wcfg.algorithm.kl_coef = wcfg.algorithm.entropy_coef = 0.0
+    trainer = PolicyTrainer(wcfg, layout)
+    t0, metrics = time.perf_counter(), {}
+    for step in range(cfg.env.warm_start_steps):
+        pairs = warm_start_samples(cfg.env.warm_start_batch, seed=cfg.run.seed * 100_003 + step)
+        episodes = [supervised_episode(renderer, p, a, i) for i, (p, a) in enumerate(pairs)]
+        ranks, _ = pack_episodes(episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp)
+        metrics = trainer.train_step(ranks[0], step_denominators([mb for r in ranks for mb in r]))
+    log.info(
+        "warm start: %d supervised steps in %.1f s (last loss %.4f)",
+        cfg.env.warm_start_steps,
+        time.perf_counter() - t0,
+        metrics.get("loss", float("nan")),
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.step = 0
+    trainer.save(str(tmp), with_optimizer=False)
+    (tmp / "done").write_text(json.dumps({"steps": cfg.env.warm_start_steps, "loss": metrics.get("loss")}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
