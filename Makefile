@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 RECIPE ?= debug_cpu
 ARGS ?=
 
-.PHONY: setup lock test test-dist lint format train dry-run list-recipes bench clean
+.PHONY: setup lock test test-dist lint format train train-70b dry-run list-recipes bench bench-kernels clean
 
 setup: $(VENV)/.installed  ## create .venv and install the exact pins of requirements/cpu.lock (idempotent)
 
@@ -34,8 +34,11 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-train: setup  ## the embedded CPU default recipe
+train: setup  ## the embedded CPU default: the CoD loop on HiddenKey (debug_cpu); ARGS="key=value ..." overrides
 	$(PY) -m cod_megatron.train --recipe $(RECIPE) $(ARGS)
+
+train-70b: setup  ## 70B recipe through NeMo-Run's Slurm executor (Ray on Slurm); DRY_RUN=1 renders and prints the sbatch script
+	$(PY) -m cod_megatron.launch --recipe llama3_70b_cod_64gpu_h100 --executor slurm $(if $(filter 1,$(DRY_RUN)),--dry-run) $(ARGS)
 
 dry-run: setup  ## print the resolved config and parallel layout of RECIPE
 	$(PY) -m cod_megatron.train --recipe $(RECIPE) --dry-run $(ARGS)
@@ -46,6 +49,9 @@ list-recipes: setup
 bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, environment steps/s (append CSVs)
 	$(PY) -m cod_megatron.data.bench_packing --csv docs/benchmarks/cpu_packing.csv
 	$(PY) -m cod_envs.bench --csv docs/benchmarks/cpu_envs.csv
+
+bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / Liger (table, CSV, PNG)
+	$(PY) -m cod_kernels.bench_fused_loss --csv docs/benchmarks/kernels.csv
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -39,7 +39,16 @@ def test_debug_cpu_synthetic_training_runs_and_lowers_the_loss(tmp_path):
 def _train(tmp_path, name, *overrides):
     out = tmp_path / name
     r = subprocess.run(
-        [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", "run.mode=synthetic", f"run.output_dir={out}", *overrides],
+        [
+            sys.executable,
+            "-m",
+            "cod_megatron.train",
+            "--recipe",
+            "debug_cpu",
+            "run.mode=synthetic",
+            f"run.output_dir={out}",
+            *overrides,
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -72,10 +72,15 @@ class RayEngine:
         ray.kill(self.actor)
 
 
+_OWN_RAY: list[bool] = []
+"""Whether this process started the Ray cluster it uses (then it also ends it)."""
+
+
 def _init_ray() -> None:
     import ray
 
     if not ray.is_initialized():
+        _OWN_RAY.append(True)
         ray.init(
             include_dashboard=False,
             log_to_driver=False,
@@ -116,7 +121,12 @@ def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
 
 
 def shutdown_engines(engines: list[Any]) -> None:
-    """End the actors this run started (never ``ray.shutdown()`` a cluster the caller owns)."""
+    """End the actors this run started, and the local Ray cluster if this process started it (not a caller's)."""
     for e in engines:
         if isinstance(e, RayEngine):
             e.shutdown()
+    if _OWN_RAY:
+        import ray
+
+        ray.shutdown()
+        _OWN_RAY.clear()

@@ -75,7 +75,7 @@ def test_bad_override_names_the_field(item, field):
     [
         ("optimizer.lr=-1", "optimizer.lr"),
         ("rollout.group_size=1", "rollout.group_size"),
-        ("rollout.max_model_len=100", "rollout.max_model_len"),
+        ("rollout.max_model_len=50", "rollout.max_model_len"),
         ("parallel.tp=3", "parallel.tp"),
         ("algorithm.gamma=1.5", "algorithm.gamma"),
         ("parallel.sequence_parallel=true", "parallel.sequence_parallel"),  # needs tp > 1

@@ -1,0 +1,630 @@
+"""The SGLang rollout engine: :class:`~cod_megatron.rollout.engine.InferenceEngine` over SGLang's HTTP API.
+
+Written against ONE pinned SGLang release, :data:`SGLANG_VERSION` (router: :data:`SGLANG_ROUTER_VERSION`); the
+request and response bodies are recorded from that source in ``tests/fixtures/sglang/<version>/`` and checked by
+``tests/rollout/test_sglang_engine.py``. Nothing here imports sglang, so the client runs (and is tested) on CPU.
+
+What the pinned version asks of a client, and why the code looks the way it does:
+
+* ``/generate`` takes a batch of ``input_ids`` with one ``sampling_params`` object per prompt and answers a list in
+  request order. ``sampling_params`` keys are checked against a schema that REJECTS unknown keys, so only
+  ``max_new_tokens``, ``temperature``, ``stop_token_ids`` and ``sampling_seed`` are sent. ``sampling_seed`` only takes
+  effect when the server runs with ``--enable-deterministic-inference`` (see :class:`SGLangServerConfig`).
+  ``meta_info.output_token_logprobs`` is a list of ``[logprob, token_id, text|None]``; ``output_ids`` holds the same
+  ids (there is no ``text`` under ``--skip-tokenizer-init``). The log-probs are those of ``softmax(logits / T)``
+  unless the server has ``SGLANG_RETURN_ORIGINAL_LOGPROB=1`` set, which must stay off for RL.
+* Weight updates must run inside a session: ``/begin_weight_update`` before the first bucket and
+  ``/end_weight_update`` after the last (the scheduler refuses ``update_weights_from_*`` outside one). Each
+  ``/update_weights_from_distributed`` call carries names/dtypes/shapes; the tensors themselves travel by an NCCL
+  broadcast from trainer rank 0 that the trainer starts while the POST is in flight (the slime order), so the
+  transport is a callable handed in by the trainer. ``weight_version`` and ``flush_cache`` go with the last bucket
+  only, so the server reports the new version exactly when all of it has arrived.
+* ``/update_weights_from_tensor`` (colocated engines) takes one base64 ``MultiprocessingSerializer`` payload per
+  engine TP rank; the serialiser needs sglang and CUDA IPC, so it is a callable too.
+* ``/release_memory_occupation`` and ``/resume_memory_occupation`` take ``{"tags": [...] | null}`` (null: weights,
+  KV cache and CUDA graphs) and need ``--enable-memory-saver``; the server must be idle when releasing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from cod_megatron.rollout.engine import EngineRequest, Generation
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+SGLANG_VERSION = "0.5.23"
+"""The SGLang release this client speaks to (pin ``sglang==`` this in the ``gpu`` extra)."""
+SGLANG_ROUTER_VERSION = "0.3.2"
+"""The sglang-router release whose ``/workers`` API :class:`SGLangRouterClient` uses."""
+
+Broadcast = Callable[[list[tuple[str, "torch.Tensor"]]], None]
+"""Trainer side of ``/update_weights_from_distributed``: broadcast each tensor, in order, from rank 0 of the group."""
+Serializer = Callable[[list[tuple[str, "torch.Tensor"]]], list[str]]
+"""One base64 payload per engine TP rank for ``/update_weights_from_tensor``."""
+
+_MAX_SEED = 2**63 - 1  # SamplingParams.verify: sampling_seed must fit an int64
+
+
+class SGLangError(RuntimeError):
+    """A request to an SGLang server or router failed; names the endpoint, the status and the server's message."""
+
+    def __init__(self, endpoint: str, message: str, status: int | None = None):
+        self.endpoint, self.status = endpoint, status
+        where = f"{endpoint} -> HTTP {status}" if status is not None else endpoint
+        super().__init__(f"SGLang {where}: {message}")
+
+
+# ---- HTTP ---------------------------------------------------------------------------------------------------------
+
+
+def _error_message(body: Any) -> str:
+    """The human part of an SGLang / router error body (several shapes exist across endpoints)."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and "message" in err:
+            return str(err["message"])
+        if err is not None:
+            return str(err)
+        if "message" in body:
+            return str(body["message"])
+    return str(body)[:2000]
+
+
+@dataclass
+class HttpClient:
+    """A small JSON-over-HTTP client (stdlib only) with per-call timeouts and retries of transient failures."""
+
+    base_url: str
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """The decoded JSON (or text, or None for an empty body) of a 2xx answer; raises :class:`SGLangError`.
+
+        A refused connection is retried always (the server never saw the request); timeouts, resets and 502/503/504
+        only when ``idempotent``: a weight update or memory release must not run twice.
+        """
+        url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        endpoint = f"{method} {path}"
+        attempt = 0
+        while True:
+            req = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=timeout_s or self.timeout_s) as resp:
+                    return _decode(resp.read(), resp.headers.get("Content-Type", ""))
+            except urllib.error.HTTPError as exc:
+                payload = _decode(exc.read(), exc.headers.get("Content-Type", "") if exc.headers else "")
+                transient = exc.code in (502, 503, 504) and idempotent
+                if not transient or attempt >= self.retries:
+                    raise SGLangError(endpoint, _error_message(payload), exc.code) from None
+                reason = f"HTTP {exc.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                refused = isinstance(cause, ConnectionRefusedError)
+                if not (refused or idempotent) or attempt >= self.retries:
+                    raise SGLangError(endpoint, f"{type(cause).__name__}: {cause} ({url})") from exc
+                reason = repr(cause)
+            attempt += 1
+            log.warning("%s %s failed (%s); retry %d/%d", method, url, reason, attempt, self.retries)
+            time.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    if "json" in content_type or text[:1] in "[{" or text in ("null", "true", "false"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    return text
+
+
+# ---- generation ---------------------------------------------------------------------------------------------------
+
+
+def generate_body(requests: Sequence[EngineRequest], stop_token_ids: Sequence[int] = ()) -> dict[str, Any]:
+    """The ``/generate`` body for a batch: token ids in, one sampling-params object per prompt, log-probs on."""
+    params = []
+    for r in requests:
+        p: dict[str, Any] = {"max_new_tokens": int(r.params.max_new_tokens), "temperature": float(r.params.temperature)}
+        if stop_token_ids:
+            p["stop_token_ids"] = [int(t) for t in stop_token_ids]
+        if r.params.seed is not None:
+            p["sampling_seed"] = int(r.params.seed) & _MAX_SEED
+        params.append(p)
+    return {
+        "input_ids": [[int(t) for t in r.prompt_ids] for r in requests],
+        "sampling_params": params,
+        "return_logprob": True,
+    }
+
+
+def parse_generation(item: dict[str, Any]) -> Generation:
+    """One ``/generate`` answer -> :class:`Generation`; an aborted request or inconsistent ids raise."""
+    meta = item.get("meta_info") or {}
+    rid = meta.get("id", "?")
+    finish = meta.get("finish_reason")
+    kind = finish.get("type") if isinstance(finish, dict) else finish
+    if kind == "abort":
+        raise SGLangError("POST /generate", f"request {rid} aborted: {finish.get('message')}")
+    if kind not in ("stop", "length"):
+        raise SGLangError("POST /generate", f"request {rid}: unexpected finish_reason {finish!r}")
+    entries = meta.get("output_token_logprobs")
+    if entries is None:
+        raise SGLangError("POST /generate", f"request {rid}: no output_token_logprobs (was return_logprob sent?)")
+    logprobs, ids = [], []
+    for e in entries:
+        lp, tok = e[0], e[1]
+        if lp is None:
+            raise SGLangError("POST /generate", f"request {rid}: missing log-prob for token {tok}")
+        logprobs.append(float(lp))
+        ids.append(int(tok))
+    out_ids = item.get("output_ids")
+    # output_ids normally equals the logprob ids; a stop-trimmed variant (one shorter) is accepted, anything else not.
+    if out_ids is not None and list(out_ids) != ids and list(out_ids) != ids[:-1]:
+        raise SGLangError("POST /generate", f"request {rid}: output_ids {out_ids[:8]}... disagree with log-prob ids")
+    return Generation(token_ids=ids, logprobs=logprobs, finish_reason=kind, text=item.get("text") or None)
+
+
+def _weight_version(raw: Any) -> int:
+    """SGLang's weight version is a string ("default" at launch); ours are ints, -1 meaning none pushed yet."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")  # the server does getattr(torch, name)
+
+
+SERIALIZER_NOTE = (
+    "On a cluster the serializer is sglang.srt.utils.MultiprocessingSerializer.serialize(named, output_str=True), "
+    "one payload per engine TP rank, each made by the trainer rank on that rank's GPU (CUDA IPC handles)."
+)
+"""Where the real serializer comes from (text, so this module never imports sglang)."""
+
+
+# ---- the engine ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SGLangEngine:
+    """One SGLang server behind :class:`~cod_megatron.rollout.engine.InferenceEngine`.
+
+    ``transport="distributed"`` sends weights by NCCL broadcast (``broadcast``; call
+    :meth:`init_weights_update_group` once first); ``"tensor"`` by ``/update_weights_from_tensor`` (``serializer``).
+    Each engine has its own update group by default; :func:`update_weights_shared_group` drives several engines that
+    share one group. Not safe to update weights from two threads at once (one session per server).
+    """
+
+    url: str
+    stop_token_ids: Sequence[int] = ()
+    transport: Literal["distributed", "tensor"] = "distributed"
+    broadcast: Broadcast | None = None
+    serializer: Serializer | None = None
+    group_name: str = "cod_weight_update"
+    timeout_s: float = 300.0
+    """Generation and weight-update calls (``rollout.engine_timeout_s``)."""
+    control_timeout_s: float = 60.0
+    """Health, memory and cache calls."""
+    retries: int = 3
+    api_key: str | None = None
+    release_tags: Sequence[str] | None = None
+    """None: weights, KV cache and CUDA graphs (the server's default); e.g. ``("kv_cache",)`` to keep weights."""
+    http: HttpClient = field(init=False, repr=False)
+    weight_version: int = field(init=False, default=-1)
+    """Last version this client completed; -1 until the first full update."""
+    _session_open: bool = field(init=False, default=False, repr=False)
+    _released: bool = field(init=False, default=False, repr=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.http = HttpClient(self.url, timeout_s=self.control_timeout_s, retries=self.retries, api_key=self.api_key)
+
+    # ---- generation ----
+    def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:
+        """One ``/generate`` call for the whole batch; answers come back in request order."""
+        if not requests:
+            return []
+        for i, r in enumerate(requests):
+            if not r.prompt_ids:
+                raise ValueError(f"request {i}: empty prompt")
+        body = generate_body(requests, self.stop_token_ids)
+        # not retried on timeouts: a slow batch would run again from scratch; the rollout layer retries lifecycles
+        out = self.http.request("POST", "/generate", body, timeout_s=self.timeout_s, idempotent=False)
+        if not isinstance(out, list) or len(out) != len(requests):
+            got = len(out) if isinstance(out, list) else type(out).__name__
+            raise SGLangError("POST /generate", f"expected a list of {len(requests)} answers, got {got}")
+        return [parse_generation(item) for item in out]
+
+    # ---- weights ----
+    def init_weights_update_group(
+        self,
+        master_address: str,
+        master_port: int,
+        rank_offset: int,
+        world_size: int,
+        *,
+        join: Callable[[], object] | None = None,
+        backend: str = "nccl",
+    ) -> dict[str, Any]:
+        """Have the server join the trainer's update group; ``join`` is the trainer's own (blocking) rank-0 init.
+
+        The server's ranks are ``rank_offset .. rank_offset + tp - 1`` of ``world_size``; both sides block until all
+        joined, so the POST goes out first and ``join`` runs while it waits (slime's order).
+        """
+        body = self.init_group_body(master_address, master_port, rank_offset, world_size, backend=backend)
+        return self._post_during("/init_weights_update_group", body, join)
+
+    def init_group_body(
+        self, master_address: str, master_port: int, rank_offset: int, world_size: int, *, backend: str = "nccl"
+    ) -> dict[str, Any]:
+        """The ``/init_weights_update_group`` body."""
+        return {
+            "master_address": master_address,
+            "master_port": int(master_port),
+            "rank_offset": int(rank_offset),
+            "world_size": int(world_size),
+            "group_name": self.group_name,
+            "backend": backend,
+        }
+
+    def destroy_weights_update_group(self) -> dict[str, Any]:
+        """Leave the update group (before a new one is made, e.g. after a trainer restart)."""
+        return self._control("POST", "/destroy_weights_update_group", {"group_name": self.group_name})
+
+    def bucket_body(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> dict[str, Any]:
+        """The ``/update_weights_from_distributed`` or ``/update_weights_from_tensor`` body for one bucket."""
+        if self.transport == "distributed":
+            body: dict[str, Any] = {
+                "names": [n for n, _ in named_tensors],
+                "dtypes": [_dtype_name(t) for _, t in named_tensors],
+                "shapes": [list(t.shape) for _, t in named_tensors],
+                "group_name": self.group_name,
+                "flush_cache": bool(last),
+            }
+        else:
+            if self.serializer is None:
+                raise ValueError(f"SGLangEngine({self.url}): transport='tensor' needs a serializer. {SERIALIZER_NOTE}")
+            body = {"serialized_named_tensors": list(self.serializer(named_tensors)), "flush_cache": bool(last)}
+        if last:
+            body["weight_version"] = str(version)
+        return body
+
+    def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> None:
+        """Load one bucket; the first bucket opens the server's update session and the ``last`` one closes it."""
+        if self.transport == "distributed" and self.broadcast is None:
+            raise ValueError(f"SGLangEngine({self.url}): transport='distributed' needs a broadcast callable")
+        if self.transport == "tensor" and self.serializer is None:
+            raise ValueError(f"SGLangEngine({self.url}): transport='tensor' needs a serializer. {SERIALIZER_NOTE}")
+        with self._lock:
+            self._begin_session()
+            try:
+                body = self.bucket_body(named_tensors, version=version, last=last)
+                if self.transport == "distributed":
+                    tensors = list(named_tensors)
+                    self._post_during("/update_weights_from_distributed", body, lambda: self.broadcast(tensors))
+                else:
+                    self._post_weights("/update_weights_from_tensor", body)
+            except BaseException:
+                self._abandon_session()
+                raise
+            if last:
+                self._end_session()
+                self.weight_version = version
+
+    # ---- memory, cache, health ----
+    def release_memory(self) -> None:
+        """Free GPU memory (``--enable-memory-saver``); the server must be idle."""
+        tags = None if self.release_tags is None else list(self.release_tags)
+        self._control("POST", "/release_memory_occupation", {"tags": tags}, idempotent=False)
+        self._released = True
+
+    def resume_memory(self) -> None:
+        """Take the memory back; released weights hold garbage until the next full weight update."""
+        tags = None if self.release_tags is None else list(self.release_tags)
+        self._control("POST", "/resume_memory_occupation", {"tags": tags}, idempotent=False)
+        self._released = False
+
+    def flush_cache(self, timeout_s: float = 0.0) -> None:
+        """Drop the radix (prefix) cache; fails while requests are running."""
+        query = {"timeout": timeout_s} if timeout_s else None
+        self.http.request("POST", "/flush_cache", query=query, timeout_s=self.control_timeout_s + timeout_s)
+
+    def model_info(self) -> dict[str, Any]:
+        """``/model_info``: model path, served name and the server's ``weight_version`` string."""
+        return self._control("GET", "/model_info")
+
+    def server_info(self) -> dict[str, Any]:
+        """``/server_info``: the resolved launch arguments plus scheduler state."""
+        return self._control("GET", "/server_info")
+
+    def health(self) -> dict[str, object]:
+        """``ok`` from ``/health`` (a one-token generation when idle) and the version from ``/model_info``.
+
+        While memory is released a generation would fail, so only ``/model_info`` (no scheduler work) is asked.
+        """
+        try:
+            if not self._released:
+                self.http.request("GET", "/health", timeout_s=self.control_timeout_s, idempotent=False)
+            info = self.model_info()
+        except SGLangError as exc:
+            return {"ok": False, "weight_version": -1, "error": str(exc), "url": self.url}
+        raw = info.get("weight_version") if isinstance(info, dict) else None
+        return {
+            "ok": True,
+            "weight_version": _weight_version(raw),
+            "server_weight_version": raw,
+            "released": self._released,
+            "url": self.url,
+        }
+
+    # ---- internals ----
+    def _control(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
+        return self.http.request(method, path, body, timeout_s=self.control_timeout_s, idempotent=idempotent)
+
+    def _post_weights(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        out = self.http.request("POST", path, body, timeout_s=self.timeout_s, idempotent=False)
+        if not (isinstance(out, dict) and out.get("success", False)):
+            raise SGLangError(f"POST {path}", _error_message(out))
+        return out
+
+    def _post_during(self, path: str, body: dict[str, Any], during: Callable[[], object] | None) -> dict[str, Any]:
+        """POST in a thread, run ``during`` (a collective the server joins) meanwhile, then await the answer."""
+        if during is None:
+            return self._post_weights(path, body)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="sglang-post")
+        try:
+            fut: Future = pool.submit(self._post_weights, path, body)
+            during()
+            return fut.result(timeout=self.timeout_s + 5)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _begin_session(self) -> None:
+        if not self._session_open:
+            self._post_weights("/begin_weight_update", {})
+            self._session_open = True
+
+    def _end_session(self) -> None:
+        self._session_open = False
+        self._post_weights("/end_weight_update", {})
+
+    def _abandon_session(self) -> None:
+        """A failed bucket: close the server's session so the next update can begin (best effort)."""
+        if self._session_open:
+            try:
+                self._end_session()
+            except SGLangError as exc:
+                log.warning("could not close the weight-update session on %s: %s", self.url, exc)
+            self._session_open = False
+
+
+def update_weights_shared_group(
+    engines: Sequence[SGLangEngine],
+    named_tensors: list[tuple[str, torch.Tensor]],
+    *,
+    version: int,
+    last: bool,
+    broadcast: Broadcast,
+) -> None:
+    """One bucket to engines that share ONE update group: every POST goes out, then a single broadcast, then answers.
+
+    (Per-engine :meth:`SGLangEngine.update_weights` would broadcast once per engine, which a shared group cannot take.)
+    """
+    for e in engines:
+        if e.transport != "distributed":
+            raise ValueError(f"SGLangEngine({e.url}): a shared update group needs transport='distributed'")
+        e._begin_session()
+    pool = ThreadPoolExecutor(max(1, len(engines)), thread_name_prefix="sglang-post")
+    try:
+        futs = [
+            pool.submit(
+                e._post_weights,
+                "/update_weights_from_distributed",
+                e.bucket_body(named_tensors, version=version, last=last),
+            )
+            for e in engines
+        ]
+        broadcast(list(named_tensors))
+        errors = []
+        for e, f in zip(engines, futs, strict=True):
+            try:
+                f.result(timeout=e.timeout_s + 5)
+            except Exception as exc:  # collect: every engine's session must still be closed
+                errors.append(exc)
+    finally:
+        pool.shutdown(wait=False)
+    if errors:
+        for e in engines:
+            e._abandon_session()
+        raise errors[0]
+    if last:
+        for e in engines:
+            e._end_session()
+            e.weight_version = version
+
+
+# ---- router -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SGLangRouterClient:
+    """Registers engines with sglang-router :data:`SGLANG_ROUTER_VERSION`: ``POST /workers``, ``DELETE /workers/{id}``.
+
+    Registration is asynchronous on the router (HTTP 202); :meth:`wait_healthy` polls until it serves the worker.
+    """
+
+    url: str
+    timeout_s: float = 30.0
+    retries: int = 3
+    api_key: str | None = None
+    http: HttpClient = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.http = HttpClient(self.url, timeout_s=self.timeout_s, retries=self.retries, api_key=self.api_key)
+
+    def add_worker(self, worker_url: str, **options: Any) -> str:
+        """Queue ``worker_url`` for registration; returns the router's worker id (a UUID)."""
+        out = self.http.request("POST", "/workers", {"url": worker_url, **options})
+        if not isinstance(out, dict) or "worker_id" not in out:
+            raise SGLangError("POST /workers", f"unexpected answer {out!r}")
+        return str(out["worker_id"])
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        """The router's workers (id, url, is_healthy, load, ...)."""
+        out = self.http.request("GET", "/workers")
+        return list(out.get("workers", [])) if isinstance(out, dict) else []
+
+    def worker_id(self, worker_url: str) -> str | None:
+        """The id of the worker registered under ``worker_url``, or None."""
+        want = worker_url.rstrip("/")
+        for w in self.list_workers():
+            if str(w.get("url", "")).rstrip("/") == want:
+                return str(w["id"])
+        return None
+
+    def remove_worker(self, worker: str) -> None:
+        """Queue removal of a worker given by id or URL (the router deletes by id only)."""
+        wid = self.worker_id(worker) if "://" in worker else worker
+        if wid is None:
+            raise SGLangError("DELETE /workers/{id}", f"no worker registered under {worker}")
+        self.http.request("DELETE", f"/workers/{urllib.parse.quote(wid)}", idempotent=False)
+
+    def wait_healthy(self, worker_url: str, timeout_s: float = 120.0, poll_s: float = 1.0) -> None:
+        """Block until the router lists ``worker_url`` as healthy."""
+        deadline = time.monotonic() + timeout_s
+        want = worker_url.rstrip("/")
+        while time.monotonic() < deadline:
+            if any(str(w.get("url", "")).rstrip("/") == want and w.get("is_healthy") for w in self.list_workers()):
+                return
+            time.sleep(poll_s)
+        raise SGLangError("GET /workers", f"{worker_url} not healthy after {timeout_s:.0f} s")
+
+
+# ---- launch -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SGLangServerConfig:
+    """What we launch an SGLang server with; each field maps to one ``launch_server`` flag (None/False: omitted)."""
+
+    model_path: str
+    port: int = 30000
+    host: str = "127.0.0.1"
+    tp_size: int = 1
+    base_gpu_id: int = 0
+    mem_fraction_static: float | None = None
+    context_length: int | None = None
+    """``rollout.max_model_len``."""
+    dtype: str | None = None
+    random_seed: int | None = None
+    served_model_name: str | None = None
+    skip_tokenizer_init: bool = True
+    """We send and read token ids only; the chat renderer owns the tokenizer."""
+    enable_memory_saver: bool = False
+    """Needed for release/resume (colocated engines)."""
+    enable_deterministic_inference: bool = True
+    """Needed for ``sampling_seed`` to take effect (reproducible samples); costs some throughput."""
+    log_level: str | None = None
+    extra_args: tuple[str, ...] = ()
+    """Passed through verbatim, after ours."""
+
+
+_LAUNCH_FLAGS: dict[str, str] = {
+    "model_path": "--model-path",
+    "host": "--host",
+    "port": "--port",
+    "tp_size": "--tp-size",
+    "base_gpu_id": "--base-gpu-id",
+    "mem_fraction_static": "--mem-fraction-static",
+    "context_length": "--context-length",
+    "dtype": "--dtype",
+    "random_seed": "--random-seed",
+    "served_model_name": "--served-model-name",
+    "skip_tokenizer_init": "--skip-tokenizer-init",
+    "enable_memory_saver": "--enable-memory-saver",
+    "enable_deterministic_inference": "--enable-deterministic-inference",
+    "log_level": "--log-level",
+}
+"""Config field -> flag of the pinned version (checked against ``tests/fixtures/sglang/<v>/server_args.json``)."""
+
+
+def launch_argv(cfg: SGLangServerConfig, python: str = sys.executable) -> list[str]:
+    """``python -m sglang.launch_server ...`` for ``cfg`` (run it with ``SGLANG_RETURN_ORIGINAL_LOGPROB`` unset)."""
+    argv = [python, "-m", "sglang.launch_server"]
+    for name, flag in _LAUNCH_FLAGS.items():
+        value = getattr(cfg, name)
+        if value is None or value is False:
+            continue
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv + list(cfg.extra_args)
+
+
+def wait_until_ready(url: str, timeout_s: float = 600.0, poll_s: float = 2.0) -> None:
+    """Poll ``/health`` until a freshly launched server answers 200 (it answers 503 while starting)."""
+    http = HttpClient(url, timeout_s=min(30.0, timeout_s), retries=0)
+    deadline, last = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        try:
+            http.request("GET", "/health")
+            return
+        except SGLangError as exc:
+            last = str(exc)
+        time.sleep(poll_s)
+    raise SGLangError("GET /health", f"server at {url} not ready after {timeout_s:.0f} s (last: {last})")
+
+
+__all__ = [
+    "SGLANG_ROUTER_VERSION",
+    "SGLANG_VERSION",
+    "HttpClient",
+    "SGLangEngine",
+    "SGLangError",
+    "SGLangRouterClient",
+    "SGLangServerConfig",
+    "generate_body",
+    "launch_argv",
+    "parse_generation",
+    "update_weights_shared_group",
+    "wait_until_ready",
+]

@@ -1,0 +1,362 @@
+"""A STAND-IN for an SGLang server, for CPU tests of :mod:`cod_megatron.rollout.sglang_engine`. Not SGLang.
+
+:class:`SGLangStandIn` serves the subset of the pinned SGLang version's HTTP API that the client uses (same paths,
+bodies and answers as recorded in ``tests/fixtures/sglang/<version>/``) on ``127.0.0.1`` with the stdlib
+``ThreadingHTTPServer``, backed by any :class:`~cod_megatron.rollout.engine.InferenceEngine`. It mimics the checks
+that make real clients fail: unknown ``sampling_params`` keys are refused, weight updates outside a
+``begin_weight_update``/``end_weight_update`` session fail, ``weight_version`` is a string.
+
+There is no NCCL here: :class:`LoopbackTransport` stands in for the update group. The client's ``broadcast`` puts
+the bucket on a queue and the stand-in's ``/update_weights_from_distributed`` takes it off, checking names, dtypes and
+shapes against the request metadata the way an NCCL receive would fail on a mismatch. For
+``/update_weights_from_tensor`` :func:`cpu_serializer` / :func:`cpu_deserializer` replace SGLang's CUDA-IPC
+``MultiprocessingSerializer``.
+
+Buckets are forwarded to the engine as they arrive (SGLang loads them as they arrive too). The version is on the wire
+only with the last bucket, so earlier buckets reach ``engine.update_weights`` with ``version=-1, last=False``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import queue
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
+
+from cod_megatron.rollout.engine import EngineRequest, InferenceEngine, SamplingParams
+from cod_megatron.rollout.sglang_engine import SGLANG_VERSION
+
+if TYPE_CHECKING:
+    import torch
+
+SAMPLING_KEYS = frozenset(
+    "max_new_tokens stop stop_token_ids stop_regex temperature top_p top_k min_p frequency_penalty presence_penalty "
+    "repetition_penalty min_new_tokens n json_schema regex ebnf structural_tag ignore_eos skip_special_tokens "
+    "spaces_between_special_tokens no_stop_trim stream_interval logit_bias sampling_seed custom_params beam_width "
+    "watermark choice".split()
+)
+"""``sglang.api.v1.SamplingParams`` fields of the pinned version; any other key is a 400 there."""
+
+
+class LoopbackTransport:
+    """In-process stand-in for the NCCL update group: ``broadcast`` (trainer side) feeds ``receive`` (server side)."""
+
+    def __init__(self, timeout_s: float = 10.0):
+        self._q: queue.Queue = queue.Queue()
+        self.timeout_s = timeout_s
+        self.joined: list[dict[str, Any]] = []
+
+    def broadcast(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        """Trainer side: send one bucket."""
+        self._q.put([(n, t.detach().clone()) for n, t in named_tensors])
+
+    def receive(self, names: list[str], dtypes: list[str], shapes: list[list[int]]) -> list[tuple[str, torch.Tensor]]:
+        """Server side: the bucket, checked against the request's metadata like a mismatched receive would fail."""
+        try:
+            bucket = self._q.get(timeout=self.timeout_s)
+        except queue.Empty:
+            raise TimeoutError(f"no broadcast within {self.timeout_s} s") from None
+        got = [(n, str(t.dtype).removeprefix("torch."), list(t.shape)) for n, t in bucket]
+        want = list(zip(names, dtypes, [list(s) for s in shapes], strict=True))
+        if got != want:
+            raise ValueError(f"broadcast {got} does not match the request metadata {want}")
+        return bucket
+
+
+def cpu_serializer(named_tensors: list[tuple[str, torch.Tensor]]) -> list[str]:
+    """CPU stand-in for ``MultiprocessingSerializer.serialize(..., output_str=True)`` (one TP rank)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save([(n, t.detach().cpu()) for n, t in named_tensors], buf)
+    return [base64.b64encode(buf.getvalue()).decode("ascii")]
+
+
+def cpu_deserializer(payload: str) -> list[tuple[str, torch.Tensor]]:
+    """Inverse of :func:`cpu_serializer`."""
+    import torch
+
+    return [tuple(x) for x in torch.load(io.BytesIO(base64.b64decode(payload)), weights_only=True)]
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, body: Any):
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+class SGLangStandIn:
+    """A threaded HTTP server speaking SGLang's API over ``engine``; use as a context manager, ``.url`` to reach it."""
+
+    def __init__(
+        self, engine: InferenceEngine, *, transport: LoopbackTransport | None = None, model_path: str = "standin"
+    ):
+        self.engine = engine
+        self.transport = transport or LoopbackTransport()
+        self.model_path = model_path
+        self.weight_version = "default"
+        self.group: dict[str, Any] | None = None
+        self.session_open = False
+        self.released_tags: set[str] = set()
+        self.calls: list[tuple[str, Any]] = []
+        """Every (path, body) received, for tests."""
+        self._lock = threading.Lock()
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _serve(self, method: str) -> None:
+                parsed = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                    status, out = standin.dispatch(method, parsed.path, body, parse_qs(parsed.query))
+                except _HTTPError as exc:
+                    status, out = exc.status, exc.body
+                except json.JSONDecodeError as exc:
+                    status, out = 400, {"error": {"message": f"bad JSON: {exc}"}}
+                if isinstance(out, str):
+                    data, ctype = out.encode(), "text/plain; charset=utf-8"
+                elif out is None and method == "GET":
+                    data, ctype = b"", "text/plain"
+                else:
+                    data, ctype = json.dumps(out).encode(), "application/json"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._serve("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._serve("POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sglang-standin", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SGLangStandIn:
+        """Serve in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down and close its socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> SGLangStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- routes ----
+    def dispatch(self, method: str, path: str, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """Route one request; returns (status, body) with SGLang's shapes."""
+        self.calls.append((path, body))
+        routes = {
+            ("POST", "/generate"): self._generate,
+            ("GET", "/health"): self._health,
+            ("GET", "/health_generate"): self._health,
+            ("GET", "/model_info"): self._model_info,
+            ("GET", "/get_model_info"): self._model_info,
+            ("GET", "/server_info"): self._server_info,
+            ("POST", "/init_weights_update_group"): self._init_group,
+            ("POST", "/destroy_weights_update_group"): self._destroy_group,
+            ("POST", "/begin_weight_update"): self._begin,
+            ("POST", "/end_weight_update"): self._end,
+            ("POST", "/update_weights_from_distributed"): self._from_distributed,
+            ("POST", "/update_weights_from_tensor"): self._from_tensor,
+            ("POST", "/release_memory_occupation"): self._release,
+            ("POST", "/resume_memory_occupation"): self._resume,
+            ("POST", "/flush_cache"): self._flush,
+            ("GET", "/flush_cache"): self._flush,
+        }
+        handler = routes.get((method, path))
+        if handler is None:
+            return 404, {"detail": "Not Found"}
+        return handler(body or {}, query)
+
+    def _generate(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        ids = body.get("input_ids")
+        if not ids:
+            raise _HTTPError(400, {"error": {"message": "Either text, input_ids or input_embeds should be provided."}})
+        single = isinstance(ids[0], int)
+        prompts = [ids] if single else ids
+        sp = body.get("sampling_params") or {}
+        sps = [sp] * len(prompts) if isinstance(sp, dict) else sp
+        if len(sps) != len(prompts):
+            raise _HTTPError(400, {"error": {"message": "The length of sampling_params should match the batch size."}})
+        for p in sps:
+            unknown = sorted(set(p) - SAMPLING_KEYS)
+            if unknown:
+                raise _HTTPError(400, {"error": f"unknown field `{unknown[0]}`"})
+        reqs = [
+            EngineRequest(
+                prompt_ids=list(prompt),
+                params=SamplingParams(
+                    max_new_tokens=int(p.get("max_new_tokens", 128)),
+                    temperature=float(p.get("temperature", 1.0)),
+                    seed=p.get("sampling_seed"),
+                ),
+            )
+            for prompt, p in zip(prompts, sps, strict=True)
+        ]
+        t0 = time.perf_counter()
+        try:
+            gens = self.engine.generate_batch(reqs)
+        except Exception as exc:
+            raise _HTTPError(400, {"error": {"message": str(exc)}}) from None
+        want_lp = body.get("return_logprob", False)
+        out = []
+        for r, g in zip(reqs, gens, strict=True):
+            finish = (
+                {"type": "stop", "matched": g.token_ids[-1] if g.token_ids else None}
+                if g.finish_reason == "stop"
+                else {"type": "length", "length": len(g.token_ids)}
+            )
+            meta: dict[str, Any] = {
+                "id": uuid.uuid4().hex,
+                "finish_reason": finish,
+                "prompt_tokens": len(r.prompt_ids),
+                "weight_version": self.weight_version,
+                "num_retractions": 0,
+                "reasoning_tokens": 0,
+                "completion_tokens": len(g.token_ids),
+                "cached_tokens": 0,
+                "e2e_latency": time.perf_counter() - t0,
+            }
+            if want_lp:
+                meta["input_token_logprobs"] = [[None, r.prompt_ids[-1], None]]
+                meta["output_token_logprobs"] = [[lp, t, None] for lp, t in zip(g.logprobs, g.token_ids, strict=True)]
+            out.append({"output_ids": list(g.token_ids), "meta_info": meta})
+        return 200, out[0] if single else out
+
+    def _health(self, body: Any, query: Any) -> tuple[int, Any]:
+        ok = bool(self.engine.health().get("ok", False))
+        return (200 if ok else 503), None
+
+    def _model_info(self, body: Any, query: Any) -> tuple[int, Any]:
+        return 200, {
+            "model_path": self.model_path,
+            "served_model_name": self.model_path,
+            "tokenizer_path": None,
+            "is_generation": True,
+            "preferred_sampling_params": None,
+            "weight_version": self.weight_version,
+            "load_format": "auto",
+        }
+
+    def _server_info(self, body: Any, query: Any) -> tuple[int, Any]:
+        return 200, {"model_path": self.model_path, "enable_memory_saver": True, "version": SGLANG_VERSION}
+
+    @staticmethod
+    def _require(body: dict[str, Any], *keys: str) -> None:
+        missing = [k for k in keys if k not in body]
+        if missing:  # FastAPI's answer to a missing required field
+            raise _HTTPError(422, {"detail": [{"loc": ["body", k], "msg": "Field required"} for k in missing]})
+
+    @staticmethod
+    def _result(success: bool, message: str) -> tuple[int, Any]:
+        return (200 if success else 400), {"success": success, "message": message}
+
+    def _init_group(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        self._require(body, "master_address", "master_port", "rank_offset", "world_size")
+        self.group = {"group_name": "weight_update_group", "backend": "nccl", **body}
+        self.transport.joined.append(dict(self.group))
+        return self._result(True, "Succeeded to initialize custom process group.")
+
+    def _destroy_group(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        name = body.get("group_name", "weight_update_group")
+        if self.group is None or self.group["group_name"] != name:
+            return self._result(False, f"Group {name} not found")
+        self.group = None
+        return self._result(True, "Succeeded to destroy custom process group.")
+
+    def _begin(self, body: Any, query: Any) -> tuple[int, Any]:
+        with self._lock:
+            if self.session_open:
+                return self._result(False, "a weight-update session is already open; call end_weight_update() first")
+            self.session_open = True
+        return self._result(True, "Success")
+
+    def _end(self, body: Any, query: Any) -> tuple[int, Any]:
+        with self._lock:
+            if not self.session_open:
+                return self._result(False, "no weight-update session is open; call begin_weight_update() first")
+            self.session_open = False
+        return self._result(True, "Success")
+
+    def _load(self, named: list[tuple[str, Any]], body: dict[str, Any]) -> tuple[int, Any]:
+        version = body.get("weight_version")
+        try:
+            self.engine.update_weights(named, version=-1 if version is None else int(version), last=version is not None)
+        except Exception as exc:
+            return self._result(False, f"Failed to update weights: {exc}")
+        message = "Succeeded to update parameter online."
+        if version is not None:
+            self.weight_version = str(version)
+            message += f" Weight version updated to {version}."
+        return self._result(True, message)
+
+    def _from_distributed(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        self._require(body, "names", "dtypes", "shapes")
+        if not self.session_open:
+            return self._result(
+                False, "update_weights_from_distributed must run between begin_weight_update() and end_weight_update()"
+            )
+        name = body.get("group_name", "weight_update_group")
+        if self.group is None or self.group["group_name"] != name:
+            return self._result(False, f"Group {name} not in []. Please call `init_weights_update_group` first.")
+        try:
+            named = self.transport.receive(body["names"], body["dtypes"], body["shapes"])
+        except Exception as exc:
+            return self._result(False, f"Failed to receive weights: {exc}")
+        return self._load(named, body)
+
+    def _from_tensor(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        self._require(body, "serialized_named_tensors")
+        if not self.session_open:
+            return self._result(
+                False, "update_weights_from_tensor must run between begin_weight_update() and end_weight_update()"
+            )
+        named = cpu_deserializer(body["serialized_named_tensors"][0])  # TP rank 0
+        return self._load(named, body)
+
+    def _release(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        self.released_tags |= set(body.get("tags") or ("weights", "kv_cache", "cuda_graph"))
+        self.engine.release_memory()
+        return 200, None
+
+    def _resume(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
+        self.released_tags -= set(body.get("tags") or ("weights", "kv_cache", "cuda_graph"))
+        self.engine.resume_memory()
+        return 200, None
+
+    def _flush(self, body: Any, query: Any) -> tuple[int, Any]:
+        return 200, (
+            "Cache flushed.\nPlease check backend logs for more details. "
+            "(When there are running or waiting requests, the operation will not be performed.)\n"
+        )
