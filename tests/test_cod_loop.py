@@ -48,7 +48,8 @@ def test_a_few_real_steps_of_the_whole_loop_with_ray(tmp_path):
     assert (tmp_path / "run" / "reward_by_position.png").stat().st_size > 1000
 
 
-def test_checkpoint_then_resume_gives_the_same_next_step(tmp_path):
+@pytest.mark.slow
+def test_checkpoint_then_resume_gives_the_same_next_step_and_the_checkpoint_evaluates(tmp_path):
     common = ["run.steps=3", "eval.interval=0", "rollout.backend=inprocess"]
     straight = _train(tmp_path / "a", *common, "checkpoint.save_interval=2")
     ckpt = tmp_path / "a" / "checkpoints" / "step_2"
@@ -57,3 +58,17 @@ def test_checkpoint_then_resume_gives_the_same_next_step(tmp_path):
     assert [r["step"] for r in resumed] == [3]
     for key in ("train/loss", "train/grad_norm", "rollout/reward_pos_0", "rollout/gap"):
         assert resumed[0][key] == pytest.approx(straight[2][key], rel=1e-6, abs=1e-9), key
+
+    # the checkpoint is an evaluation policy: CoD-Deploy packs of 8 with and without hints, and the Ralph loop
+    for packing, extra in (("cod", ["--hint-blind"]), ("ralph_full", [])):
+        r = subprocess.run(
+            [sys.executable, "-m", "cod_megatron.eval", "--env", "hidden_key", "--policy", str(ckpt), "--packs", "6",
+             "--pack-size", "8", "--packing", packing, "--out", str(tmp_path / "eval"), *extra],
+            capture_output=True, text=True, cwd=ROOT, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-4000:]
+        results = json.loads((tmp_path / "eval" / f"hidden_key_easy_{packing}.json").read_text())
+        assert [len(x["reward_by_position"]) for x in results] == [8] * (1 + len(extra))
+        assert all(x["packs"] == 6 and 0.0 <= min(x["reward_by_position"]) for x in results)
+        assert (tmp_path / "eval" / f"hidden_key_easy_{packing}.png").stat().st_size > 1000
+    assert results[0]["policy"] == str(ckpt)

@@ -37,6 +37,21 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict` (the ``run_config.json`` saved next to checkpoints); unknown keys are errors."""
+        from cod_megatron.config.base import ConfigError
+
+        sections = {}
+        for f in dataclasses.fields(cls):
+            section_cls = f.default_factory
+            given = dict(data.get(f.name, {}))
+            known = {x.name for x in dataclasses.fields(section_cls)}
+            for key in sorted(set(given) - known):
+                raise ConfigError(f"{f.name}.{key}", "unknown field")
+            sections[f.name] = section_cls(**given)
+        return cls(**sections)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for printing and for saving next to checkpoints)."""
         return dataclasses.asdict(self)

@@ -3,8 +3,8 @@
 Runs evaluation packs with the lifecycle runner and prints one JSON object as the last stdout line
 (``env, setting, policy, packing, packs, pack_size, seed, reward_by_position, ci95_by_position``); with ``--out``
 it also writes that JSON and a PNG of reward versus position. ``openai:<base url>`` evaluates a served model
-through any OpenAI-compatible endpoint; checkpoint directories join when the rollout engines exist (until then
-they are rejected with exit code 2).
+through any OpenAI-compatible endpoint; a checkpoint directory written by ``cod_megatron.train``
+(``.../checkpoints/step_N``) is served by the embedded engine; ``--hint-blind`` evaluates it with every hint hidden.
 """
 
 from __future__ import annotations
@@ -33,17 +33,21 @@ def evaluate(
     seed: int = 0,
     model: str = "default",
     temperature: float = 1.0,
+    hint_visible: bool = True,
 ) -> dict:
     """Per-position rewards of ``packs`` evaluation packs (one rollout each) as the CLI's JSON object."""
     domain = registry.load(env)
-    if policy.startswith("openai:"):
+    checkpoint = Path(policy).is_dir()
+    if checkpoint:
+        factories = {}
+    elif policy.startswith("openai:"):
         from cod_megatron.rollout.openai_client import OpenAIChatPolicy
 
         url = policy.removeprefix("openai:")
         factories = {policy: lambda s: OpenAIChatPolicy(url, model=model, temperature=temperature, seed=s)}
     else:
         factories = domain.policies
-    if policy not in factories:
+    if not checkpoint and policy not in factories:
         raise KeyError(
             f"policy {policy!r} is not available for {env}; scripted policies: "
             f"{', '.join(sorted(domain.policies))} (served models and checkpoints come with the engines)"
@@ -53,13 +57,20 @@ def evaluate(
     tasks = [Task(taskset_id=env, row=i, data=r) for i, r in enumerate(rows)]
     formed = form_packs(tasks, pack_size=pack_size, strategy=packing, batch_id=f"eval/{env}/{seed}")[:packs]
     rewards = []
-    for k, fp in enumerate(formed):
+    if checkpoint:
+        from cod_megatron.eval.checkpoint_policy import checkpoint_rollouts
+
+        rewards = checkpoint_rollouts(
+            policy, domain, formed, seed=seed, temperature=temperature, hint_visible=hint_visible
+        )
+    for k, fp in enumerate(formed if not checkpoint else []):
         lc = run_text_lifecycle(
             domain.env,
             [t.data for t in fp.pack.tasks],
             pack_seed=fp.pack.seed,
             policy=factories[policy](seed * 100_003 + k),
             env_task_idx=list(fp.env_task_idx),
+            hint_visible=hint_visible,
         )
         rewards.append(lc.solve_rewards)
     stats = position_stats(rewards)
@@ -67,7 +78,7 @@ def evaluate(
     return {
         "env": env,
         "setting": setting,
-        "policy": policy,
+        "policy": policy if hint_visible else f"{policy} (hints hidden)",
         "packing": packing,
         "packs": len(rewards),
         "pack_size": pack_size,
@@ -85,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", required=True, choices=sorted(registry.DOMAINS))
     p.add_argument("--setting", default="easy", choices=["easy", "hard"])
     p.add_argument(
-        "--policy", action="append", required=True, help="oracle | hint-blind | random (repeatable: one curve each)"
+        "--policy",
+        action="append",
+        required=True,
+        help="oracle | hint-blind | random | openai:<url> | <checkpoint dir> (repeatable: one curve each)",
     )
+    p.add_argument("--hint-blind", action="store_true", help="also evaluate each policy with every hint hidden")
     p.add_argument("--packs", type=int, default=100)
     p.add_argument("--pack-size", type=int, default=8)
     p.add_argument("--packing", default="cod", choices=["cod", "ralph_sample", "ralph_full"])
@@ -97,26 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = []
     for policy in args.policy:
-        if Path(policy).is_dir():
-            print(f"error: checkpoint policy {policy!r} needs the rollout engines (not built yet)", file=sys.stderr)
-            return 2
-        try:
-            results.append(
-                evaluate(
-                    args.env,
-                    policy,
-                    packs=args.packs,
-                    pack_size=args.pack_size,
-                    setting=args.setting,
-                    packing=args.packing,
-                    seed=args.seed,
-                    model=args.model,
-                    temperature=args.temperature,
+        for visible in (True, False) if args.hint_blind else (True,):
+            try:
+                results.append(
+                    evaluate(
+                        args.env,
+                        policy,
+                        packs=args.packs,
+                        pack_size=args.pack_size,
+                        setting=args.setting,
+                        packing=args.packing,
+                        seed=args.seed,
+                        model=args.model,
+                        temperature=args.temperature,
+                        hint_visible=visible,
+                    )
                 )
-            )
-        except KeyError as e:
-            print(f"error: {e.args[0]}", file=sys.stderr)
-            return 2
+            except (KeyError, FileNotFoundError) as e:
+                print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+                return 2
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,11 @@ def init_distributed(
     if layout.trainer_world_size != world_size:
         raise ValueError(f"layout needs {layout.trainer_world_size} trainer ranks (tp*cp*dp*pp), got {world_size}")
     cpu = not torch.cuda.is_available()
+    lone = world_size == 1 and init_method is None and master_port is None and "MASTER_PORT" not in os.environ
+    if not dist.is_initialized() and lone:  # one process: an in-memory store, no port to collide on
+        if not cpu:
+            torch.cuda.set_device(0)
+        dist.init_process_group("gloo" if cpu else "nccl", store=dist.HashStore(), rank=0, world_size=1)
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", master_addr)
         if master_port is not None:

@@ -75,8 +75,12 @@ class RolloutManager:
         step: int,
         hint_visible: bool = True,
         temperature: float | None = None,
+        env_task_idx: list[list[int]] | None = None,
     ) -> RolloutResult:
-        """``group_size`` lifecycles per pack; pack ``k`` goes to engine ``k % len(engines)``."""
+        """``group_size`` lifecycles per pack; pack ``k`` goes to engine ``k % len(engines)``.
+
+        ``env_task_idx[k]``: the task index each position of pack ``k`` tells its environment (Ralph packing).
+        """
         t0 = time.perf_counter()
         jobs = [(k, pack, i) for k, pack in enumerate(packs) for i in range(group_size)]
         per_engine: dict[int, list] = {}
@@ -107,6 +111,7 @@ class RolloutManager:
                             renderer=self.renderer,
                             params=params,
                             hint_visible=hint_visible,
+                            env_task_idx=env_task_idx[k] if env_task_idx else None,
                         )
                         return
                     except Exception as exc:

@@ -1,0 +1,77 @@
+"""A trainer checkpoint as an evaluation policy: weights -> embedded engine -> the same runner as training.
+
+``python -m cod_megatron.eval --policy <checkpoint dir>`` lands here. The directory is one the training loop wrote
+(``checkpoints/step_N`` with its ``run_config.json``): the policy is rebuilt from that config, the checkpoint is
+loaded under a one-process layout (dist-checkpoints reshard), and the weights reach an in-process embedded engine
+through the same Megatron -> HF sync as in training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cod_megatron.cod.pack_forming import FormedPack
+from cod_megatron.config import RunConfig, finalize
+
+
+def load_run_config(ckpt: str | Path) -> RunConfig:
+    """The run config saved next to a training checkpoint, re-laid-out for one CPU/GPU process."""
+    path = Path(ckpt) / "run_config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{ckpt} has no run_config.json: not a checkpoint written by cod_megatron.train")
+    cfg = RunConfig.from_dict(json.loads(path.read_text()))
+    p = cfg.parallel
+    p.tp = p.pp = p.cp = p.dp = p.engines = p.engine_tp = 1
+    p.vpp, p.sequence_parallel, p.colocated = None, False, True
+    cfg.rollout.backend, cfg.rollout.engine = "inprocess", "embedded"
+    cfg.optimizer.use_distributed_optimizer = False
+    return cfg
+
+
+def checkpoint_rollouts(
+    ckpt: str | Path,
+    domain: Any,
+    packs: list[FormedPack],
+    *,
+    seed: int,
+    temperature: float,
+    hint_visible: bool = True,
+) -> list[list[float]]:
+    """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy."""
+    from cod_megatron.policy.convert import hf_config_from_model
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.trainer import PolicyTrainer
+    from cod_megatron.rollout.embedded import EmbeddedEngine
+    from cod_megatron.rollout.manager import RolloutManager
+    from cod_megatron.rollout.renderers import renderer_for
+    from cod_megatron.rollout.weight_sync import WeightSync
+
+    cfg = load_run_config(ckpt)
+    layout = finalize(cfg)
+    renderer = renderer_for(domain.name)
+    init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
+    try:
+        trainer = PolicyTrainer(cfg, layout)
+        trainer.load(str(ckpt), with_optimizer=False)
+        engine = EmbeddedEngine(hf_config_from_model(cfg.model), stop_token_ids=[renderer.end_of_turn_id])
+        WeightSync(cfg.model, [engine]).sync(trainer.model, trainer.step)
+    finally:
+        destroy_distributed()
+    manager = RolloutManager(
+        [engine],
+        domain.env,
+        renderer,
+        max_new_tokens=cfg.rollout.max_response_tokens,
+        temperature=temperature,
+        run_seed=seed,
+    )
+    result = manager.run(
+        [fp.pack for fp in packs],
+        1,
+        step=0,
+        hint_visible=hint_visible,
+        env_task_idx=[list(fp.env_task_idx) for fp in packs],
+    )
+    return [lc.solve_rewards() for lc in result.lifecycles]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The CoD effect on HiddenKey and its controls, all on the debug_cpu recipe with the same budget and evaluation:
+# reward-to-go credit for 3 seeds, the outcome and own-episode credit ablations and the hint-blind control.
+# Usage: scripts/cod_effect.sh [OUT_DIR] [extra overrides...]; then scripts/summarize_runs.py OUT_DIR.
+set -euo pipefail
+OUT=${1:-outputs/cod_effect}
+shift || true
+PY=${PY:-.venv/bin/python}
+run() {  # name, overrides...
+  local name=$1; shift
+  if [[ -f "$OUT/$name/eval/step_120.json" ]]; then echo "skip $name (done)"; return; fi
+  rm -rf "$OUT/$name"
+  echo "== $name: $*"
+  /usr/bin/time -f "$name wall %e s" "$PY" -m cod_megatron.train --recipe debug_cpu "run.output_dir=$OUT/$name" "$@" "${EXTRA[@]}" \
+    > "$OUT/$name.log" 2>&1
+  tail -n 1 "$OUT/$name.log"
+}
+EXTRA=("$@")
+mkdir -p "$OUT"
+for seed in 1 2 3; do run "reward_to_go_seed$seed" run.seed=$seed; done
+run outcome_seed1 run.seed=1 algorithm.credit=outcome
+run own_seed1 run.seed=1 algorithm.credit=own
+run hint_blind_seed1 run.seed=1 env.hint_visible=false
