@@ -46,12 +46,11 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_megatron.rollout.engines import shutdown_engines, start_engines
     from cod_megatron.rollout.manager import RolloutManager
     from cod_megatron.rollout.metrics import rollout_metrics
+    from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
     from cod_megatron.rollout.renderers import renderer_for
     from cod_megatron.rollout.weight_sync import WeightSync
     from cod_megatron.warm_start import ensure_warm_start
 
-    if cfg.rollout.off_policy:
-        raise NotImplementedError("rollout.off_policy=true (asynchronous explorer) is not built yet; set it false")
     if layout.trainer_world_size > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise NotImplementedError("the CoD loop runs one trainer process for now; multi-rank is synthetic-only")
     domain = registry.load(cfg.env.train_domains[0])
@@ -69,6 +68,7 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     )
     engines = start_engines(cfg, layout, engine_kwargs)
     sync = WeightSync(cfg.model, engines)
+    rollout_source = None
     try:
         sync.sync(trainer.model, trainer.step)
         manager = RolloutManager(
@@ -85,13 +85,24 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
         evaluator = Evaluator(manager, source, cfg) if cfg.eval.interval else None
         if evaluator and trainer.step == 0:
             writer.write(0, evaluator.evaluate(0))
+
+        def generate(index: int):
+            return manager.run(
+                source.train_packs(index), cfg.rollout.group_size, step=index, hint_visible=cfg.env.hint_visible
+            )
+
+        version = lambda: sync.version  # noqa: E731
+        if cfg.rollout.off_policy:
+            rollout_source = OffPolicyRollouts(generate, version, first=trainer.step + 1)
+        else:
+            rollout_source = SyncRollouts(generate, version)
         metrics: dict[str, float] = {}
         for step in range(trainer.step + 1, cfg.run.steps + 1):
             metrics = {"weight_version": float(sync.version)}
-            with timed(metrics, "generate"):
-                rollouts = manager.run(
-                    source.train_packs(step), cfg.rollout.group_size, step=step, hint_visible=cfg.env.hint_visible
-                )
+            with timed(metrics, "generate"):  # off-policy: only the wait for the producer
+                batch, stale = rollout_source.next(step, trainer.step, cfg.rollout.max_staleness)
+            rollouts = batch.result
+            metrics |= {"rollout/staleness": float(trainer.step - batch.version), "rollout/stale_dropped": float(stale)}
             with timed(metrics, "credit_pack"):
                 credit = assign_credit(rollouts.lifecycles, cfg.algorithm)
                 ranks, packing = pack_episodes(credit.episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp)
@@ -118,6 +129,8 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
         log.warning("interrupted: stopping engines and process groups")
         raise
     finally:
+        if rollout_source is not None:
+            rollout_source.close()
         shutdown_engines(engines)
         destroy_distributed()
 

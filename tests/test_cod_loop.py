@@ -72,3 +72,21 @@ def test_checkpoint_then_resume_gives_the_same_next_step_and_the_checkpoint_eval
         assert all(x["packs"] == 6 and 0.0 <= min(x["reward_by_position"]) for x in results)
         assert (tmp_path / "eval" / f"hidden_key_easy_{packing}.png").stat().st_size > 1000
     assert results[0]["policy"] == str(ckpt)
+
+
+@pytest.mark.slow
+def test_off_policy_mode_honours_the_staleness_bound_and_the_sync_interval(tmp_path):
+    rows = _train(
+        tmp_path / "off",
+        "run.steps=4",
+        "eval.interval=0",
+        "rollout.backend=inprocess",
+        "rollout.off_policy=true",
+        "rollout.sync_interval=2",
+        "rollout.max_staleness=1",
+    )
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(0 <= r["rollout/staleness"] <= 1 for r in rows)
+    assert [r["weight_version"] for r in rows] == [0, 0, 2, 2]  # weights reach the engines every 2 steps
+    assert [("time/sync_s" in r) for r in rows] == [False, True, False, True]
+    assert all(math.isfinite(r["train/loss"]) for r in rows)

@@ -12,6 +12,7 @@ last bits of batched matmuls). Log-probs are those of the sampling distribution,
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Literal
 
 import torch
@@ -34,14 +35,20 @@ class EmbeddedEngine:
         self.pad = pad_token_id
         self.weight_version = -1
         """-1 until the first complete weight update: generating from random weights is a bug, not a default."""
-        self._pending: set[str] = set()
+        self._staged: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+        """Generation and the switch to new weights never interleave (the off-policy producer runs in a thread)."""
         self._released = False
         self._names = {n for n, _ in self.model.named_parameters()}
 
     # ---- generation ----------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:
         """Sample every request in one left-padded batch with a KV cache."""
+        with self._lock:
+            return self._generate(requests)
+
+    @torch.no_grad()
+    def _generate(self, requests: list[EngineRequest]) -> list[Generation]:
         if self.weight_version < 0:
             raise RuntimeError("EmbeddedEngine: no weights yet (call update_weights from the trainer first)")
         if self._released:
@@ -96,22 +103,29 @@ class EmbeddedEngine:
     # ---- weights and memory --------------------------------------------------------------------------------------
     @torch.no_grad()
     def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> None:
-        """Copy one bucket of HF-named tensors; the new version is served once every parameter has arrived."""
+        """Stage one bucket of HF-named tensors; the ``last`` bucket swaps them all in at once as ``version``.
+
+        Staging (one extra copy of the weights, fine for the CPU engine) means a generation never sees half of an
+        update, like SGLang's update session.
+        """
         params = dict(self.model.named_parameters())
-        if not self._pending:
-            self._pending = set(self._names)
         for name, tensor in named_tensors:
             if name not in params:
+                self._staged = {}
                 raise KeyError(f"EmbeddedEngine.update_weights: unknown parameter {name!r}")
             if tuple(tensor.shape) != tuple(params[name].shape):
+                self._staged = {}
                 raise ValueError(f"{name}: shape {tuple(tensor.shape)}, engine expects {tuple(params[name].shape)}")
-            params[name].copy_(tensor.to(params[name].dtype))
-            self._pending.discard(name)
-        if last:
-            if self._pending:
-                missing = sorted(self._pending)
-                self._pending = set()
-                raise ValueError(f"weight update {version} ended without {missing[:4]} ({len(missing)} missing)")
+            self._staged[name] = tensor.detach().to("cpu", copy=True)
+        if not last:
+            return
+        staged, self._staged = self._staged, {}
+        missing = sorted(self._names - set(staged))
+        if missing:
+            raise ValueError(f"weight update {version} ended without {missing[:4]} ({len(missing)} missing)")
+        with self._lock:
+            for name, tensor in staged.items():
+                params[name].copy_(tensor.to(params[name].dtype))
             self.weight_version = version
 
     def release_memory(self) -> None:
