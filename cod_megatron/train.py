@@ -218,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         return resolved
     cfg, layout = resolved
     setup_logging(cfg.logging.level, all_ranks=cfg.logging.all_ranks)
-    if cfg.run.mode == "synthetic":
-        run_synthetic(cfg, layout)
-    else:
-        train(cfg, layout)
+    try:
+        if cfg.run.mode == "synthetic":
+            run_synthetic(cfg, layout)
+        else:
+            train(cfg, layout)
+    except KeyboardInterrupt:  # train() has already ended its engines, Ray and process groups
+        log.warning("stopped by Ctrl-C")
+        return 130
     return 0
 
 

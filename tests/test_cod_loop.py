@@ -90,3 +90,35 @@ def test_off_policy_mode_honours_the_staleness_bound_and_the_sync_interval(tmp_p
     assert [r["weight_version"] for r in rows] == [0, 0, 2, 2]  # weights reach the engines every 2 steps
     assert [("time/sync_s" in r) for r in rows] == [False, True, False, True]
     assert all(math.isfinite(r["train/loss"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_ends_only_the_processes_it_started(tmp_path):
+    import signal
+    import time
+
+    import psutil
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *SMALL]
+    log = (tmp_path / "train.log").open("w")  # a file, not a pipe: a full pipe would block the trainer
+    proc = subprocess.Popen([*cmd, "run.steps=500", "eval.interval=0"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+            assert proc.poll() is None and time.time() < deadline, "training did not reach its first step"
+            time.sleep(0.5)
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert started, "the Ray cluster and engine actor run as children of the trainer"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        err = (tmp_path / "train.log").read_text()
+        assert proc.returncode == 130, err[-3000:]
+        assert "stopped by Ctrl-C" in err
+        time.sleep(2)
+        assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        assert bystander.poll() is None  # nothing else was touched
+    finally:
+        proc.kill()
+        bystander.kill()
