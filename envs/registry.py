@@ -16,6 +16,7 @@ DOMAINS: dict[str, str] = {
     "frozenlake_obscure": "cod_envs.frozenlake_obscure",
     "grid_navigation": "cod_envs.grid_navigation",
     "optimal_control": "cod_envs.optimal_control",
+    "terminal": "cod_envs.terminal",
 }
 
 
