@@ -32,6 +32,9 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     params_dtype: Literal["float32", "bfloat16"] = "float32"
     """Parameter dtype: float32 on CPU (tests compare at 1e-5), bfloat16 on GPU."""
+    fused_lm_head: bool | None = None
+    """The Triton LM-head -> log-prob kernel (``cod_kernels``) instead of materialised logits; None: on with CUDA.
+    True on CPU runs it under ``TRITON_INTERPRET=1`` (tests only: slow)."""
     hf_path: str | None = None
     """Optional HF checkpoint directory to start from (converted with ``python -m cod_megatron.convert``)."""
 

@@ -38,10 +38,44 @@ def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
     )
 
 
-def model_forward(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
-    """Run one chunk on a packed batch: tokens go in as batch 1 (``[1, T]``); logits come out ``[1, T, V/TP]``."""
+def model_forward(model: torch.nn.Module, batch: PackedBatch, head=None):
+    """Run one chunk on a packed batch: tokens go in as batch 1 (``[1, T]``); logits come out ``[1, T, V/TP]``.
+
+    ``head`` replaces the output layer on the last stage (megatron's ``output_processor``): the fused kernel path.
+    """
     # position_ids=None: with RoPE, megatron derives positions from cu_seqlens (restarting per segment, CP-aware).
-    return model(batch.tokens[None], None, None, packed_seq_params=packed_seq_params(batch))
+    return model(batch.tokens[None], None, None, packed_seq_params=packed_seq_params(batch), output_processor=head)
+
+
+def fused_head(batch: PackedBatch):
+    """An ``output_processor`` that turns the final hidden states into (log-prob, entropy) without logits.
+
+    The Triton kernel tiles the vocab shard with an online max / sum-exp, so no [T, V/TP] tensor exists; only the
+    per-row max, sum-exp, target logit and entropy sum cross the TP group.
+    """
+    from megatron.core import tensor_parallel
+
+    from cod_kernels.fused_linear_logprob import fused_linear_logprob
+
+    def head(hidden_states, output_layer, output_weight, **_):
+        weight = output_weight if output_weight is not None else output_layer.weight
+        if output_layer.sequence_parallel:
+            hidden = tensor_parallel.gather_from_sequence_parallel_region(
+                hidden_states, tensor_parallel_output_grad=True
+            )
+        else:
+            hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden_states)
+        rank = parallel_state.get_tensor_model_parallel_rank()
+        return fused_linear_logprob(
+            hidden[:, 0],
+            weight,
+            batch.labels,
+            batch.loss_mask != 0,
+            vocab_start=rank * weight.shape[0],
+            group=parallel_state.get_tensor_model_parallel_group(),
+        )
+
+    return head
 
 
 class PolicyTrainer:
@@ -79,6 +113,8 @@ class PolicyTrainer:
         self.tconfig.no_sync_func = [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
         self.step = 0
         self._collect: list | None = None
+        fused = cfg.model.fused_lm_head
+        self.fused = torch.cuda.is_available() if fused is None else fused
 
     # ---- forward/backward ----------------------------------------------------------------------------------
     def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
@@ -89,15 +125,15 @@ class PolicyTrainer:
             batch = split_for_context_parallel(batch, lay.cp, parallel_state.get_context_parallel_rank(), sp_multiple)
         elif lay.sequence_parallel:
             batch = pad_to_multiple(batch, lay.tp)
-        logits = model_forward(model, batch)
+        output = model_forward(model, batch, fused_head(batch) if self.fused else None)
 
-        def loss_func(output: torch.Tensor):
-            logp, ent = tp_logprobs(output[0], batch.labels)
+        def loss_func(output):
+            logp, ent = output if self.fused else tp_logprobs(output[0], batch.labels)
             if self._collect is not None:
                 self._collect.append((logp.detach() * batch.loss_mask, batch))
             return packed_policy_loss(logp, ent, batch, self._denom, self.cfg.algorithm, offset)
 
-        return logits, loss_func
+        return output, loss_func
 
     def _run(
         self, batches: list[PackedBatch], forward_only: bool, denominators: LossDenominators | None = None
