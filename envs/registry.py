@@ -17,6 +17,8 @@ DOMAINS: dict[str, str] = {
     "grid_navigation": "cod_envs.grid_navigation",
     "optimal_control": "cod_envs.optimal_control",
     "terminal": "cod_envs.terminal",
+    "pde_discovery": "cod_envs.pde_discovery",
+    "learn2ask": "cod_envs.learn2ask",
 }
 
 

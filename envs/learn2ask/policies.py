@@ -1,0 +1,139 @@
+"""Scripted Learn2Ask policies (spec 9.0) that read only the text a model would see.
+
+They know the synthetic condition table (as a clinician knows medicine), never the pack's hidden condition. Solves
+read the complaint and the questions already asked from the dialogue; the conditions of that complaint whose key
+topics include everything asked remain possible. The hint-blind policy guesses one of them (seeded) and asks a
+missing topic of its guess or stops when its guess is fully covered. The oracle's updates recover the condition's
+key topics from the feedback (the missing items it names, or "already collected" meaning the asked topics were all)
+and write them into the hint; its solves then ask a missing key topic or stop exactly when all are covered.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from cod_envs.base import Message, TextPolicy
+from cod_envs.learn2ask.conditions import COMPLAINTS, CONDITIONS, ITEM_SEPARATOR, TOPICS, Condition
+from cod_envs.learn2ask.env import STOP
+from cod_envs.scripted import HINT_END, HINT_START, PREVIOUS_HINTS, TRAJECTORY
+from cod_envs.scripted import constant_update as _constant_update
+from cod_envs.scripted import hint_section as _hint_section
+from cod_envs.scripted import is_update_prompt as _is_update
+
+_BY_QUESTION = {t.question: name for name, t in TOPICS.items()}
+_BY_ITEM = {t.item: name for name, t in TOPICS.items()}
+_BY_COMPLAINT = {text: name for name, text in COMPLAINTS.items()}
+_HINT_RE = re.compile(r"Key information to collect: (.+?) \(condition: ([^)]+)\)")
+_MISSING_RE = re.compile(r"(?:should have targeted|key information was still missing): (.+?)\.(?:\n|$)")
+_COVERED = ("Correct decision: stop", "the key information had already been collected")
+
+
+def read_dialogue(text: str) -> tuple[str | None, list[str]]:
+    """(complaint, asked topics) from ``patient:`` / ``doctor:`` lines."""
+    complaint, asked = None, []
+    for line in text.splitlines():
+        if line.startswith("patient: ") and complaint is None:
+            complaint = _BY_COMPLAINT.get(line[len("patient: ") :])
+        elif line.startswith("doctor: ") and line[len("doctor: ") :] in _BY_QUESTION:
+            asked.append(_BY_QUESTION[line[len("doctor: ") :]])
+    return complaint, asked
+
+
+def candidates(complaint: str | None, asked: list[str]) -> list[Condition]:
+    """Conditions of the complaint whose key topics include every asked topic."""
+    return [c for c in CONDITIONS if c.complaint == complaint and set(asked) <= set(c.topics)]
+
+
+def parse_hint(text: str) -> tuple[list[str], str] | None:
+    """(key topics, condition name) from a hint written by :func:`_update`."""
+    m = _HINT_RE.search(text)
+    if m is None:
+        return None
+    topics = [_BY_ITEM[item] for item in m.group(1).split(ITEM_SEPARATOR) if item in _BY_ITEM]
+    return topics, m.group(2)
+
+
+def _act(topics: list[str] | tuple[str, ...], asked: list[str]) -> str:
+    missing = [t for t in topics if t not in asked]
+    return TOPICS[missing[0]].question if missing else STOP
+
+
+def _solve(messages: list[Message], rng: random.Random, hint: tuple[list[str], str] | None) -> str:
+    user = next((m["content"] for m in messages if m["role"] == "user"), "")
+    complaint, asked = read_dialogue(user)
+    if hint is not None and set(asked) <= set(hint[0]):
+        return _act(hint[0], asked)
+    pool = candidates(complaint, asked)
+    if not pool:
+        return STOP if asked else TOPICS["duration"].question
+    return _act(rng.choice(pool).topics, asked)
+
+
+def _update(messages: list[Message]) -> str:
+    """Key topics = asked + missing items named by the feedback (or just asked, when they were already complete)."""
+    prompt = messages[-1]["content"]
+    previous = parse_hint(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)])
+    trajectory = prompt[prompt.find(TRAJECTORY) :]
+    complaint, asked = read_dialogue(trajectory)
+    feedback = trajectory[trajectory.rfind("Environment feedback:") :]
+    topics: set[str] | None = None
+    m = _MISSING_RE.search(feedback)
+    if m is not None:
+        topics = set(asked) | {_BY_ITEM[i] for i in m.group(1).split(ITEM_SEPARATOR) if i in _BY_ITEM}
+    elif any(s in feedback for s in _COVERED):
+        topics = set(asked)
+    match = next((c for c in candidates(complaint, asked) if topics is not None and set(c.topics) == topics), None)
+    if match is not None:
+        items = ITEM_SEPARATOR.join(TOPICS[t].item for t in match.topics)
+        body = f"- Key information to collect: {items} (condition: {match.name})"
+    elif previous is not None:
+        items = ITEM_SEPARATOR.join(TOPICS[t].item for t in previous[0])
+        body = f"- Key information to collect: {items} (condition: {previous[1]})"
+    else:
+        body = "- Key information not identified yet."
+    body += "\n- Ask about one missing key item per turn; answer exactly <stop /> once all of it is in the dialogue."
+    return f"Recording the key information for this patient group.\n{HINT_START}\n{body}\n{HINT_END}"
+
+
+def oracle(seed: int = 0) -> TextPolicy:
+    """Acts on the key topics its hint names; updates recover them from the feedback."""
+    rng = random.Random(f"learn2ask.guess.{seed}")
+
+    def policy(messages: list[Message]) -> str:
+        if _is_update(messages):
+            return _update(messages)
+        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+        return _solve(messages, rng, parse_hint(_hint_section(system)))
+
+    return policy
+
+
+def hint_blind(seed: int = 0) -> TextPolicy:
+    """Guesses among the conditions the dialogue allows; updates write ``none``."""
+    rng = random.Random(f"learn2ask.guess.{seed}")
+
+    def policy(messages: list[Message]) -> str:
+        return _constant_update() if _is_update(messages) else _solve(messages, rng, None)
+
+    return policy
+
+
+def random_policy(seed: int = 0) -> TextPolicy:
+    """``<stop />``, a random topic's question, two questions at once, or stray text; updates write ``none``."""
+    rng = random.Random(f"learn2ask.random_policy.{seed}")
+    questions = [t.question for t in TOPICS.values()]
+
+    def policy(messages: list[Message]) -> str:
+        if _is_update(messages):
+            return _constant_update()
+        roll = rng.random()
+        if roll < 0.3:
+            return STOP
+        if roll < 0.8:
+            return rng.choice(questions)
+        if roll < 0.9:
+            return " ".join(rng.sample(questions, 2))
+        return "Please tell me more."
+
+    return policy
