@@ -32,14 +32,20 @@ def timed(into: dict[str, float], name: str):
 
 
 def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
-    """The CoD loop on one process (trainer TP = PP = DP = 1 here; engines in-process or Ray actors)."""
+    """The CoD loop. Rank 0 owns the engines (in-process or Ray actors), rollouts, credit and evaluation; every
+    trainer rank takes its DP share of the packed micro-batches, and all of them export weights for the sync."""
     from cod_envs import registry
     from cod_megatron.cod.assign import assign_credit
     from cod_megatron.data.episodes import pack_episodes
     from cod_megatron.eval.in_loop import Evaluator
     from cod_megatron.eval.plot import plot_training_positions
     from cod_megatron.policy.convert import hf_config_from_model
-    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.distributed import (
+        broadcast_from_rank0,
+        data_parallel_rank,
+        destroy_distributed,
+        init_distributed,
+    )
     from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
     from cod_megatron.rollout.data import PackSource
@@ -51,13 +57,15 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_megatron.rollout.weight_sync import WeightSync
     from cod_megatron.warm_start import ensure_warm_start
 
-    if layout.trainer_world_size > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise NotImplementedError("the CoD loop runs one trainer process for now; multi-rank is synthetic-only")
+    if layout.pp > 1:
+        raise NotImplementedError("the CoD loop exports weights from one pipeline stage; use parallel.pp=1 for now")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    lead = rank == 0
     domain = registry.load(cfg.env.train_domains[0])
     renderer = renderer_for(domain.name)
-    init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
+    init_distributed(layout, rank=rank, world_size=world, seed=cfg.run.seed)
     out = Path(cfg.run.output_dir)
-    writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl else None)
+    writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and lead else None)
     trainer = PolicyTrainer(cfg, layout)
     if cfg.checkpoint.load:
         trainer.load(cfg.checkpoint.load)
@@ -66,61 +74,68 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     engine_kwargs = dict(
         hf_config=hf_config_from_model(cfg.model), stop_token_ids=[renderer.end_of_turn_id], pad_token_id=0
     )
-    engines = start_engines(cfg, layout, engine_kwargs)
-    sync = WeightSync(cfg.model, engines)
-    rollout_source = None
+    engines = start_engines(cfg, layout, engine_kwargs) if lead else []
+    sync = WeightSync(cfg.model, engines)  # every rank exports (TP all-gather); only rank 0 has engines to push to
+    rollout_source = evaluator = None
     try:
         sync.sync(trainer.model, trainer.step)
-        manager = RolloutManager(
-            engines,
-            domain.env,
-            renderer,
-            max_new_tokens=cfg.rollout.max_response_tokens,
-            temperature=cfg.rollout.temperature,
-            run_seed=cfg.run.seed,
-            retries=cfg.rollout.lifecycle_retries,
-            on_restart=lambda engine: sync.sync(trainer.model, sync.version, engines=[engine]),
-        )
-        source = PackSource(domain, cfg)
-        evaluator = Evaluator(manager, source, cfg) if cfg.eval.interval else None
+        if lead:
+            manager = RolloutManager(
+                engines,
+                domain.env,
+                renderer,
+                max_new_tokens=cfg.rollout.max_response_tokens,
+                temperature=cfg.rollout.temperature,
+                run_seed=cfg.run.seed,
+                retries=cfg.rollout.lifecycle_retries,
+                on_restart=lambda engine: sync.sync(trainer.model, sync.version, engines=[engine]),
+            )
+            source = PackSource(domain, cfg)
+            evaluator = Evaluator(manager, source, cfg) if cfg.eval.interval else None
+
+            def generate(index: int):
+                return manager.run(
+                    source.train_packs(index), cfg.rollout.group_size, step=index, hint_visible=cfg.env.hint_visible
+                )
+
+            version = lambda: sync.version  # noqa: E731
+            if cfg.rollout.off_policy:
+                rollout_source = OffPolicyRollouts(generate, version, first=trainer.step + 1)
+            else:
+                rollout_source = SyncRollouts(generate, version)
         if evaluator and trainer.step == 0:
             writer.write(0, evaluator.evaluate(0))
-
-        def generate(index: int):
-            return manager.run(
-                source.train_packs(index), cfg.rollout.group_size, step=index, hint_visible=cfg.env.hint_visible
-            )
-
-        version = lambda: sync.version  # noqa: E731
-        if cfg.rollout.off_policy:
-            rollout_source = OffPolicyRollouts(generate, version, first=trainer.step + 1)
-        else:
-            rollout_source = SyncRollouts(generate, version)
         metrics: dict[str, float] = {}
         for step in range(trainer.step + 1, cfg.run.steps + 1):
-            metrics = {"weight_version": float(sync.version)}
-            with timed(metrics, "generate"):  # off-policy: only the wait for the producer
-                batch, stale = rollout_source.next(step, trainer.step, cfg.rollout.max_staleness)
-            rollouts = batch.result
-            metrics |= {"rollout/staleness": float(trainer.step - batch.version), "rollout/stale_dropped": float(stale)}
-            with timed(metrics, "credit_pack"):
-                credit = assign_credit(rollouts.lifecycles, cfg.algorithm)
-                ranks, packing = pack_episodes(credit.episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp)
-                denominators = step_denominators([mb for r in ranks for mb in r])
+            metrics, ranks = {"weight_version": float(sync.version)}, None
+            if lead:
+                with timed(metrics, "generate"):  # off-policy: only the wait for the producer
+                    batch, stale = rollout_source.next(step, trainer.step, cfg.rollout.max_staleness)
+                rollouts = batch.result
+                metrics["rollout/staleness"] = float(trainer.step - batch.version)
+                metrics["rollout/stale_dropped"] = float(stale)
+                with timed(metrics, "credit_pack"):
+                    credit = assign_credit(rollouts.lifecycles, cfg.algorithm)
+                    ranks, packing = pack_episodes(
+                        credit.episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp
+                    )
+                metrics |= rollout_metrics(rollouts) | credit.metrics
+                metrics |= {"packing/tokens": float(packing.tokens), "packing/truncated": float(len(packing.truncated))}
             with timed(metrics, "train"):
-                train_metrics = trainer.train_step(ranks[0], denominators)
+                ranks = broadcast_from_rank0(ranks) if world > 1 else ranks
+                denominators = step_denominators([mb for r in ranks for mb in r])
+                train_metrics = trainer.train_step(ranks[data_parallel_rank()], denominators)
+            metrics |= {f"train/{k}": v for k, v in train_metrics.items()}
             if step % cfg.rollout.sync_interval == 0 or step == cfg.run.steps:
                 with timed(metrics, "sync"):
                     sync.sync(trainer.model, trainer.step)
-            metrics |= rollout_metrics(rollouts) | credit.metrics | {f"train/{k}": v for k, v in train_metrics.items()}
-            metrics |= {"packing/tokens": float(packing.tokens), "packing/truncated": float(len(packing.truncated))}
             if evaluator and (step % cfg.eval.interval == 0 or step == cfg.run.steps):
                 with timed(metrics, "eval"):
                     metrics |= evaluator.evaluate(step)
             if cfg.checkpoint.save_interval and step % cfg.checkpoint.save_interval == 0:
                 save_checkpoint(trainer, cfg, step)
             writer.write(step, metrics)
-            if step % cfg.logging.interval == 0 or step == cfg.run.steps:
+            if lead and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
                 log.info(progress_line(step, cfg.run.steps, metrics))
         if writer.path and writer.path.exists():
             plot_training_positions(writer.path, out / "reward_by_position.png")
@@ -138,8 +153,9 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
 def save_checkpoint(trainer, cfg: RunConfig, step: int) -> Path:
     """Trainer checkpoint plus the run's config (what ``cod_megatron.eval --policy DIR`` needs)."""
     path = Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints") / f"step_{step}"
-    trainer.save(str(path))
-    (path / "run_config.json").write_text(cfg.to_json())
+    trainer.save(str(path))  # collective over every rank
+    if int(os.environ.get("RANK", "0")) == 0:
+        (path / "run_config.json").write_text(cfg.to_json())
     return path
 
 

@@ -69,10 +69,16 @@ def supervised_episode(renderer: WordRenderer, prompt: str, answer: str, index: 
 
 def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRenderer) -> Path:
     """Train and save the warm start unless it is cached; returns the checkpoint directory (model weights only)."""
+    import torch.distributed as dist
+
+    from cod_megatron.policy.distributed import broadcast_from_rank0, data_parallel_rank
     from cod_megatron.policy.trainer import PolicyTrainer
 
+    many = dist.is_initialized() and dist.get_world_size() > 1
+    lead = not many or dist.get_rank() == 0
     out = cache_dir(cfg)
-    if (out / "done").exists():
+    hit = (out / "done").exists()
+    if broadcast_from_rank0(hit) if many else hit:  # every rank takes the same branch: training is collective
         log.info("warm start: cached %s", out)
         return out
     wcfg = copy.deepcopy(cfg)
@@ -84,7 +90,8 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
         pairs = warm_start_samples(cfg.env.warm_start_batch, seed=cfg.run.seed * 100_003 + step)
         episodes = [supervised_episode(renderer, p, a, i) for i, (p, a) in enumerate(pairs)]
         ranks, _ = pack_episodes(episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp)
-        metrics = trainer.train_step(ranks[0], step_denominators([mb for r in ranks for mb in r]))
+        mine = ranks[data_parallel_rank()]  # every rank builds the same samples and takes its DP share
+        metrics = trainer.train_step(mine, step_denominators([mb for r in ranks for mb in r]))
     log.info(
         "warm start: %d supervised steps in %.1f s (last loss %.4f)",
         cfg.env.warm_start_steps,
@@ -92,10 +99,16 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
         metrics.get("loss", float("nan")),
     )
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if lead:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if many:
+        dist.barrier()
     trainer.step = 0
-    trainer.save(str(tmp), with_optimizer=False)
-    (tmp / "done").write_text(json.dumps({"steps": cfg.env.warm_start_steps, "loss": metrics.get("loss")}))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    trainer.save(str(tmp), with_optimizer=False)  # collective
+    if lead:
+        (tmp / "done").write_text(json.dumps({"steps": cfg.env.warm_start_steps, "loss": metrics.get("loss")}))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    if many:
+        dist.barrier()
     return out

@@ -122,3 +122,34 @@ def test_ctrl_c_stops_cleanly_and_ends_only_the_processes_it_started(tmp_path):
     finally:
         proc.kill()
         bystander.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_two_data_parallel_trainer_ranks_train_the_same_loop_as_one(tmp_path):
+    """Rank 0 generates, every rank trains its DP share: the loss and gradient norm equal the one-rank run."""
+    from tests.dist import free_port
+
+    common = [
+        "run.steps=2",
+        "eval.interval=0",
+        "rollout.backend=inprocess",
+        "parallel.colocated=false",  # one engine either way, so the rollouts are the same
+        "parallel.engines=1",
+        "parallel.gpus_per_node=3",
+    ]
+    one = _train(tmp_path / "dp1", *common, "parallel.gpus_per_node=2")
+    out = tmp_path / "dp2"
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+         "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *SMALL, *common,
+         "parallel.dp=2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    two = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in two] == [1, 2]
+    for a, b in zip(one, two, strict=True):
+        assert a["rollout/reward_pos_0"] == b["rollout/reward_pos_0"] and a["packing/tokens"] == b["packing/tokens"]
+        assert b["train/loss"] == pytest.approx(a["train/loss"], rel=1e-6, abs=1e-7)
+        assert b["train/grad_norm"] == pytest.approx(a["train/grad_norm"], rel=1e-5)

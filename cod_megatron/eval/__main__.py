@@ -72,7 +72,8 @@ def evaluate(
             env_task_idx=list(fp.env_task_idx),
             hint_visible=hint_visible,
         )
-        rewards.append(lc.solve_rewards)
+        if not lc.has_judge_error:  # the judge's verdict was unusable: the lifecycle is dropped (spec 3)
+            rewards.append(lc.solve_rewards)
     stats = position_stats(rewards)
     gap, gap_ci = gap_stats(rewards)
     return {

@@ -74,4 +74,4 @@ def checkpoint_rollouts(
         hint_visible=hint_visible,
         env_task_idx=[list(fp.env_task_idx) for fp in packs],
     )
-    return [lc.solve_rewards() for lc in result.lifecycles]
+    return [lc.solve_rewards() for lc in result.lifecycles if not lc.has_judge_error]

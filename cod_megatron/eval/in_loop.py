@@ -37,7 +37,7 @@ class Evaluator:
                 res = self.manager.run(
                     packs, 1, step=-1 - step, hint_visible=visible, temperature=self.cfg.eval.temperature
                 )
-                rewards = [lc.solve_rewards() for lc in res.lifecycles]
+                rewards = [lc.solve_rewards() for lc in res.lifecycles if not lc.has_judge_error]
                 stats = position_stats(rewards)
                 gap, ci = gap_stats(rewards)
                 curves[name] = stats

@@ -59,3 +59,17 @@ def destroy_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
     cpu_compat.uninstall()
+
+
+def broadcast_from_rank0(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank (pickled over the default group): the step's packed micro-batches."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def data_parallel_rank() -> int:
+    """This rank's index among the data-parallel replicas (0 without process groups)."""
+    if not parallel_state.model_parallel_is_initialized():
+        return 0
+    return parallel_state.get_data_parallel_rank()

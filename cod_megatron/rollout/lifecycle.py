@@ -43,8 +43,8 @@ class Responder(Protocol):
         """Append an observation and return the next response text."""
         ...
 
-    def end(self, reward: float, feedback: str, format_error: bool) -> None:
-        """Close the episode with its reward."""
+    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False) -> None:
+        """Close the episode with its reward (``judge_error``: the judge's verdict was unusable, spec 3)."""
         ...
 
 
@@ -60,6 +60,7 @@ class TextEpisodeTrace:
     feedback: str = ""
     format_error: bool = False
     turns_used: int = 0
+    judge_error: bool = False
 
 
 @dataclass
@@ -70,6 +71,11 @@ class TextLifecycle:
     update_rewards: list[float] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
     episodes: list[TextEpisodeTrace] = field(default_factory=list)
+
+    @property
+    def has_judge_error(self) -> bool:
+        """A judge error drops the lifecycle from training and from per-position means (spec 3)."""
+        return any(e.judge_error for e in self.episodes)
 
 
 def _as_messages(prompt: Prompt) -> list[dict[str, str]]:
@@ -115,7 +121,8 @@ def run_lifecycle(
             messages.append({"role": "user", "content": result.observation})
             responses.append(responder.follow(result.observation))
         feedback = env.final_feedback() or result.feedback
-        responder.end(result.reward, feedback, result.format_error)
+        judge_error = bool(getattr(env, "judge_error", False))
+        responder.end(result.reward, feedback, result.format_error, judge_error)
         out.hints.append(hint)
         out.solve_rewards.append(result.reward)
         out.episodes.append(
@@ -128,9 +135,10 @@ def run_lifecycle(
                 feedback=feedback,
                 format_error=result.format_error,
                 turns_used=result.turns_used,
+                judge_error=judge_error,
             )
         )
-        if j == size - 1:
+        if j == size - 1 or judge_error:  # a judge error drops the lifecycle: no point going on
             break
         update_prompt = env.raw_update_prompt(hint, responses[-1], result.reward, feedback)
         if update_prompt is None:
@@ -138,6 +146,7 @@ def run_lifecycle(
             hooks = UpdatePromptHooks(
                 render_trajectory=(lambda _m, t=trajectory: t) if trajectory is not None else render_trajectory,
                 include_reward=env.update_shows_reward,
+                suffix=getattr(env, "update_prompt_suffix", ""),
             )
             update_prompt = build_update_prompt(
                 UpdateInput(hint, messages, result.reward, feedback), length_limit=length_limit, hooks=hooks
@@ -180,7 +189,7 @@ class TextResponder:
         self._messages.append({"role": "user", "content": observation})
         return self._reply()
 
-    def end(self, reward: float, feedback: str, format_error: bool) -> None:  # noqa: D102
+    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False) -> None:  # noqa: D102
         self._messages = []
 
     def _reply(self) -> str:
@@ -252,7 +261,7 @@ class TokenResponder:
         self._logprobs += [0.0] * (len(self._conv.token_ids) - len(self._logprobs))
         return self._generate(self._conv.prompt_ids, self._conv.messages)
 
-    def end(self, reward: float, feedback: str, format_error: bool) -> None:  # noqa: D102
+    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False) -> None:  # noqa: D102
         if self._conv is not None:
             ids, gen, turns = self._conv.token_ids, self._conv.generated, self._conv.turn_ids
         else:
@@ -272,6 +281,7 @@ class TokenResponder:
                 reward=reward,
                 feedback=feedback,
                 format_error=format_error,
+                judge_error=judge_error,
             )
         )
 

@@ -7,8 +7,9 @@ from cod_megatron.rollout.manager import RolloutResult
 
 def rollout_metrics(result: RolloutResult) -> dict[str, float]:
     """Flat ``rollout/...`` metrics; ``rollout/reward_pos_<k>`` is the mean solve reward at pack position k."""
-    lcs = result.lifecycles
+    lcs = [lc for lc in result.lifecycles if not lc.has_judge_error]
     out: dict[str, float] = {
+        "rollout/judge_error_lifecycles": float(len(result.lifecycles) - len(lcs)),
         "rollout/lifecycles": float(len(lcs)),
         "rollout/failed_lifecycles": float(result.failed),
         "rollout/retries": float(result.retries),

@@ -50,7 +50,7 @@ def test_ralph_packing_repeats_one_task():
     assert rc == 0
 
 
-def test_checkpoint_policies_need_engines_and_unknown_policies_are_rejected(tmp_path, capsys):
+def test_a_directory_that_is_not_a_training_checkpoint_and_unknown_policies_are_rejected(tmp_path, capsys):
     assert main(["--env", "hidden_key", "--policy", str(tmp_path), "--packs", "1"]) == 2
-    assert "rollout engines" in capsys.readouterr().err
+    assert "no run_config.json" in capsys.readouterr().err
     assert main(["--env", "hidden_key", "--policy", "nosuch", "--packs", "1"]) == 2
