@@ -37,15 +37,64 @@ def setup_logging(level: str = "INFO", *, rank: int | None = None, all_ranks: bo
 
 
 class MetricsWriter:
-    """Appends one JSON line of flat ``part/name`` metrics per step."""
+    """Appends one JSON line of flat ``part/name`` metrics per step, and TensorBoard scalars when it is installed."""
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, tensorboard: bool = True):
         self.path = Path(path) if path else None
+        self._tb = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:  # needs the optional `tensorboard` package; JSONL is the record either way
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self._tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+                except ImportError:
+                    self._tb = None
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         """Append ``{"step": step, **metrics}``."""
         if self.path:
             with self.path.open("a") as f:
                 f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+
+
+class StepProgress:
+    """A rich progress bar over trainer steps showing the CoD curve (only on a terminal; logs go on regardless)."""
+
+    def __init__(self, total: int, start: int = 0, enabled: bool | None = None):
+        self.enabled = sys.stdout.isatty() if enabled is None else enabled
+        self._bar = None
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]CoD"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+            )
+            self._task = self._bar.add_task("", total=total, completed=start)
+
+    def __enter__(self) -> StepProgress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        """Advance to ``step`` and show reward by position and the gap."""
+        if self._bar is None:
+            return
+        pos = " ".join(f"{metrics[k]:.2f}" for k in sorted(metrics) if k.startswith("rollout/reward_pos_"))
+        self._bar.update(
+            self._task, completed=step, description=f"reward [{pos}] gap {metrics.get('rollout/gap', 0):+.2f}"
+        )

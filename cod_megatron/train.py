@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cod_megatron.cli import handle_common, parser
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.log import MetricsWriter, setup_logging
+from cod_megatron.log import MetricsWriter, StepProgress, setup_logging
 
 log = logging.getLogger("cod_megatron.train")
 
@@ -106,6 +106,8 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
         if evaluator and trainer.step == 0:
             writer.write(0, evaluator.evaluate(0))
         metrics: dict[str, float] = {}
+        progress = StepProgress(cfg.run.steps, start=trainer.step, enabled=None if lead else False)
+        progress.__enter__()
         for step in range(trainer.step + 1, cfg.run.steps + 1):
             metrics, ranks = {"weight_version": float(sync.version)}, None
             if lead:
@@ -135,8 +137,10 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
             if cfg.checkpoint.save_interval and step % cfg.checkpoint.save_interval == 0:
                 save_checkpoint(trainer, cfg, step)
             writer.write(step, metrics)
+            progress.update(step, metrics)
             if lead and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
                 log.info(progress_line(step, cfg.run.steps, metrics))
+        progress.__exit__(None, None, None)
         if writer.path and writer.path.exists():
             plot_training_positions(writer.path, out / "reward_by_position.png")
         return metrics
@@ -169,63 +173,6 @@ def progress_line(step: int, steps: int, m: dict[str, float]) -> str:
     )
 
 
-def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
-    """Optimizer steps on a fixed synthetic packed batch; returns the last step's metrics."""
-    from cod_megatron.data import synthetic_packed_batch
-    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.policy.loss import step_denominators
-    from cod_megatron.policy.trainer import PolicyTrainer
-
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    init_distributed(layout, rank=rank, world_size=world, seed=cfg.run.seed)
-    try:
-        trainer = PolicyTrainer(cfg, layout)
-        budget = cfg.optimizer.micro_batch_tokens
-        batches = [
-            synthetic_packed_batch(
-                seed=cfg.run.seed + i, n_segments=8, vocab_size=cfg.model.vocab_size, max_len=max(8, budget // 8)
-            )
-            for i in range(2)
-        ]
-        writer = MetricsWriter(
-            Path(cfg.run.output_dir) / "metrics.jsonl" if cfg.logging.metrics_jsonl and rank == 0 else None
-        )
-        log.info(
-            "SYNTHETIC run (no CoD rollouts yet): %d steps of %s on %d packed micro-batches, layout %s",
-            cfg.run.steps,
-            cfg.model.arch,
-            len(batches),
-            layout.describe()["trainer"],
-        )
-        if cfg.checkpoint.load:
-            trainer.load(cfg.checkpoint.load)
-            log.info("loaded %s (step %d)", cfg.checkpoint.load, trainer.step)
-        # every DP rank trains on the same synthetic micro-batches, so the step holds dp copies of them
-        denominators = step_denominators(batches * layout.dp)
-        ckpt_dir = Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints")
-        metrics: dict[str, float] = {}
-        for step in range(trainer.step + 1, cfg.run.steps + 1):
-            t0 = time.perf_counter()
-            metrics = trainer.train_step(batches, denominators)
-            metrics["time/step_s"] = time.perf_counter() - t0
-            writer.write(step, {f"train/{k}" if "/" not in k else k: v for k, v in metrics.items()})
-            if step % cfg.logging.interval == 0 or step == cfg.run.steps:
-                log.info(
-                    "step %d/%d | synthetic loss %.4f | grad_norm %.3f | %d tokens | %.2f s",
-                    step,
-                    cfg.run.steps,
-                    metrics["loss"],
-                    metrics["grad_norm"],
-                    metrics["num_tokens"],
-                    metrics["time/step_s"],
-                )
-            if cfg.checkpoint.save_interval and step % cfg.checkpoint.save_interval == 0:
-                trainer.save(str(ckpt_dir / f"step_{step}"))
-        return metrics
-    finally:
-        destroy_distributed()
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry; returns the process exit code."""
     args = parser("cod_megatron.train", __doc__.splitlines()[0]).parse_args(argv)
@@ -236,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.logging.level, all_ranks=cfg.logging.all_ranks)
     try:
         if cfg.run.mode == "synthetic":
+            from cod_megatron.synthetic import run_synthetic
+
             run_synthetic(cfg, layout)
         else:
             train(cfg, layout)
