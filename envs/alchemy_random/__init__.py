@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cod_envs.alchemy_random.env import SETTINGS, AlchemyRandom, generate_graph, parse_action
 from cod_envs.alchemy_random.policies import hint_blind, oracle, random_policy
+from cod_envs.package import lazy_make_rows
 
 ENV = AlchemyRandom
 POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
 
 
-def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
-    """``data.make_rows``, imported on call so that ``python -m cod_envs.alchemy_random.data`` runs cleanly."""
-    from cod_envs.alchemy_random.data import make_rows as _make_rows
-
-    return _make_rows(n, seed, split, setting)
+make_rows = lazy_make_rows(__name__, "easy")
 
 
 __all__ = [

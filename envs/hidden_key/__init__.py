@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cod_envs.hidden_key.env import (
     BASE_VOCAB,
     VOCAB,
@@ -19,6 +17,7 @@ from cod_envs.hidden_key.env import (
     vocab,
 )
 from cod_envs.hidden_key.policies import POLICIES, hint_blind, oracle, random_policy
+from cod_envs.package import lazy_make_rows
 
 ENV = HiddenKey
 
@@ -41,8 +40,4 @@ __all__ = [
 ]
 
 
-def make_rows(n: int, seed: int, split: str, setting: str = "easy", **options: Any) -> list[dict[str, Any]]:
-    """See :func:`cod_envs.hidden_key.data.make_rows`."""
-    from cod_envs.hidden_key.data import make_rows as _make_rows
-
-    return _make_rows(n, seed, split, setting, **options)
+make_rows = lazy_make_rows(__name__, "easy")

@@ -17,22 +17,17 @@ dialogue is built at runtime from the pack's hidden condition (a small table of 
 
 from __future__ import annotations
 
-from typing import Any
-
 from cod_envs.learn2ask.data import load_dialogues, validate_row
 from cod_envs.learn2ask.env import Learn2Ask
 from cod_envs.learn2ask.judge import Judge, JudgeError, RuleJudge, parse_verdict
 from cod_envs.learn2ask.policies import hint_blind, oracle, random_policy
+from cod_envs.package import lazy_make_rows
 
 ENV = Learn2Ask
 POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
 
 
-def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
-    """Synthetic rows (``data.make_rows``)."""
-    from cod_envs.learn2ask.data import make_rows as _make_rows
-
-    return _make_rows(n, seed, split, setting)
+make_rows = lazy_make_rows(__name__, "easy")
 
 
 __all__ = [

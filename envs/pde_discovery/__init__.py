@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from cod_envs.package import lazy_make_rows
 from cod_envs.pde_discovery.env import STATE_KEY, PDEDiscovery
 from cod_envs.pde_discovery.policies import hint_blind, oracle, random_policy
 
@@ -11,11 +10,7 @@ ENV = PDEDiscovery
 POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
 
 
-def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
-    """``data.make_rows``, imported on call so that ``python -m cod_envs.pde_discovery.data`` runs cleanly."""
-    from cod_envs.pde_discovery.data import make_rows as _make_rows
-
-    return _make_rows(n, seed, split, setting)
+make_rows = lazy_make_rows(__name__, "easy")
 
 
 __all__ = ["ENV", "POLICIES", "STATE_KEY", "PDEDiscovery", "hint_blind", "make_rows", "oracle", "random_policy"]
