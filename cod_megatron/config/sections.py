@@ -33,6 +33,12 @@ class RunSection:
         require(bool(self.name), f"{p}.name", "must not be empty")
 
 
+SGLANG_OWNED_FLAGS = frozenset(
+    "--model-path --host --port --tp-size --base-gpu-id --mem-fraction-static --context-length --random-seed".split()
+)
+"""``sglang.launch_server`` flags the engine actor derives from the config and the placement itself."""
+
+
 @dataclass(kw_only=True)
 class RolloutConfig:
     """Lifecycle sampling: packs, G rollouts per pack, lengths, staleness."""
@@ -63,6 +69,21 @@ class RolloutConfig:
     """A generation or weight update that takes longer fails; the lifecycle is retried, a dead engine restarted."""
     lifecycle_retries: int = 2
     """Retries of a lifecycle whose generation failed; after them it is left out of the step and counted."""
+    sglang_model_path: str | None = None
+    """HF directory the SGLang servers load at launch (architecture, tokenizer files); None: ``model.hf_path``."""
+    sglang_mem_fraction_static: float = 0.7
+    """SGLang ``--mem-fraction-static``: share of each GPU for weights and KV cache."""
+    sglang_router_url: str | None = None
+    """An sglang-router to register every engine with (and re-register after a restart); None: no router."""
+    sglang_extra_args: list[str] = field(default_factory=list)
+    """More ``sglang.launch_server`` flags, verbatim; the ones the engine actor sets itself are refused."""
+    sglang_command: list[str] = field(default_factory=list)
+    """The program part of the server command; empty: ``<python> -m sglang.launch_server``. E.g. another venv's
+    python, or ``["python", "-m", "cod_megatron.rollout.sglang_standin"]`` for CPU tests."""
+    sglang_startup_timeout_s: float = 900.0
+    """Launch to first healthy ``/health``: weight load and CUDA-graph capture take minutes on big models."""
+    sglang_log_dir: str | None = None
+    """Where each server's stdout/stderr go (on the node that runs it); None: ``<run.output_dir>/sglang``."""
 
     def check(self, p: str = "rollout") -> None:
         """Validate."""
@@ -88,6 +109,25 @@ class RolloutConfig:
         require(self.max_staleness >= 0, f"{p}.max_staleness", "must be >= 0")
         require(self.engine_timeout_s > 0, f"{p}.engine_timeout_s", "must be > 0")
         require(self.lifecycle_retries >= 0, f"{p}.lifecycle_retries", "must be >= 0")
+        require(
+            0.0 < self.sglang_mem_fraction_static < 1.0,
+            f"{p}.sglang_mem_fraction_static",
+            f"must be in (0, 1), got {self.sglang_mem_fraction_static}",
+        )
+        require(
+            self.sglang_router_url is None or self.sglang_router_url.startswith(("http://", "https://")),
+            f"{p}.sglang_router_url",
+            f"must be an http(s):// URL or None, got {self.sglang_router_url!r}",
+        )
+        owned = sorted({a.split("=", 1)[0] for a in self.sglang_extra_args} & SGLANG_OWNED_FLAGS)
+        require(
+            not owned,
+            f"{p}.sglang_extra_args",
+            f"{', '.join(owned)} set by the engine actor (model path: rollout.sglang_model_path, memory: "
+            f"rollout.sglang_mem_fraction_static, TP: parallel.engine_tp)",
+        )
+        require(all(self.sglang_command), f"{p}.sglang_command", "must not hold empty strings")
+        require(self.sglang_startup_timeout_s > 0, f"{p}.sglang_startup_timeout_s", "must be > 0")
         require(
             self.max_prompt_tokens + self.max_response_tokens <= self.max_model_len,
             f"{p}.max_model_len",

@@ -4,17 +4,25 @@
 ``ParallelLayout.engine_bundles()`` (on CPU every bundle is half a core, so the trainer keeps the rest);
 ``rollout.backend=inprocess`` calls the same engine objects directly, for debugging and single-GPU smoke runs on a
 machine that cannot install Ray. Either way the rest of the loop sees :class:`InferenceEngine` objects.
+``rollout.engine=sglang`` places one :class:`~cod_megatron.rollout.sglang_actor.SGLangServerActor` per engine the same
+way; each owns an SGLang server process and the trainer talks HTTP to the servers (:mod:`.sglang_actor`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.config.base import ConfigError
 from cod_megatron.rollout.embedded import EmbeddedEngine
 from cod_megatron.rollout.engine import EngineRequest, Generation
+from cod_megatron.rollout.sglang_actor import SGLangRayEngine, SGLangServerActor
+from cod_megatron.rollout.sglang_engine import SGLangRouterClient, SGLangServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +98,13 @@ def _init_ray() -> None:
 
 
 def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]) -> list[Any]:
-    """``layout.engines`` engines built with ``EmbeddedEngine(**engine_kwargs)``, in-process or as Ray actors."""
-    if cfg.rollout.engine != "embedded":
-        raise NotImplementedError("rollout.engine=sglang is launched by cod_megatron.rollout.sglang_engine on GPUs")
+    """``layout.engines`` engines: ``EmbeddedEngine(**engine_kwargs)`` in-process or as Ray actors, or SGLang servers.
+
+    For ``rollout.engine=sglang`` see :func:`_start_sglang`; of ``engine_kwargs`` it uses ``stop_token_ids`` and the
+    optional weight transport (``transport``, ``broadcast``, ``serializer``) of :class:`SGLangEngine`.
+    """
+    if cfg.rollout.engine == "sglang":
+        return _start_sglang(cfg, layout, engine_kwargs)
     if cfg.rollout.backend == "inprocess":
         return [EmbeddedEngine(**engine_kwargs) for _ in range(layout.engines)]
     import ray
@@ -120,11 +132,106 @@ def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
     return engines
 
 
+_SGLANG_CLIENT_KEYS = ("stop_token_ids", "transport", "broadcast", "serializer")
+"""What of ``engine_kwargs`` reaches :class:`SGLangEngine` (the rest is for the embedded engine)."""
+
+
+def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]) -> list[SGLangRayEngine]:
+    """One SGLang server per engine, each owned by a :class:`SGLangServerActor`; the trainer talks HTTP to each.
+
+    Ray backend: one placement group with a bundle per engine holding its ``engine_tp`` GPUs (a CPU slice on CPU,
+    where ``rollout.sglang_command`` points at the stand-in), an actor per bundle. In-process backend: the actors are
+    plain objects and engine ``i`` gets GPUs ``i * engine_tp ..``. All servers start in parallel; if one fails, the
+    others are ended and the error (with the server's log tail) is raised. The weight transport defaults to
+    ``tensor`` when colocated, else ``distributed``; its NCCL group / serializer are set up by the trainer.
+    """
+    r = cfg.rollout
+    model_path = r.sglang_model_path or cfg.model.hf_path
+    if model_path is None:
+        raise ConfigError("rollout.sglang_model_path", "SGLang needs an HF directory to launch (or set model.hf_path)")
+    server = SGLangServerConfig(
+        model_path=model_path,
+        tp_size=layout.engine_tp,
+        mem_fraction_static=r.sglang_mem_fraction_static,
+        context_length=r.max_model_len,
+        dtype=cfg.model.params_dtype,
+        random_seed=cfg.run.seed,
+        enable_memory_saver=layout.colocated,
+        extra_args=tuple(r.sglang_extra_args),
+    )
+    client_kwargs: dict[str, Any] = {
+        "transport": "tensor" if layout.colocated else "distributed",
+        "timeout_s": r.engine_timeout_s,
+    }
+    client_kwargs |= {k: engine_kwargs[k] for k in _SGLANG_CLIENT_KEYS if k in engine_kwargs}
+    router = SGLangRouterClient(r.sglang_router_url) if r.sglang_router_url else None
+    actor_kwargs = dict(
+        log_dir=str(Path(r.sglang_log_dir or Path(cfg.run.output_dir) / "sglang").resolve()),
+        command=tuple(r.sglang_command),
+        env=dict(cfg.run.env_vars),
+        startup_timeout_s=r.sglang_startup_timeout_s,
+    )
+    common = dict(router=router, startup_timeout_s=r.sglang_startup_timeout_s)
+    engines: list[SGLangRayEngine] = []
+    if r.backend == "inprocess":
+        cuda = cfg.run.device == "cuda"
+        for i in range(layout.engines):
+            srv = dataclasses.replace(server, base_gpu_id=i * layout.engine_tp if cuda else 0)
+
+            def make_local(i: int = i, srv: SGLangServerConfig = srv) -> SGLangServerActor:
+                return SGLangServerActor(srv, name=f"engine{i}", gpu_ids=[], host="127.0.0.1", **actor_kwargs)
+
+            engines.append(SGLangRayEngine(make_local, client_kwargs, name=f"engine{i}", remote=False, **common))
+    else:
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        _init_ray()
+        if cfg.run.device == "cpu":
+            bundles = [{"CPU": _CPU_ENGINE_CORES} for _ in range(layout.engines)]
+        else:  # an engine's GPUs in ONE bundle: one node, and the actor (so its server) sees all of them
+            bundles = [{k: sum(b[k] for b in per) for k in per[0]} for per in layout.engine_bundles()]
+        pg = placement_group(bundles, strategy="PACK")
+        ray.get(pg.ready(), timeout=r.engine_timeout_s)
+        actor_cls = ray.remote(SGLangServerActor)
+        for i, res in enumerate(bundles):
+
+            def make(i: int = i, res: dict = res) -> Any:
+                strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=i)
+                return actor_cls.options(
+                    num_cpus=res.get("CPU", 0), num_gpus=res.get("GPU", 0), scheduling_strategy=strategy
+                ).remote(server, name=f"engine{i}", **actor_kwargs)
+
+            engines.append(SGLangRayEngine(make, client_kwargs, name=f"engine{i}", placement_group=pg, **common))
+    try:
+        with ThreadPoolExecutor(max(1, len(engines)), thread_name_prefix="sglang-start") as pool:
+            urls = list(pool.map(SGLangRayEngine.start, engines))
+    except BaseException:
+        shutdown_engines(engines)
+        raise
+    log.info("started %d SGLang engine(s) (%s backend): %s", len(engines), r.backend, ", ".join(urls))
+    return engines
+
+
 def shutdown_engines(engines: list[Any]) -> None:
     """End the actors this run started, and the local Ray cluster if this process started it (not a caller's)."""
+    groups: dict[Any, Any] = {}  # placement groups of SGLang engines, removed once their actors are gone
     for e in engines:
         if isinstance(e, RayEngine):
             e.shutdown()
+        elif isinstance(e, SGLangRayEngine):
+            try:
+                e.shutdown()
+            except Exception as exc:  # end the others regardless
+                log.warning("could not shut down %s: %r", e.name, exc)
+            if e.placement_group is not None:
+                groups[e.placement_group.id] = e.placement_group
+    if groups:
+        from ray.util.placement_group import remove_placement_group
+
+        for pg in groups.values():
+            remove_placement_group(pg)
     if _OWN_RAY:
         import ray
 

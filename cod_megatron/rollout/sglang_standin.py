@@ -12,6 +12,11 @@ shapes against the request metadata the way an NCCL receive would fail on a mism
 ``/update_weights_from_tensor`` :func:`cpu_serializer` / :func:`cpu_deserializer` replace SGLang's CUDA-IPC
 ``MultiprocessingSerializer``.
 
+``python -m cod_megatron.rollout.sglang_standin`` runs it as a program over :class:`CountingEngine`, taking
+``sglang.launch_server``'s flags, so the engine actors of :mod:`cod_megatron.rollout.sglang_actor` can launch it in
+place of SGLang on CPU (``rollout.sglang_command``). Across processes only ``/update_weights_from_tensor`` works (the
+loopback transport lives in one process).
+
 Buckets are forwarded to the engine as they arrive (SGLang loads them as they arrive too). The version is on the wire
 only with the last bucket, so earlier buckets reach ``engine.update_weights`` with ``version=-1, last=False``.
 """
@@ -29,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-from cod_megatron.rollout.engine import EngineRequest, InferenceEngine, SamplingParams
+from cod_megatron.rollout.engine import EngineRequest, Generation, InferenceEngine, SamplingParams
 from cod_megatron.rollout.sglang_engine import SGLANG_VERSION
 
 if TYPE_CHECKING:
@@ -95,11 +100,20 @@ class SGLangStandIn:
     """A threaded HTTP server speaking SGLang's API over ``engine``; use as a context manager, ``.url`` to reach it."""
 
     def __init__(
-        self, engine: InferenceEngine, *, transport: LoopbackTransport | None = None, model_path: str = "standin"
+        self,
+        engine: InferenceEngine,
+        *,
+        transport: LoopbackTransport | None = None,
+        model_path: str = "standin",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        server_args: dict[str, Any] | None = None,
     ):
         self.engine = engine
         self.transport = transport or LoopbackTransport()
         self.model_path = model_path
+        self.server_args = dict(server_args or {})
+        """Launch arguments echoed by ``/server_info`` (as SGLang does), e.g. ``tp_size`` and ``base_gpu_id``."""
         self.weight_version = "default"
         self.group: dict[str, Any] | None = None
         self.session_open = False
@@ -144,7 +158,7 @@ class SGLangStandIn:
             def do_POST(self) -> None:  # noqa: N802
                 self._serve("POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sglang-standin", daemon=True
@@ -270,7 +284,12 @@ class SGLangStandIn:
         }
 
     def _server_info(self, body: Any, query: Any) -> tuple[int, Any]:
-        return 200, {"model_path": self.model_path, "enable_memory_saver": True, "version": SGLANG_VERSION}
+        return 200, {
+            **self.server_args,
+            "model_path": self.model_path,
+            "enable_memory_saver": True,
+            "version": SGLANG_VERSION,
+        }
 
     @staticmethod
     def _require(body: dict[str, Any], *keys: str) -> None:
@@ -360,3 +379,74 @@ class SGLangStandIn:
             "Cache flushed.\nPlease check backend logs for more details. "
             "(When there are running or waiting requests, the operation will not be performed.)\n"
         )
+
+
+# ---- as a program: a stand-in for ``python -m sglang.launch_server`` -------------------------------------------------
+
+
+class CountingEngine:
+    """A tiny deterministic engine for the stand-in program: ``prompt[-1] + 1, + 2, ...``, log-prob -0.5 each.
+
+    Weight buckets are only counted (the answers never depend on them); ``weight_version`` follows the last bucket.
+    """
+
+    def __init__(self) -> None:
+        self.weight_version = -1
+        self.tensors_received = 0
+        self.released = False
+
+    def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:  # noqa: D102
+        if self.released:
+            raise RuntimeError("memory is released")
+        out = []
+        for r in requests:
+            ids = [r.prompt_ids[-1] + 1 + i for i in range(r.params.max_new_tokens)]
+            out.append(Generation(token_ids=ids, logprobs=[-0.5] * len(ids), finish_reason="length"))
+        return out
+
+    def update_weights(self, named_tensors: list, *, version: int, last: bool) -> None:  # noqa: D102
+        self.tensors_received += len(named_tensors)
+        if last:
+            self.weight_version = version
+
+    def release_memory(self) -> None:  # noqa: D102
+        self.released = True
+
+    def resume_memory(self) -> None:  # noqa: D102
+        self.released = False
+
+    def health(self) -> dict[str, object]:  # noqa: D102
+        return {"ok": True, "weight_version": self.weight_version, "tensors_received": self.tensors_received}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve :class:`CountingEngine` until killed; takes ``sglang.launch_server``'s flags and ignores most of them.
+
+    Lets CPU tests launch "SGLang servers" as child processes exactly the way the engine actors launch the real one
+    (``rollout.sglang_command='["python", "-m", "cod_megatron.rollout.sglang_standin"]'``).
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m cod_megatron.rollout.sglang_standin", description=main.__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=30000)
+    p.add_argument("--model-path", default="standin")
+    p.add_argument("--tp-size", type=int, default=1)
+    p.add_argument("--base-gpu-id", type=int, default=0)
+    p.add_argument("--mem-fraction-static", type=float, default=None)
+    args, rest = p.parse_known_args(argv)
+    server_args = {
+        "tp_size": args.tp_size,
+        "base_gpu_id": args.base_gpu_id,
+        "mem_fraction_static": args.mem_fraction_static,
+        "port": args.port,
+        "other_args": rest,
+    }
+    standin = SGLangStandIn(
+        CountingEngine(), model_path=args.model_path, host=args.host, port=args.port, server_args=server_args
+    )
+    standin._server.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    main()

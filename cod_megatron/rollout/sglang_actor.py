@@ -1,0 +1,413 @@
+"""SGLang rollout engines under Ray: an actor per engine owns one SGLang HTTP-server child process on its GPUs.
+
+The shape is slime's (``shared/reference/stack.md`` section 1): one placement group; per engine one actor placed on a
+bundle that holds the engine's ``engine_tp`` GPUs; the actor picks a port, launches ``python -m sglang.launch_server``
+as a child in its own process group, waits for ``/health`` and reports the URL. ``shutdown`` kills the whole group
+(SGLang's scheduler processes included); an actor killed outright takes the server with it through a parent-death
+signal set before the server's program starts (SGLang's own processes watch their parent the same way). The trainer
+then talks HTTP straight to each server through :class:`~cod_megatron.rollout.sglang_engine.SGLangEngine`: the actor
+owns the process, it is not a proxy for requests.
+:class:`SGLangRayEngine` puts both behind the :class:`~cod_megatron.rollout.engine.InferenceEngine` interface, with the
+``health``/``restart``/``shutdown`` of :class:`~cod_megatron.rollout.engines.RayEngine` so the rollout manager's heal
+path works: a restart launches a fresh actor and server in the same bundle (new URL, weights must be synced again).
+
+GPU ids: Ray sets the actor's ``CUDA_VISIBLE_DEVICES`` to the GPUs it assigned (unless
+``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES`` is set), so ``--base-gpu-id`` must be the *local* ordinal of the first
+assigned GPU among the visible devices, not its physical id (THUDM/slime#1326): :func:`plan_gpus`.
+
+Weights are not moved here. :class:`SGLangEngine` takes a pluggable transport: ``distributed`` (disaggregated engines;
+a ``broadcast`` callable and ``init_weights_update_group`` beforehand) or ``tensor`` (colocated; a ``serializer``).
+Creating that NCCL update group between trainer rank 0 and the servers, and the CUDA-IPC serializer, belong to the
+trainer and are not built yet; ``start_engines`` passes through whatever ``broadcast``/``serializer`` it is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cod_megatron.rollout.engine import EngineRequest, Generation
+from cod_megatron.rollout.sglang_engine import (
+    SGLangEngine,
+    SGLangError,
+    SGLangRouterClient,
+    SGLangServerConfig,
+    launch_argv,
+    wait_until_ready,
+)
+
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT_S = 60.0
+"""Actor calls other than ``start`` (poll, shutdown)."""
+
+_LAUNCH_SEQ = itertools.count(1)
+
+_PARENT_DEATH_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)\n"  # PR_SET_PDEATHSIG: die with the launching thread
+    "os.getppid() == int(sys.argv[1]) or sys.exit(111)\n"  # the parent died before prctl
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+"""Run before the server's own program (``python -c``): a ``ray.kill``-ed actor cannot kill its child itself."""
+
+
+# ---- pure helpers -------------------------------------------------------------------------------------------------
+
+
+def plan_gpus(gpu_ids: Sequence[int | str], tp_size: int, visible: str | None) -> tuple[int, str | None]:
+    """``(base_gpu_id, CUDA_VISIBLE_DEVICES for the server or None to inherit)`` for the GPUs Ray gave an engine.
+
+    ``visible`` is the actor's own ``CUDA_VISIBLE_DEVICES``. SGLang uses devices ``base .. base + tp - 1`` as the
+    server sees them, so the base is the first assigned GPU's ordinal among the visible devices; when the assigned
+    GPUs are not contiguous there, the server is narrowed to exactly them (then the base is 0).
+    """
+    ids = [str(g).strip() for g in gpu_ids]
+    if len(ids) != tp_size:
+        raise ValueError(f"an engine with tp_size={tp_size} got {len(ids)} GPU(s) {ids} from its placement bundle")
+    vis = [v.strip() for v in visible.split(",") if v.strip()] if visible else None
+    ordinals: list[int] | None
+    if vis is not None:
+        ordinals = [vis.index(g) for g in ids] if all(g in vis for g in ids) else None
+    else:  # nothing hidden: Ray's ids are the node's device ordinals
+        ordinals = [int(g) for g in ids] if all(g.isdigit() for g in ids) else None
+    if ordinals is not None and sorted(ordinals) == list(range(min(ordinals), min(ordinals) + tp_size)):
+        return min(ordinals), None
+    order = sorted(range(len(ids)), key=lambda i: ordinals[i] if ordinals is not None else i)
+    return 0, ",".join(ids[i] for i in order)
+
+
+def server_argv(cfg: SGLangServerConfig, command: Sequence[str] = ()) -> list[str]:
+    """The server's command line: :func:`launch_argv`'s flags after ``command`` (default ``python -m sglang...``)."""
+    argv = launch_argv(cfg)
+    return list(command) + argv[3:] if command else argv
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on right now (the server binds it a moment later; a clash is retried)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:  # no procfs
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+# ---- the actor ----------------------------------------------------------------------------------------------------
+
+
+class SGLangServerActor:
+    """Owns one SGLang server process: picks its GPUs and port, launches it, reports its URL, kills it.
+
+    A plain class: ``ray.remote(SGLangServerActor)`` places it on a bundle; ``rollout.backend=inprocess`` uses it
+    directly (then ``gpu_ids=[]`` and the config's ``base_gpu_id`` stand).
+    """
+
+    def __init__(
+        self,
+        server: SGLangServerConfig,
+        *,
+        log_dir: str,
+        name: str = "engine0",
+        command: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        startup_timeout_s: float = 900.0,
+        gpu_ids: Sequence[int | str] | None = None,
+        host: str | None = None,
+    ):
+        self.server, self.command, self.name = server, tuple(command), name
+        self.log_dir, self.env, self.startup_timeout_s = Path(log_dir), dict(env or {}), startup_timeout_s
+        self._gpu_ids, self._host = gpu_ids, host
+        self._proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.log_path: Path | None = None
+        self.argv: list[str] = []
+        self.launches = 0
+
+    # ---- lifecycle ----
+    def start(self) -> str:
+        """Launch the server and block until ``/health`` answers; returns its URL (raises with the log's tail)."""
+        if self._proc is not None and self._proc.poll() is None and self.url:
+            return self.url
+        host = self._host or _node_ip()
+        gpu_ids = _ray_gpu_ids() if self._gpu_ids is None else list(self._gpu_ids)
+        if gpu_ids:
+            base, visible = plan_gpus(gpu_ids, self.server.tp_size, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        else:  # CPU (stand-in), or GPUs chosen by the caller through server.base_gpu_id
+            base, visible = self.server.base_gpu_id, None
+        env = {**os.environ, **self.env}
+        env.pop("SGLANG_RETURN_ORIGINAL_LOGPROB", None)  # log-probs must be those of the sampled distribution
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            port = free_port(host)
+            cfg = dataclasses.replace(self.server, host=host, port=port, base_gpu_id=base)
+            self.argv = server_argv(cfg, self.command)
+            self.url = f"http://{host}:{port}"
+            self._launch(self.argv, env)
+            try:
+                self._wait_ready()
+                log.info("%s: SGLang server %s ready (GPUs %s, base %d)", self.name, self.url, gpu_ids, base)
+                return self.url
+            except RuntimeError as exc:
+                self.shutdown()
+                clash = "address already in use" in str(exc).lower()
+                if not clash or attempt == 2:
+                    raise
+                log.warning("%s: port %d was taken; launching again", self.name, port)
+        raise AssertionError("unreachable")
+
+    def _launch(self, argv: list[str], env: dict[str, str]) -> None:
+        """Popen from a thread that lives as long as the child, so parent-death fires only when the actor dies."""
+        self.launches += 1
+        self.log_path = self.log_dir / f"{self.name}.{os.getpid()}-{next(_LAUNCH_SEQ)}.log"  # unique per launch
+        full = [sys.executable, "-c", _PARENT_DEATH_EXEC, str(os.getpid()), *argv] if sys.platform == "linux" else argv
+        spawned = threading.Event()
+        errors: list[BaseException] = []
+
+        def keep() -> None:
+            try:
+                with open(self.log_path, "ab") as out:
+                    self._proc = subprocess.Popen(
+                        full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                        start_new_session=True,  # its own process group: shutdown kills SGLang's children too
+                    )  # fmt: skip
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            finally:
+                spawned.set()
+            self._proc.wait()
+
+        threading.Thread(target=keep, name=f"{self.name}-server", daemon=True).start()
+        spawned.wait()
+        if errors:
+            raise RuntimeError(f"{self.name}: could not launch {argv[:4]}...: {errors[0]!r}") from errors[0]
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None and self.url is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                raise RuntimeError(
+                    f"{self.name}: SGLang server exited with code {rc} while starting; {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(
+                    f"{self.name}: SGLang server {self.url} not ready after {self.startup_timeout_s:.0f} s; "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                wait_until_ready(self.url, timeout_s=min(2.0, left), poll_s=0.1)
+                return
+            except SGLangError:
+                continue
+
+    def shutdown(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after ``timeout_s``; returns once it is gone."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: server %d ignored SIGTERM for %.0f s; killing it", self.name, proc.pid, timeout_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # also stragglers of a server that died on its own
+        proc.wait(timeout=10)
+
+    # ---- inspection ----
+    def poll(self) -> dict[str, Any]:
+        """Whether the server process runs; its pid, exit code, URL and log file."""
+        proc = self._proc
+        rc = None if proc is None else proc.poll()
+        if proc is not None and rc is None and not _alive(proc.pid):  # dead, not reaped by the keeper thread yet
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                rc = proc.wait(timeout=2.0)
+        return {
+            "running": proc is not None and rc is None and _alive(proc.pid),
+            "returncode": rc,
+            "pid": None if proc is None else proc.pid,
+            "url": self.url,
+            "log": None if self.log_path is None else str(self.log_path),
+        }
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        """The end of the current server log (what failed, when it failed)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(max(0, self.log_path.stat().st_size - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+
+
+def _ray_gpu_ids() -> list[int | str]:
+    """The GPUs Ray assigned to this actor ([] outside Ray or on a CPU bundle)."""
+    try:
+        import ray
+    except ImportError:
+        return []
+    return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+
+
+def _node_ip() -> str:
+    """This node's address as Ray knows it (reachable from the trainer), else loopback."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return str(ray.util.get_node_ip_address())
+    except ImportError:
+        pass
+    return "127.0.0.1"
+
+
+# ---- the engine the trainer holds ---------------------------------------------------------------------------------
+
+
+class SGLangRayEngine:
+    """An SGLang server owned by a :class:`SGLangServerActor`, spoken to over HTTP by an :class:`SGLangEngine`.
+
+    The owner is a Ray actor (``remote=True``) or, for ``rollout.backend=inprocess``, a plain object.
+
+    ``restart`` replaces actor and server (a new URL); the client keeps its transport settings (``broadcast``,
+    ``serializer``) across restarts, but a ``distributed`` transport must join the update group again.
+    """
+
+    def __init__(
+        self,
+        make_actor: Callable[[], Any],
+        client_kwargs: dict[str, Any],
+        *,
+        name: str,
+        remote: bool = True,
+        router: SGLangRouterClient | None = None,
+        startup_timeout_s: float = 900.0,
+        placement_group: Any = None,
+    ):
+        self._make_actor, self.client_kwargs, self.name, self.remote = make_actor, dict(client_kwargs), name, remote
+        self.router, self.startup_timeout_s, self.placement_group = router, startup_timeout_s, placement_group
+        self.actor = make_actor()
+        self.client: SGLangEngine | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str | None:
+        """The server's base URL (changes on restart)."""
+        return None if self.client is None else self.client.url
+
+    def _call(self, method: str, *args: Any, timeout_s: float = CONTROL_TIMEOUT_S) -> Any:
+        if not self.remote:
+            return getattr(self.actor, method)(*args)
+        import ray
+
+        return ray.get(getattr(self.actor, method).remote(*args), timeout=timeout_s)
+
+    def _need_client(self) -> SGLangEngine:
+        if self.client is None:
+            raise RuntimeError(f"{self.name}: the server is not started")
+        return self.client
+
+    # ---- lifecycle ----
+    def start(self) -> str:
+        """Launch the server (blocks until ready), point the client at it and register it with the router."""
+        url = self._call("start", timeout_s=self.startup_timeout_s + CONTROL_TIMEOUT_S)
+        if self.client is None:
+            self.client = SGLangEngine(url=url, **self.client_kwargs)
+        else:  # keep what the trainer set on the client (transport callables), drop per-server state
+            self.client = dataclasses.replace(self.client, url=url)
+        if self.router is not None:
+            self.router.add_worker(url)
+        return url
+
+    def restart(self) -> None:
+        """End the server and its actor (whatever state they are in) and start fresh ones in the same bundle."""
+        old = self.url
+        self._end_actor()
+        if self.router is not None and old is not None:
+            try:
+                self.router.remove_worker(old)
+            except SGLangError as exc:  # the router may have dropped the dead worker already
+                log.info("%s: router did not remove %s: %s", self.name, old, exc)
+        self.actor = self._make_actor()
+        self.start()
+        self.restarts += 1
+        log.warning("%s: restarted at %s (was %s)", self.name, self.url, old)
+
+    def shutdown(self) -> None:
+        """Deregister from the router, kill the server, end the actor."""
+        if self.router is not None and self.url is not None:
+            try:
+                self.router.remove_worker(self.url)
+            except SGLangError as exc:
+                log.warning("%s: router did not remove %s: %s", self.name, self.url, exc)
+        self._end_actor()
+
+    def _end_actor(self) -> None:
+        try:
+            self._call("shutdown")
+        except Exception as exc:  # a dead actor took its server with it (parent-death signal)
+            log.info("%s: actor shutdown failed (%r); killing the actor", self.name, exc)
+        if self.remote:
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.kill(self.actor)
+
+    # ---- InferenceEngine ----
+    def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:  # noqa: D102
+        return self._need_client().generate_batch(requests)
+
+    def update_weights(self, named_tensors: list, *, version: int, last: bool) -> None:  # noqa: D102
+        self._need_client().update_weights(named_tensors, version=version, last=last)
+
+    def release_memory(self) -> None:  # noqa: D102
+        self._need_client().release_memory()
+
+    def resume_memory(self) -> None:  # noqa: D102
+        self._need_client().resume_memory()
+
+    def health(self) -> dict[str, object]:
+        """Not ok when the actor or the server process is gone (no HTTP retries then), else the server's answer."""
+        try:
+            state = self._call("poll")
+        except Exception as exc:  # RayActorError, GetTimeoutError
+            return {"ok": False, "weight_version": -1, "error": f"actor: {exc!r}", "url": self.url}
+        if not state["running"]:
+            why = f"server process exited with code {state['returncode']} (log: {state['log']})"
+            return {"ok": False, "weight_version": -1, "error": why, "url": self.url}
+        return self._need_client().health()
+
+    def server_state(self) -> dict[str, Any]:
+        """The actor's view of its server: running, pid, exit code, URL, log file."""
+        return self._call("poll")
