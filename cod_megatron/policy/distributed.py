@@ -31,8 +31,10 @@ def init_distributed(
     if layout.trainer_world_size != world_size:
         raise ValueError(f"layout needs {layout.trainer_world_size} trainer ranks (tp*cp*dp*pp), got {world_size}")
     cpu = not torch.cuda.is_available()
-    lone = world_size == 1 and init_method is None and master_port is None and "MASTER_PORT" not in os.environ
-    if not dist.is_initialized() and lone:  # one process: an in-memory store, no port to collide on
+    # One process not started by a launcher (torchrun sets WORLD_SIZE): an in-memory store, no port to collide on,
+    # even when a MASTER_PORT is inherited from a parent process.
+    lone = world_size == 1 and init_method is None and master_port is None and "WORLD_SIZE" not in os.environ
+    if not dist.is_initialized() and lone:
         if not cpu:
             torch.cuda.set_device(0)
         dist.init_process_group("gloo" if cpu else "nccl", store=dist.HashStore(), rank=0, world_size=1)
