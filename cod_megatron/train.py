@@ -123,11 +123,16 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
                     )
                 metrics |= rollout_metrics(rollouts) | credit.metrics
                 metrics |= {"packing/tokens": float(packing.tokens), "packing/truncated": float(len(packing.truncated))}
+            release = lead and layout.colocated and not cfg.rollout.off_policy  # engines share the trainer's devices
+            for engine in engines if release else []:
+                engine.release_memory()
             with timed(metrics, "train"):
                 ranks = broadcast_from_rank0(ranks) if world > 1 else ranks
                 denominators = step_denominators([mb for r in ranks for mb in r])
                 train_metrics = trainer.train_step(ranks[data_parallel_rank()], denominators)
             metrics |= {f"train/{k}": v for k, v in train_metrics.items()}
+            for engine in engines if release else []:
+                engine.resume_memory()
             if step % cfg.rollout.sync_interval == 0 or step == cfg.run.steps:
                 with timed(metrics, "sync"):
                     sync.sync(trainer.model, trainer.step)

@@ -1,12 +1,14 @@
 """Scripted Grid Navigation policies (spec 9.0, 9.6) that read only the text a model would see.
 
-The solver estimates every cell's cost (revealed cells exactly, unknown cells from a prior), then searches the
+The solver estimates every cell's cost (revealed cells exact, unknown cells from a prior), then searches the
 exact-round route from its position to the target with the lowest estimated mean entered cost (the loss is a mean,
-so a Dinkelbach loop over "sum of (cost - lambda)" dynamic programs). The oracle's update records the landscape it
-learned as a full estimated cost grid (revealed cells exact, the rest smoothed from them, since landscapes are sums
-of broad bumps); its solver uses that grid as the prior for unknown cells. Hint-blind runs the same solver with the
-flat prior (mean revealed cost) and writes the constant hint ``none``; the environment's persistent reveals still
-help it, so its curve may rise too. No privileged environment state is read.
+so a Dinkelbach loop over "sum of (cost - lambda)" dynamic programs). The oracle's update records what it learned
+about the landscape: its correlation length (landscapes are sums of broad Gaussian bumps, so sqrt(cost) is a smooth
+field) and the full estimated cost grid, revealed cells exact and the rest kriged from them in sqrt-cost space. Its
+solver takes that grid as the prior and corrects it around the cells revealed since (the same kriging at the
+recorded length). Hint-blind runs the same solver with the flat prior (mean revealed cost) and writes the constant
+hint ``none``; the environment's persistent reveals still help it, so its curve rises too. No privileged environment
+state is read.
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ from cod_envs.scripted import constant_update as _constant_update
 from cod_envs.scripted import hint_section as _hint_section
 from cod_envs.scripted import is_update_prompt as _is_update
 
-ESTIMATE_HEADER = "- Estimated cost grid (revealed cells exact, others smoothed from nearby revealed cells):"
-BANDWIDTH = 1.0
-"""Gaussian smoothing width in cells for the oracle's estimate (landscape scales are 1-6 cells)."""
+ESTIMATE_HEADER = "- Estimated cost grid (revealed cells exact, others interpolated from them):"
+SCALE_LINE = "- The cost landscape is shared by all tasks and smooth: costs are correlated over about {scale:g} cells."
+SCALES = (1.5, 2.0, 3.0, 4.0, 5.0)
+"""Candidate correlation lengths in cells (bump scales are 0.15-0.45 of a 7-13 cell span); the update picks one."""
+DEFAULT_SCALE = 3.0
+"""Correlation length the solver assumes when a hint has a grid but no length."""
+BACKGROUND = 0.3
+"""Prior sqrt(cost / 99) far from revealed cells (cost ~9): slightly optimistic, so unknown areas get tried."""
+NUGGET = 1e-3
+"""Kriging noise term (revealed costs are rounded integers)."""
 DEFAULT_PRIOR = 30.0
 """Prior cost before anything is revealed (any constant gives the same routes: every route ties)."""
 DINKELBACH_ITERS = 4
@@ -44,6 +53,7 @@ _POS_RE = re.compile(r"Current position: \((\d+),(\d+)\)")
 _TARGET_RE = re.compile(r"Target position: \((\d+),(\d+)\)")
 _PATH_RE = re.compile(r"You moved to \(\d+,\d+\) through \d+ entered cells: ([^\n]*?)\. Cumulative")
 _CELL_RE = re.compile(r"\((\d+),(\d+)\)")
+_SCALE_RE = re.compile(r"correlated over about ([0-9]+(?:\.[0-9]+)?) cells")
 
 
 def parse_grid(text: str, header: str) -> np.ndarray | None:
@@ -64,19 +74,43 @@ def parse_grid(text: str, header: str) -> np.ndarray | None:
     return np.array(rows) if len(rows) == size and size > 0 else None
 
 
-def smooth_estimate(observed: np.ndarray) -> np.ndarray:
-    """Revealed cells exact; unknown cells a Gaussian-weighted mean of revealed ones (NaN if none is revealed)."""
-    size = observed.shape[0]
+def _kernel_parts(known: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-kernel matrices: revealed x revealed (with the nugget) and all cells x revealed."""
+    size = known.shape[0]
+    pts = np.argwhere(known).astype(float)
+    grid = np.argwhere(np.ones_like(known)).astype(float)
+    inner = np.exp(-0.5 * ((pts[:, None] - pts[None]) ** 2).sum(-1) / scale**2) + NUGGET * np.eye(len(pts))
+    cross = np.exp(-0.5 * ((grid[:, None] - pts[None]) ** 2).sum(-1) / scale**2)
+    return inner, cross.reshape(size * size, len(pts))
+
+
+def fit_scale(observed: np.ndarray) -> float:
+    """The candidate correlation length with the highest Gaussian-process likelihood of the revealed sqrt-costs."""
+    known = ~np.isnan(observed)
+    resid = np.sqrt(np.clip(observed[known], 0, 99) / 99) - BACKGROUND
+    best, best_nll = DEFAULT_SCALE, np.inf
+    for scale in SCALES:
+        chol = np.linalg.cholesky(_kernel_parts(known, scale)[0])
+        white = np.linalg.solve(chol, resid)
+        nll = 0.5 * len(resid) * np.log(max(white @ white / len(resid), 1e-8)) + np.log(np.diag(chol)).sum()
+        if nll < best_nll:
+            best, best_nll = scale, nll
+    return best
+
+
+def krige(observed: np.ndarray, scale: float, prior: np.ndarray | None = None) -> np.ndarray:
+    """Revealed cells exact; unknown cells the kriged sqrt-cost field squared (prior sqrt-cost mean, else flat).
+
+    ``prior`` is a cost grid (e.g. the hint's estimate): kriging then corrects it where revealed cells disagree.
+    """
     known = ~np.isnan(observed)
     if not known.any():
-        return observed.copy()
-    ys, xs = np.nonzero(known)
-    values = observed[known]
-    gy, gx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    d2 = (gy[..., None] - ys) ** 2 + (gx[..., None] - xs) ** 2
-    weights = np.exp(-0.5 * d2 / BANDWIDTH**2) + 1e-12
-    estimate = (weights * values).sum(-1) / weights.sum(-1)
-    return np.where(known, observed, np.rint(estimate))
+        return observed.copy() if prior is None else prior.copy()
+    mean = np.full(observed.shape, BACKGROUND) if prior is None else np.sqrt(np.clip(prior, 0, 99) / 99)
+    inner, cross = _kernel_parts(known, scale)
+    resid = np.sqrt(np.clip(observed[known], 0, 99) / 99) - mean[known]
+    field = mean + (cross @ np.linalg.solve(inner, resid)).reshape(observed.shape)
+    return np.where(known, observed, np.rint(99 * np.clip(field, 0, 1) ** 2))
 
 
 def render(grid: np.ndarray) -> str:
@@ -172,9 +206,12 @@ def _solve(messages: list[Message], use_hint: bool) -> str:
     known = ~np.isnan(grid)
     prior = np.full(grid.shape, float(grid[known].mean()) if known.any() else DEFAULT_PRIOR) - EXPLORE_BONUS
     if use_hint and messages[0]["role"] == "system":
-        hinted = parse_grid(_hint_section(messages[0]["content"]), ESTIMATE_HEADER)
-        if hinted is not None and hinted.shape == grid.shape:
-            prior = np.where(np.isnan(hinted), prior, hinted)  # trust the recorded landscape: no exploration bonus
+        hint = _hint_section(messages[0]["content"])
+        hinted = parse_grid(hint, ESTIMATE_HEADER)
+        if hinted is not None and hinted.shape == grid.shape and not np.isnan(hinted).any():
+            scale_m = _SCALE_RE.search(hint)
+            scale = min(max(float(scale_m.group(1)), 0.5), 20.0) if scale_m else DEFAULT_SCALE
+            prior = krige(grid, scale, hinted)  # the recorded landscape, corrected around newer reveals
     est = np.where(known, grid, prior)
     prev: list[tuple[int, int]] = []
     for message in messages:
@@ -187,16 +224,18 @@ def _solve(messages: list[Message], use_hint: bool) -> str:
 
 
 def _update(messages: list[Message]) -> str:
-    """Record the smoothed landscape from the trajectory's final observed cost grid."""
+    """Record the landscape's correlation length and the kriged cost grid from the final observed cost grid."""
     prompt = messages[-1]["content"]
     grid = parse_grid(prompt[prompt.find(TRAJECTORY) :], "Observed cost grid:")
     if grid is None or np.isnan(grid).all():
         return f"{HINT_START}\n- The cost landscape is shared by all tasks; nothing revealed yet.\n{HINT_END}"
+    scale = fit_scale(grid)
     hint = "\n".join(
         [
-            "- The cost landscape is shared by all tasks and smooth; route through long runs of cheap cells.",
+            SCALE_LINE.format(scale=scale),
+            "- Route through long runs of cheap cells; the loss is the mean entered cost.",
             ESTIMATE_HEADER,
-            render(smooth_estimate(grid)),
+            render(krige(grid, scale)),
         ]
     )
     return f"Recording the cost landscape observed so far.\n{HINT_START}\n{hint}\n{HINT_END}"

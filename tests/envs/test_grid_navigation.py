@@ -203,14 +203,18 @@ def _gaps(policy_factory, n_packs, size=4):
 
 def test_oracle_uses_the_hint_beyond_the_environments_memory():
     """400 packs of 4 (27B training setting). Reveals persist, so hint-blind's curve rises too (reported, not 0);
-    the oracle's gap is clearly positive and exceeds hint-blind's. The bar is 0.09 (measured lower bound ~0.097)."""
+    the oracle's gap is clearly positive and exceeds hint-blind's.
+
+    Measured: oracle gap 0.1215 [0.1078, 0.1351] (hint-blind 0.0940); rows seed 1: 0.1135 [0.1006, 0.1264]; held-out
+    pack seeds 60000+..120000+: lower bounds 0.109-0.123. The ceiling (true costs from position 1 on) is 0.125, lower
+    bound 0.112, since position 0 is the same blind solver for both policies."""
     means, (lo, gap, hi) = _gaps(pol.oracle, 400)
     blind_means, (blo, bgap, bhi) = _gaps(pol.hint_blind, 400)
     print(
         f"oracle {means} gap {gap:.4f} [{lo:.4f}, {hi:.4f}]; "
         f"hint-blind {blind_means} gap {bgap:.4f} [{blo:.4f}, {bhi:.4f}]"
     )
-    assert lo > 0.09, (means, lo, hi)
+    assert lo > 0.1, (means, lo, hi)
     assert gap > bgap and means[0] == blind_means[0]
     random_means, _ = _gaps(pol.random_policy, 50)
     assert max(random_means) < min(means)
