@@ -8,29 +8,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import ROOT, train_cli
+
 SMALL = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.packs=4"]
 
 
 def _train(out: Path, *overrides: str) -> list[dict]:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cod_megatron.train",
-            "--recipe",
-            "debug_cpu",
-            f"run.output_dir={out}",
-            *SMALL,
-            *overrides,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-4000:]
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return train_cli(out, *SMALL, *overrides)
 
 
 @pytest.mark.slow

@@ -3,11 +3,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import ROOT, train_cli
 
 
 def test_debug_cpu_synthetic_training_runs_and_lowers_the_loss(tmp_path):
@@ -37,25 +36,7 @@ def test_debug_cpu_synthetic_training_runs_and_lowers_the_loss(tmp_path):
 
 
 def _train(tmp_path, name, *overrides):
-    out = tmp_path / name
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cod_megatron.train",
-            "--recipe",
-            "debug_cpu",
-            "run.mode=synthetic",
-            f"run.output_dir={out}",
-            *overrides,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return train_cli(tmp_path / name, "run.mode=synthetic", *overrides, timeout=300)
 
 
 def test_resume_from_checkpoint_continues_the_same_trajectory(tmp_path):

@@ -19,10 +19,15 @@ def plot_positions(curves: dict[str, PositionStats], path: str | Path, title: st
         x = list(range(len(s.mean)))
         ax.plot(x, s.mean, marker="o", label=f"{label} (n={s.n})")
         ax.fill_between(x, [lo for lo, _ in s.ci95], [hi for _, hi in s.ci95], alpha=0.2)
-    ax.set_xlabel("position in pack")
-    ax.set_ylabel("mean reward")
-    ax.set_ylim(-0.05, 1.05)
     ax.set_title(title)
+    return _save(fig, ax, "position in pack", "mean reward", path)
+
+
+def _save(fig, ax, xlabel: str, ylabel: str, path: str | Path) -> Path:
+    """Shared axes style, then write the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -43,14 +48,4 @@ def plot_training_positions(metrics_jsonl: str | Path, path: str | Path, prefix:
     for k in keys:
         pts = [(r["step"], r[k]) for r in rows if k in r]
         ax.plot([s for s, _ in pts], [v for _, v in pts], label=f"position {k[len(prefix) :]}")
-    ax.set_xlabel("trainer step")
-    ax.set_ylabel("mean rollout reward")
-    ax.set_ylim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "trainer step", "mean rollout reward", path)

@@ -1,0 +1,21 @@
+"""Run the training CLI as a user does (a subprocess from the repository root) and read its metrics."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_cli(out: Path, *overrides: str, timeout: int = 600) -> list[dict]:
+    """``python -m cod_megatron.train --recipe debug_cpu run.output_dir=OUT ...``; the metrics.jsonl rows."""
+    r = subprocess.run(
+        [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
