@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir(cfg: RunConfig) -> Path:
-    """Where the warm start of this model shape, schedule and seed is kept (outputs/cache/warm_start/<hash>)."""
+    """Where the warm start of this model shape, schedule and seed is kept: ``<run dir>/../cache/warm_start/<hash>``."""
     e = cfg.env
     key = json.dumps(
         {

@@ -20,7 +20,6 @@ def debug_cpu() -> RunConfig:
     cfg.run.name = "debug_cpu"
     cfg.run.device = "cpu"
     cfg.run.steps = 120
-    cfg.run.output_dir = "outputs/debug_cpu"
     cfg.run.env_vars = {}
     cfg.model = tiny_qwen3()
     cfg.model.vocab_size = HIDDEN_KEY_VOCAB

@@ -25,7 +25,6 @@ def llama3_70b_cod_64gpu_h100() -> RunConfig:
     """
     cfg = base_cod()
     cfg.run.name = "llama3_70b_cod"
-    cfg.run.output_dir = "outputs/llama3_70b_cod"
     cfg.run.steps = 300
     cfg.model = llama3_70b()
     cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.vpp, cfg.parallel.cp, cfg.parallel.dp = 8, 4, 5, 1, 1

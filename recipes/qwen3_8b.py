@@ -24,7 +24,6 @@ def qwen3_8b_cod_8gpu_h100() -> RunConfig:
     """
     cfg = base_cod()
     cfg.run.name = "qwen3_8b_cod"
-    cfg.run.output_dir = "outputs/qwen3_8b_cod"
     cfg.run.steps = 300
     cfg.model = qwen3_8b()
     cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, cfg.parallel.dp = 2, 1, 1, 4

@@ -72,6 +72,8 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         if hasattr(section, "check"):
             section.check(f.name)
     layout = ParallelLayout.from_config(cfg.parallel, cfg.model)
+    if cfg.run.output_dir is None:
+        cfg.run.output_dir = f"runs/{cfg.run.name}"
     if cfg.run.device == "cpu":
         # Sequence and context parallelism run on CPU through the project's own norm and packed attention.
         require(cfg.rollout.engine == "embedded", "rollout.engine", "SGLang needs a GPU; use 'embedded' on CPU")

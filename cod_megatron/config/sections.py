@@ -17,7 +17,8 @@ class RunSection:
 
     name: str = "cod"
     seed: int = 1234
-    output_dir: str = "outputs/cod"
+    output_dir: str | None = None
+    """Where metrics, evaluations and checkpoints go; None means ``runs/<run.name>`` (resolved by ``finalize``)."""
     device: Literal["cpu", "cuda"] = "cuda"
     """cpu: gloo and the embedded engine; cuda: NCCL, Transformer Engine when importable, SGLang engines."""
     steps: int = 100
@@ -187,7 +188,7 @@ class EnvConfig:
     hint_visible: bool = True
     """False renders every solve prompt with the initial hint: the hint-blind control (spec 9.8)."""
     warm_start_steps: int = 0
-    """Supervised hint-following steps before RL (HiddenKey only, spec 9.8); cached under outputs/cache."""
+    """Supervised hint-following steps before RL (HiddenKey only, spec 9.8); cached next to the run directory."""
     warm_start_lr: float = 1e-3
     warm_start_batch: int = 64
     """Solve prompts per warm-start step."""

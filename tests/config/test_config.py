@@ -159,3 +159,12 @@ def test_cli_dry_run_every_recipe(name):
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["config"]["run"]["name"]
+
+
+def test_run_name_names_the_run_directory_unless_output_dir_is_given():
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), ["run.name=abc"])
+    finalize(cfg)
+    assert cfg.run.output_dir == "runs/abc"
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), ["run.name=abc", "run.output_dir=/tmp/x"])
+    finalize(cfg)
+    assert cfg.run.output_dir == "/tmp/x"
