@@ -22,7 +22,7 @@ from cod_megatron.config.base import ConfigError
 from cod_megatron.rollout.embedded import EmbeddedEngine
 from cod_megatron.rollout.engine import EngineRequest, Generation
 from cod_megatron.rollout.sglang_actor import SGLangRayEngine, SGLangServerActor
-from cod_megatron.rollout.sglang_engine import SGLangRouterClient, SGLangServerConfig
+from cod_megatron.rollout.sglang_server import SGLangRouterClient, SGLangServerConfig
 
 log = logging.getLogger(__name__)
 

@@ -39,14 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from cod_megatron.rollout.engine import EngineRequest, Generation
-from cod_megatron.rollout.sglang_engine import (
-    SGLangEngine,
-    SGLangError,
-    SGLangRouterClient,
-    SGLangServerConfig,
-    launch_argv,
-    wait_until_ready,
-)
+from cod_megatron.rollout.sglang_engine import SGLangEngine, SGLangError
+from cod_megatron.rollout.sglang_server import SGLangRouterClient, SGLangServerConfig, launch_argv, wait_until_ready
 
 log = logging.getLogger(__name__)
 

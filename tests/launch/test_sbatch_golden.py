@@ -6,7 +6,6 @@ Regenerate the goldens with ``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q 
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -70,7 +69,6 @@ def test_render_is_deterministic_and_free_of_machine_paths(rendered, name):
     assert not re.search(r"\d{16,}", text), "a nanosecond timestamp (NeMo-Run's default experiment id) leaked"
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 @pytest.mark.parametrize("name", CASES)
 def test_rendered_script_parses_with_bash_n(rendered, name, tmp_path):
     script = tmp_path / "job.sub"

@@ -12,19 +12,16 @@ import torch
 
 from cod_megatron.rollout.engine import EngineRequest, Generation, SamplingParams
 from cod_megatron.rollout.sglang_engine import (
-    _LAUNCH_FLAGS,
     SGLANG_ROUTER_VERSION,
     SGLANG_VERSION,
     HttpClient,
     SGLangEngine,
     SGLangError,
-    SGLangRouterClient,
-    SGLangServerConfig,
     generate_body,
-    launch_argv,
     parse_generation,
     update_weights_shared_group,
 )
+from cod_megatron.rollout.sglang_server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
 from cod_megatron.rollout.sglang_standin import (
     SAMPLING_KEYS,
     LoopbackTransport,
