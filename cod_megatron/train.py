@@ -54,6 +54,7 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_megatron.rollout.metrics import rollout_metrics
     from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
     from cod_megatron.rollout.renderers import renderer_for
+    from cod_megatron.rollout.rewards import reward_rule
     from cod_megatron.rollout.weight_sync import WeightSync
     from cod_megatron.warm_start import ensure_warm_start
 
@@ -89,6 +90,8 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
                 run_seed=cfg.run.seed,
                 retries=cfg.rollout.lifecycle_retries,
                 on_restart=lambda engine: sync.sync(trainer.model, sync.version, engines=[engine]),
+                rewards=reward_rule(cfg.algorithm, domain),
+                length_limit=cfg.rollout.response_length_restraint,
             )
             source = PackSource(domain, cfg)
             evaluator = Evaluator(manager, source, cfg) if cfg.eval.interval else None

@@ -8,10 +8,14 @@ The step/length penalty is applied by the CoD core, not here. Model output is on
 
 from __future__ import annotations
 
+import functools
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+
+logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": ...}``."""
@@ -70,16 +74,41 @@ def extract_answer(text: str) -> str | None:
     return text[start:end].strip() if start <= end else None
 
 
+UNPARSEABLE_FEEDBACK = "Invalid response: it could not be parsed ({error}). Game over."
+"""Feedback of a response on which a domain's ``step`` raised (see :meth:`Environment.__init_subclass__`)."""
+
+
 class Environment(ABC):
     """One task of one pack. Subclasses set ``name``, ``max_turns`` and implement the four methods."""
 
     name: ClassVar[str]
     hint_format: ClassVar[Literal["delimited", "bare"]] = "delimited"
     update_shows_reward: ClassVar[bool] = True
+    format_error_reward: ClassVar[float] = 0.0
+    """The domain's reward for an unparseable response (Optimal Control: -0.1)."""
+    _unparseable_result: StepResult | None = None
+    """Set by the ``step`` safety net when the domain raised; every later call returns it again."""
 
     def __init__(self, ctx: TaskContext, state: PackState):
         self.ctx, self.state = ctx, state
         self.turns = 0
+
+    def __init_subclass__(cls, **kwargs: Any):
+        """Safety net for the contract that ``step`` and ``parse_bare_hint`` never raise on model output.
+
+        Domains parse hostile text themselves and must not raise; this guards against the bug that got through,
+        for present and future domains alike, because one exception would kill a whole training run. A ``step`` or
+        ``parse_bare_hint`` defined by the subclass itself is wrapped: an ``Exception`` escaping ``step`` becomes a
+        format error (done, ``format_error_reward``, string feedback, the turn counted, the same result on every
+        later call and from ``final_feedback``), one escaping ``parse_bare_hint`` a parse failure (None); both are
+        logged as warnings with the domain's name. ``KeyboardInterrupt`` and ``SystemExit`` pass through.
+        """
+        super().__init_subclass__(**kwargs)
+        guards = {"step": _guard_step, "parse_bare_hint": _guard_parse_bare_hint, "final_feedback": _guard_final}
+        for attr, guard in guards.items():
+            method = cls.__dict__.get(attr)
+            if callable(method) and not getattr(method, "_never_raises", False):
+                setattr(cls, attr, guard(method))
 
     @property
     @abstractmethod
@@ -127,3 +156,61 @@ class Environment(ABC):
     def initial_hint(cls) -> str | None:
         """The hint before the first task; None means the CoD core's ``Hints: null``."""
         return None
+
+
+def _guard_step(step: Callable[[Environment, str], StepResult]) -> Callable[[Environment, str], StepResult]:
+    @functools.wraps(step)
+    def guarded(self: Environment, action_text: str) -> StepResult:
+        if self._unparseable_result is not None:
+            return self._unparseable_result
+        turns = self.turns
+        try:
+            return step(self, action_text)
+        except Exception as exc:
+            logger.warning(
+                "environment %s: step raised %s on a model response; scored as a format error",
+                getattr(self, "name", type(self).__name__),
+                type(exc).__name__,
+                exc_info=True,
+            )
+            self.turns = max(self.turns, turns + 1)
+            self._unparseable_result = StepResult(
+                observation="",
+                reward=float(self.format_error_reward),
+                done=True,
+                feedback=UNPARSEABLE_FEEDBACK.format(error=type(exc).__name__),
+                turns_used=self.turns,
+                format_error=True,
+            )
+            return self._unparseable_result
+
+    guarded._never_raises = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guard_parse_bare_hint(parse: Callable[[Environment, str], str | None]) -> Callable[[Environment, str], str | None]:
+    @functools.wraps(parse)
+    def guarded(self: Environment, response: str) -> str | None:
+        try:
+            return parse(self, response)
+        except Exception as exc:
+            logger.warning(
+                "environment %s: parse_bare_hint raised %s; treated as a parse failure",
+                getattr(self, "name", type(self).__name__),
+                type(exc).__name__,
+                exc_info=True,
+            )
+            return None
+
+    guarded._never_raises = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guard_final(final_feedback: Callable[[Environment], str]) -> Callable[[Environment], str]:
+    @functools.wraps(final_feedback)
+    def guarded(self: Environment) -> str:
+        failed = self._unparseable_result
+        return failed.feedback if failed is not None else final_feedback(self)
+
+    guarded._never_raises = True  # type: ignore[attr-defined]
+    return guarded

@@ -1,5 +1,6 @@
-"""Domain names -> their packages. Each domain package exports ``ENV`` (the Environment class),
-``make_rows(n, seed, split, setting)`` and ``POLICIES`` (name -> factory ``(seed) -> TextPolicy``)."""
+"""Domain names -> their registry entries. Each domain package exports ``ENV`` (the Environment class),
+``make_rows(n, seed, split, setting)`` and ``POLICIES`` (name -> factory ``(seed) -> TextPolicy``); the entry adds
+what the CoD core needs to know about the domain but the environment does not compute (the step penalty)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,26 @@ from typing import Any
 
 from cod_envs.base import Environment, TextPolicy
 
-DOMAINS: dict[str, str] = {
-    "alchemy_random": "cod_envs.alchemy_random",
-    "hidden_key": "cod_envs.hidden_key",
-    "frozenlake_obscure": "cod_envs.frozenlake_obscure",
-    "grid_navigation": "cod_envs.grid_navigation",
-    "optimal_control": "cod_envs.optimal_control",
-    "terminal": "cod_envs.terminal",
-    "pde_discovery": "cod_envs.pde_discovery",
-    "learn2ask": "cod_envs.learn2ask",
+
+@dataclass(frozen=True)
+class Entry:
+    """Where a domain lives and its reward settings (spec 3.1 / 7.2)."""
+
+    package: str
+    step_penalty_coef: float = 0.0
+    """Solve length-penalty coefficient: ``coef * turns_used / turn budget`` off a positive outcome (the budget is
+    the environment's ``max_turns``: FrozenLake ``agent_max_steps``, Alchemy rounds). Recipes may override it."""
+
+
+DOMAINS: dict[str, Entry] = {
+    "alchemy_random": Entry("cod_envs.alchemy_random", step_penalty_coef=0.1),
+    "hidden_key": Entry("cod_envs.hidden_key"),
+    "frozenlake_obscure": Entry("cod_envs.frozenlake_obscure", step_penalty_coef=0.1),
+    "grid_navigation": Entry("cod_envs.grid_navigation"),
+    "optimal_control": Entry("cod_envs.optimal_control"),
+    "terminal": Entry("cod_envs.terminal"),
+    "pde_discovery": Entry("cod_envs.pde_discovery"),
+    "learn2ask": Entry("cod_envs.learn2ask"),
 }
 
 
@@ -30,11 +42,25 @@ class Domain:
     env: type[Environment]
     make_rows: Callable[..., list[dict[str, Any]]]
     policies: dict[str, Callable[[int], TextPolicy]]
+    step_penalty_coef: float = 0.0
 
 
 def load(name: str) -> Domain:
     """Import the domain ``name`` (lazily: domains stay independent of each other)."""
     if name not in DOMAINS:
         raise KeyError(f"unknown environment {name!r}; known: {', '.join(sorted(DOMAINS))}")
-    mod = importlib.import_module(DOMAINS[name])
-    return Domain(name=name, env=mod.ENV, make_rows=mod.make_rows, policies=dict(mod.POLICIES))
+    entry = DOMAINS[name]
+    mod = importlib.import_module(entry.package)
+    return Domain(
+        name=name,
+        env=mod.ENV,
+        make_rows=mod.make_rows,
+        policies=dict(mod.POLICIES),
+        step_penalty_coef=entry.step_penalty_coef,
+    )
+
+
+def step_penalty_coef(env_cls: type[Environment]) -> float:
+    """The registered coefficient of ``env_cls``'s domain; 0 for environments outside the registry (test domains)."""
+    entry = DOMAINS.get(getattr(env_cls, "name", ""))
+    return entry.step_penalty_coef if entry is not None else 0.0

@@ -11,7 +11,6 @@ def base_cod() -> RunConfig:
     cfg.rollout.group_size = 8
     cfg.rollout.packs_per_step = 8
     cfg.rollout.pack_size = 4
-    cfg.rollout.eval_pack_size = 8
     cfg.rollout.temperature = 1.0
     cfg.rollout.max_prompt_tokens = 10_000
     cfg.rollout.max_response_tokens = 2_000

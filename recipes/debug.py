@@ -28,7 +28,6 @@ def debug_cpu() -> RunConfig:
     cfg.parallel.colocated = True
     cfg.parallel.gpus_per_node = 2
     cfg.env.train_domains = ["hidden_key"]
-    cfg.env.eval_domains = ["hidden_key"]
     cfg.env.num_train_rows = 50_000
     cfg.env.warm_start_steps = 100
     cfg.env.warm_start_lr = 1e-3

@@ -2,7 +2,8 @@
 
 The glue between the data model and the pure tensor functions: it builds ``r_x [L, S]`` / ``r_z [L, S-1]`` from the
 lifecycles, keeps the ones without a judge-format error (dropped whole, spec section 3), and writes each
-episode's advantage back. RED weighs every episode by the tokens it trains on.
+episode's advantage back. A pack left with a single rollout gets advantage 0 (counted), never an error. RED weighs
+every episode by the tokens it trains on.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def assign_credit(lifecycles: list[Lifecycle], cfg: AlgorithmConfig) -> CreditRe
         r_x, r_z, credit=cfg.credit, returns=cfg.returns, gamma=cfg.gamma, window=cfg.window
     )
     pack_ids = torch.tensor([lc.pack.pack_id for lc in kept])
-    adv_x, adv_z = group_advantages(ret_x, ret_z, pack_ids, std_normalization=cfg.std_normalization)
+    # a pack left with one rollout (judge errors, exhausted retries, or G = 1 by design) has A = 0 (spec 4.3)
+    adv_x, adv_z = group_advantages(ret_x, ret_z, pack_ids, std_normalization=cfg.std_normalization, min_group_size=1)
+    single = int((torch.unique(pack_ids, return_counts=True)[1] == 1).sum())
     episodes: list[Episode] = []
     values: list[float] = []
     for i, lc in enumerate(kept):
@@ -67,6 +70,7 @@ def assign_credit(lifecycles: list[Lifecycle], cfg: AlgorithmConfig) -> CreditRe
     metrics = {f"credit/{k}": float(v) for k, v in metrics.items()} | {
         "credit/kept_lifecycles": float(len(kept)),
         "credit/dropped_lifecycles": float(len(lifecycles) - len(kept)),
+        "credit/single_rollout_packs": float(single),
         "credit/solve_reward_mean": float(r_x.mean()),
     }
     return CreditResult(episodes, len(lifecycles) - len(kept), temperature, metrics)

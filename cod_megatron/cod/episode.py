@@ -63,6 +63,10 @@ class Episode:
     """The model's output was malformed (it got the spec's defined reward and feedback)."""
     judge_error: bool = False
     """A judge model's output was malformed (Learn2Ask): the whole lifecycle is dropped."""
+    outcome: float | None = None
+    """Solve episodes: the environment's raw outcome before the step penalty (``reward`` is r_x, after it)."""
+    penalty: float = 0.0
+    """Solve episodes: the length/step penalty taken off a positive outcome (spec 3.1; logged apart, R4)."""
     advantage: float | None = None
     """Set by credit assignment."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -56,6 +57,37 @@ def update_reward(parsed: bool, hint_penalty: float = 0.1) -> float:
     if hint_penalty < 0:
         raise ValueError(f"update_reward: hint_penalty must be >= 0, got {hint_penalty}")
     return 0.0 if parsed else -float(hint_penalty)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardRule:
+    """How an episode's environment outcome becomes its reward r_x / r_z (spec 3.1, 3.3).
+
+    Built once per run from the recipe and the domain's registry entry (``rollout.rewards.reward_rule``); the
+    lifecycle runner applies it, so every caller (training, in-loop and checkpoint evaluation) scores alike.
+    """
+
+    step_penalty_coef: float = 0.0
+    """The solve length-penalty coefficient: 0.1 on FrozenLake-Obscure and Alchemy-Random, 0 elsewhere."""
+    len_zero_penalty: int = 1_000_000
+    len_full_penalty: int = 2_000_000
+    hint_penalty: float = 0.1
+
+    def solve(self, outcome: float, turn_response_tokens: Sequence[int], turns_used: int, turn_budget: int) -> float:
+        """r_x of a solve episode that used ``turns_used`` of ``turn_budget`` turns."""
+        return solve_reward(
+            outcome,
+            turn_response_tokens,
+            turns_used,
+            turn_budget,
+            step_penalty_coef=self.step_penalty_coef,
+            len_zero_penalty=self.len_zero_penalty,
+            len_full_penalty=self.len_full_penalty,
+        )
+
+    def update(self, parsed: bool) -> float:
+        """r_z of an update episode."""
+        return update_reward(parsed, self.hint_penalty)
 
 
 def total_reward(r_x: torch.Tensor, decay: float = 1.0) -> torch.Tensor:

@@ -54,7 +54,6 @@ class RolloutConfig:
     """Packs sampled per explorer step (32 raw tasks = 8 packs of 4)."""
     pack_size: int = 4
     """S: tasks per pack in training."""
-    eval_pack_size: int = 8
     temperature: float = 1.0
     max_prompt_tokens: int = 10_000
     max_response_tokens: int = 2_000
@@ -92,7 +91,6 @@ class RolloutConfig:
             "group_size",
             "packs_per_step",
             "pack_size",
-            "eval_pack_size",
             "max_prompt_tokens",
             "max_response_tokens",
             "max_model_len",
@@ -158,7 +156,12 @@ class AlgorithmConfig:
     loss_agg: Literal["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"] = "token_mean"
     hint_penalty: float = 0.1
     """Update-episode format penalty (r_z = -hint_penalty on a parse failure)."""
-    step_penalty_coef: float = 0.1
+    step_penalty_coef: float | None = None
+    """Solve length-penalty coefficient (spec 3.1); None: the domain's own (its registry entry)."""
+    len_zero_penalty: int = 1_000_000
+    """Response tokens per turn below which the token ramp of the length penalty is 0 (dead at the defaults)."""
+    len_full_penalty: int = 2_000_000
+    """Response tokens per turn at which the token ramp reaches 1."""
     packing_strategy: Literal["cod", "ralph_sample", "ralph_full"] = "cod"
 
     def check(self, p: str = "algorithm") -> None:
@@ -172,8 +175,12 @@ class AlgorithmConfig:
         )
         require(0 <= self.clip_eps_low < 1, f"{p}.clip_eps_low", "must be in [0, 1)")
         require(self.clip_eps_high >= 0, f"{p}.clip_eps_high", "must be >= 0")
-        for name in ("kl_coef", "entropy_coef", "hint_penalty", "step_penalty_coef"):
+        for name in ("kl_coef", "entropy_coef", "hint_penalty"):
             require(getattr(self, name) >= 0, f"{p}.{name}", "must be >= 0")
+        coef = self.step_penalty_coef
+        require(coef is None or coef >= 0, f"{p}.step_penalty_coef", "must be >= 0 (or None: the domain's own)")
+        require(self.len_zero_penalty >= 0, f"{p}.len_zero_penalty", "must be >= 0")
+        require(self.len_full_penalty > self.len_zero_penalty, f"{p}.len_full_penalty", "must exceed len_zero_penalty")
 
 
 @dataclass(kw_only=True)
@@ -181,7 +188,6 @@ class EnvConfig:
     """Which CoD domains are trained and evaluated (the environments live in ``envs/``)."""
 
     train_domains: list[str] = field(default_factory=lambda: ["frozenlake_obscure"])
-    eval_domains: list[str] = field(default_factory=lambda: ["frozenlake_obscure", "alchemy_random"])
     setting: Literal["easy", "hard"] = "easy"
     num_train_rows: int = 50_000
     data_seed: int = 0
@@ -211,6 +217,9 @@ class OptimizerConfig:
     lr: float = 1e-6
     min_lr: float = 0.0
     warmup_steps: int = 0
+    """Linear warmup from 0 over this many steps (megatron-core's OptimizerParamScheduler)."""
+    lr_decay_style: Literal["constant", "linear", "cosine"] = "constant"
+    """After the warmup: constant at ``lr``, or decay to ``min_lr`` at ``run.steps``."""
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -235,7 +244,11 @@ class OptimizerConfig:
 
 @dataclass(kw_only=True)
 class EvalConfig:
-    """Periodic evaluation on held-out pack seeds (test rows), one rollout per pack (spec 10.1)."""
+    """Periodic evaluation of the training domain on held-out pack seeds (test rows), one rollout per pack (spec 10.1).
+
+    Other domains (cross-domain, spec 10.4) are evaluated from a checkpoint: ``python -m cod_megatron.eval --env
+    NAME --policy <checkpoint dir>``.
+    """
 
     interval: int = 0
     """Evaluate every N trainer steps (and at step 0 and the last step); 0 disables evaluation."""

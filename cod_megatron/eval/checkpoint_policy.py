@@ -46,6 +46,7 @@ def checkpoint_rollouts(
     from cod_megatron.rollout.embedded import EmbeddedEngine
     from cod_megatron.rollout.manager import RolloutManager
     from cod_megatron.rollout.renderers import renderer_for
+    from cod_megatron.rollout.rewards import reward_rule
     from cod_megatron.rollout.weight_sync import WeightSync
 
     cfg = load_run_config(ckpt)
@@ -66,6 +67,8 @@ def checkpoint_rollouts(
         max_new_tokens=cfg.rollout.max_response_tokens,
         temperature=temperature,
         run_seed=seed,
+        rewards=reward_rule(cfg.algorithm, domain),
+        length_limit=cfg.rollout.response_length_restraint,
     )
     result = manager.run(
         [fp.pack for fp in packs],

@@ -10,6 +10,7 @@ from megatron.core import parallel_state
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
 from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
@@ -109,6 +110,19 @@ class PolicyTrainer:
             ),
             self.model,
         )
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer,
+            init_lr=0.0 if o.warmup_steps else o.lr,
+            max_lr=o.lr,
+            min_lr=o.min_lr,
+            lr_warmup_steps=o.warmup_steps,
+            lr_decay_steps=max(cfg.run.steps, o.warmup_steps + 1),
+            lr_decay_style=o.lr_decay_style,
+            start_wd=o.weight_decay,
+            end_wd=o.weight_decay,
+            wd_incr_steps=1,
+            wd_incr_style="constant",
+        )
         self.tconfig.finalize_model_grads_func = finalize_model_grads
         self.tconfig.no_sync_func = [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
         self.step = 0
@@ -193,6 +207,7 @@ class PolicyTrainer:
         metrics = self._run(batches, forward_only=False, denominators=denominators)
         ok, grad_norm, _ = self.optimizer.step()
         self.step += 1
+        self.scheduler.step(increment=1)
         return metrics | {"grad_norm": float(grad_norm or 0.0), "update_ok": float(bool(ok))}
 
     @torch.no_grad()
@@ -237,3 +252,5 @@ class PolicyTrainer:
             self.optimizer if with_optimizer else None,
             distributed=self.cfg.optimizer.use_distributed_optimizer,
         )
+        self.scheduler.num_steps = 0
+        self.scheduler.step(increment=self.step)  # the schedule is a function of the step: nothing else to restore

@@ -11,9 +11,11 @@ Hints: delimited hints keep the previous hint on a parse failure (R1) and earn t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from cod_envs import registry
 from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
 from cod_megatron.cod.episode import Episode, Lifecycle, Pack
 from cod_megatron.cod.hints import (
@@ -25,7 +27,7 @@ from cod_megatron.cod.hints import (
     render_trajectory,
     update_hint,
 )
-from cod_megatron.cod.rewards import update_reward
+from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation
 from cod_megatron.rollout.engine import RolloutEngine, SamplingParams
 
@@ -43,8 +45,15 @@ class Responder(Protocol):
         """Append an observation and return the next response text."""
         ...
 
-    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False) -> None:
-        """Close the episode with its reward (``judge_error``: the judge's verdict was unusable, spec 3)."""
+    def response_tokens(self) -> list[int]:
+        """Response tokens of each model turn of the current episode (the length penalty's token ramp)."""
+        ...
+
+    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False, **scored: float) -> None:
+        """Close the episode with its reward (``judge_error``: the judge's verdict was unusable, spec 3).
+
+        ``scored``: a solve episode's ``outcome`` (the environment's raw reward) and ``penalty`` (spec R4).
+        """
         ...
 
 
@@ -61,6 +70,12 @@ class TextEpisodeTrace:
     format_error: bool = False
     turns_used: int = 0
     judge_error: bool = False
+    outcome: float | None = None
+    """Solve episodes: the environment's raw outcome, before the step penalty (``reward`` is after it)."""
+    penalty: float = 0.0
+    """Solve episodes: the length/step penalty taken off a positive outcome."""
+    turn_budget: int = 0
+    """Solve episodes: the environment's turn budget (the penalty's denominator)."""
 
 
 @dataclass
@@ -92,8 +107,14 @@ def run_lifecycle(
     env_task_idx: list[int] | None = None,
     length_limit: int | None = None,
     hint_visible: bool = True,
+    rewards: RewardRule | None = None,
 ) -> TextLifecycle:
-    """S = len(rows) solve episodes and S - 1 update episodes with one caller-owned pack state."""
+    """S = len(rows) solve episodes and S - 1 update episodes with one caller-owned pack state.
+
+    ``rewards``: how outcomes become r_x / r_z; None uses the domain's registered step penalty and the spec's
+    hint penalty.
+    """
+    rule = rewards if rewards is not None else RewardRule(step_penalty_coef=registry.step_penalty_coef(env_cls))
     state, out = PackState(), TextLifecycle()
     initial = env_cls.initial_hint() or INITIAL_HINT
     hint, size = initial, len(rows)
@@ -122,20 +143,26 @@ def run_lifecycle(
             responses.append(responder.follow(result.observation))
         feedback = env.final_feedback() or result.feedback
         judge_error = bool(getattr(env, "judge_error", False))
-        responder.end(result.reward, feedback, result.format_error, judge_error)
+        budget = env.max_turns
+        r_x = rule.solve(result.reward, responder.response_tokens(), result.turns_used, budget)
+        penalty = result.reward - r_x if result.reward > 0 else 0.0
+        responder.end(r_x, feedback, result.format_error, judge_error, outcome=result.reward, penalty=penalty)
         out.hints.append(hint)
-        out.solve_rewards.append(result.reward)
+        out.solve_rewards.append(r_x)
         out.episodes.append(
             TextEpisodeTrace(
                 kind="solve",
                 position=j,
                 prompt=prompt,
                 responses=responses,
-                reward=result.reward,
+                reward=r_x,
                 feedback=feedback,
                 format_error=result.format_error,
                 turns_used=result.turns_used,
                 judge_error=judge_error,
+                outcome=result.reward,
+                penalty=penalty,
+                turn_budget=budget,
             )
         )
         if j == size - 1 or judge_error:  # a judge error drops the lifecycle: no point going on
@@ -158,7 +185,7 @@ def run_lifecycle(
         else:
             upd = update_hint(hint, response)
             parsed, hint = upd.parsed, upd.hint
-        r_z = update_reward(parsed)
+        r_z = rule.update(parsed)
         responder.end(r_z, "", not parsed)
         out.update_rewards.append(r_z)
         out.episodes.append(
@@ -179,22 +206,29 @@ class TextResponder:
     """Answers with a text policy; keeps the conversation so far for multi-turn episodes."""
 
     policy: TextPolicy
+    count_tokens: Callable[[str], int] = lambda text: len(text.split())
+    """Text policies have no tokenizer: whitespace words stand in for tokens in the (normally dead) token ramp."""
     _messages: list[dict[str, str]] = field(default_factory=list)
+    _replies: list[str] = field(default_factory=list)
 
     def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
-        self._messages = _as_messages(prompt)
+        self._messages, self._replies = _as_messages(prompt), []
         return self._reply()
 
     def follow(self, observation: str) -> str:  # noqa: D102
         self._messages.append({"role": "user", "content": observation})
         return self._reply()
 
-    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False) -> None:  # noqa: D102
+    def response_tokens(self) -> list[int]:  # noqa: D102
+        return [self.count_tokens(t) for t in self._replies]
+
+    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False, **scored: float) -> None:  # noqa: D102
         self._messages = []
 
     def _reply(self) -> str:
         text = self.policy(list(self._messages))
         self._messages.append({"role": "assistant", "content": text})
+        self._replies.append(text)
         return text
 
 
@@ -207,6 +241,7 @@ def run_text_lifecycle(
     env_task_idx: list[int] | None = None,
     length_limit: int | None = None,
     hint_visible: bool = True,
+    rewards: RewardRule | None = None,
 ) -> TextLifecycle:
     """The lifecycle driven by a text policy (evaluation, scripted reference policies, served models)."""
     return run_lifecycle(
@@ -217,6 +252,7 @@ def run_text_lifecycle(
         env_task_idx=env_task_idx,
         length_limit=length_limit,
         hint_visible=hint_visible,
+        rewards=rewards,
     )
 
 
@@ -242,9 +278,10 @@ class TokenResponder:
     _logprobs: list[float] = field(default_factory=list)
     _cap: int | None = None
     _calls: int = 0
+    _turn_tokens: list[int] = field(default_factory=list)
 
     def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
-        self._key, self._logprobs = (kind, position), []
+        self._key, self._logprobs, self._turn_tokens = (kind, position), [], []
         self._cap = max_tokens
         if isinstance(prompt, str):  # plain-text prompt: encoded as is, no chat template (HiddenKey)
             self._conv = None
@@ -261,7 +298,10 @@ class TokenResponder:
         self._logprobs += [0.0] * (len(self._conv.token_ids) - len(self._logprobs))
         return self._generate(self._conv.prompt_ids, self._conv.messages)
 
-    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False) -> None:  # noqa: D102
+    def response_tokens(self) -> list[int]:  # noqa: D102
+        return list(self._turn_tokens)
+
+    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False, **scored: float) -> None:  # noqa: D102
         if self._conv is not None:
             ids, gen, turns = self._conv.token_ids, self._conv.generated, self._conv.turn_ids
         else:
@@ -282,6 +322,8 @@ class TokenResponder:
                 feedback=feedback,
                 format_error=format_error,
                 judge_error=judge_error,
+                outcome=scored.get("outcome"),
+                penalty=scored.get("penalty", 0.0),
             )
         )
 
@@ -293,6 +335,7 @@ class TokenResponder:
             params = replace(params, seed=call_seed(params.seed, self._calls))
         self._calls += 1
         gen = self.engine.generate(prompt_ids, params, messages)
+        self._turn_tokens.append(len(gen.token_ids))
         text = gen.text if gen.text is not None else self.renderer.decode_response(gen.token_ids)
         self._logprobs += [0.0] * (len(prompt_ids) - len(self._logprobs)) + list(gen.logprobs)
         if self._conv is not None:
@@ -314,6 +357,7 @@ def run_token_lifecycle(
     env_task_idx: list[int] | None = None,
     length_limit: int | None = None,
     hint_visible: bool = True,
+    rewards: RewardRule | None = None,
 ) -> tuple[Lifecycle, TextLifecycle]:
     """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
     text trace."""
@@ -326,5 +370,6 @@ def run_token_lifecycle(
         env_task_idx=env_task_idx,
         length_limit=length_limit,
         hint_visible=hint_visible,
+        rewards=rewards,
     )
     return Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes), trace

@@ -20,6 +20,7 @@ from typing import Any
 
 from cod_envs.base import Environment
 from cod_megatron.cod.episode import Lifecycle, Pack
+from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.rollout.batcher import LockstepBatcher
 from cod_megatron.rollout.engine import SamplingParams
 from cod_megatron.rollout.lifecycle import TextLifecycle, run_token_lifecycle
@@ -62,10 +63,15 @@ class RolloutManager:
         run_seed: int,
         retries: int = 2,
         on_restart: Callable[[Any], None] | None = None,
+        rewards: RewardRule | None = None,
+        length_limit: int | None = None,
     ):
+        """``rewards``: the run's reward rule (None: the domain's defaults); ``length_limit``: the response length
+        the prompts ask for (``rollout.response_length_restraint``, spec 2.7)."""
         self.engines, self.env_cls, self.renderer = engines, env_cls, renderer
         self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
         self.retries, self.on_restart = retries, on_restart
+        self.rewards, self.length_limit = rewards, length_limit
 
     def run(
         self,
@@ -112,6 +118,8 @@ class RolloutManager:
                             params=params,
                             hint_visible=hint_visible,
                             env_task_idx=env_task_idx[k] if env_task_idx else None,
+                            length_limit=self.length_limit,
+                            rewards=self.rewards,
                         )
                         return
                     except Exception as exc:

@@ -28,6 +28,10 @@ def rollout_metrics(result: RolloutResult) -> dict[str, float]:
     solves = [e for lc in lcs for e in lc.solves()]
     updates = [e for lc in lcs for e in lc.updates()]
     out["rollout/solve_format_error"] = sum(e.format_error for e in solves) / len(solves)
+    outcomes = [e.outcome for e in solves if e.outcome is not None]
+    if outcomes:  # spec R4: the raw outcome and the step penalty apart, beside r_x (reward_pos_<k>)
+        out["rollout/solve_outcome"] = sum(outcomes) / len(outcomes)
+        out["rollout/solve_penalty"] = sum(e.penalty for e in solves) / len(solves)
     if updates:
         out["rollout/hint_parse_failure"] = sum(e.format_error for e in updates) / len(updates)
         out["rollout/update_tokens"] = sum(e.num_generated for e in updates) / len(updates)

@@ -23,7 +23,6 @@ B_RANGE = (0.35, 1.5)
 HORIZON = 12
 CONTROL_PENALTY = 0.03
 VELOCITY_WEIGHT = 2.0
-FORMAT_ERROR_REWARD = -0.1
 STATE_KEY = "optimal_control.previous_policy"
 """Where the last successfully executed policy lives in the caller-owned ``PackState.data``."""
 
@@ -216,6 +215,8 @@ class OptimalControl(Environment):
     """One Optimal Control task: a, b from the pack seed, initial state and target from the row; one turn."""
 
     name: ClassVar[str] = "optimal_control"
+    format_error_reward: ClassVar[float] = -0.1
+    """Spec 9.5: an unparseable submission scores -0.1 (a runtime failure of a parsed expression scores 0)."""
     include_previous_control_policy: ClassVar[bool] = False
     """Default of the row flag ``include_previous_control_policy`` (spec 9.5)."""
 
@@ -267,7 +268,7 @@ class OptimalControl(Environment):
         try:
             expr = parse_submission(self.raw_response)
         except ExpressionError as exc:
-            return self._finish(FORMAT_ERROR_REWARD, FORMAT_ERROR_FEEDBACK.format(detail=exc), format_error=True)
+            return self._finish(self.format_error_reward, FORMAT_ERROR_FEEDBACK.format(detail=exc), format_error=True)
         self.expression = expr
         try:
             rollout = simulate(

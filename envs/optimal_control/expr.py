@@ -144,7 +144,9 @@ def _check(node: ast.AST) -> None:
         value = node.value
         if type(value) not in (int, float):
             raise ExpressionError(f"only numeric constants are allowed, got {type(value).__name__}")
-        if not math.isfinite(value) or abs(value) > MAX_CONSTANT:
+        # Magnitude first: an int is compared exactly, whereas math.isfinite would convert it to float and raise
+        # OverflowError beyond ~1.8e308 (a 310-digit literal); NaN fails the isfinite check that follows.
+        if abs(value) > MAX_CONSTANT or not math.isfinite(value):
             raise ExpressionError(f"numeric constants must be finite with magnitude at most {MAX_CONSTANT:g}")
     elif isinstance(node, ast.Name):
         if node.id not in VARIABLES or not isinstance(node.ctx, ast.Load):

@@ -85,6 +85,15 @@ def condition_number(theta: np.ndarray) -> float:
     return KAPPA_CAP if not math.isfinite(kappa) else min(kappa, KAPPA_CAP)
 
 
+def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``matrix^-1 rhs``; a singular system (``<alpha>0</alpha>`` on fewer points than terms) gets the minimum-norm
+    least-squares solution instead of numpy's LinAlgError, so a legal argument never crashes the step."""
+    try:
+        return np.linalg.solve(matrix, rhs)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(matrix, rhs, rcond=None)[0]
+
+
 def screen(theta: np.ndarray, y: np.ndarray, alpha: float, threshold: float) -> list[int]:
     """Ridge on unit-norm columns, repeatedly dropping terms whose (rescaled) coefficient is below the threshold."""
     norms = np.linalg.norm(theta, axis=0)
@@ -93,7 +102,7 @@ def screen(theta: np.ndarray, y: np.ndarray, alpha: float, threshold: float) -> 
         if not active:
             break
         a = theta[:, active] / norms[active]
-        w = np.linalg.solve(a.T @ a + alpha * np.eye(len(active)), a.T @ y)
+        w = _solve(a.T @ a + alpha * np.eye(len(active)), a.T @ y)
         coef = w / norms[active]
         keep = [k for k, c in zip(active, coef, strict=True) if abs(c) >= threshold]
         if keep == active:
@@ -103,7 +112,7 @@ def screen(theta: np.ndarray, y: np.ndarray, alpha: float, threshold: float) -> 
 
 
 def _least_squares(a: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.linalg.solve(a.T @ a + REFIT_RIDGE * np.eye(a.shape[1]), a.T @ y)
+    return _solve(a.T @ a + REFIT_RIDGE * np.eye(a.shape[1]), a.T @ y)
 
 
 def fit_support(

@@ -69,6 +69,17 @@ def count_nodes(node: Node) -> int:
     return 1 + sum(count_nodes(c) for c in node.children.values())
 
 
+def height(node: Node) -> int:
+    """Levels in a subtree (1 for a file or an empty directory); iterative, so it is safe on any tree."""
+    best, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        best = max(best, level)
+        if isinstance(current, Dir):
+            stack.extend((child, level + 1) for child in current.children.values())
+    return best
+
+
 def clone_tree(node: Node, owner: str | None = None) -> Node:
     """A deep copy of a subtree."""
     if isinstance(node, File):
@@ -158,10 +169,15 @@ class VFS:
         parent.children[path[-1]] = Dir(owner=owner)
 
     def put(self, path: Path, node: Node) -> None:
-        """Place a node at a path whose parent exists, replacing a file there (never a directory)."""
+        """Place a node at a path whose parent exists, replacing a file there (never a directory).
+
+        Every node of the placed subtree must end up within MAX_DEPTH, so no tree is ever deeper than MAX_DEPTH and
+        the recursive helpers above (``count_nodes``, ``clone_tree``, ``walk_files``) stay far from the recursion
+        limit however often trees are moved under each other.
+        """
         if not path:
             raise FsError("isdir", path)
-        if len(path) > MAX_DEPTH:
+        if len(path) + height(node) - 1 > MAX_DEPTH:  # the subtree's depth too: mv/cp/scp place whole trees
             raise FsError("toolong", path)
         parent = self.parent(path)
         old = parent.children.get(path[-1])

@@ -88,3 +88,20 @@ def test_incomplete_lifecycle_is_rejected():
     lc.episodes.pop()
     with pytest.raises(ValueError, match="update episodes"):
         assign_credit([lc, lifecycle(0, 1, [0.0, 1.0], [0.0])], AlgorithmConfig())
+
+
+def test_a_pack_left_with_one_rollout_gets_advantage_zero_and_is_counted():
+    # pack 0 lost a rollout to a judge error, pack 1 has only one rollout left after retries (spec 4.3: G = 1 -> A = 0)
+    lcs = [
+        lifecycle(0, 0, [1.0, 0.0], [0.0]),
+        lifecycle(0, 1, [0.0, 1.0], [0.0], judge_error=True),
+        lifecycle(1, 0, [1.0, 1.0], [-0.1]),
+        lifecycle(1, 1, [0.0, 1.0], [0.0]),
+    ]
+    res = assign_credit(lcs, AlgorithmConfig(adaptive_red=False))
+    assert {e.advantage for e in lcs[0].episodes} == {0.0}
+    assert any(e.advantage != 0.0 for e in lcs[2].episodes)
+    assert res.metrics["credit/single_rollout_packs"] == 1.0
+    assert res.metrics["credit/dropped_lifecycles"] == 1.0
+    alone = assign_credit([lifecycle(3, 0, [1.0, 0.0], [0.0])], AlgorithmConfig())
+    assert {e.advantage for e in alone.episodes} == {0.0} and alone.metrics["credit/single_rollout_packs"] == 1.0

@@ -82,6 +82,10 @@ def test_bad_override_names_the_field(item, field):
         ("parallel.cp=2 parallel.dp=2 parallel.ep=3 parallel.engines=4", "parallel.ep"),  # ep must divide dp*cp
         ("rollout.engine=sglang", "rollout.engine"),
         ("model.num_query_groups=3", "model.num_query_groups"),
+        ("algorithm.step_penalty_coef=-0.1", "algorithm.step_penalty_coef"),
+        ("algorithm.hint_penalty=-1", "algorithm.hint_penalty"),
+        ("algorithm.len_zero_penalty=10 algorithm.len_full_penalty=10", "algorithm.len_full_penalty"),
+        ("optimizer.lr_decay_style=cosine optimizer.min_lr=1", "optimizer.min_lr"),
     ],
 )
 def test_bad_value_fails_validation_with_dotted_name(item, field):

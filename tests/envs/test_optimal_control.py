@@ -461,3 +461,17 @@ def test_simulate_is_pure():
     expr = parse_expression("0.2 * (x_target - x) - 0.5 * v")
     r1 = simulate(expr, 0.9, -0.7, 0.1, 0.2, 3.0, 0.0, 12)
     assert r1 == simulate(expr, 0.9, -0.7, 0.1, 0.2, 3.0, 0.0, 12) and len(r1.us) == 12
+
+
+@pytest.mark.parametrize(
+    "numeral", ["1" * 400, "-" + "9" * 1990, "1" * 309 + " * x", "clip(1" + "0" * 400 + ", -1, 1)"]
+)
+def test_integer_literal_beyond_float_range_is_a_format_error(numeral):
+    """Issue 13: ``math.isfinite`` on an int above ~1.8e308 raised OverflowError out of ``step``."""
+    with pytest.raises(ExpressionError, match="magnitude"):
+        parse_expression(numeral)
+    env = make_env()
+    res = env.step(submit(numeral))
+    assert res.done and res.format_error and res.reward == -0.1 == OptimalControl.format_error_reward
+    assert res.turns_used == 1 and "Invalid controller submission" in res.feedback and "magnitude" in res.feedback
+    assert env.step(submit("0")) is res

@@ -423,3 +423,15 @@ def test_curves_oracle_rises_and_hint_blind_rises_through_pack_evidence():
     ]
     assert max(map(max, random_rewards)) < min(means[1:])
     assert gap_stats(random_rewards)[0] <= 0.1
+
+
+@pytest.mark.parametrize("alpha", ["0", "0.0", "1e-300"])
+@pytest.mark.parametrize("points", [[(0.5, 0.5)], [(0.999999, 1.0), (0.999999, 1.0)]])
+def test_singular_ridge_screening_is_no_exception(alpha, points):
+    """Issue 13: ``<alpha>0</alpha>`` on fewer points than terms made ``np.linalg.solve`` raise LinAlgError."""
+    for threshold in ("0", "1000"):
+        env = make_env()
+        env.step(sample(*points))
+        res = env.step(regress(extra=f"<alpha>{alpha}</alpha><threshold>{threshold}</threshold>"))
+        assert not res.done and not res.format_error and res.reward == 0.0
+        assert res.feedback.startswith(("Sparse regression on merged_all", "Error: every candidate"))

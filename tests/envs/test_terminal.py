@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cod_envs.base import PackState, TaskContext
-from cod_envs.terminal import ENV, POLICIES, TASK_TYPES, generate_task, make_rows, pack_layout
+from cod_envs.terminal import ENV, POLICIES, TASK_TYPES, generate_task, make_rows, pack_layout, vfs
 from cod_envs.terminal import policies as pol
 from cod_envs.terminal.data import main as data_main
 from cod_envs.terminal.machine import Machine, home_of
@@ -500,3 +500,33 @@ def test_default_setting_curves_are_reported():
         assert len(means[name]) == 8 and all(0.0 <= m <= 1.0 for m in means[name])
         gap_stats(rewards)
     assert sum(means["random"]) < sum(means["hint-blind"]) <= sum(means["oracle"]) + 0.2
+
+
+def _height(node) -> int:
+    stack, best = [(node, 1)], 0
+    while stack:
+        current, depth = stack.pop()
+        best = max(best, depth)
+        stack.extend((c, depth + 1) for c in getattr(current, "children", {}).values())
+    return best
+
+
+def test_moving_trees_under_each_other_cannot_nest_past_the_depth_cap():
+    """Issue 13: ``mv`` only checked the destination path, so alternately moving two deep trees under each other
+    built a tree hundreds of levels deep and ``count_nodes`` raised RecursionError out of ``step``."""
+    env = forced("upload", "linux")
+    a, b = "/".join(["a"] * 46), "/".join(["b"] * 46)
+    segments, src, dst = [], "/t", f"/u/{b}"
+    for _ in range(24):
+        segments.append(f"mv {src} {dst}")
+        segments.append(f"mkdir -p /{src[1:]}/{a if src == '/t' else b}")
+        src, dst = ("/u", f"/t/{a}") if src == "/t" else ("/t", f"/u/{b}")
+    lines = [f"cd / && mkdir -p /t/{a} && mkdir -p /u/{b}"]
+    lines += [" ; ".join(segments[i : i + 8]) for i in range(0, len(segments), 8)]
+    lines += ["rm -rf /t /u", "ls /"]
+    for line in lines:
+        res = env.step(answer(line))
+        assert isinstance(res.feedback, str) and not res.format_error
+    assert _height(env.local.fs.root) <= vfs.MAX_DEPTH + 1
+    out = shell().run(f"mkdir -p /t/{a} /u/{b} && mv /t /u/{b}")
+    assert "File name too long" in out
