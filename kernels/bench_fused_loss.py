@@ -60,7 +60,7 @@ def _git_sha() -> str:
 def _providers(cpu_smoke: bool) -> dict[str, Provider]:
     """name -> ``f(hidden, weight, labels, mask) -> scalar loss``; the kernel module is imported only here."""
     from cod_kernels.fused_linear_logprob import fused_linear_logprob
-    from cod_kernels.reference import chunked_linear_logprob, materialized_linear_logprob
+    from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
 
     def with_weights(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> Provider:
         def loss(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from cod_kernels.fused_linear_logprob import KernelConfig, fused_linear_logprob
-from cod_kernels.reference import materialized_linear_logprob
+from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch

@@ -8,8 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from cod_kernels.fused_linear_logprob import CPU_CONFIG, KernelConfig, fused_linear_logprob
+from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
 from cod_kernels.fused_policy_loss import fused_packed_policy_loss, reference_packed_policy_loss
-from cod_kernels.reference import chunked_linear_logprob, materialized_linear_logprob
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import synthetic_packed_batch
 from cod_megatron.policy.loss import step_denominators
