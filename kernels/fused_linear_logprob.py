@@ -31,7 +31,7 @@ import triton.language as tl
 
 @dataclass(frozen=True)
 class KernelConfig:
-    """Tile sizes and launch knobs (GPU defaults are untuned first guesses for H100; see bench_fused_loss)."""
+    """Tile sizes and launch knobs (GPU defaults are untuned first guesses for H100; see bench_fused_linear_logprob)."""
 
     block_m: int = 128
     block_n: int = 128

@@ -172,14 +172,14 @@ def test_tp2_matches_tp1():
 
 # ---- the benchmark script ------------------------------------------------------------------------------------
 def test_bench_cpu_smoke_writes_csv(tmp_path):
-    from cod_kernels import bench_fused_loss
+    from cod_kernels import bench_fused_linear_logprob
 
     path = tmp_path / "kernels.csv"
-    rows = bench_fused_loss.main(["--cpu-smoke", "--csv", str(path)])
+    rows = bench_fused_linear_logprob.main(["--cpu-smoke", "--csv", str(path)])
     assert rows
     with open(path) as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == bench_fused_loss.COLUMNS
+    assert list(table[0]) == bench_fused_linear_logprob.COLUMNS
     assert {"kernel", "provider", "mode", "metric", "T", "H", "V", "p50", "p20", "p80", "gpu", "git_sha"} <= set(
         table[0]
     )
