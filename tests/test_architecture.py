@@ -118,30 +118,27 @@ def cross(edges: list[Edge]) -> list[Edge]:
 
 # ---- the rules: each returns its offending edges (or cycles) as readable lines -----------------------------------
 def cycles(edges: list[Edge]) -> list[str]:
-    """Cycles among project nodes: each one ``a -> b -> a`` with the file:line of every hop."""
-    graph: dict[str, dict[str, Edge]] = {}
-    for e in cross(edges):
-        if node(e.target).startswith("cod_"):
-            graph.setdefault(node(e.module), {}).setdefault(node(e.target), e)
-    found, state, stack = [], {}, []
+    """Strongly connected groups of project nodes, each with every edge that keeps it a cycle (file:line)."""
+    inner = [e for e in cross(edges) if node(e.target).startswith("cod_")]
+    graph: dict[str, set[str]] = {}
+    for e in inner:
+        graph.setdefault(node(e.module), set()).add(node(e.target))
 
-    def visit(n: str) -> None:
-        state[n] = "open"
-        stack.append(n)
-        for m in sorted(graph.get(n, {})):
-            if state.get(m) == "open":
-                loop = [*stack[stack.index(m) :], m]
-                hops = "; ".join(str(graph[a][b]) for a, b in zip(loop, loop[1:], strict=False))
-                found.append(f"{' -> '.join(loop)}  [{hops}]")
-            elif m not in state:
-                visit(m)
-        stack.pop()
-        state[n] = "done"
+    def reach(n: str) -> set[str]:
+        seen, todo = set(), [n]
+        while todo:
+            for m in graph.get(todo.pop(), set()) - seen:
+                seen.add(m)
+                todo.append(m)
+        return seen
 
-    for n in sorted(graph):
-        if n not in state:
-            visit(n)
-    return found
+    r = {n: reach(n) for n in graph}
+    groups = {frozenset(m for m in r[n] if n in r.get(m, ())) for n in graph if n in r[n]}
+    return [
+        f"cycle among {', '.join(sorted(g))}:"
+        + "".join(f"\n    {e}" for e in inner if node(e.module) in g and node(e.target) in g)
+        for g in sorted(groups, key=sorted)
+    ]
 
 
 def recipe_importers(edges: list[Edge]) -> list[str]:
@@ -208,7 +205,7 @@ def test_checker_catches_a_cycle_through_relative_and_lazy_imports():
         "cod_megatron/policy/util.py": "",
     }
     (found,) = cycles(collect(fake))
-    assert found.startswith("cod_kernels -> cod_megatron.policy -> cod_kernels")
+    assert found.startswith("cycle among cod_kernels, cod_megatron.policy:")
     assert "kernels/op.py:2" in found and "cod_megatron/policy/loss.py:2" in found
 
 
@@ -254,4 +251,4 @@ if __name__ == "__main__":
     edges = tree_edges(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)
     for rule, fn in RULES.items():
         bad = fn(edges)
-        print(f"{'FAIL' if bad else 'ok  '} {rule}" + "".join(f"\n       {b}" for b in bad))
+        print(f"{'FAIL' if bad else 'ok  '} {rule}" + "".join("\n       " + b.replace("\n", "\n       ") for b in bad))
