@@ -51,7 +51,7 @@ bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, e
 	$(PY) -m cod_envs.bench --csv docs/benchmarks/cpu_envs.csv
 
 bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / Liger (table, CSV, PNG)
-	$(PY) -m cod_kernels.bench_fused_loss --csv docs/benchmarks/kernels.csv
+	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Fused LM head -> target log-prob and entropy, tiled over the vocabulary: the [T, V/TP] logits never exist.
 
 Legend: T packed tokens, Tm of them in the loss (``mask``), H hidden size, Vl = V/TP this rank's vocab shard that
-starts at global id ``vocab_start``. The math is the one of ``cod_megatron.policy.logprobs`` (the reference):
+starts at global id ``vocab_start``. The math is the one of ``fused_linear_logprob_reference`` (the reference):
 
     logZ = m + log sum_v exp(z_v - m)      log p(y) = z_y - logZ      H = logZ - sum_v p_v z_v
     dz_v = g_logp (1[v=y] - p_v) - g_H p_v (log p_v + H)
@@ -31,7 +31,7 @@ import triton.language as tl
 
 @dataclass(frozen=True)
 class KernelConfig:
-    """Tile sizes and launch knobs (GPU defaults are untuned first guesses for H100; see bench_fused_loss)."""
+    """Tile sizes and launch knobs (GPU defaults are untuned first guesses for H100; see bench_fused_linear_logprob)."""
 
     block_m: int = 128
     block_n: int = 128

@@ -8,11 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from cod_kernels.fused_linear_logprob import CPU_CONFIG, KernelConfig, fused_linear_logprob
-from cod_kernels.fused_policy_loss import fused_packed_policy_loss, reference_packed_policy_loss
-from cod_kernels.reference import chunked_linear_logprob, materialized_linear_logprob
-from cod_megatron.config import AlgorithmConfig
-from cod_megatron.data import synthetic_packed_batch
-from cod_megatron.policy.loss import step_denominators
+from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
 from tests.dist import init_method, spawn
 
 # split vocab programs and unequal forward/backward tiles: the partial-merge path and odd tile edges
@@ -115,65 +111,6 @@ def test_chunked_reference_matches_materialised():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-# ---- the policy loss on top ---------------------------------------------------------------------------------
-CFGS = [
-    AlgorithmConfig(),
-    AlgorithmConfig(policy_loss="ppo", loss_agg="seq_mean_token_mean", kl_coef=0.1, entropy_coef=0.01),
-    AlgorithmConfig(policy_loss="is", loss_agg="seq_mean_token_sum", entropy_coef=0.05, kl_estimator="k3"),
-]
-
-
-def loss_case(v, h, seed=0, dtype=torch.float32):
-    batch = synthetic_packed_batch(seed=seed, n_segments=5, vocab_size=v)
-    g = torch.Generator().manual_seed(seed + 100)
-    t = batch.num_tokens
-    hidden = torch.randn(t, h, generator=g).to(dtype)
-    weight = (torch.randn(v, h, generator=g) * h**-0.5 * 2).to(dtype)
-    with torch.no_grad():
-        lp, _ = materialized_linear_logprob(hidden, weight, batch.labels, upcast=True)
-    batch.old_logprobs = lp + 0.1 * torch.randn(t, generator=g)
-    batch.ref_logprobs = lp + 0.2 * torch.randn(t, generator=g)
-    batch.rollout_logprobs = lp + 0.05 * torch.randn(t, generator=g)
-    return batch, hidden, weight
-
-
-def loss_and_grads(fn, hidden, weight, batch, denom, cfg, **kw):
-    h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
-    loss, n, metrics = fn(h, w, batch, denom, cfg, 0, **kw)
-    loss.backward()
-    return loss.detach(), n, {k: v.detach() for k, v in metrics.items()}, h.grad, w.grad
-
-
-@pytest.mark.parametrize("cfg", CFGS, ids=["rec", "ppo_kl_ent_seqmean", "is_ent_seqsum"])
-def test_fused_policy_loss_matches_trainer_path(cfg):
-    batch, hidden, weight = loss_case(v=97, h=32)
-    denom = step_denominators([batch])
-    f_loss, f_n, f_m, f_gh, f_gw = loss_and_grads(fused_packed_policy_loss, hidden, weight, batch, denom, cfg)
-    r_loss, r_n, r_m, r_gh, r_gw = loss_and_grads(reference_packed_policy_loss, hidden, weight, batch, denom, cfg)
-    assert int(f_n) == int(r_n) == int(batch.loss_mask.sum())
-    assert f_m.keys() == r_m.keys()
-    torch.testing.assert_close(f_loss, r_loss, rtol=1e-5, atol=1e-5)
-    for k in r_m:
-        torch.testing.assert_close(f_m[k], r_m[k], rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
-    torch.testing.assert_close(f_gh, r_gh, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(f_gw, r_gw, rtol=1e-5, atol=1e-5)
-    assert (f_gh[batch.loss_mask == 0] == 0).all()
-
-
-def test_fused_policy_loss_bf16_and_3d_hidden():
-    cfg = CFGS[1]
-    batch, hidden, weight = loss_case(v=64, h=32, seed=5, dtype=torch.bfloat16)
-    denom = step_denominators([batch])
-    f_loss, _, _, f_gh, f_gw = loss_and_grads(fused_packed_policy_loss, hidden[:, None], weight, batch, denom, cfg)
-    r_loss, _, _, r_gh, r_gw = loss_and_grads(
-        reference_packed_policy_loss, hidden, weight, batch, denom, cfg, upcast=True
-    )
-    assert f_gh.shape == (batch.num_tokens, 1, 32)
-    torch.testing.assert_close(f_loss, r_loss, rtol=1e-4, atol=1e-4)
-    close_scaled(f_gh[:, 0], r_gh, 1e-2)
-    close_scaled(f_gw, r_gw, 1e-2)
-
-
 # ---- memory: nothing logits-sized on the kernel path ---------------------------------------------------------
 class LargestAllocation(TorchDispatchMode):
     """Records every op with an output of at least ``limit`` elements of ``dtype`` (counted in bytes: the Triton
@@ -215,16 +152,7 @@ def _tp_worker(rank, world):
         shards = weight.chunk(world)
         start = sum(s.shape[0] for s in shards[:rank])
         kw = dict(vocab_start=start, group=dist.group.WORLD, reduce_hidden_grad=True)
-        values = run(fused(**kw), hidden, shards[rank], labels, mask, w1, w2)
-        cfg = CFGS[1]
-        batch, lh, lw = loss_case(v=203, h=32, seed=8)
-        lshards = lw.chunk(world)
-        denom = step_denominators([batch])
-        lstart = sum(s.shape[0] for s in lshards[:rank])
-        loss = loss_and_grads(
-            fused_packed_policy_loss, lh, lshards[rank], batch, denom, cfg, **(kw | dict(vocab_start=lstart))
-        )
-        return values, loss
+        return run(fused(**kw), hidden, shards[rank], labels, mask, w1, w2)
     finally:
         dist.destroy_process_group()
 
@@ -235,35 +163,23 @@ def test_tp2_matches_tp1():
     data = case(*TP_SHAPE, seed=7)
     ref = run(oracle, *data)
     tp1 = run(fused(), *data)
-    for values, _ in out:
+    for values in out:
         for a, b in zip(values[:3], ref[:3], strict=True):  # logp, entropy, the summed hidden gradient
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat([v[3] for v, _ in out]), tp1[3], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat([v[3] for v, _ in out]), ref[3], rtol=1e-5, atol=1e-5)
-
-    batch, lh, lw = loss_case(v=203, h=32, seed=8)
-    loss, n, metrics, gh, gw = loss_and_grads(
-        fused_packed_policy_loss, lh, lw, batch, step_denominators([batch]), CFGS[1]
-    )
-    for _, (r_loss, r_n, r_metrics, r_gh, _) in out:
-        assert int(r_n) == int(n)
-        torch.testing.assert_close(r_loss, loss, rtol=1e-5, atol=1e-5)
-        for k in metrics:
-            torch.testing.assert_close(r_metrics[k], metrics[k], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(r_gh, gh, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat([o[1][4] for o in out]), gw, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([v[3] for v in out]), tp1[3], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([v[3] for v in out]), ref[3], rtol=1e-5, atol=1e-5)
 
 
 # ---- the benchmark script ------------------------------------------------------------------------------------
 def test_bench_cpu_smoke_writes_csv(tmp_path):
-    from cod_kernels import bench_fused_loss
+    from cod_kernels import bench_fused_linear_logprob
 
     path = tmp_path / "kernels.csv"
-    rows = bench_fused_loss.main(["--cpu-smoke", "--csv", str(path)])
+    rows = bench_fused_linear_logprob.main(["--cpu-smoke", "--csv", str(path)])
     assert rows
     with open(path) as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == bench_fused_loss.COLUMNS
+    assert list(table[0]) == bench_fused_linear_logprob.COLUMNS
     assert {"kernel", "provider", "mode", "metric", "T", "H", "V", "p50", "p20", "p80", "gpu", "git_sha"} <= set(
         table[0]
     )

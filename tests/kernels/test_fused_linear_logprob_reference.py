@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cod_megatron.policy.logprobs import vocab_parallel_logprobs
+from cod_kernels.fused_linear_logprob_reference import vocab_parallel_logprobs
 from tests.dist import init_method, spawn
 
 

@@ -1,10 +1,10 @@
 """Benchmark of the fused LM-head log-prob loss against torch and Liger: time, effective TFLOP/s, peak memory.
 
-``python -m cod_kernels.bench_fused_loss --csv docs/benchmarks/kernels.csv`` on a GPU: for every shape and provider
-the forward, backward and full step (median and 20/80 % quantiles of ``triton.testing.do_bench``), the effective
-TFLOP/s counting 2/4/6 T H V (the GEMM work of forward / backward / both; the kernel's recompute is not counted),
-and the peak memory above the inputs. A plain bf16 GEMM ``[T, H] x [H, V]`` measured in the same run is the
-roofline. ``--cpu-smoke`` runs tiny shapes under the Triton interpreter, only to test the script (its times mean
+``python -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv`` on a GPU: for every shape and
+provider the forward, backward and full step (median and 20/80 % quantiles of ``triton.testing.do_bench``), the
+effective TFLOP/s counting 2/4/6 T H V (the GEMM work of forward / backward / both; the kernel's recompute is not
+counted), and the peak memory above the inputs. A plain bf16 GEMM ``[T, H] x [H, V]`` measured in the same run is
+the roofline. ``--cpu-smoke`` runs tiny shapes under the Triton interpreter, only to test the script (its times mean
 nothing). Rows are appended to the CSV, never rewritten. Liger computes its gradients inside the forward, so its
 "backward" row is only the gradient copy; compare "full".
 """
@@ -60,7 +60,7 @@ def _git_sha() -> str:
 def _providers(cpu_smoke: bool) -> dict[str, Provider]:
     """name -> ``f(hidden, weight, labels, mask) -> scalar loss``; the kernel module is imported only here."""
     from cod_kernels.fused_linear_logprob import fused_linear_logprob
-    from cod_kernels.reference import chunked_linear_logprob, materialized_linear_logprob
+    from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
 
     def with_weights(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> Provider:
         def loss(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         kernel=KERNEL,
         gpu=torch.cuda.get_device_name() if cuda else "cpu-interpreter",
         git_sha=_git_sha(),
-        command=" ".join(["python -m cod_kernels.bench_fused_loss", *argv]),
+        command=" ".join(["python -m cod_kernels.bench_fused_linear_logprob", *argv]),
     )
     rows = [meta | r | {k: f"{r[k]:.6g}" for k in ("p50", "p20", "p80")} for r in rows]
     _print_table([r | {k: float(r[k]) for k in ("p50", "p20", "p80")} for r in rows])
