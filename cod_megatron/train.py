@@ -48,10 +48,10 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     )
     from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.rollout.data import PackSource
     from cod_megatron.rollout.engines import shutdown_engines, start_engines
     from cod_megatron.rollout.manager import RolloutManager
     from cod_megatron.rollout.metrics import rollout_metrics
+    from cod_megatron.rollout.pack_source import PackSource
     from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
     from cod_megatron.rollout.renderers import renderer_for
     from cod_megatron.rollout.rewards import reward_rule

@@ -14,8 +14,8 @@ from typing import Any
 from cod_megatron.config import RunConfig
 from cod_megatron.eval.plot import plot_positions
 from cod_megatron.eval.stats import gap_stats, position_stats
-from cod_megatron.rollout.data import PackSource
 from cod_megatron.rollout.manager import RolloutManager
+from cod_megatron.rollout.pack_source import PackSource
 
 
 class Evaluator:
