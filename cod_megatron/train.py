@@ -37,6 +37,7 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_envs import registry
     from cod_megatron.cod.assign import assign_credit
     from cod_megatron.data.episodes import pack_episodes
+    from cod_megatron.engines.startup import shutdown_engines, start_engines
     from cod_megatron.eval.in_loop import Evaluator
     from cod_megatron.eval.plot import plot_training_positions
     from cod_megatron.policy.convert import hf_config_from_model
@@ -48,7 +49,6 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     )
     from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.rollout.engines import shutdown_engines, start_engines
     from cod_megatron.rollout.manager import RolloutManager
     from cod_megatron.rollout.metrics import rollout_metrics
     from cod_megatron.rollout.pack_source import PackSource

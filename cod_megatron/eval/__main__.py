@@ -41,7 +41,7 @@ def evaluate(
     if checkpoint:
         factories = {}
     elif policy.startswith("openai:"):
-        from cod_megatron.rollout.openai_client import OpenAIChatPolicy
+        from cod_megatron.engines.openai_policy import OpenAIChatPolicy
 
         url = policy.removeprefix("openai:")
         factories = {policy: lambda s: OpenAIChatPolicy(url, model=model, temperature=temperature, seed=s)}

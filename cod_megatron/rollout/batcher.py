@@ -13,7 +13,7 @@ import threading
 from collections.abc import Hashable
 from typing import Any
 
-from cod_megatron.rollout.engine import EngineRequest, Generation, InferenceEngine, SamplingParams
+from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
 
 
 class LockstepBatcher:
@@ -71,7 +71,7 @@ class LockstepBatcher:
 
 
 class BatcherClient:
-    """The :class:`~cod_megatron.rollout.engine.RolloutEngine` one lifecycle thread drives."""
+    """The :class:`~cod_megatron.engines.interface.RolloutEngine` one lifecycle thread drives."""
 
     def __init__(self, batcher: LockstepBatcher, key: Hashable):
         self.batcher, self.key = batcher, key

@@ -60,10 +60,10 @@ import torch
 import torch.distributed as dist
 
 from cod_megatron.config import ModelConfig
+from cod_megatron.engines.interface import InferenceEngine
 
 # convert's private layout helpers: the transfer must use the one mapping the checkpoint converter uses
 from cod_megatron.policy.convert import _chunks, _hf_from_shards, _Target, _targets, _tp
-from cod_megatron.rollout.engine import InferenceEngine
 
 
 @dataclass(frozen=True)

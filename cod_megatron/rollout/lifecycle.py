@@ -2,7 +2,7 @@
 
 The runner owns the CoD logic (pack state, hints, the generic update prompt, Ralph task indices) and asks a
 *responder* for the model's side of each episode. Two responders: text (any ``TextPolicy``: scripted policies, an
-OpenAI-compatible endpoint) for evaluation, and tokens (a :class:`~cod_megatron.rollout.engine.RolloutEngine`) for
+OpenAI-compatible endpoint) for evaluation, and tokens (a :class:`~cod_megatron.engines.interface.RolloutEngine`) for
 training, which records every episode token-in/token-out as an :class:`~cod_megatron.cod.episode.Episode`.
 Hints: delimited hints keep the previous hint on a parse failure (R1) and earn the format penalty; bare hints
 (HiddenKey) are parsed by the environment.
@@ -29,7 +29,7 @@ from cod_megatron.cod.hints import (
 )
 from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation
-from cod_megatron.rollout.engine import RolloutEngine, SamplingParams
+from cod_megatron.engines.interface import RolloutEngine, SamplingParams
 
 Prompt = list[dict[str, str]] | str
 

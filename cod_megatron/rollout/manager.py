@@ -21,8 +21,8 @@ from typing import Any
 from cod_envs.base import Environment
 from cod_megatron.cod.episode import Lifecycle, Pack
 from cod_megatron.cod.rewards import RewardRule
+from cod_megatron.engines.interface import SamplingParams
 from cod_megatron.rollout.batcher import LockstepBatcher
-from cod_megatron.rollout.engine import SamplingParams
 from cod_megatron.rollout.lifecycle import TextLifecycle, run_token_lifecycle
 
 log = logging.getLogger(__name__)

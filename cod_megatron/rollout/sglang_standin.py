@@ -1,8 +1,8 @@
-"""A STAND-IN for an SGLang server, for CPU tests of :mod:`cod_megatron.rollout.sglang_engine`. Not SGLang.
+"""A STAND-IN for an SGLang server, for CPU tests of :mod:`cod_megatron.engines.sglang.client`. Not SGLang.
 
 :class:`SGLangStandIn` serves the subset of the pinned SGLang version's HTTP API that the client uses (same paths,
 bodies and answers as recorded in ``tests/fixtures/sglang/<version>/``) on ``127.0.0.1`` with the stdlib
-``ThreadingHTTPServer``, backed by any :class:`~cod_megatron.rollout.engine.InferenceEngine`. It mimics the checks
+``ThreadingHTTPServer``, backed by any :class:`~cod_megatron.engines.interface.InferenceEngine`. It mimics the checks
 that make real clients fail: unknown ``sampling_params`` keys are refused, weight updates outside a
 ``begin_weight_update``/``end_weight_update`` session fail, ``weight_version`` is a string.
 
@@ -13,7 +13,7 @@ shapes against the request metadata the way an NCCL receive would fail on a mism
 ``MultiprocessingSerializer``.
 
 ``python -m cod_megatron.rollout.sglang_standin`` runs it as a program over :class:`CountingEngine`, taking
-``sglang.launch_server``'s flags, so the engine actors of :mod:`cod_megatron.rollout.sglang_actor` can launch it in
+``sglang.launch_server``'s flags, so the engine actors of :mod:`cod_megatron.engines.sglang.actor` can launch it in
 place of SGLang on CPU (``rollout.sglang_command``). Across processes only ``/update_weights_from_tensor`` works (the
 loopback transport lives in one process).
 
@@ -34,8 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-from cod_megatron.rollout.engine import EngineRequest, Generation, InferenceEngine, SamplingParams
-from cod_megatron.rollout.sglang_engine import SGLANG_VERSION
+from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
+from cod_megatron.engines.sglang.client import SGLANG_VERSION
 
 if TYPE_CHECKING:
     import torch

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from cod_megatron.config import ModelConfig
+from cod_megatron.engines.interface import InferenceEngine
 from cod_megatron.policy.convert import export_hf_weights
-from cod_megatron.rollout.engine import InferenceEngine
 
 
 def buckets(tensors: dict[str, torch.Tensor], bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:

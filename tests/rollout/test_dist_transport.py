@@ -69,6 +69,7 @@ def _worker(rank: int, world: int) -> dict:
     from megatron.core import parallel_state
 
     from cod_megatron.config import ParallelConfig, ParallelLayout
+    from cod_megatron.engines.embedded import EmbeddedEngine
     from cod_megatron.policy import cpu_compat
     from cod_megatron.policy.convert import export_hf_weights, hf_config_from_model
     from cod_megatron.policy.model import build_model
@@ -79,7 +80,6 @@ def _worker(rank: int, world: int) -> dict:
         ShardSender,
         weight_update_group,
     )
-    from cod_megatron.rollout.embedded import EmbeddedEngine
 
     model_cfg = _model_cfg()
     parallel = ParallelConfig(tp=2, engines=1, engine_tp=1, colocated=False, gpus_per_node=4)

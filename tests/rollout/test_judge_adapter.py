@@ -7,8 +7,8 @@ from cod_envs.learn2ask import Learn2Ask, RuleJudge, make_rows
 from cod_envs.learn2ask.conditions import TOPICS
 from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.cod.tokenization import ChatRenderer
-from cod_megatron.rollout.engine import Generation, SamplingParams
-from cod_megatron.rollout.judge_adapter import ChatJudge, EngineJudge
+from cod_megatron.engines.interface import Generation, SamplingParams
+from cod_megatron.engines.judge import ChatJudge, EngineJudge
 
 
 class FakeEngine:

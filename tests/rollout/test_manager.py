@@ -4,8 +4,8 @@ import threading
 
 from cod_envs import registry
 from cod_megatron.cod.episode import Pack, Task
+from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
 from cod_megatron.rollout.batcher import LockstepBatcher
-from cod_megatron.rollout.engine import EngineRequest, Generation, SamplingParams
 from cod_megatron.rollout.manager import RolloutManager, lifecycle_seed
 from cod_megatron.rollout.renderers import renderer_for
 

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cod_megatron.rollout.openai_client import EndpointError, OpenAIChatPolicy
+from cod_megatron.engines.openai_policy import EndpointError, OpenAIChatPolicy
 
 
 class StandIn(BaseHTTPRequestHandler):

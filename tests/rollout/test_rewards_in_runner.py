@@ -6,7 +6,7 @@ from cod_envs import registry
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.config import AlgorithmConfig
-from cod_megatron.rollout.engine import SamplingParams, TextPolicyEngine
+from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
 from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.renderers import renderer_for
 from cod_megatron.rollout.rewards import reward_rule

@@ -15,11 +15,11 @@ import torch
 
 import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, finalize
-from cod_megatron.rollout.engine import EngineRequest, SamplingParams
-from cod_megatron.rollout.engines import shutdown_engines, start_engines
-from cod_megatron.rollout.sglang_actor import SGLangRayEngine, _alive, plan_gpus, server_argv
-from cod_megatron.rollout.sglang_engine import HttpClient
-from cod_megatron.rollout.sglang_server import SGLangServerConfig
+from cod_megatron.engines.interface import EngineRequest, SamplingParams
+from cod_megatron.engines.sglang.actor import SGLangRayEngine, _alive, plan_gpus, server_argv
+from cod_megatron.engines.sglang.client import HttpClient
+from cod_megatron.engines.sglang.server import SGLangServerConfig
+from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.rollout.sglang_standin import cpu_serializer
 
 STANDIN = [sys.executable, "-m", "cod_megatron.rollout.sglang_standin"]

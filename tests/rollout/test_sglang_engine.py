@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cod_megatron.rollout.engine import EngineRequest, Generation, SamplingParams
-from cod_megatron.rollout.sglang_engine import (
+from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
+from cod_megatron.engines.sglang.client import (
     SGLANG_ROUTER_VERSION,
     SGLANG_VERSION,
     HttpClient,
@@ -21,7 +21,7 @@ from cod_megatron.rollout.sglang_engine import (
     parse_generation,
     update_weights_shared_group,
 )
-from cod_megatron.rollout.sglang_server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
+from cod_megatron.engines.sglang.server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
 from cod_megatron.rollout.sglang_standin import (
     SAMPLING_KEYS,
     LoopbackTransport,

@@ -105,7 +105,7 @@ def test_a_judge_error_marks_and_ends_the_lifecycle_and_token_episodes_carry_it(
     from cod_megatron.cod.episode import Pack, Task
     from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
     from cod_megatron.cod.tokenization import ChatRenderer
-    from cod_megatron.rollout.engine import SamplingParams, TextPolicyEngine
+    from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
     from cod_megatron.rollout.lifecycle import run_token_lifecycle
 
     class BrokenJudge:

@@ -9,7 +9,7 @@ from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.cod.tokenization import ChatRenderer
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data.episodes import pack_episodes
-from cod_megatron.rollout.engine import SamplingParams, TextPolicyEngine
+from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
 from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
 

@@ -1,7 +1,7 @@
 """Launching and routing SGLang servers: the ``launch_server`` command line and the sglang-router client.
 
-Split from :mod:`cod_megatron.rollout.sglang_engine` (the per-server HTTP engine); both speak the pinned versions
-:data:`~cod_megatron.rollout.sglang_engine.SGLANG_VERSION` and ``SGLANG_ROUTER_VERSION``.
+Split from :mod:`cod_megatron.engines.sglang.client` (the per-server HTTP engine); both speak the pinned versions
+:data:`~cod_megatron.engines.sglang.client.SGLANG_VERSION` and ``SGLANG_ROUTER_VERSION``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from cod_megatron.rollout.sglang_engine import SGLANG_ROUTER_VERSION, HttpClient, SGLangError
+from cod_megatron.engines.sglang.client import SGLANG_ROUTER_VERSION, HttpClient, SGLangError
 
 __all__ = ["SGLANG_ROUTER_VERSION", "SGLangRouterClient", "SGLangServerConfig", "launch_argv", "wait_until_ready"]
 

@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 import torch
 
-from cod_megatron.rollout.engine import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedEngine:
-    """A transformers causal LM behind :class:`~cod_megatron.rollout.engine.InferenceEngine`."""
+    """A transformers causal LM behind :class:`~cod_megatron.engines.interface.InferenceEngine`."""
 
     def __init__(self, hf_config: Any, *, stop_token_ids: list[int], pad_token_id: int = 0, device: str = "cpu"):
         from transformers import AutoModelForCausalLM

@@ -4,8 +4,8 @@
 ``ParallelLayout.engine_bundles()`` (on CPU every bundle is half a core, so the trainer keeps the rest);
 ``rollout.backend=inprocess`` calls the same engine objects directly, for debugging and single-GPU smoke runs on a
 machine that cannot install Ray. Either way the rest of the loop sees :class:`InferenceEngine` objects.
-``rollout.engine=sglang`` places one :class:`~cod_megatron.rollout.sglang_actor.SGLangServerActor` per engine the same
-way; each owns an SGLang server process and the trainer talks HTTP to the servers (:mod:`.sglang_actor`).
+``rollout.engine=sglang`` places one :class:`~cod_megatron.engines.sglang.actor.SGLangServerActor` per engine the same
+way; each owns an SGLang server process and the trainer talks HTTP to the servers (:mod:`.sglang.actor`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
-from cod_megatron.rollout.embedded import EmbeddedEngine
-from cod_megatron.rollout.engine import EngineRequest, Generation
-from cod_megatron.rollout.sglang_actor import SGLangRayEngine, SGLangServerActor
-from cod_megatron.rollout.sglang_server import SGLangRouterClient, SGLangServerConfig
+from cod_megatron.engines.embedded import EmbeddedEngine
+from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.sglang.actor import SGLangRayEngine, SGLangServerActor
+from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,15 @@
-"""The SGLang rollout engine: :class:`~cod_megatron.rollout.engine.InferenceEngine` over SGLang's HTTP API.
+"""The SGLang rollout engine: :class:`~cod_megatron.engines.interface.InferenceEngine` over SGLang's HTTP API.
 
 Written against ONE pinned SGLang release, :data:`SGLANG_VERSION` (router: :data:`SGLANG_ROUTER_VERSION`); the
 request and response bodies are recorded from that source in ``tests/fixtures/sglang/<version>/`` and checked by
-``tests/rollout/test_sglang_engine.py``. Nothing here imports sglang, so the client runs (and is tested) on CPU.
+``tests/engines/test_sglang_engine.py``. Nothing here imports sglang, so the client runs (and is tested) on CPU.
 
 What the pinned version asks of a client, and why the code looks the way it does:
 
 * ``/generate`` takes a batch of ``input_ids`` with one ``sampling_params`` object per prompt and answers a list in
   request order. ``sampling_params`` keys are checked against a schema that REJECTS unknown keys, so only
   ``max_new_tokens``, ``temperature``, ``stop_token_ids`` and ``sampling_seed`` are sent. ``sampling_seed`` only takes
-  effect when the server runs with ``--enable-deterministic-inference`` (see ``sglang_server.SGLangServerConfig``).
+  effect when the server runs with ``--enable-deterministic-inference`` (see ``server.SGLangServerConfig``).
   ``meta_info.output_token_logprobs`` is a list of ``[logprob, token_id, text|None]``; ``output_ids`` holds the same
   ids (there is no ``text`` under ``--skip-tokenizer-init``). The log-probs are those of ``softmax(logits / T)``
   unless the server has ``SGLANG_RETURN_ORIGINAL_LOGPROB=1`` set, which must stay off for RL.
@@ -40,7 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from cod_megatron.rollout.engine import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation
 
 if TYPE_CHECKING:
     import torch
@@ -227,7 +227,7 @@ SERIALIZER_NOTE = (
 
 @dataclass
 class SGLangEngine:
-    """One SGLang server behind :class:`~cod_megatron.rollout.engine.InferenceEngine`.
+    """One SGLang server behind :class:`~cod_megatron.engines.interface.InferenceEngine`.
 
     ``transport="distributed"`` sends weights by NCCL broadcast (``broadcast``; call
     :meth:`init_weights_update_group` once first); ``"tensor"`` by ``/update_weights_from_tensor`` (``serializer``).

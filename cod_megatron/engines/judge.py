@@ -1,8 +1,8 @@
 """An LLM judge for Learn2Ask (spec 9.4) backed by an auxiliary model: implements ``cod_envs.learn2ask.judge.Judge``.
 
 ``EngineJudge`` renders the judge's chat messages with a chat renderer, asks any object with the
-:class:`~cod_megatron.rollout.engine.RolloutEngine` ``generate(prompt_ids, params, messages)`` method, and returns the
-text (the generation's own text when it has one, else the renderer's decoding). ``ChatJudge`` wraps a plain
+:class:`~cod_megatron.engines.interface.RolloutEngine` ``generate(prompt_ids, params, messages)`` method, and returns
+the text (the generation's own text when it has one, else the renderer's decoding). ``ChatJudge`` wraps a plain
 OpenAI-compatible chat function (``messages -> text``; ``OpenAIChatPolicy`` is one). Both retry a failing call a few
 times and then let the error through: the environment turns any judge failure, like an unparseable verdict, into
 ``judge_error`` and the lifecycle is dropped.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cod_envs.base import Message
-from cod_megatron.rollout.engine import Generation, SamplingParams
+from cod_megatron.engines.interface import Generation, SamplingParams
 
 DEFAULT_JUDGE_PARAMS = SamplingParams(max_new_tokens=512, temperature=0.0)
 """Greedy and short: the verdict is a few tags."""

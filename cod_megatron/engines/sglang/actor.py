@@ -5,11 +5,11 @@ bundle that holds the engine's ``engine_tp`` GPUs; the actor picks a port, launc
 as a child in its own process group, waits for ``/health`` and reports the URL. ``shutdown`` kills the whole group
 (SGLang's scheduler processes included); an actor killed outright takes the server with it through a parent-death
 signal set before the server's program starts (SGLang's own processes watch their parent the same way). The trainer
-then talks HTTP straight to each server through :class:`~cod_megatron.rollout.sglang_engine.SGLangEngine`: the actor
+then talks HTTP straight to each server through :class:`~cod_megatron.engines.sglang.client.SGLangEngine`: the actor
 owns the process, it is not a proxy for requests.
-:class:`SGLangRayEngine` puts both behind the :class:`~cod_megatron.rollout.engine.InferenceEngine` interface, with the
-``health``/``restart``/``shutdown`` of :class:`~cod_megatron.rollout.engines.RayEngine` so the rollout manager's heal
-path works: a restart launches a fresh actor and server in the same bundle (new URL, weights must be synced again).
+:class:`SGLangRayEngine` puts both behind the :class:`~cod_megatron.engines.interface.InferenceEngine` interface, with
+the ``health``/``restart``/``shutdown`` of :class:`~cod_megatron.engines.startup.RayEngine` so the rollout manager's
+heal path works: a restart launches a fresh actor and server in the same bundle (new URL, weights must be synced again).
 
 GPU ids: Ray sets the actor's ``CUDA_VISIBLE_DEVICES`` to the GPUs it assigned (unless
 ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES`` is set), so ``--base-gpu-id`` must be the *local* ordinal of the first
@@ -38,9 +38,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cod_megatron.rollout.engine import EngineRequest, Generation
-from cod_megatron.rollout.sglang_engine import SGLangEngine, SGLangError
-from cod_megatron.rollout.sglang_server import SGLangRouterClient, SGLangServerConfig, launch_argv, wait_until_ready
+from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.sglang.client import SGLangEngine, SGLangError
+from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig, launch_argv, wait_until_ready
 
 log = logging.getLogger(__name__)
 
