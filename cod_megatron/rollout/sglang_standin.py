@@ -1,4 +1,4 @@
-"""A STAND-IN for an SGLang server, for CPU tests of :mod:`cod_megatron.engines.sglang.client`. Not SGLang.
+"""A STAND-IN for an SGLang server, for CPU tests of :mod:`cod_megatron.engines.sglang`. Not SGLang.
 
 :class:`SGLangStandIn` serves the subset of the pinned SGLang version's HTTP API that the client uses (same paths,
 bodies and answers as recorded in ``tests/fixtures/sglang/<version>/``) on ``127.0.0.1`` with the stdlib
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
-from cod_megatron.engines.sglang.client import SGLANG_VERSION
+from cod_megatron.engines.sglang.protocol import SGLANG_VERSION
 
 if TYPE_CHECKING:
     import torch

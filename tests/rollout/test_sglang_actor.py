@@ -17,7 +17,7 @@ import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, finalize
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
 from cod_megatron.engines.sglang.actor import SGLangRayEngine, _alive, plan_gpus, server_argv
-from cod_megatron.engines.sglang.client import HttpClient
+from cod_megatron.engines.sglang.protocol import HttpClient
 from cod_megatron.engines.sglang.server import SGLangServerConfig
 from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.rollout.sglang_standin import cpu_serializer

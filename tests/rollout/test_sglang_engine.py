@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
-from cod_megatron.engines.sglang.client import (
+from cod_megatron.engines.sglang.client import SGLangEngine, update_weights_shared_group
+from cod_megatron.engines.sglang.protocol import (
     SGLANG_ROUTER_VERSION,
     SGLANG_VERSION,
     HttpClient,
-    SGLangEngine,
     SGLangError,
     generate_body,
     parse_generation,
-    update_weights_shared_group,
 )
 from cod_megatron.engines.sglang.server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
 from cod_megatron.rollout.sglang_standin import (

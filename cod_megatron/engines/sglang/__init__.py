@@ -1,6 +1,7 @@
 """SGLang engines, spoken to over HTTP (nothing here imports sglang, so all of it runs and is tested on CPU).
 
-``client``: one server behind the engine interface (the pinned HTTP protocol, generation, weight-update sessions,
-memory, health); ``server``: the ``launch_server`` command line and the sglang-router client; ``actor``: the Ray actor
-that owns a server process, and the trainer's handle on it.
+``protocol``: the pinned versions, the JSON-over-HTTP client and the ``/generate`` bodies; ``client``: one server
+behind the engine interface (generation, weight-update sessions, memory, health); ``server``: the ``launch_server``
+command line and the sglang-router client; ``actor``: the Ray actor that owns a server process, and the trainer's
+handle on it.
 """

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from cod_megatron.engines.interface import EngineRequest, Generation
-from cod_megatron.engines.sglang.client import SGLangEngine, SGLangError
+from cod_megatron.engines.sglang.client import SGLangEngine
+from cod_megatron.engines.sglang.protocol import SGLangError
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig, launch_argv, wait_until_ready
 
 log = logging.getLogger(__name__)

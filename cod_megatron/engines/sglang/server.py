@@ -1,7 +1,8 @@
 """Launching and routing SGLang servers: the ``launch_server`` command line and the sglang-router client.
 
-Split from :mod:`cod_megatron.engines.sglang.client` (the per-server HTTP engine); both speak the pinned versions
-:data:`~cod_megatron.engines.sglang.client.SGLANG_VERSION` and ``SGLANG_ROUTER_VERSION``.
+Next to :mod:`cod_megatron.engines.sglang.client` (the per-server HTTP engine); both speak the pinned versions
+:data:`~cod_megatron.engines.sglang.protocol.SGLANG_VERSION` and ``SGLANG_ROUTER_VERSION`` of
+:mod:`cod_megatron.engines.sglang.protocol`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from cod_megatron.engines.sglang.client import SGLANG_ROUTER_VERSION, HttpClient, SGLangError
+from cod_megatron.engines.sglang.protocol import SGLANG_ROUTER_VERSION, HttpClient, SGLangError
 
 __all__ = ["SGLANG_ROUTER_VERSION", "SGLangRouterClient", "SGLangServerConfig", "launch_argv", "wait_until_ready"]
 
