@@ -21,7 +21,8 @@ from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import EngineRequest, Generation
-from cod_megatron.engines.sglang.actor import SGLangRayEngine, SGLangServerActor
+from cod_megatron.engines.sglang.actor import SGLangServerActor
+from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
 
 log = logging.getLogger(__name__)

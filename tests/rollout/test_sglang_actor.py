@@ -16,8 +16,9 @@ import torch
 import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, finalize
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
-from cod_megatron.engines.sglang.actor import SGLangRayEngine, _alive, plan_gpus, server_argv
+from cod_megatron.engines.sglang.actor import _alive, plan_gpus, server_argv
 from cod_megatron.engines.sglang.protocol import HttpClient
+from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangServerConfig
 from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.rollout.sglang_standin import cpu_serializer

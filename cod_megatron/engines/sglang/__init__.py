@@ -2,6 +2,6 @@
 
 ``protocol``: the pinned versions, the JSON-over-HTTP client and the ``/generate`` bodies; ``client``: one server
 behind the engine interface (generation, weight-update sessions, memory, health); ``server``: the ``launch_server``
-command line and the sglang-router client; ``actor``: the Ray actor that owns a server process, and the trainer's
-handle on it.
+command line and the sglang-router client; ``actor``: the Ray actor that owns a server process; ``ray_engine``: the
+trainer's handle on an actor and its server (the engine the rollout manager holds).
 """
