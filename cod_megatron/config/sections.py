@@ -79,7 +79,7 @@ class RolloutConfig:
     """More ``sglang.launch_server`` flags, verbatim; the ones the engine actor sets itself are refused."""
     sglang_command: list[str] = field(default_factory=list)
     """The program part of the server command; empty: ``<python> -m sglang.launch_server``. E.g. another venv's
-    python, or ``["python", "-m", "cod_megatron.rollout.sglang_standin"]`` for CPU tests."""
+    python, or ``["python", "tests/engines/sglang_standin.py"]`` (the stand-in server, by path) for CPU tests."""
     sglang_startup_timeout_s: float = 900.0
     """Launch to first healthy ``/health``: weight load and CUDA-graph capture take minutes on big models."""
     sglang_log_dir: str | None = None

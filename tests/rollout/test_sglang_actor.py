@@ -21,9 +21,9 @@ from cod_megatron.engines.sglang.protocol import HttpClient
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangServerConfig
 from cod_megatron.engines.startup import shutdown_engines, start_engines
-from cod_megatron.rollout.sglang_standin import cpu_serializer
+from tests.engines.sglang_standin import COMMAND, cpu_serializer
 
-STANDIN = [sys.executable, "-m", "cod_megatron.rollout.sglang_standin"]
+STANDIN = COMMAND
 
 
 # ---- pure planning ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from cod_megatron.engines.sglang.protocol import (
     parse_generation,
 )
 from cod_megatron.engines.sglang.server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
-from cod_megatron.rollout.sglang_standin import (
+from tests.engines.sglang_standin import (
     SAMPLING_KEYS,
     LoopbackTransport,
     SGLangStandIn,

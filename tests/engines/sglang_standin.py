@@ -12,10 +12,10 @@ shapes against the request metadata the way an NCCL receive would fail on a mism
 ``/update_weights_from_tensor`` :func:`cpu_serializer` / :func:`cpu_deserializer` replace SGLang's CUDA-IPC
 ``MultiprocessingSerializer``.
 
-``python -m cod_megatron.rollout.sglang_standin`` runs it as a program over :class:`CountingEngine`, taking
+``python tests/engines/sglang_standin.py`` runs it as a program over :class:`CountingEngine`, taking
 ``sglang.launch_server``'s flags, so the engine actors of :mod:`cod_megatron.engines.sglang.actor` can launch it in
-place of SGLang on CPU (``rollout.sglang_command``). Across processes only ``/update_weights_from_tensor`` works (the
-loopback transport lives in one process).
+place of SGLang on CPU (``rollout.sglang_command``; :data:`COMMAND` runs it by absolute path, from any directory).
+Across processes only ``/update_weights_from_tensor`` works (the loopback transport lives in one process).
 
 Buckets are forwarded to the engine as they arrive (SGLang loads them as they arrive too). The version is on the wire
 only with the last bucket, so earlier buckets reach ``engine.update_weights`` with ``version=-1, last=False``.
@@ -27,10 +27,12 @@ import base64
 import io
 import json
 import queue
+import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
@@ -47,6 +49,9 @@ SAMPLING_KEYS = frozenset(
     "watermark choice".split()
 )
 """``sglang.api.v1.SamplingParams`` fields of the pinned version; any other key is a 400 there."""
+
+COMMAND = [sys.executable, str(Path(__file__).resolve())]
+"""``rollout.sglang_command`` that launches this file as the server program (by path: no cwd or PYTHONPATH needed)."""
 
 
 class LoopbackTransport:
@@ -423,11 +428,11 @@ def main(argv: list[str] | None = None) -> None:
     """Serve :class:`CountingEngine` until killed; takes ``sglang.launch_server``'s flags and ignores most of them.
 
     Lets CPU tests launch "SGLang servers" as child processes exactly the way the engine actors launch the real one
-    (``rollout.sglang_command='["python", "-m", "cod_megatron.rollout.sglang_standin"]'``).
+    (``rollout.sglang_command='["python", "tests/engines/sglang_standin.py"]'``, or :data:`COMMAND`).
     """
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m cod_megatron.rollout.sglang_standin", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python tests/engines/sglang_standin.py", description=main.__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=30000)
     p.add_argument("--model-path", default="standin")
