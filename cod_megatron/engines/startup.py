@@ -137,15 +137,10 @@ _SGLANG_CLIENT_KEYS = ("stop_token_ids", "transport", "broadcast", "serializer")
 """What of ``engine_kwargs`` reaches :class:`SGLangEngine` (the rest is for the embedded engine)."""
 
 
-def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]) -> list[SGLangRayEngine]:
-    """One SGLang server per engine, each owned by a :class:`SGLangServerActor`; the trainer talks HTTP to each.
-
-    Ray backend: one placement group with a bundle per engine holding its ``engine_tp`` GPUs (a CPU slice on CPU,
-    where ``rollout.sglang_command`` points at the stand-in), an actor per bundle. In-process backend: the actors are
-    plain objects and engine ``i`` gets GPUs ``i * engine_tp ..``. All servers start in parallel; if one fails, the
-    others are ended and the error (with the server's log tail) is raised. The weight transport defaults to
-    ``tensor`` when colocated, else ``distributed``; its NCCL group / serializer are set up by the trainer.
-    """
+def _sglang_settings(
+    cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]
+) -> tuple[SGLangServerConfig, dict[str, Any], dict[str, Any]]:
+    """What every SGLang engine of the run is launched with: the server config, the client's and the actor's kwargs."""
     r = cfg.rollout
     model_path = r.sglang_model_path or cfg.model.hf_path
     if model_path is None:
@@ -165,13 +160,27 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
         "timeout_s": r.engine_timeout_s,
     }
     client_kwargs |= {k: engine_kwargs[k] for k in _SGLANG_CLIENT_KEYS if k in engine_kwargs}
-    router = SGLangRouterClient(r.sglang_router_url) if r.sglang_router_url else None
     actor_kwargs = dict(
         log_dir=str(Path(r.sglang_log_dir or Path(cfg.run.output_dir) / "sglang").resolve()),
         command=tuple(r.sglang_command),
         env=dict(cfg.run.env_vars),
         startup_timeout_s=r.sglang_startup_timeout_s,
     )
+    return server, client_kwargs, actor_kwargs
+
+
+def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]) -> list[SGLangRayEngine]:
+    """One SGLang server per engine, each owned by a :class:`SGLangServerActor`; the trainer talks HTTP to each.
+
+    Ray backend: one placement group with a bundle per engine holding its ``engine_tp`` GPUs (a CPU slice on CPU,
+    where ``rollout.sglang_command`` points at the stand-in), an actor per bundle. In-process backend: the actors are
+    plain objects and engine ``i`` gets GPUs ``i * engine_tp ..``. All servers start in parallel; if one fails, the
+    others are ended and the error (with the server's log tail) is raised. The weight transport defaults to
+    ``tensor`` when colocated, else ``distributed``; its NCCL group / serializer are set up by the trainer.
+    """
+    r = cfg.rollout
+    server, client_kwargs, actor_kwargs = _sglang_settings(cfg, layout, engine_kwargs)
+    router = SGLangRouterClient(r.sglang_router_url) if r.sglang_router_url else None
     common = dict(router=router, startup_timeout_s=r.sglang_startup_timeout_s)
     engines: list[SGLangRayEngine] = []
     if r.backend == "inprocess":
