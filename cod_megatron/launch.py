@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cod_recipes
-from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, finalize
+from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, check_loop_can_run, finalize
 from cod_megatron.config.memory import check_fits
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "ray_cod.sub.j2"
@@ -227,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"memory: {e.field}: {e.reason}", file=sys.stderr)
             if not (args.dry_run or args.skip_memory_check):
                 return 2
+    if not args.dry_run:
+        try:
+            check_loop_can_run(cfg, layout)
+        except ConfigError as e:
+            print(f"config error: {e.field}: {e.reason}", file=sys.stderr)
+            return 2
     if args.executor == "local":
         run_local(args.recipe, args.overrides, args.dry_run)
         return 0
