@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cod_envs import registry
 from cod_megatron import run_parts as parts
-from cod_megatron.cli import handle_common, parser
+from cod_megatron.cli import handle_common, parser, report
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run
 from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.eval.in_loop import Evaluator
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_synthetic(cfg, layout) if cfg.run.mode == "synthetic" else train(cfg, layout)
     except ConfigError as e:  # what the loop cannot run yet: refused before anything started
-        print(f"config error: {e.field}: {e.reason}", file=sys.stderr)
-        return 2
+        return report(e)
     except KeyboardInterrupt:  # train() has already ended its engines, Ray and process groups
         log.warning("stopped by Ctrl-C")
         return 130
