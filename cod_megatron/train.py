@@ -39,13 +39,13 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_megatron.data.episodes import pack_episodes
     from cod_megatron.eval.in_loop import Evaluator
     from cod_megatron.eval.plot import plot_training_positions
-    from cod_megatron.policy.convert import hf_config_from_model
     from cod_megatron.policy.distributed import (
         broadcast_from_rank0,
         data_parallel_rank,
         destroy_distributed,
         init_distributed,
     )
+    from cod_megatron.policy.hf_weights import hf_config_from_model
     from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
     from cod_megatron.rollout.data import PackSource

@@ -40,8 +40,8 @@ def checkpoint_rollouts(
     hint_visible: bool = True,
 ) -> list[list[float]]:
     """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy."""
-    from cod_megatron.policy.convert import hf_config_from_model
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_weights import hf_config_from_model
     from cod_megatron.policy.trainer import PolicyTrainer
     from cod_megatron.rollout.embedded import EmbeddedEngine
     from cod_megatron.rollout.manager import RolloutManager

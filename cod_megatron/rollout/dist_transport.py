@@ -4,11 +4,11 @@ The wire side of the two disaggregated plans of :mod:`cod_megatron.config.sync_p
 does with the tensors is :meth:`InferenceEngine.update_weights <cod_megatron.rollout.engine.InferenceEngine>`.
 
 * ``broadcast``: :class:`BroadcastSender` on the trainer's source rank (dp = tp = pp = 0) sends the HF tensors that
-  :func:`~cod_megatron.policy.convert.export_hf_weights` gathered (every TP rank runs the export, it is a TP
+  :func:`~cod_megatron.sync.hf_map.export_hf_weights` gathered (every TP rank runs the export, it is a TP
   collective; only the source sends); :class:`BroadcastReceiver` on every engine rank of the group receives them.
 * ``tp_aligned``: :class:`ShardSender` on EVERY trainer TP rank sends its own megatron shards (no TP all-gather, no
   HF conversion on the trainer); :class:`ShardReceiver` on the engine rank receives the shards of all TP ranks and
-  rebuilds full HF tensors with convert's own inverse layout (:func:`~cod_megatron.policy.convert._hf_from_shards`).
+  rebuilds full HF tensors with the map's own inverse layout (:func:`~cod_megatron.sync.hf_map.hf_from_shards`).
 
 Wire protocol, per group and per bucket (slime / verl style: flattening avoids one collective per tensor):
 
@@ -31,8 +31,8 @@ pinned SGLang expects one broadcast per tensor after each ``/update_weights_from
 ``SGLangEngine.broadcast`` callable), so it does not read these flat buffers. The receivers here are for engines
 whose receiving side we own (the embedded engine in another process, a Ray actor).
 
-TP-aligned mapping (megatron layouts as in convert.py's docstring). Trainer TP rank ``r`` of ``tp`` holds, per
-parameter: vocab rows ``r*V/tp:(r+1)*V/tp`` (embedding, output layer); the query groups ``r*ng/tp:(r+1)*ng/tp`` of
+TP-aligned mapping (megatron layouts as in :mod:`~cod_megatron.sync.hf_map`). Trainer TP rank ``r`` of ``tp`` holds,
+per parameter: vocab rows ``r*V/tp:(r+1)*V/tp`` (embedding, output layer); the query groups ``r*ng/tp:(r+1)*ng/tp`` of
 ``linear_qkv`` as ``[groups, (q_per_group + 2) * hd, H]`` (q heads, then k, then v, per group; the qwen2 bias
 likewise); ``linear_fc1`` = ``cat(gate[rows_r], up[rows_r])``; ``linear_proj`` / ``linear_fc2`` the input columns
 ``r*D/tp:(r+1)*D/tp``; norms whole (every rank sends its copy: a few KB per layer). Implemented: an engine with
@@ -45,7 +45,7 @@ reassembly with ``ng/engine_tp`` groups to get its HF-named slice; when ``engine
 feeds engine ranks ``r*m .. r*m+m-1``, each cutting 1/m of the shard (of gate and of up separately for fc1, whole
 query groups for qkv). Neither SGLang release nor :class:`InferenceEngine` takes pre-sharded tensors today, so that
 half needs an engine-side loader. Also not implemented: PP > 1 (each stage's TP ranks would be sources, with
-``last`` only on the final stage's last bucket). Buckets of the TP ranks line up because convert requires even
+``last`` only on the final stage's last bucket). Buckets of the TP ranks line up because the map requires even
 splits (equal shard sizes give equal bucket boundaries); the receiver checks that they do.
 """
 
@@ -60,10 +60,8 @@ import torch
 import torch.distributed as dist
 
 from cod_megatron.config import ModelConfig
-
-# convert's private layout helpers: the transfer must use the one mapping the checkpoint converter uses
-from cod_megatron.policy.convert import _chunks, _hf_from_shards, _Target, _targets, _tp
 from cod_megatron.rollout.engine import InferenceEngine
+from cod_megatron.sync.hf_map import HFTarget, hf_from_shards, hf_targets, model_chunks, tp_rank_and_size
 
 
 @dataclass(frozen=True)
@@ -273,8 +271,8 @@ def local_shards(model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelC
     A tied output layer is skipped, as in ``export_hf_weights`` (it is a copy of the embedding).
     """
     out = []
-    for chunk in _chunks(model):
-        for name, param, target in _targets(chunk, cfg):
+    for chunk in model_chunks(model):
+        for name, param, target in hf_targets(chunk, cfg):
             if name == "output_layer.weight" and cfg.tie_word_embeddings:
                 continue
             key = f"{target.hf[0]}@{name}"  # HF-based, so names of virtual pipeline chunks stay unique
@@ -300,7 +298,7 @@ class ShardSender:
         self, model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, version: int
     ) -> dict[str, float]:
         """Send this rank's shards and ``done``; the header also names the TP rank and size."""
-        rank, size = _tp()
+        rank, size = tp_rank_and_size()
         t0, nbytes, n = time.perf_counter(), 0, 0
         for bucket, last in _with_last(_bucketed(local_shards(model, cfg), self.bucket_bytes)):
             nbytes += _send_bucket(
@@ -349,7 +347,7 @@ class ShardReceiver:
             for j, meta in enumerate(headers[0]["tensors"]):
                 assert meta.kind is not None
                 parts = [s[j] for s in shards]
-                full = _hf_from_shards(_Target(meta.kind, meta.hf), parts, self.cfg)
+                full = hf_from_shards(HFTarget(meta.kind, meta.hf), parts, self.cfg)
                 named.extend(zip(meta.hf, full, strict=True))
             self.engine.update_weights(named, version=version, last=headers[0]["last"])
             nbytes += sum(m.nbytes for h in headers for m in h["tensors"])

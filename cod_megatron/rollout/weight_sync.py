@@ -1,6 +1,6 @@
 """Weight sync: the trainer's Megatron weights -> HF names -> bucketed updates to every rollout engine.
 
-The conversion is :func:`cod_megatron.policy.convert.export_hf_weights` (TP shards gathered, fused q/k/v and
+The conversion is :func:`cod_megatron.sync.hf_map.export_hf_weights` (TP shards gathered, fused q/k/v and
 gate/up split into HF tensors), the one mapping the checkpoint converter uses too. Buckets bound the bytes in
 flight per call, as SGLang's ``update_weights_from_distributed`` / ``update_weights_from_tensor`` want; the engine
 serves the new version only once the ``last`` bucket has arrived.
@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from cod_megatron.config import ModelConfig
-from cod_megatron.policy.convert import export_hf_weights
 from cod_megatron.rollout.engine import InferenceEngine
+from cod_megatron.sync.hf_map import export_hf_weights
 
 
 def buckets(tensors: dict[str, torch.Tensor], bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:

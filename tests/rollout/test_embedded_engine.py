@@ -8,7 +8,7 @@ from cod_envs import registry
 from cod_megatron.cod.assign import assign_credit
 from cod_megatron.config import apply_overrides, finalize
 from cod_megatron.data.episodes import pack_episodes
-from cod_megatron.policy.convert import hf_config_from_model
+from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.policy.loss import step_denominators
 from cod_megatron.rollout.data import PackSource
 from cod_megatron.rollout.embedded import EmbeddedEngine
