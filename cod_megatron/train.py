@@ -55,7 +55,7 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
     from cod_megatron.rollout.renderers import renderer_for
     from cod_megatron.rollout.rewards import reward_rule
-    from cod_megatron.rollout.weight_sync import WeightSync
+    from cod_megatron.sync.weight_sync import WeightSync
     from cod_megatron.warm_start import ensure_warm_start
 
     if layout.pp > 1:

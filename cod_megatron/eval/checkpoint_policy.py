@@ -47,7 +47,7 @@ def checkpoint_rollouts(
     from cod_megatron.rollout.manager import RolloutManager
     from cod_megatron.rollout.renderers import renderer_for
     from cod_megatron.rollout.rewards import reward_rule
-    from cod_megatron.rollout.weight_sync import WeightSync
+    from cod_megatron.sync.weight_sync import WeightSync
 
     cfg = load_run_config(ckpt)
     layout = finalize(cfg)

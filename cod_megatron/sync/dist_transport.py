@@ -1,6 +1,6 @@
 """Bucketed weight transfer over torch.distributed, trainer ranks -> engine ranks (gloo on CPU, NCCL on GPU).
 
-The wire side of the two disaggregated plans of :mod:`cod_megatron.config.sync_plan`; what the receiving engine
+The wire side of the two disaggregated plans of :mod:`cod_megatron.sync.plan`; what the receiving engine
 does with the tensors is :meth:`InferenceEngine.update_weights <cod_megatron.rollout.engine.InferenceEngine>`.
 
 * ``broadcast``: :class:`BroadcastSender` on the trainer's source rank (dp = tp = pp = 0) sends the HF tensors that
@@ -61,6 +61,7 @@ import torch.distributed as dist
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.rollout.engine import InferenceEngine
+from cod_megatron.sync.buckets import bucketed, with_last
 from cod_megatron.sync.hf_map import HFTarget, hf_from_shards, hf_targets, model_chunks, tp_rank_and_size
 
 
@@ -98,31 +99,11 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-def _bucketed(items: Iterable[tuple[WireTensor, torch.Tensor]], bucket_bytes: int) -> Iterator[list[Any]]:
-    """Consecutive groups of at most ``bucket_bytes`` (a larger tensor goes alone), like ``weight_sync.buckets``."""
-    bucket: list[tuple[WireTensor, torch.Tensor]] = []
-    size = 0
-    for meta, t in items:
-        if bucket and size + meta.nbytes > bucket_bytes:
-            yield bucket
-            bucket, size = [], 0
-        bucket.append((meta, t))
-        size += meta.nbytes
-    if bucket:
-        yield bucket
-
-
-def _with_last(it: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
-    """Each item with ``True`` on the final one (one item of look-ahead)."""
-    it = iter(it)
-    try:
-        prev = next(it)
-    except StopIteration:
-        return
-    for item in it:
-        yield prev, False
-        prev = item
-    yield prev, True
+def wire_buckets(
+    items: Iterable[tuple[WireTensor, torch.Tensor]], bucket_bytes: int
+) -> Iterator[list[tuple[WireTensor, torch.Tensor]]]:
+    """The transport's buckets: :func:`~cod_megatron.sync.buckets.bucketed` by the header's wire bytes."""
+    return bucketed(items, bucket_bytes, lambda item: item[0].nbytes)
 
 
 def _by_dtype(metas: Sequence[WireTensor]) -> dict[torch.dtype, list[int]]:
@@ -225,7 +206,7 @@ class BroadcastSender:
             raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
         t0, nbytes, n = time.perf_counter(), 0, 0
         items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in tensors.items())
-        for bucket, last in _with_last(_bucketed(items, self.bucket_bytes)):
+        for bucket, last in with_last(wire_buckets(items, self.bucket_bytes)):
             nbytes += _send_bucket(
                 bucket, version=version, last=last, src=self.src, group=self.group, device=self.device
             )
@@ -300,7 +281,7 @@ class ShardSender:
         """Send this rank's shards and ``done``; the header also names the TP rank and size."""
         rank, size = tp_rank_and_size()
         t0, nbytes, n = time.perf_counter(), 0, 0
-        for bucket, last in _with_last(_bucketed(local_shards(model, cfg), self.bucket_bytes)):
+        for bucket, last in with_last(wire_buckets(local_shards(model, cfg), self.bucket_bytes)):
             nbytes += _send_bucket(
                 bucket, version=version, last=last, src=self.src, group=self.group, device=self.device, tp=(rank, size)
             )
