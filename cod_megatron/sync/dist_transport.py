@@ -182,8 +182,8 @@ def _stats(t0: float, nbytes: int, buckets: int, version: int) -> dict[str, floa
 
 
 # ---- broadcast plan: one source rank, full HF tensors ------------------------------------------------------------
-class BroadcastSender:
-    """Trainer source rank: every bucket of HF tensors to all engine ranks of ``group`` by broadcast.
+class _BucketSender:
+    """What both senders share: the group, the source rank, the bucket bound, the buffer device and the send loop.
 
     ``src`` is the sender's global rank (default: this rank); ``device`` is where the flat buffers live (the CUDA
     device under NCCL; ``export_hf_weights`` returns CPU tensors).
@@ -200,19 +200,30 @@ class BroadcastSender:
         self.group, self.bucket_bytes, self.device = group, bucket_bytes, torch.device(device)
         self.src = dist.get_rank() if src is None else src
 
-    def send(self, tensors: Mapping[str, torch.Tensor], version: int) -> dict[str, float]:
-        """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``)."""
-        if not tensors:
-            raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
-        t0, nbytes, n = time.perf_counter(), 0, 0
-        items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in tensors.items())
+    def _send_all(
+        self, items: Iterable[tuple[WireTensor, torch.Tensor]], version: int, t0: float, **extra: Any
+    ) -> dict[str, float]:
+        """Every bucket (``extra`` fields in each header), then ``done``; ``t0`` is when the caller's send began."""
+        nbytes, n = 0, 0
         for bucket, last in with_last(wire_buckets(items, self.bucket_bytes)):
             nbytes += _send_bucket(
-                bucket, version=version, last=last, src=self.src, group=self.group, device=self.device
+                bucket, version=version, last=last, src=self.src, group=self.group, device=self.device, **extra
             )
             n += 1
         _send_header({"kind": "done", "version": version, "buckets": n}, self.src, self.group)
         return _stats(t0, nbytes, n, version)
+
+
+class BroadcastSender(_BucketSender):
+    """Trainer source rank: every bucket of HF tensors to all engine ranks of ``group`` by broadcast."""
+
+    def send(self, tensors: Mapping[str, torch.Tensor], version: int) -> dict[str, float]:
+        """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``)."""
+        if not tensors:
+            raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
+        t0 = time.perf_counter()
+        items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in tensors.items())
+        return self._send_all(items, version, t0)
 
 
 class BroadcastReceiver:
@@ -261,33 +272,16 @@ def local_shards(model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelC
     return out
 
 
-class ShardSender:
+class ShardSender(_BucketSender):
     """Trainer TP rank: its own shards, bucketed, to the engine rank(s) of its group (no TP all-gather)."""
-
-    def __init__(
-        self,
-        group: dist.ProcessGroup,
-        *,
-        src: int | None = None,
-        bucket_bytes: int = 64 << 20,
-        device: str | torch.device = "cpu",
-    ):
-        self.group, self.bucket_bytes, self.device = group, bucket_bytes, torch.device(device)
-        self.src = dist.get_rank() if src is None else src
 
     def send(
         self, model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, version: int
     ) -> dict[str, float]:
         """Send this rank's shards and ``done``; the header also names the TP rank and size."""
         rank, size = tp_rank_and_size()
-        t0, nbytes, n = time.perf_counter(), 0, 0
-        for bucket, last in with_last(wire_buckets(local_shards(model, cfg), self.bucket_bytes)):
-            nbytes += _send_bucket(
-                bucket, version=version, last=last, src=self.src, group=self.group, device=self.device, tp=(rank, size)
-            )
-            n += 1
-        _send_header({"kind": "done", "version": version, "buckets": n}, self.src, self.group)
-        return _stats(t0, nbytes, n, version)
+        t0 = time.perf_counter()
+        return self._send_all(local_shards(model, cfg), version, t0, tp=(rank, size))
 
 
 class ShardReceiver:

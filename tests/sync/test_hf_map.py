@@ -5,37 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cod_megatron.config import ModelConfig
 from cod_megatron.sync.hf_map import HFTarget, hf_from_shards, hf_targets, model_chunks, shard_from_hf
+from cod_recipes.models import tiny_qwen3
 
-CFG = ModelConfig(
-    arch="qwen2",
-    num_layers=1,
-    hidden_size=16,
-    ffn_hidden_size=24,
-    num_attention_heads=4,
-    num_query_groups=2,
-    kv_channels=4,
-    vocab_size=10,
-    max_position_embeddings=32,
-    rope_theta=1e6,
-    norm_epsilon=1e-6,
-    tie_word_embeddings=False,
-    params_dtype="float32",
-)
+CFG = tiny_qwen3()  # 4 heads in 2 query groups: q_per_group = 2
+H, V, F, QD, KD = CFG.hidden_size, CFG.vocab_size, CFG.ffn_hidden_size, 4 * CFG.head_dim, 2 * CFG.head_dim
 _G = torch.Generator().manual_seed(0)
 HF = {
-    "embed": torch.randn(10, 16, generator=_G),
-    "q": torch.randn(16, 16, generator=_G),
-    "k": torch.randn(8, 16, generator=_G),
-    "v": torch.randn(8, 16, generator=_G),
-    "q_bias": torch.randn(16, generator=_G),
-    "k_bias": torch.randn(8, generator=_G),
-    "v_bias": torch.randn(8, generator=_G),
-    "gate": torch.randn(24, 16, generator=_G),
-    "up": torch.randn(24, 16, generator=_G),
-    "down": torch.randn(16, 24, generator=_G),
-    "norm": torch.randn(16, generator=_G),
+    "embed": torch.randn(V, H, generator=_G),
+    "q": torch.randn(QD, H, generator=_G),
+    "k": torch.randn(KD, H, generator=_G),
+    "v": torch.randn(KD, H, generator=_G),
+    "q_bias": torch.randn(QD, generator=_G),
+    "k_bias": torch.randn(KD, generator=_G),
+    "v_bias": torch.randn(KD, generator=_G),
+    "gate": torch.randn(F, H, generator=_G),
+    "up": torch.randn(F, H, generator=_G),
+    "down": torch.randn(H, F, generator=_G),
+    "norm": torch.randn(H, generator=_G),
 }
 
 
@@ -74,7 +61,7 @@ def test_shards_of_every_layout_kind_reassemble_into_the_hf_tensors(target, tp):
 
 def test_a_split_that_does_not_divide_evenly_is_refused():
     with pytest.raises(ValueError, match="not divisible by tensor-parallel size 3"):
-        shard_from_hf(HFTarget("vocab", ("embed",)), DictReader(), CFG, 0, 3)
+        shard_from_hf(HFTarget("vocab", ("embed",)), DictReader(), CFG, 0, 3)  # 256 rows
 
 
 class _Layer(torch.nn.Module):
