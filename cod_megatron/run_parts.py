@@ -15,7 +15,7 @@ from typing import Any
 
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.policy.convert import hf_config_from_model
+from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.data import PackSource
 from cod_megatron.rollout.manager import RolloutManager

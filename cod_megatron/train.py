@@ -24,7 +24,7 @@ from cod_megatron.rollout.data import PackSource
 from cod_megatron.rollout.engines import shutdown_engines, start_engines
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.renderers import renderer_for
-from cod_megatron.rollout.weight_sync import WeightSync
+from cod_megatron.sync.weight_sync import WeightSync
 from cod_megatron.synthetic import run_synthetic
 
 log = logging.getLogger("cod_megatron.train")

@@ -43,8 +43,8 @@ def checkpoint_rollouts(
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.rollout.embedded import EmbeddedEngine
     from cod_megatron.rollout.renderers import renderer_for
-    from cod_megatron.rollout.weight_sync import WeightSync
     from cod_megatron.run_parts import build_manager, engine_kwargs, start_trainer
+    from cod_megatron.sync.weight_sync import WeightSync
 
     cfg = load_run_config(ckpt)
     cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0

@@ -6,7 +6,7 @@ import torch
 import cod_recipes
 from cod_envs import registry
 from cod_megatron.config import apply_overrides, finalize
-from cod_megatron.policy.convert import hf_config_from_model
+from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.rollout.data import PackSource
 from cod_megatron.rollout.embedded import EmbeddedEngine
 from cod_megatron.rollout.engines import RayEngine, shutdown_engines, start_engines
