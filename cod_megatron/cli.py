@@ -20,11 +20,25 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> tuple[RunConfig, ParallelLayout]:
+def resolve_recipe(recipe: str, overrides: list[str]) -> tuple[RunConfig, ParallelLayout]:
     """Recipe -> overrides -> one validation pass. Raises ConfigError (dotted field name) or KeyError."""
-    cfg = cod_recipes.get(args.recipe)
-    apply_overrides(cfg, args.overrides)
+    cfg = cod_recipes.get(recipe)
+    apply_overrides(cfg, overrides)
     return cfg, finalize(cfg)
+
+
+def resolve(args: argparse.Namespace) -> tuple[RunConfig, ParallelLayout]:
+    """:func:`resolve_recipe` of the parsed command line."""
+    return resolve_recipe(args.recipe, args.overrides)
+
+
+def report(error: ConfigError | KeyError) -> int:
+    """Print a config error (its dotted field) or an unknown name the way every entry point does; exit code 2."""
+    if isinstance(error, ConfigError):
+        print(f"config error: {error.field}: {error.reason}", file=sys.stderr)
+    else:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+    return 2
 
 
 def render(cfg: RunConfig, layout: ParallelLayout) -> str:
@@ -41,12 +55,8 @@ def handle_common(args: argparse.Namespace) -> tuple[RunConfig, ParallelLayout] 
         return 0
     try:
         cfg, layout = resolve(args)
-    except ConfigError as e:
-        print(f"config error: {e.field}: {e.reason}", file=sys.stderr)
-        return 2
-    except KeyError as e:
-        print(f"error: {e.args[0]}", file=sys.stderr)
-        return 2
+    except (ConfigError, KeyError) as e:
+        return report(e)
     if args.dry_run:
         print(render(cfg, layout))
         return 0

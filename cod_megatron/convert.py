@@ -4,7 +4,8 @@
 ``"model"``): what ``PolicyTrainer.load(path, with_optimizer=False)`` reads, under any TP/PP layout.
 ``mcore-to-hf --ckpt CKPT --hf-config DIR --out DIR [--tp N --pp N]`` writes config.json + safetensors that
 ``AutoModelForCausalLM.from_pretrained`` loads. Both run in one process, or under ``torchrun`` with
-``tp * pp * dp == WORLD_SIZE``. The mapping itself lives in :mod:`cod_megatron.policy.convert`.
+``tp * pp * dp == WORLD_SIZE``. The mapping itself lives in :mod:`cod_megatron.sync.hf_map`; the file side in
+:mod:`cod_megatron.policy.hf_weights`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def _build(args: argparse.Namespace, hf_config_dir: str):
     """Read the HF config, start the process groups and build this rank's (randomly initialised) model."""
     from transformers import AutoConfig
 
-    from cod_megatron.policy.convert import model_config_from_hf
     from cod_megatron.policy.distributed import init_distributed
+    from cod_megatron.policy.hf_weights import model_config_from_hf
     from cod_megatron.policy.model import build_model
 
     hf_config = AutoConfig.from_pretrained(hf_config_dir)
@@ -53,7 +54,7 @@ def hf_to_mcore(args: argparse.Namespace) -> str:
     import torch.distributed as dist
     from megatron.core import dist_checkpointing
 
-    from cod_megatron.policy.convert import load_hf_weights
+    from cod_megatron.policy.hf_weights import load_hf_weights
 
     if os.path.isdir(args.out) and os.listdir(args.out):  # every rank sees the same filesystem: all stop together
         raise SystemExit(f"error: {args.out} is not empty")
@@ -71,7 +72,7 @@ def mcore_to_hf(args: argparse.Namespace) -> str:
     import torch
     from megatron.core import dist_checkpointing
 
-    from cod_megatron.policy.convert import save_hf
+    from cod_megatron.policy.hf_weights import save_hf
 
     hf_config, model_cfg, model = _build(args, args.hf_config)
     loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, args.ckpt)

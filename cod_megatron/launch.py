@@ -26,8 +26,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cod_recipes
-from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, finalize
+from cod_megatron.cli import report
+from cod_megatron.cli import resolve_recipe as resolve
+from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run
 from cod_megatron.config.memory import check_fits
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "ray_cod.sub.j2"
@@ -126,13 +127,6 @@ def slurm_task(recipe: str, overrides: list[str]):
     )
 
 
-def resolve(recipe: str, overrides: list[str]) -> tuple[RunConfig, ParallelLayout]:
-    """Recipe -> overrides -> one validation pass (as the trainer will do it)."""
-    cfg = cod_recipes.get(recipe)
-    apply_overrides(cfg, overrides)
-    return cfg, finalize(cfg)
-
-
 def render_sbatch(recipe: str, overrides: list[str], settings: SlurmSettings) -> str:
     """The sbatch script NeMo-Run would submit, rendered with a LocalTunnel and a fixed experiment id."""
     import nemo_run as run
@@ -214,12 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         cfg, layout = resolve(args.recipe, args.overrides)
-    except ConfigError as e:
-        print(f"config error: {e.field}: {e.reason}", file=sys.stderr)
-        return 2
-    except KeyError as e:
-        print(f"error: {e.args[0]}", file=sys.stderr)
-        return 2
+    except (ConfigError, KeyError) as e:
+        return report(e)
     if cfg.run.device == "cuda":
         try:
             check_fits(cfg, layout)
@@ -227,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"memory: {e.field}: {e.reason}", file=sys.stderr)
             if not (args.dry_run or args.skip_memory_check):
                 return 2
+    if not args.dry_run:
+        try:
+            check_loop_can_run(cfg, layout)
+        except ConfigError as e:
+            return report(e)
     if args.executor == "local":
         run_local(args.recipe, args.overrides, args.dry_run)
         return 0

@@ -6,6 +6,9 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -98,3 +101,21 @@ class StepProgress:
         self._bar.update(
             self._task, completed=step, description=f"reward [{pos}] gap {metrics.get('rollout/gap', 0):+.2f}"
         )
+
+
+@contextmanager
+def timed(into: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall time to ``into["time/<name>_s"]``."""
+    t0 = time.perf_counter()
+    yield
+    into[f"time/{name}_s"] = into.get(f"time/{name}_s", 0.0) + time.perf_counter() - t0
+
+
+def progress_line(step: int, steps: int, m: dict[str, float]) -> str:
+    """One log line: the CoD curve, the loss and where the time went."""
+    pos = " ".join(f"{m[k]:.2f}" for k in sorted(m) if k.startswith("rollout/reward_pos_"))
+    times = " ".join(f"{k[5:-2]} {v:.2f}s" for k, v in m.items() if k.startswith("time/"))
+    return (
+        f"step {step}/{steps} | reward by position [{pos}] gap {m.get('rollout/gap', 0.0):+.2f} | "
+        f"loss {m.get('train/loss', 0.0):.4f} | {times}"
+    )

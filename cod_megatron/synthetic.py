@@ -20,8 +20,8 @@ log = logging.getLogger("cod_megatron.train")
 def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     """Optimizer steps on a fixed synthetic packed batch; returns the last step's metrics."""
     from cod_megatron.data import synthetic_packed_batch
+    from cod_megatron.data.denominators import step_denominators
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

@@ -24,8 +24,8 @@ from cod_envs.hidden_key.warm_start import warm_start_samples
 from cod_megatron.cod.episode import Episode
 from cod_megatron.cod.tokenization import WordRenderer
 from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
-from cod_megatron.policy.loss import step_denominators
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ def llama3_70b_cod_64gpu_h100() -> RunConfig:
         rollout            16.4   7.3        3.0      5.0   31.8  (16 sequences x 12000 tokens per engine)
 
     The recipe ships ``optimizer.micro_batch_tokens=8192``: at the spec's 16384 the train step does not fit. Weight sync
-    (``python -m cod_megatron.config.sync_plan``): 141 GB, ~4.9 s by broadcast, ~2.8 s TP-aligned at 50 GB/s.
+    (``python -m cod_megatron.sync``): 141 GB, ~4.9 s by broadcast, ~2.8 s TP-aligned at 50 GB/s.
     """
     cfg = base_cod()
     cfg.run.name = "llama3_70b_cod"

@@ -4,8 +4,8 @@ Pure torch: tensors in, tensors out, no Megatron, no Ray, no process groups.
 """
 
 from cod_megatron.cod.baselines import group_advantages
-from cod_megatron.cod.credit import lifecycle_returns
 from cod_megatron.cod.red import adaptive_red, red_temperature
+from cod_megatron.cod.returns import lifecycle_returns
 from cod_megatron.cod.rewards import judge_format_keep_mask, solve_reward, total_reward, update_reward
 
 __all__ = [

@@ -1,89 +1,76 @@
-"""Returns over a lifecycle: which later rewards each solve and update episode is credited with (cod_spec.md 4.2, 4.5).
+"""Credit assignment for a batch of lifecycles: rewards -> returns -> group baselines -> adaptive RED -> episodes.
 
-Shape legend: L lifecycles (rollouts, all packs together), S tasks per pack.
-``r_x [L, S]`` solve rewards, ``r_z [L, S-1]`` update format rewards; update episode j is written after task j and
-produces the hint for task j+1, so it can influence tasks j+1..S-1 but never task j or earlier.
+The glue between the data model and the pure tensor functions: it builds ``r_x [L, S]`` / ``r_z [L, S-1]`` from the
+lifecycles, keeps the ones without a judge-format error (dropped whole, spec section 3), and writes each
+episode's advantage back. A pack left with a single rollout gets advantage 0 (counted), never an error. RED weighs
+every episode by the tokens it trains on.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 
-Credit = Literal["reward_to_go", "outcome", "own"]
-ReturnsStyle = Literal["mean", "discounted", "sliding_window_mean"]
+from cod_megatron.cod.baselines import group_advantages
+from cod_megatron.cod.episode import Episode, Lifecycle
+from cod_megatron.cod.red import adaptive_red
+from cod_megatron.cod.returns import lifecycle_returns
+from cod_megatron.config import AlgorithmConfig
 
 
-def _check(r_x: torch.Tensor, r_z: torch.Tensor, credit: str, returns: str, gamma: float, window: int) -> None:
-    if credit not in ("reward_to_go", "outcome", "own"):
-        raise ValueError(f"lifecycle_returns: unknown credit mode {credit!r}")
-    if returns not in ("mean", "discounted", "sliding_window_mean"):
-        raise ValueError(f"lifecycle_returns: unknown returns style {returns!r}")
-    if r_x.dim() != 2 or r_x.shape[1] < 1:
-        raise ValueError(f"lifecycle_returns: r_x must be [L, S] with S >= 1, got shape {tuple(r_x.shape)}")
-    want = (r_x.shape[0], r_x.shape[1] - 1)
-    if tuple(r_z.shape) != want:
-        raise ValueError(f"lifecycle_returns: r_z must be [L, S-1] = {list(want)}, got {list(r_z.shape)}")
-    if not (torch.isfinite(r_x).all() and torch.isfinite(r_z).all()):
-        raise ValueError("lifecycle_returns: rewards contain NaN or inf")
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"lifecycle_returns: gamma must be in (0, 1], got {gamma}")
-    if window < 1:
-        raise ValueError(f"lifecycle_returns: window must be >= 1, got {window}")
+@dataclass
+class CreditResult:
+    """The episodes that will be trained on (advantages set) and what happened on the way."""
+
+    episodes: list[Episode]
+    dropped_lifecycles: int
+    red_temperature: float | None
+    metrics: dict[str, float]
 
 
-def _reward_to_go(
-    r_x: torch.Tensor, r_z: torch.Tensor, returns: ReturnsStyle, gamma: float, window: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    s = r_x.shape[1]
-    solve = torch.empty_like(r_x)
-    update = torch.empty_like(r_z)
-    for j in range(s):
-        if returns == "mean":
-            # R_x[j] = mean(r_x[j..S-1]); R_z[j] = (r_z[j] + sum r_x[j+1..S-1]) / (S-j)   (4.2)
-            solve[:, j] = r_x[:, j:].mean(1)
-            if j < s - 1:
-                update[:, j] = (r_z[:, j] + r_x[:, j + 1 :].sum(1)) / (s - j)
-        elif returns == "discounted":
-            # a discounted sum: R_x[j] = sum_{l>=j} g^(l-j) r_x[l]; R_z[j] = r_z[j] + sum_{l>=j+1} g^(l-j) r_x[l]
-            disc = gamma ** torch.arange(s - j, dtype=r_x.dtype, device=r_x.device)
-            solve[:, j] = (r_x[:, j:] * disc).sum(1)
-            if j < s - 1:
-                update[:, j] = r_z[:, j] + (r_x[:, j + 1 :] * disc[1:]).sum(1)
-        elif returns == "sliding_window_mean":
-            # mean over positions j..min(j+W-1, S-1), with r_z in place of r_x[j] for the update episode
-            end = min(j + window - 1, s - 1)
-            solve[:, j] = r_x[:, j : end + 1].mean(1)
-            if j < s - 1:
-                update[:, j] = (r_z[:, j] + r_x[:, j + 1 : end + 1].sum(1)) / (end - j + 1)
-        else:
-            raise ValueError(f"lifecycle_returns: unknown returns style {returns!r}")
-    return solve, update
-
-
-def lifecycle_returns(
-    r_x: torch.Tensor,
-    r_z: torch.Tensor,
-    *,
-    credit: Credit = "reward_to_go",
-    returns: ReturnsStyle = "mean",
-    gamma: float = 1.0,
-    window: int = 2,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns ``(solve_returns [L, S], update_returns [L, S-1])`` from ``r_x [L, S]`` and ``r_z [L, S-1]``.
-
-    ``credit="reward_to_go"`` (CoD) uses the ``returns`` style: ``mean`` of rewards-to-go (4.2, the default),
-    ``discounted`` sum with ``gamma`` or ``sliding_window_mean`` over ``window`` positions (4.5).
-    Ablations ignore ``returns``: ``outcome`` gives every episode, update episodes included, the lifecycle's mean
-    task reward ``mean_j r_x[i, j]`` (format rewards do not enter); ``own`` gives each episode only its own reward.
-    """
-    _check(r_x, r_z, credit, returns, gamma, window)
-    if credit == "reward_to_go":
-        return _reward_to_go(r_x, r_z, returns, gamma, window)
-    if credit == "outcome":
-        outcome = r_x.mean(1, keepdim=True)
-        return outcome.expand_as(r_x).clone(), outcome.expand_as(r_z).clone()
-    if credit == "own":
-        return r_x.clone(), r_z.clone()
-    raise ValueError(f"lifecycle_returns: unknown credit mode {credit!r}")
+def assign_credit(lifecycles: list[Lifecycle], cfg: AlgorithmConfig) -> CreditResult:
+    """Set ``advantage`` on every episode of the kept lifecycles (all of one pack size S)."""
+    kept = [lc for lc in lifecycles if not lc.has_judge_error]
+    if not kept:
+        return CreditResult([], len(lifecycles), None, {"credit/kept_lifecycles": 0.0})
+    sizes = {lc.pack.size for lc in kept}
+    if len(sizes) != 1:
+        raise ValueError(f"assign_credit: one pack size per batch, got {sorted(sizes)}")
+    for lc in kept:
+        if len(lc.solves()) != lc.pack.size or len(lc.updates()) != lc.pack.size - 1:
+            raise ValueError(
+                f"assign_credit: lifecycle {lc.rollout} of pack {lc.pack.pack_id} has "
+                f"{len(lc.solves())} solve / {len(lc.updates())} update episodes for S={lc.pack.size}"
+            )
+    r_x = torch.tensor([lc.solve_rewards() for lc in kept], dtype=torch.float64)
+    r_z = torch.tensor([lc.update_rewards() for lc in kept], dtype=torch.float64).reshape(len(kept), -1)
+    ret_x, ret_z = lifecycle_returns(
+        r_x, r_z, credit=cfg.credit, returns=cfg.returns, gamma=cfg.gamma, window=cfg.window
+    )
+    pack_ids = torch.tensor([lc.pack.pack_id for lc in kept])
+    # a pack left with one rollout (judge errors, exhausted retries, or G = 1 by design) has A = 0 (spec 4.3)
+    adv_x, adv_z = group_advantages(ret_x, ret_z, pack_ids, std_normalization=cfg.std_normalization, min_group_size=1)
+    single = int((torch.unique(pack_ids, return_counts=True)[1] == 1).sum())
+    episodes: list[Episode] = []
+    values: list[float] = []
+    for i, lc in enumerate(kept):
+        for e in sorted(lc.episodes, key=lambda e: (e.position, e.kind != "solve")):
+            episodes.append(e)
+            values.append(float(adv_x[i, e.position] if e.kind == "solve" else adv_z[i, e.position]))
+    adv = torch.tensor(values, dtype=torch.float64)
+    weights = torch.tensor([e.num_generated for e in episodes], dtype=torch.float64)
+    temperature, metrics = None, {}
+    if cfg.adaptive_red and weights.sum() > 0:
+        adv, temperature, metrics = adaptive_red(
+            adv, weights, t_min=cfg.red_temperature_min, t_max=cfg.red_temperature_max
+        )
+    for e, a in zip(episodes, adv.tolist(), strict=True):
+        e.advantage = a
+    metrics = {f"credit/{k}": float(v) for k, v in metrics.items()} | {
+        "credit/kept_lifecycles": float(len(kept)),
+        "credit/dropped_lifecycles": float(len(lifecycles) - len(kept)),
+        "credit/single_rollout_packs": float(single),
+        "credit/solve_reward_mean": float(r_x.mean()),
+    }
+    return CreditResult(episodes, len(lifecycles) - len(kept), temperature, metrics)

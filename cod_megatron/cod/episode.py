@@ -9,6 +9,7 @@ model turn and excludes prompts and environment observations.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,11 @@ class Episode:
         return total
 
 
+def has_judge_error(episodes: Iterable[Any]) -> bool:
+    """A judge-format error in any episode drops the whole lifecycle from training and from means (spec 3.4)."""
+    return any(e.judge_error for e in episodes)
+
+
 @dataclass(kw_only=True)
 class Lifecycle:
     """Rollout ``rollout`` of ``pack``: S solve episodes and S - 1 update episodes, in order."""
@@ -126,5 +132,5 @@ class Lifecycle:
 
     @property
     def has_judge_error(self) -> bool:
-        """A judge-format error drops the whole lifecycle (spec section 3)."""
-        return any(e.judge_error for e in self.episodes)
+        """See :func:`has_judge_error`."""
+        return has_judge_error(self.episodes)

@@ -2,6 +2,7 @@
 
 from cod_megatron.config.base import ConfigError
 from cod_megatron.config.layout import LayoutError, ParallelConfig, ParallelLayout
+from cod_megatron.config.loop_support import check_loop_can_run
 from cod_megatron.config.model import ModelConfig
 from cod_megatron.config.overrides import apply_override, apply_overrides
 from cod_megatron.config.root import RunConfig, finalize
@@ -33,5 +34,6 @@ __all__ = [
     "RunSection",
     "apply_override",
     "apply_overrides",
+    "check_loop_can_run",
     "finalize",
 ]

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cod_megatron.cod.assign import assign_credit
+from cod_megatron.cod.credit import assign_credit
 from cod_megatron.cod.episode import Episode, Lifecycle, Pack, Task
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data.episodes import pack_episodes

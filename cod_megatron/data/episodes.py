@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 
 from cod_megatron.cod.episode import Episode
-from cod_megatron.data.packed import PackedBatch, concat_packed
+from cod_megatron.data.packed import PackedBatch, concat_packed, to_targets
 from cod_megatron.data.planner import plan_micro_batches
 
 
@@ -44,25 +44,16 @@ def episode_segment(ep: Episode, sample_offset: int, max_len: int | None = None)
     if ep.advantage is None:
         raise ValueError(f"episode {ep.kind}@{ep.position} of pack {ep.pack_id} has no advantage yet")
     tokens = _tensor(ep.token_ids[:n], "q", torch.int64)
-    gen = _tensor(ep.generated[:n], "b", torch.int8).bool()
-    shift = slice(1, n)
-    labels = torch.zeros(n, dtype=torch.long)
-    labels[:-1] = tokens[shift]
-    mask = torch.zeros(n)
-    mask[:-1] = gen[shift].float()
-    lp = torch.zeros(n)
-    lp[:-1] = _tensor(ep.rollout_logprobs[:n], "f", torch.float32)[shift] * mask[:-1]
-    sid = torch.zeros(n, dtype=torch.long)
-    sid[:-1] = _tensor(ep.turn_ids[:n], "q", torch.int64)[shift] + sample_offset
+    mask = to_targets(_tensor(ep.generated[:n], "b", torch.int8).float())
     return PackedBatch(
         tokens=tokens,
-        labels=labels,
+        labels=to_targets(tokens),
         loss_mask=mask,
         segment_ids=torch.zeros(n, dtype=torch.long),
         cu_seqlens=torch.tensor([0, n], dtype=torch.int32),
         advantages=torch.tensor([ep.advantage], dtype=torch.float32),
-        rollout_logprobs=lp,
-        sample_ids=sid,
+        rollout_logprobs=to_targets(_tensor(ep.rollout_logprobs[:n], "f", torch.float32)) * mask,
+        sample_ids=to_targets(_tensor(ep.turn_ids[:n], "q", torch.int64) + sample_offset),
     )
 
 

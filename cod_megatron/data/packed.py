@@ -66,18 +66,24 @@ class PackedBatch:
         return self.advantages[self.segment_ids]
 
 
+def to_targets(values: torch.Tensor) -> torch.Tensor:
+    """``out[p] = values[p + 1]`` and 0 at the end: position ``p`` predicts token ``p + 1`` (labels, loss fields)."""
+    out = torch.zeros_like(values)
+    out[:-1] = values[1:]
+    return out
+
+
 def pack_segments(segments: list[list[int]], prompt_lens: list[int], advantages: list[float]) -> PackedBatch:
     """Pack token lists into one THD row; the first ``prompt_lens[i]`` tokens of segment i are prompt (no loss)."""
     if not (len(segments) == len(prompt_lens) == len(advantages)) or not segments:
         raise ValueError("segments, prompt_lens and advantages must be non-empty and of equal length")
-    tokens, labels, mask, seg = [], [], [], []
+    tokens, mask, seg = [], [], []
     for i, (toks, plen) in enumerate(zip(segments, prompt_lens, strict=True)):
         if len(toks) < 1:
             raise ValueError(f"segment {i} is empty")
         if not 0 <= plen <= len(toks):
             raise ValueError(f"segment {i}: prompt length {plen} outside [0, {len(toks)}]")
         tokens += toks
-        labels += toks[1:] + [0]
         # position p predicts token p + 1, which is a response token when p + 1 >= plen
         mask += [1.0 if p + 1 >= plen and p + 1 < len(toks) else 0.0 for p in range(len(toks))]
         seg += [i] * len(toks)
@@ -86,7 +92,7 @@ def pack_segments(segments: list[list[int]], prompt_lens: list[int], advantages:
     cu[1:] = lengths.cumsum(0)
     return PackedBatch(
         tokens=torch.tensor(tokens, dtype=torch.long),
-        labels=torch.tensor(labels, dtype=torch.long),
+        labels=torch.cat([to_targets(torch.tensor(s, dtype=torch.long)) for s in segments]),
         loss_mask=torch.tensor(mask),
         segment_ids=torch.tensor(seg, dtype=torch.long),
         cu_seqlens=cu,

@@ -41,35 +41,23 @@ def checkpoint_rollouts(
 ) -> list[list[float]]:
     """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy."""
     from cod_megatron.engines.embedded import EmbeddedEngine
-    from cod_megatron.policy.convert import hf_config_from_model
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.rollout.manager import RolloutManager
     from cod_megatron.rollout.renderers import renderer_for
-    from cod_megatron.rollout.rewards import reward_rule
-    from cod_megatron.rollout.weight_sync import WeightSync
+    from cod_megatron.run_parts import build_manager, engine_kwargs, start_trainer
+    from cod_megatron.sync.weight_sync import WeightSync
 
     cfg = load_run_config(ckpt)
+    cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0
     layout = finalize(cfg)
     renderer = renderer_for(domain.name)
     init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
     try:
-        trainer = PolicyTrainer(cfg, layout)
-        trainer.load(str(ckpt), with_optimizer=False)
-        engine = EmbeddedEngine(hf_config_from_model(cfg.model), stop_token_ids=[renderer.end_of_turn_id])
+        trainer = start_trainer(cfg, layout, renderer, with_optimizer=False)
+        engine = EmbeddedEngine(**engine_kwargs(cfg, renderer))
         WeightSync(cfg.model, [engine]).sync(trainer.model, trainer.step)
     finally:
         destroy_distributed()
-    manager = RolloutManager(
-        [engine],
-        domain.env,
-        renderer,
-        max_new_tokens=cfg.rollout.max_response_tokens,
-        temperature=temperature,
-        run_seed=seed,
-        rewards=reward_rule(cfg.algorithm, domain),
-        length_limit=cfg.rollout.response_length_restraint,
-    )
+    manager = build_manager(cfg, domain, [engine], renderer, temperature=temperature, run_seed=seed)
     result = manager.run(
         [fp.pack for fp in packs],
         1,

@@ -12,25 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from cod_megatron.cod.losses import LossDenominators, compute_denominators, policy_loss
+from cod_megatron.cod.losses import LossDenominators, policy_loss
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch
-
-
-def sample_ids(batch: PackedBatch, offset: int = 0) -> torch.Tensor:
-    """Per-token sample ids: the batch's own, or one sample per segment (``offset`` keeps them unique)."""
-    return batch.sample_ids if batch.sample_ids is not None else batch.segment_ids + offset
-
-
-def step_denominators(batches: list[PackedBatch]) -> LossDenominators:
-    """Denominators over ``batches``: the whole step's micro-batches (all DP ranks), before any CP split."""
-    offsets, acc = [], 0
-    for b in batches:
-        offsets.append(acc)
-        acc += b.num_segments
-    return compute_denominators(
-        [b.loss_mask for b in batches], [sample_ids(b, o) for b, o in zip(batches, offsets, strict=True)]
-    )
+from cod_megatron.data.denominators import sample_ids
 
 
 def packed_policy_loss(

@@ -18,9 +18,10 @@ from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch, pad_to_multiple
 from cod_megatron.data.context_parallel import split_for_context_parallel
+from cod_megatron.data.denominators import segment_offsets, step_denominators
 from cod_megatron.policy import checkpoint
 from cod_megatron.policy.logprobs import tp_logprobs
-from cod_megatron.policy.loss import packed_policy_loss, step_denominators
+from cod_megatron.policy.loss import packed_policy_loss
 from cod_megatron.policy.model import build_model, transformer_config
 
 
@@ -165,7 +166,7 @@ class PolicyTrainer:
                 "global sample_ids (pack_episodes sets them)"
             )
         self._denom = denominators or step_denominators(batches)
-        offsets = [sum(b.num_segments for b in batches[:i]) for i in range(len(batches))]
+        offsets = segment_offsets(batches)
         iters = [iter(list(zip(batches, offsets, strict=True))) for _ in self.model]
         out = get_forward_backward_func()(
             forward_step_func=self._forward_step,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from cod_envs import registry
 from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
-from cod_megatron.cod.episode import Episode, Lifecycle, Pack
+from cod_megatron.cod.episode import Episode, Lifecycle, Pack, has_judge_error
 from cod_megatron.cod.hints import (
     INITIAL_HINT,
     UpdateInput,
@@ -89,8 +89,8 @@ class TextLifecycle:
 
     @property
     def has_judge_error(self) -> bool:
-        """A judge error drops the lifecycle from training and from per-position means (spec 3)."""
-        return any(e.judge_error for e in self.episodes)
+        """See :func:`~cod_megatron.cod.episode.has_judge_error`."""
+        return has_judge_error(self.episodes)
 
 
 def _as_messages(prompt: Prompt) -> list[dict[str, str]]:
@@ -119,86 +119,101 @@ def run_lifecycle(
     initial = env_cls.initial_hint() or INITIAL_HINT
     hint, size = initial, len(rows)
     for j, row in enumerate(rows):
-        env = env_cls(
-            TaskContext(row=row, pack_seed=pack_seed, task_idx=env_task_idx[j] if env_task_idx else j, pack_size=size),
-            state,
-        )
-        shown = hint if hint_visible else initial
-        raw = env.raw_solve_prompt(shown)
-        if raw is not None:
-            prompt: Prompt = raw
-        else:
-            prompt = [
-                {"role": "system", "content": augment_system_prompt(env.system_prompt(), shown, length_limit)},
-                {"role": "user", "content": env.first_observation()},
-            ]
-        messages = _as_messages(prompt)
-        responses = [responder.begin("solve", j, prompt, env.max_response_tokens("solve"))]
-        while True:
-            messages.append({"role": "assistant", "content": responses[-1]})
-            result = env.step(responses[-1])
-            if result.done or env.turns >= env.max_turns:
-                break
-            messages.append({"role": "user", "content": result.observation})
-            responses.append(responder.follow(result.observation))
-        feedback = env.final_feedback() or result.feedback
-        judge_error = bool(getattr(env, "judge_error", False))
-        budget = env.max_turns
-        r_x = rule.solve(result.reward, responder.response_tokens(), result.turns_used, budget)
-        penalty = result.reward - r_x if result.reward > 0 else 0.0
-        responder.end(r_x, feedback, result.format_error, judge_error, outcome=result.reward, penalty=penalty)
+        task_idx = env_task_idx[j] if env_task_idx else j
+        env = env_cls(TaskContext(row=row, pack_seed=pack_seed, task_idx=task_idx, pack_size=size), state)
+        solve, messages = _solve_episode(env, j, hint if hint_visible else initial, responder, rule, length_limit)
         out.hints.append(hint)
-        out.solve_rewards.append(r_x)
-        out.episodes.append(
-            TextEpisodeTrace(
-                kind="solve",
-                position=j,
-                prompt=prompt,
-                responses=responses,
-                reward=r_x,
-                feedback=feedback,
-                format_error=result.format_error,
-                turns_used=result.turns_used,
-                judge_error=judge_error,
-                outcome=result.reward,
-                penalty=penalty,
-                turn_budget=budget,
-            )
-        )
-        if j == size - 1 or judge_error:  # a judge error drops the lifecycle: no point going on
+        out.solve_rewards.append(solve.reward)
+        out.episodes.append(solve)
+        if j == size - 1 or solve.judge_error:  # a judge error drops the lifecycle: no point going on
             break
-        update_prompt = env.raw_update_prompt(hint, responses[-1], result.reward, feedback)
-        if update_prompt is None:
-            trajectory = env.update_trajectory(messages)
-            hooks = UpdatePromptHooks(
-                render_trajectory=(lambda _m, t=trajectory: t) if trajectory is not None else render_trajectory,
-                include_reward=env.update_shows_reward,
-                suffix=getattr(env, "update_prompt_suffix", ""),
-            )
-            update_prompt = build_update_prompt(
-                UpdateInput(hint, messages, result.reward, feedback), length_limit=length_limit, hooks=hooks
-            )
-        response = responder.begin("update", j, update_prompt, env.max_response_tokens("update"))
-        if env.hint_format == "bare":
-            new = env.parse_bare_hint(response)
-            parsed, hint = new is not None, new if new is not None else hint
-        else:
-            upd = update_hint(hint, response)
-            parsed, hint = upd.parsed, upd.hint
-        r_z = rule.update(parsed)
-        responder.end(r_z, "", not parsed)
-        out.update_rewards.append(r_z)
-        out.episodes.append(
-            TextEpisodeTrace(
-                kind="update",
-                position=j,
-                prompt=update_prompt,
-                responses=[response],
-                reward=r_z,
-                format_error=not parsed,
-            )
-        )
+        update, hint = _update_episode(env, hint, solve, messages, responder, rule, length_limit)
+        out.update_rewards.append(update.reward)
+        out.episodes.append(update)
     return out
+
+
+def _solve_episode(
+    env: Environment, j: int, shown: str, responder: Responder, rule: RewardRule, length_limit: int | None
+) -> tuple[TextEpisodeTrace, list[dict[str, str]]]:
+    """Task ``j`` solved with the hint ``shown``: its trace (r_x, outcome and penalty apart) and its messages."""
+    raw = env.raw_solve_prompt(shown)
+    if raw is not None:
+        prompt: Prompt = raw
+    else:
+        prompt = [
+            {"role": "system", "content": augment_system_prompt(env.system_prompt(), shown, length_limit)},
+            {"role": "user", "content": env.first_observation()},
+        ]
+    messages = _as_messages(prompt)
+    responses = [responder.begin("solve", j, prompt, env.max_response_tokens("solve"))]
+    while True:
+        messages.append({"role": "assistant", "content": responses[-1]})
+        result = env.step(responses[-1])
+        if result.done or env.turns >= env.max_turns:
+            break
+        messages.append({"role": "user", "content": result.observation})
+        responses.append(responder.follow(result.observation))
+    feedback = env.final_feedback() or result.feedback
+    judge_error = bool(getattr(env, "judge_error", False))
+    r_x = rule.solve(result.reward, responder.response_tokens(), result.turns_used, env.max_turns)
+    penalty = result.reward - r_x if result.reward > 0 else 0.0
+    responder.end(r_x, feedback, result.format_error, judge_error, outcome=result.reward, penalty=penalty)
+    trace = TextEpisodeTrace(
+        kind="solve",
+        position=j,
+        prompt=prompt,
+        responses=responses,
+        reward=r_x,
+        feedback=feedback,
+        format_error=result.format_error,
+        turns_used=result.turns_used,
+        judge_error=judge_error,
+        outcome=result.reward,
+        penalty=penalty,
+        turn_budget=env.max_turns,
+    )
+    return trace, messages
+
+
+def _update_episode(
+    env: Environment,
+    hint: str,
+    solve: TextEpisodeTrace,
+    messages: list[dict[str, str]],
+    responder: Responder,
+    rule: RewardRule,
+    length_limit: int | None,
+) -> tuple[TextEpisodeTrace, str]:
+    """The update episode after ``solve``: its trace and the next hint (the previous one on a parse failure, R1)."""
+    update_prompt = env.raw_update_prompt(hint, solve.responses[-1], solve.reward, solve.feedback)
+    if update_prompt is None:
+        trajectory = env.update_trajectory(messages)
+        hooks = UpdatePromptHooks(
+            render_trajectory=(lambda _m, t=trajectory: t) if trajectory is not None else render_trajectory,
+            include_reward=env.update_shows_reward,
+            suffix=getattr(env, "update_prompt_suffix", ""),
+        )
+        update_input = UpdateInput(hint, messages, solve.reward, solve.feedback)
+        update_prompt = build_update_prompt(update_input, length_limit=length_limit, hooks=hooks)
+    response = responder.begin("update", solve.position, update_prompt, env.max_response_tokens("update"))
+    if env.hint_format == "bare":
+        new = env.parse_bare_hint(response)
+        parsed, hint = new is not None, new if new is not None else hint
+    else:
+        upd = update_hint(hint, response)
+        parsed, hint = upd.parsed, upd.hint
+    r_z = rule.update(parsed)
+    responder.end(r_z, "", not parsed)
+    trace = TextEpisodeTrace(
+        kind="update",
+        position=solve.position,
+        prompt=update_prompt,
+        responses=[response],
+        reward=r_z,
+        format_error=not parsed,
+    )
+    return trace, hint
 
 
 @dataclass

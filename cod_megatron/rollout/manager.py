@@ -72,6 +72,7 @@ class RolloutManager:
         self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
         self.retries, self.on_restart = retries, on_restart
         self.rewards, self.length_limit = rewards, length_limit
+        self._lock = threading.Lock()
 
     def run(
         self,
@@ -95,39 +96,15 @@ class RolloutManager:
         batchers = {e: LockstepBatcher(self.engines[e], len(js)) for e, js in per_engine.items()}
         results: dict[tuple[int, int], tuple[Lifecycle, TextLifecycle] | None] = {}
         counters = {"retries": 0, "restarts": 0}
-        lock = threading.Lock()
         temp = self.temperature if temperature is None else temperature
+        settings = dict(step=step, temperature=temp, hint_visible=hint_visible, env_task_idx=env_task_idx)
 
         def work(engine_idx: int, k: int, pack: Pack, rollout: int) -> None:
             batcher = batchers[engine_idx]
-            client = batcher.client((k, rollout))
-            params = SamplingParams(
-                max_new_tokens=self.max_new_tokens,
-                temperature=temp,
-                seed=lifecycle_seed(self.run_seed, step, pack.seed, rollout),
-            )
             try:
-                for attempt in range(self.retries + 1):
-                    try:
-                        results[(k, rollout)] = run_token_lifecycle(
-                            self.env_cls,
-                            pack,
-                            rollout,
-                            engine=client,
-                            renderer=self.renderer,
-                            params=params,
-                            hint_visible=hint_visible,
-                            env_task_idx=env_task_idx[k] if env_task_idx else None,
-                            length_limit=self.length_limit,
-                            rewards=self.rewards,
-                        )
-                        return
-                    except Exception as exc:
-                        with lock:
-                            counters["retries"] += attempt < self.retries
-                        log.warning("lifecycle pack %d rollout %d failed (attempt %d): %r", k, rollout, attempt, exc)
-                        self._heal(engine_idx, lock, counters)
-                results[(k, rollout)] = None
+                results[(k, rollout)] = self._run_one(
+                    engine_idx, batcher.client((k, rollout)), k, pack, rollout, **settings, counters=counters
+                )
             finally:
                 batcher.leave()
 
@@ -151,10 +128,51 @@ class RolloutManager:
             failed=sum(r is None for r in done),
         )
 
-    def _heal(self, engine_idx: int, lock: threading.Lock, counters: dict[str, int]) -> None:
+    def _run_one(
+        self,
+        engine_idx: int,
+        client: Any,
+        k: int,
+        pack: Pack,
+        rollout: int,
+        *,
+        step: int,
+        temperature: float,
+        hint_visible: bool,
+        env_task_idx: list[list[int]] | None,
+        counters: dict[str, int],
+    ) -> tuple[Lifecycle, TextLifecycle] | None:
+        """One lifecycle on its engine's batcher client, retried from its start; None once the retries are spent."""
+        params = SamplingParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=temperature,
+            seed=lifecycle_seed(self.run_seed, step, pack.seed, rollout),
+        )
+        for attempt in range(self.retries + 1):
+            try:
+                return run_token_lifecycle(
+                    self.env_cls,
+                    pack,
+                    rollout,
+                    engine=client,
+                    renderer=self.renderer,
+                    params=params,
+                    hint_visible=hint_visible,
+                    env_task_idx=env_task_idx[k] if env_task_idx else None,
+                    length_limit=self.length_limit,
+                    rewards=self.rewards,
+                )
+            except Exception as exc:
+                with self._lock:
+                    counters["retries"] += attempt < self.retries
+                log.warning("lifecycle pack %d rollout %d failed (attempt %d): %r", k, rollout, attempt, exc)
+                self._heal(engine_idx, counters)
+        return None
+
+    def _heal(self, engine_idx: int, counters: dict[str, int]) -> None:
         """Restart an engine that no longer answers (once per failure, whichever thread notices first)."""
         engine = self.engines[engine_idx]
-        with lock:
+        with self._lock:
             if not hasattr(engine, "restart") or engine.health().get("ok", False):
                 return
             log.warning("engine %d is unhealthy; restarting it", engine_idx)

@@ -5,17 +5,17 @@ import torch
 
 import cod_recipes
 from cod_envs import registry
-from cod_megatron.cod.assign import assign_credit
+from cod_megatron.cod.credit import assign_credit
 from cod_megatron.config import apply_overrides, finalize
+from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
-from cod_megatron.policy.convert import hf_config_from_model
-from cod_megatron.policy.loss import step_denominators
+from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.rollout.manager import RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import renderer_for
-from cod_megatron.rollout.weight_sync import WeightSync, buckets
+from cod_megatron.sync.weight_sync import WeightSync
 from tests.dist import free_port
 
 
@@ -99,10 +99,3 @@ def test_engine_refuses_to_serve_without_or_with_partial_weights(setup):
         engine.generate_batch(req)
     engine.resume_memory()
     assert len(engine.generate_batch(req)[0].token_ids) >= 1
-
-
-def test_buckets_bound_bytes_and_keep_every_tensor():
-    tensors = {f"t{i}": torch.zeros(i + 1) for i in range(10)}  # 4 .. 40 bytes
-    groups = list(buckets(tensors, bucket_bytes=48))
-    assert [n for g in groups for n, _ in g] == list(tensors)
-    assert all(sum(t.numel() * 4 for _, t in g) <= 48 or len(g) == 1 for g in groups)

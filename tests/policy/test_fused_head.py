@@ -2,7 +2,7 @@
 
 import torch
 
-from cod_megatron.policy.loss import step_denominators
+from cod_megatron.data.denominators import step_denominators
 from tests.dist import free_port
 from tests.policy.parallel_utils import batches, local_grads, tiny_cfg
 

@@ -19,7 +19,8 @@ from cod_kernels.fused_linear_logprob_reference import materialized_linear_logpr
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch, synthetic_packed_batch
-from cod_megatron.policy.loss import packed_policy_loss, step_denominators
+from cod_megatron.data.denominators import step_denominators
+from cod_megatron.policy.loss import packed_policy_loss
 from tests.dist import init_method, spawn
 from tests.kernels.test_fused_linear_logprob import close_scaled
 

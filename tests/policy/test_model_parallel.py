@@ -29,8 +29,8 @@ LAYOUTS = {
 def _worker(rank: int, world: int, name: str, workdir: str):
     from cod_megatron.config import finalize
     from cod_megatron.data import concat_packed
+    from cod_megatron.data.denominators import step_denominators
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.policy.loss import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
 
     cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])

@@ -112,3 +112,22 @@ def test_rollout_metrics_log_outcome_and_penalty_apart():
     assert m["rollout/solve_penalty"] > 0
     mean_r = sum(m[f"rollout/reward_pos_{j}"] for j in range(4)) / 4
     assert mean_r == pytest.approx(m["rollout/solve_outcome"] - m["rollout/solve_penalty"])
+
+
+def test_the_update_prompt_shows_r_x_after_the_penalty():
+    from cod_megatron.cod.hints import format_reward
+
+    domain, packs = _frozenlake_pack(4)
+    for i, rows in enumerate(packs):
+        oracle, prompts = domain.policies["oracle"](i), []
+
+        def policy(messages, oracle=oracle, prompts=prompts):
+            prompts.append(messages)
+            return oracle(messages)
+
+        lc = run_text_lifecycle(domain.env, rows, pack_seed=i, policy=policy)
+        for solve, update in zip(lc.episodes[0::2], lc.episodes[1::2], strict=False):
+            text = "\n".join(m["content"] for m in update.prompt)
+            assert f"Reward: {format_reward(solve.reward)}" in text
+            if solve.outcome > 0:
+                assert f"Reward: {format_reward(solve.outcome)}" not in text

@@ -3,7 +3,7 @@
 import pytest
 
 from cod_envs import registry
-from cod_megatron.cod.assign import assign_credit
+from cod_megatron.cod.credit import assign_credit
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.cod.tokenization import ChatRenderer

@@ -4,7 +4,8 @@ import pytest
 
 import cod_recipes
 from cod_megatron.config import apply_overrides, finalize
-from cod_megatron.config.sync_plan import main, model_bytes, plan_sync
+from cod_megatron.sync.__main__ import main
+from cod_megatron.sync.plan import model_bytes, plan_sync
 
 
 def plans_for(recipe, *overrides, **kw):

@@ -120,7 +120,7 @@ def reference(hf_dirs) -> dict[str, dict]:
 def _model_cfg(path: str | Path):
     from transformers import AutoConfig
 
-    from cod_megatron.policy.convert import model_config_from_hf
+    from cod_megatron.policy.hf_weights import model_config_from_hf
 
     return model_config_from_hf(AutoConfig.from_pretrained(path))
 
@@ -166,8 +166,8 @@ def _forward(model, tokens: torch.Tensor, position_ids: torch.Tensor, **kw) -> t
 def _megatron_outputs(model, model_cfg) -> dict:
     """Unpacked logits, packed logits split per segment, and the exported HF tensors of this rank."""
     from cod_megatron.data.packed import pack_segments
-    from cod_megatron.policy.convert import export_hf_weights
     from cod_megatron.policy.trainer import packed_seq_params
+    from cod_megatron.sync.hf_map import export_hf_weights
 
     model.eval()
     logits = _forward(model, IDS, torch.arange(IDS.numel()))
@@ -198,8 +198,8 @@ def _assert_tensors_equal(got: dict[str, torch.Tensor], want: dict[str, torch.Te
 def test_hf_to_megatron_logits_and_export_round_trip(arch, hf_dirs, reference, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from cod_megatron.policy.convert import load_hf_weights, save_hf
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_weights import load_hf_weights, save_hf
     from cod_megatron.policy.model import build_model
 
     model_cfg, hf_config = _model_cfg(hf_dirs[arch]), _hf_config(arch)
@@ -244,7 +244,7 @@ def test_model_config_from_hf_fields(hf_dirs):
 def test_model_config_from_hf_rejects_what_megatron_cannot_express():
     from transformers import LlamaConfig, Qwen2Config
 
-    from cod_megatron.policy.convert import model_config_from_hf
+    from cod_megatron.policy.hf_weights import model_config_from_hf
 
     with pytest.raises(NotImplementedError, match="yarn"):
         model_config_from_hf(LlamaConfig(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}))
@@ -273,8 +273,8 @@ SCENARIOS = ((2, 1), (1, 2))  # (tp, pp): both run in the same two spawned ranks
 
 
 def _sharded_worker(rank: int, world_size: int, dirs: dict[str, str], out_dir: str) -> dict:
-    from cod_megatron.policy.convert import load_hf_weights, save_hf
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_weights import load_hf_weights, save_hf
     from cod_megatron.policy.model import build_model
 
     cfgs = {arch: _model_cfg(d) for arch, d in dirs.items()}

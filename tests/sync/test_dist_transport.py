@@ -71,15 +71,16 @@ def _worker(rank: int, world: int) -> dict:
     from cod_megatron.config import ParallelConfig, ParallelLayout
     from cod_megatron.engines.embedded import EmbeddedEngine
     from cod_megatron.policy import cpu_compat
-    from cod_megatron.policy.convert import export_hf_weights, hf_config_from_model
+    from cod_megatron.policy.hf_weights import hf_config_from_model
     from cod_megatron.policy.model import build_model
-    from cod_megatron.rollout.dist_transport import (
+    from cod_megatron.sync.dist_transport import (
         BroadcastReceiver,
         BroadcastSender,
         ShardReceiver,
         ShardSender,
         weight_update_group,
     )
+    from cod_megatron.sync.hf_map import export_hf_weights
 
     model_cfg = _model_cfg()
     parallel = ParallelConfig(tp=2, engines=1, engine_tp=1, colocated=False, gpus_per_node=4)
@@ -197,11 +198,12 @@ def test_mixed_dtypes_and_shapes_round_trip_bucket_by_bucket(ranks):
 
 
 def test_bucketing_marks_only_the_final_bucket_last_and_rejects_an_empty_update():
-    from cod_megatron.rollout.dist_transport import BroadcastSender, WireTensor, _bucketed, _with_last
+    from cod_megatron.sync.buckets import with_last
+    from cod_megatron.sync.dist_transport import BroadcastSender, WireTensor, wire_buckets
 
     items = [(WireTensor(str(i), (4,), torch.float32), torch.zeros(4)) for i in range(5)]
-    got = [([m.name for m, _ in b], last) for b, last in _with_last(_bucketed(items, 32))]
+    got = [([m.name for m, _ in b], last) for b, last in with_last(wire_buckets(items, 32))]
     assert got == [(["0", "1"], False), (["2", "3"], False), (["4"], True)]
-    assert list(_with_last([])) == []
+    assert list(with_last([])) == []
     with pytest.raises(ValueError, match="no tensors"):
         BroadcastSender(None, src=0).send({}, version=1)  # fails before any collective

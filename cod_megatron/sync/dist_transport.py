@@ -1,14 +1,14 @@
 """Bucketed weight transfer over torch.distributed, trainer ranks -> engine ranks (gloo on CPU, NCCL on GPU).
 
-The wire side of the two disaggregated plans of :mod:`cod_megatron.config.sync_plan`; what the receiving engine
-does with the tensors is :meth:`InferenceEngine.update_weights <cod_megatron.rollout.engine.InferenceEngine>`.
+The wire side of the two disaggregated plans of :mod:`cod_megatron.sync.plan`; what the receiving engine
+does with the tensors is :meth:`InferenceEngine.update_weights <cod_megatron.engines.interface.InferenceEngine>`.
 
 * ``broadcast``: :class:`BroadcastSender` on the trainer's source rank (dp = tp = pp = 0) sends the HF tensors that
-  :func:`~cod_megatron.policy.convert.export_hf_weights` gathered (every TP rank runs the export, it is a TP
+  :func:`~cod_megatron.sync.hf_map.export_hf_weights` gathered (every TP rank runs the export, it is a TP
   collective; only the source sends); :class:`BroadcastReceiver` on every engine rank of the group receives them.
 * ``tp_aligned``: :class:`ShardSender` on EVERY trainer TP rank sends its own megatron shards (no TP all-gather, no
   HF conversion on the trainer); :class:`ShardReceiver` on the engine rank receives the shards of all TP ranks and
-  rebuilds full HF tensors with convert's own inverse layout (:func:`~cod_megatron.policy.convert._hf_from_shards`).
+  rebuilds full HF tensors with the map's own inverse layout (:func:`~cod_megatron.sync.hf_map.hf_from_shards`).
 
 Wire protocol, per group and per bucket (slime / verl style: flattening avoids one collective per tensor):
 
@@ -26,13 +26,13 @@ broadcast costs nothing on ranks outside it. Tests make it with :func:`weight_up
 from an outer world they create. In real runs the engine processes are not in the trainer's world: SGLang makes its
 own group from ``/init_weights_update_group`` (a rendezvous of the source rank and the server's ranks at
 ``master_address:port``, see :meth:`SGLangEngine.init_weights_update_group
-<cod_megatron.rollout.sglang_engine.SGLangEngine.init_weights_update_group>`) and receives with its own code: the
+<cod_megatron.engines.sglang.client.SGLangEngine.init_weights_update_group>`) and receives with its own code: the
 pinned SGLang expects one broadcast per tensor after each ``/update_weights_from_distributed`` call (the
 ``SGLangEngine.broadcast`` callable), so it does not read these flat buffers. The receivers here are for engines
 whose receiving side we own (the embedded engine in another process, a Ray actor).
 
-TP-aligned mapping (megatron layouts as in convert.py's docstring). Trainer TP rank ``r`` of ``tp`` holds, per
-parameter: vocab rows ``r*V/tp:(r+1)*V/tp`` (embedding, output layer); the query groups ``r*ng/tp:(r+1)*ng/tp`` of
+TP-aligned mapping (megatron layouts as in :mod:`~cod_megatron.sync.hf_map`). Trainer TP rank ``r`` of ``tp`` holds,
+per parameter: vocab rows ``r*V/tp:(r+1)*V/tp`` (embedding, output layer); the query groups ``r*ng/tp:(r+1)*ng/tp`` of
 ``linear_qkv`` as ``[groups, (q_per_group + 2) * hd, H]`` (q heads, then k, then v, per group; the qwen2 bias
 likewise); ``linear_fc1`` = ``cat(gate[rows_r], up[rows_r])``; ``linear_proj`` / ``linear_fc2`` the input columns
 ``r*D/tp:(r+1)*D/tp``; norms whole (every rank sends its copy: a few KB per layer). Implemented: an engine with
@@ -45,7 +45,7 @@ reassembly with ``ng/engine_tp`` groups to get its HF-named slice; when ``engine
 feeds engine ranks ``r*m .. r*m+m-1``, each cutting 1/m of the shard (of gate and of up separately for fc1, whole
 query groups for qkv). Neither SGLang release nor :class:`InferenceEngine` takes pre-sharded tensors today, so that
 half needs an engine-side loader. Also not implemented: PP > 1 (each stage's TP ranks would be sources, with
-``last`` only on the final stage's last bucket). Buckets of the TP ranks line up because convert requires even
+``last`` only on the final stage's last bucket). Buckets of the TP ranks line up because the map requires even
 splits (equal shard sizes give equal bucket boundaries); the receiver checks that they do.
 """
 
@@ -61,9 +61,8 @@ import torch.distributed as dist
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.engines.interface import InferenceEngine
-
-# convert's private layout helpers: the transfer must use the one mapping the checkpoint converter uses
-from cod_megatron.policy.convert import _chunks, _hf_from_shards, _Target, _targets, _tp
+from cod_megatron.sync.buckets import bucketed, with_last
+from cod_megatron.sync.hf_map import HFTarget, hf_from_shards, hf_targets, model_chunks, tp_rank_and_size
 
 
 @dataclass(frozen=True)
@@ -100,31 +99,11 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-def _bucketed(items: Iterable[tuple[WireTensor, torch.Tensor]], bucket_bytes: int) -> Iterator[list[Any]]:
-    """Consecutive groups of at most ``bucket_bytes`` (a larger tensor goes alone), like ``weight_sync.buckets``."""
-    bucket: list[tuple[WireTensor, torch.Tensor]] = []
-    size = 0
-    for meta, t in items:
-        if bucket and size + meta.nbytes > bucket_bytes:
-            yield bucket
-            bucket, size = [], 0
-        bucket.append((meta, t))
-        size += meta.nbytes
-    if bucket:
-        yield bucket
-
-
-def _with_last(it: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
-    """Each item with ``True`` on the final one (one item of look-ahead)."""
-    it = iter(it)
-    try:
-        prev = next(it)
-    except StopIteration:
-        return
-    for item in it:
-        yield prev, False
-        prev = item
-    yield prev, True
+def wire_buckets(
+    items: Iterable[tuple[WireTensor, torch.Tensor]], bucket_bytes: int
+) -> Iterator[list[tuple[WireTensor, torch.Tensor]]]:
+    """The transport's buckets: :func:`~cod_megatron.sync.buckets.bucketed` by the header's wire bytes."""
+    return bucketed(items, bucket_bytes, lambda item: item[0].nbytes)
 
 
 def _by_dtype(metas: Sequence[WireTensor]) -> dict[torch.dtype, list[int]]:
@@ -203,8 +182,8 @@ def _stats(t0: float, nbytes: int, buckets: int, version: int) -> dict[str, floa
 
 
 # ---- broadcast plan: one source rank, full HF tensors ------------------------------------------------------------
-class BroadcastSender:
-    """Trainer source rank: every bucket of HF tensors to all engine ranks of ``group`` by broadcast.
+class _BucketSender:
+    """What both senders share: the group, the source rank, the bucket bound, the buffer device and the send loop.
 
     ``src`` is the sender's global rank (default: this rank); ``device`` is where the flat buffers live (the CUDA
     device under NCCL; ``export_hf_weights`` returns CPU tensors).
@@ -221,19 +200,30 @@ class BroadcastSender:
         self.group, self.bucket_bytes, self.device = group, bucket_bytes, torch.device(device)
         self.src = dist.get_rank() if src is None else src
 
-    def send(self, tensors: Mapping[str, torch.Tensor], version: int) -> dict[str, float]:
-        """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``)."""
-        if not tensors:
-            raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
-        t0, nbytes, n = time.perf_counter(), 0, 0
-        items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in tensors.items())
-        for bucket, last in _with_last(_bucketed(items, self.bucket_bytes)):
+    def _send_all(
+        self, items: Iterable[tuple[WireTensor, torch.Tensor]], version: int, t0: float, **extra: Any
+    ) -> dict[str, float]:
+        """Every bucket (``extra`` fields in each header), then ``done``; ``t0`` is when the caller's send began."""
+        nbytes, n = 0, 0
+        for bucket, last in with_last(wire_buckets(items, self.bucket_bytes)):
             nbytes += _send_bucket(
-                bucket, version=version, last=last, src=self.src, group=self.group, device=self.device
+                bucket, version=version, last=last, src=self.src, group=self.group, device=self.device, **extra
             )
             n += 1
         _send_header({"kind": "done", "version": version, "buckets": n}, self.src, self.group)
         return _stats(t0, nbytes, n, version)
+
+
+class BroadcastSender(_BucketSender):
+    """Trainer source rank: every bucket of HF tensors to all engine ranks of ``group`` by broadcast."""
+
+    def send(self, tensors: Mapping[str, torch.Tensor], version: int) -> dict[str, float]:
+        """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``)."""
+        if not tensors:
+            raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
+        t0 = time.perf_counter()
+        items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in tensors.items())
+        return self._send_all(items, version, t0)
 
 
 class BroadcastReceiver:
@@ -273,8 +263,8 @@ def local_shards(model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelC
     A tied output layer is skipped, as in ``export_hf_weights`` (it is a copy of the embedding).
     """
     out = []
-    for chunk in _chunks(model):
-        for name, param, target in _targets(chunk, cfg):
+    for chunk in model_chunks(model):
+        for name, param, target in hf_targets(chunk, cfg):
             if name == "output_layer.weight" and cfg.tie_word_embeddings:
                 continue
             key = f"{target.hf[0]}@{name}"  # HF-based, so names of virtual pipeline chunks stay unique
@@ -282,33 +272,16 @@ def local_shards(model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelC
     return out
 
 
-class ShardSender:
+class ShardSender(_BucketSender):
     """Trainer TP rank: its own shards, bucketed, to the engine rank(s) of its group (no TP all-gather)."""
-
-    def __init__(
-        self,
-        group: dist.ProcessGroup,
-        *,
-        src: int | None = None,
-        bucket_bytes: int = 64 << 20,
-        device: str | torch.device = "cpu",
-    ):
-        self.group, self.bucket_bytes, self.device = group, bucket_bytes, torch.device(device)
-        self.src = dist.get_rank() if src is None else src
 
     def send(
         self, model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, version: int
     ) -> dict[str, float]:
         """Send this rank's shards and ``done``; the header also names the TP rank and size."""
-        rank, size = _tp()
-        t0, nbytes, n = time.perf_counter(), 0, 0
-        for bucket, last in _with_last(_bucketed(local_shards(model, cfg), self.bucket_bytes)):
-            nbytes += _send_bucket(
-                bucket, version=version, last=last, src=self.src, group=self.group, device=self.device, tp=(rank, size)
-            )
-            n += 1
-        _send_header({"kind": "done", "version": version, "buckets": n}, self.src, self.group)
-        return _stats(t0, nbytes, n, version)
+        rank, size = tp_rank_and_size()
+        t0 = time.perf_counter()
+        return self._send_all(local_shards(model, cfg), version, t0, tp=(rank, size))
 
 
 class ShardReceiver:
@@ -349,7 +322,7 @@ class ShardReceiver:
             for j, meta in enumerate(headers[0]["tensors"]):
                 assert meta.kind is not None
                 parts = [s[j] for s in shards]
-                full = _hf_from_shards(_Target(meta.kind, meta.hf), parts, self.cfg)
+                full = hf_from_shards(HFTarget(meta.kind, meta.hf), parts, self.cfg)
                 named.extend(zip(meta.hf, full, strict=True))
             self.engine.update_weights(named, version=version, last=headers[0]["last"])
             nbytes += sum(m.nbytes for h in headers for m in h["tensors"])

@@ -1,36 +1,23 @@
 """Weight sync: the trainer's Megatron weights -> HF names -> bucketed updates to every rollout engine.
 
-The conversion is :func:`cod_megatron.policy.convert.export_hf_weights` (TP shards gathered, fused q/k/v and
-gate/up split into HF tensors), the one mapping the checkpoint converter uses too. Buckets bound the bytes in
-flight per call, as SGLang's ``update_weights_from_distributed`` / ``update_weights_from_tensor`` want; the engine
-serves the new version only once the ``last`` bucket has arrived.
+The conversion is :func:`cod_megatron.sync.hf_map.export_hf_weights` (TP shards gathered, fused q/k/v and
+gate/up split into HF tensors), the one mapping the checkpoint converter uses too. Buckets
+(:mod:`cod_megatron.sync.buckets`) bound the bytes in flight per call, as SGLang's
+``update_weights_from_distributed`` / ``update_weights_from_tensor`` want; the engine serves the new version only
+once the ``last`` bucket has arrived.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.engines.interface import InferenceEngine
-from cod_megatron.policy.convert import export_hf_weights
-
-
-def buckets(tensors: dict[str, torch.Tensor], bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """Consecutive groups of tensors of at most ``bucket_bytes`` each (a larger tensor goes alone)."""
-    bucket: list[tuple[str, torch.Tensor]] = []
-    size = 0
-    for name, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
-        if bucket and size + nbytes > bucket_bytes:
-            yield bucket
-            bucket, size = [], 0
-        bucket.append((name, t))
-        size += nbytes
-    if bucket:
-        yield bucket
+from cod_megatron.sync.buckets import buckets, tensor_nbytes, with_last
+from cod_megatron.sync.hf_map import export_hf_weights
 
 
 class WeightSync:
@@ -51,11 +38,11 @@ class WeightSync:
         tensors = export_hf_weights(model, self.model_cfg)
         groups = list(buckets(tensors, self.bucket_bytes))
         for engine in self.engines if engines is None else engines:
-            for i, group in enumerate(groups):
-                engine.update_weights(group, version=version, last=i == len(groups) - 1)
+            for group, last in with_last(groups):
+                engine.update_weights(group, version=version, last=last)
         self.version = version
         return {
             "sync/seconds": time.perf_counter() - t0,
-            "sync/bytes": float(sum(t.numel() * t.element_size() for t in tensors.values())),
+            "sync/bytes": float(sum(tensor_nbytes(t) for t in tensors.values())),
             "sync/buckets": float(len(groups)),
         }

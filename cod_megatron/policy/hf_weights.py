@@ -1,24 +1,10 @@
-"""HF <-> megatron-core weight conversion for the project's Llama / Qwen2 / Qwen3 policies.
+"""HF checkpoints <-> megatron-core for the project's Llama / Qwen2 / Qwen3 policies: configs, loading, writing.
 
-Mechanism: a small explicit name-and-layout mapping, not mbridge. mbridge 0.15.1 builds its own model and
-TransformerConfig (TE spec, ``sequence_parallel = tp > 1``, ``hf_config.rope_theta`` that transformers 5 no longer
-has), scatters from TP rank 0 and exports by broadcasting every parameter over the PP group and allocating on
-``torch.cuda.current_device()``. Here the model is the one :func:`cod_megatron.policy.model.build_model` built, so
-the mapping only has to know megatron's tensor layouts:
-
-* ``embedding.word_embeddings`` / ``output_layer``: vocab rows split over TP (``[V/TP, H]`` per rank);
-* ``linear_qkv``: grouped per query group, ``[ng, (q_per_group + 2) * hd, H]`` = q heads of the group, then its
-  k head, then its v head; TP splits whole groups (the layout requires ``num_query_groups % tp == 0``); the qwen2
-  bias follows the same layout;
-* ``linear_fc1``: per TP rank ``cat(gate_shard, up_shard)``; ``linear_proj`` / ``linear_fc2``: row-parallel, split
-  on the input dimension; norms (incl. the qwen3 per-head q/k norms) replicated;
-* layers: megatron numbers them per stage; ``TransformerLayer.layer_number`` (1-based, global) gives the HF index,
-  which also covers virtual pipeline chunks.
-
-Both the local-spec names and Transformer Engine's fused-norm names (``linear_qkv.layer_norm_weight``,
-``linear_fc1.layer_norm_weight``) are mapped, so the same code serves CPU tests and the GPU (TE) trainer.
-Loading reads only this rank's slices from the safetensors files (no collective); export all-gathers TP shards and
-writes one safetensors file per pipeline stage (plus an index when PP > 1), so no rank holds the whole model.
+The name and tensor-layout map (and the export of HF tensors) is :mod:`cod_megatron.sync.hf_map`, the one owner
+weight sync uses too; this module maps configs (:func:`model_config_from_hf`, :func:`hf_config_from_model`) and
+does the file side. Loading reads only this rank's slices from the safetensors files (no collective); export
+all-gathers TP shards and writes one safetensors file per pipeline stage (plus an index when PP > 1), so no rank
+holds the whole model.
 """
 
 from __future__ import annotations
@@ -27,9 +13,7 @@ import copy
 import json
 import logging
 import os
-import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -39,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cod_megatron.config import ModelConfig
+from cod_megatron.sync.hf_map import export_hf_weights, hf_targets, model_chunks, shard_from_hf, tp_rank_and_size
 
 logger = logging.getLogger(__name__)
 
@@ -140,75 +125,6 @@ def hf_config_from_model(cfg: ModelConfig) -> Any:
     return cls(**common)
 
 
-# ---- the mapping -------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Target:
-    """How one megatron parameter is made of HF tensors."""
-
-    kind: str
-    """vocab | qkv | fc1 | row | replicated."""
-    hf: tuple[str, ...]
-    """HF tensor names (q/k/v for qkv, gate/up for fc1, else one)."""
-
-
-_LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
-_LAYER_MAP: dict[str, tuple[str, tuple[str, ...]]] = {
-    "input_layernorm.weight": ("replicated", ("input_layernorm.weight",)),
-    "self_attention.linear_qkv.layer_norm_weight": ("replicated", ("input_layernorm.weight",)),  # TE fused norm
-    "self_attention.linear_qkv.weight": (
-        "qkv",
-        ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
-    ),
-    "self_attention.linear_qkv.bias": (
-        "qkv",
-        ("self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"),
-    ),
-    "self_attention.q_layernorm.weight": ("replicated", ("self_attn.q_norm.weight",)),
-    "self_attention.k_layernorm.weight": ("replicated", ("self_attn.k_norm.weight",)),
-    "self_attention.linear_proj.weight": ("row", ("self_attn.o_proj.weight",)),
-    "pre_mlp_layernorm.weight": ("replicated", ("post_attention_layernorm.weight",)),
-    "mlp.linear_fc1.layer_norm_weight": ("replicated", ("post_attention_layernorm.weight",)),  # TE fused norm
-    "mlp.linear_fc1.weight": ("fc1", ("mlp.gate_proj.weight", "mlp.up_proj.weight")),
-    "mlp.linear_fc2.weight": ("row", ("mlp.down_proj.weight",)),
-}
-
-
-def _targets(chunk: torch.nn.Module, cfg: ModelConfig) -> Iterator[tuple[str, torch.nn.Parameter, _Target]]:
-    """Every parameter of one model chunk with its HF source; unknown parameters are an error, not a skip."""
-    layers = chunk.decoder.layers
-    for name, param in chunk.named_parameters():
-        if name == "embedding.word_embeddings.weight":
-            yield name, param, _Target("vocab", ("model.embed_tokens.weight",))
-        elif name == "output_layer.weight":
-            # tied: a PP>1 last stage keeps its own copy of the embedding (megatron syncs it at build time)
-            src = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
-            yield name, param, _Target("vocab", (src,))
-        elif name == "decoder.final_layernorm.weight":
-            yield name, param, _Target("replicated", ("model.norm.weight",))
-        elif (m := _LAYER.match(name)) and m.group(2) in _LAYER_MAP:
-            hf_layer = layers[int(m.group(1))].layer_number - 1
-            kind, hf = _LAYER_MAP[m.group(2)]
-            yield name, param, _Target(kind, tuple(f"model.layers.{hf_layer}.{n}" for n in hf))
-        else:
-            raise KeyError(f"no HF mapping for megatron parameter {name!r}")
-
-
-def _tp() -> tuple[int, int]:
-    if parallel_state.model_parallel_is_initialized():
-        return parallel_state.get_tensor_model_parallel_rank(), parallel_state.get_tensor_model_parallel_world_size()
-    return 0, 1
-
-
-def _chunks(model: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.nn.Module]:
-    models = [model] if isinstance(model, torch.nn.Module) else list(model)
-    chunks = []
-    for m in models:
-        while hasattr(m, "module"):  # DDP / Float16Module wrappers
-            m = m.module
-        chunks.append(m)
-    return chunks
-
-
 # ---- HF -> megatron ----------------------------------------------------------------------------------------------
 class HFSafetensors:
     """Lazy reader of an HF safetensors directory (single file or sharded with an index); reads slices only."""
@@ -251,38 +167,6 @@ class HFSafetensors:
         return self._slice(name)[:, start:stop]
 
 
-def _shard_from_hf(t: _Target, reader: HFSafetensors, cfg: ModelConfig, rank: int, size: int) -> torch.Tensor:
-    """This TP rank's megatron tensor for one parameter."""
-    if t.kind == "replicated":
-        return reader.rows(t.hf[0])
-    if t.kind == "vocab":
-        rows = _split(reader.shape(t.hf[0])[0], size, t.hf[0])
-        return reader.rows(t.hf[0], rank * rows, (rank + 1) * rows)
-    if t.kind == "row":
-        cols = _split(reader.shape(t.hf[0])[1], size, t.hf[0])
-        return reader.cols(t.hf[0], rank * cols, (rank + 1) * cols)
-    if t.kind == "fc1":
-        rows = _split(reader.shape(t.hf[0])[0], size, t.hf[0])
-        return torch.cat([reader.rows(n, rank * rows, (rank + 1) * rows) for n in t.hf])
-    if t.kind == "qkv":
-        hd, ng = cfg.head_dim, cfg.num_query_groups
-        groups = _split(ng, size, "num_query_groups")
-        q_rows = cfg.num_attention_heads // ng * hd
-        g0 = rank * groups
-        q = reader.rows(t.hf[0], g0 * q_rows, (g0 + groups) * q_rows)
-        k, v = (reader.rows(n, g0 * hd, (g0 + groups) * hd) for n in t.hf[1:])
-        tail = q.shape[1:]
-        parts = [q.reshape(groups, q_rows, *tail), k.reshape(groups, hd, *tail), v.reshape(groups, hd, *tail)]
-        return torch.cat(parts, dim=1).reshape(groups * (q_rows + 2 * hd), *tail)
-    raise AssertionError(t.kind)
-
-
-def _split(n: int, size: int, what: str) -> int:
-    if n % size:
-        raise ValueError(f"{what}: {n} is not divisible by tensor-parallel size {size}")
-    return n // size
-
-
 @torch.no_grad()
 def load_hf_weights(model: torch.nn.Module | Iterable[torch.nn.Module], hf_dir: str, cfg: ModelConfig) -> None:
     """Copy HF weights into this rank's model chunk(s): its TP slice of the layers of its pipeline stage.
@@ -291,11 +175,11 @@ def load_hf_weights(model: torch.nn.Module | Iterable[torch.nn.Module], hf_dir: 
     that no stage uses are an error (they would mean an architecture the mapping silently drops).
     """
     reader = HFSafetensors(hf_dir)
-    rank, size = _tp()
+    rank, size = tp_rank_and_size()
     used: set[str] = set()
-    for chunk in _chunks(model):
-        for name, param, target in _targets(chunk, cfg):
-            shard = _shard_from_hf(target, reader, cfg, rank, size)
+    for chunk in model_chunks(model):
+        for name, param, target in hf_targets(chunk, cfg):
+            shard = shard_from_hf(target, reader, cfg, rank, size)
             if shard.shape != param.shape:
                 raise ValueError(
                     f"{name}: HF {target.hf} give a shard of shape {tuple(shard.shape)}, "
@@ -320,56 +204,6 @@ def _check_all_used(reader: HFSafetensors, used: set[str], cfg: ModelConfig) -> 
 
 
 # ---- megatron -> HF ----------------------------------------------------------------------------------------------
-def _gather_tp(shard: torch.Tensor, size: int) -> list[torch.Tensor]:
-    if size == 1:
-        return [shard]
-    parts = [torch.empty_like(shard) for _ in range(size)]
-    dist.all_gather(parts, shard.contiguous(), group=parallel_state.get_tensor_model_parallel_group())
-    return parts
-
-
-def _hf_from_shards(t: _Target, parts: list[torch.Tensor], cfg: ModelConfig) -> list[torch.Tensor]:
-    """Inverse of :func:`_shard_from_hf` over all TP shards: the HF tensors named by ``t.hf``."""
-    if t.kind == "replicated":
-        return [parts[0]]
-    if t.kind == "vocab":
-        return [torch.cat(parts)]
-    if t.kind == "row":
-        return [torch.cat(parts, dim=1)]
-    if t.kind == "fc1":
-        halves = [p.chunk(2) for p in parts]
-        return [torch.cat([h[0] for h in halves]), torch.cat([h[1] for h in halves])]
-    if t.kind == "qkv":
-        hd, ng = cfg.head_dim, cfg.num_query_groups
-        q_rows = cfg.num_attention_heads // ng * hd
-        full = torch.cat(parts)  # TP shards hold consecutive groups
-        tail = full.shape[1:]
-        q, k, v = full.reshape(ng, q_rows + 2 * hd, *tail).split([q_rows, hd, hd], dim=1)
-        return [x.reshape(-1, *tail) for x in (q, k, v)]
-    raise AssertionError(t.kind)
-
-
-@torch.no_grad()
-def export_hf_weights(
-    model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, dtype: torch.dtype | None = None
-) -> dict[str, torch.Tensor]:
-    """HF tensors of this rank's pipeline stage, TP shards gathered (every TP rank gets them), on CPU.
-
-    Collective over the TP group: all its ranks must call it. A tied last stage (PP > 1) contributes nothing: its
-    output layer is a copy of the first stage's embedding.
-    """
-    _, size = _tp()
-    out: dict[str, torch.Tensor] = {}
-    for chunk in _chunks(model):
-        for name, param, target in _targets(chunk, cfg):
-            if name == "output_layer.weight" and cfg.tie_word_embeddings:
-                continue
-            parts = _gather_tp(param.detach(), size)
-            for hf_name, tensor in zip(target.hf, _hf_from_shards(target, parts, cfg), strict=True):
-                out[hf_name] = tensor.to("cpu", dtype=dtype or tensor.dtype).contiguous().clone()
-    return out
-
-
 def save_hf(
     model: torch.nn.Module | Iterable[torch.nn.Module],
     cfg: ModelConfig,
@@ -410,7 +244,7 @@ def save_hf(
                 json.dump(index, f, indent=2)
     if global_rank0:
         config = copy.deepcopy(hf_config)
-        config.dtype = dtype or next(p for c in _chunks(model) for p in c.parameters()).dtype
+        config.dtype = dtype or next(p for c in model_chunks(model) for p in c.parameters()).dtype
         config.architectures = config.architectures or [_HF_CLASSES[cfg.arch]]
         config.save_pretrained(out_dir)
         logger.info("wrote HF checkpoint %s (%d pipeline file(s))", out_dir, pp_size)

@@ -1,6 +1,7 @@
 """Weight-sync planner: bytes per link and wire time of each way to push trainer weights to the engines.
 
-``python -m cod_megatron.config.sync_plan --recipe NAME [--node-gbps 50] [--nvlink-gbps 300] [overrides]``
+``python -m cod_megatron.sync --recipe NAME [--node-gbps 50] [--nvlink-gbps 300] [overrides]`` prints it
+(:mod:`cod_megatron.sync.__main__`).
 
 A lower bound on paper, for choosing a method and sizing buckets: it counts bytes on the busiest link of each
 kind and divides by the stated bandwidth (GB/s = 1e9 B/s; network links full duplex, each direction counted on
@@ -21,7 +22,6 @@ own load time, which the published numbers (stack.md section 2) show dominate in
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 from cod_megatron.config.layout import ParallelLayout
@@ -153,22 +153,3 @@ def render(cfg: RunConfig, layout: ParallelLayout, plans: list[SyncPlan], node_g
         for load in p.loads:
             lines.append(f"  stage {load.stage}  {load.bytes / 1e9:7.1f} GB  {load.seconds:6.2f} s  {load.link}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    from cod_megatron.cli import parser, resolve
-
-    p = parser("python -m cod_megatron.config.sync_plan", "Weight-sync bytes per link and estimated time.")
-    p.add_argument("--node-gbps", type=float, default=50.0, help="inter-node bandwidth per node, GB/s")
-    p.add_argument("--nvlink-gbps", type=float, default=300.0, help="NVLink bandwidth per GPU, GB/s")
-    args = p.parse_args(argv)
-    cfg, layout = resolve(args)
-    print(
-        render(cfg, layout, plan_sync(cfg, layout, args.node_gbps, args.nvlink_gbps), args.node_gbps, args.nvlink_gbps)
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Layouts the CoD loop cannot run yet, refused at the entry of ``train`` and ``launch`` (before anything starts).
+
+``finalize`` accepts them on purpose: a dry run, the sync planner and the sbatch golden of the 70B recipe (PP 4)
+describe what the cluster job will look like. Each limit names the field to change and is lifted by the work that
+makes the loop run it.
+"""
+
+from __future__ import annotations
+
+from cod_megatron.config.base import require
+from cod_megatron.config.layout import ParallelLayout
+from cod_megatron.config.root import RunConfig
+
+
+def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
+    """Raise ``ConfigError`` (dotted field) for what the CoD loop cannot run; ``run.mode=synthetic`` runs any layout."""
+    if cfg.run.mode != "cod":
+        return
+    require(
+        layout.pp == 1,
+        "parallel.pp",
+        f"the CoD loop exports weights from one pipeline stage; pipeline parallelism (pp={layout.pp}) comes with "
+        "the GPU path, use parallel.pp=1",
+    )
+    require(
+        len(cfg.env.train_domains) == 1,
+        "env.train_domains",
+        f"the CoD loop trains one domain per run, got {cfg.env.train_domains}",
+    )

@@ -1,0 +1,37 @@
+"""The data side of one CoD step: lifecycles -> credit -> episode packing -> the step's loss denominators.
+
+Runs on the rank that owns the rollouts; what it returns is broadcast to every trainer rank as it is, so the
+denominators are computed once over all DP ranks' micro-batches (before any CP split) and every rank agrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cod_megatron.cod.credit import assign_credit
+from cod_megatron.cod.episode import Lifecycle
+from cod_megatron.cod.losses import LossDenominators
+from cod_megatron.config import AlgorithmConfig
+from cod_megatron.data.denominators import step_denominators
+from cod_megatron.data.episodes import pack_episodes
+from cod_megatron.data.packed import PackedBatch
+
+
+@dataclass
+class StepBatch:
+    """Every DP rank's micro-batches (``ranks[rank][m]``) and the step's global denominators."""
+
+    ranks: list[list[PackedBatch]]
+    denominators: LossDenominators
+    metrics: dict[str, float]
+
+
+def build_step_batch(lifecycles: list[Lifecycle], alg: AlgorithmConfig, *, budget: int, dp: int) -> StepBatch:
+    """Reward-to-go credit and baselines, then THD packing into ``budget``-token micro-batches over ``dp`` ranks."""
+    credit = assign_credit(lifecycles, alg)
+    ranks, packing = pack_episodes(credit.episodes, budget=budget, dp=dp)
+    metrics = credit.metrics | {
+        "packing/tokens": float(packing.tokens),
+        "packing/truncated": float(len(packing.truncated)),
+    }
+    return StepBatch(ranks, step_denominators([mb for rank in ranks for mb in rank]), metrics)

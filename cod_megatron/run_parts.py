@@ -1,0 +1,100 @@
+"""The run's parts, built from the config in one place: trainer, engine arguments, rollout manager, schedule.
+
+Training (``train.py``) and checkpoint evaluation (``eval/checkpoint_policy.py``) both build their policy, engines
+and rollout manager here, so the reward rule, the prompt length limit and the sampling settings cannot drift
+between the two.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cod_envs.registry import Domain
+from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.policy.hf_weights import hf_config_from_model
+from cod_megatron.policy.trainer import PolicyTrainer
+from cod_megatron.rollout.manager import RolloutManager
+from cod_megatron.rollout.pack_source import PackSource
+from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
+from cod_megatron.rollout.rewards import reward_rule
+from cod_megatron.warm_start import ensure_warm_start
+
+
+def start_trainer(
+    cfg: RunConfig, layout: ParallelLayout, renderer: Any, *, with_optimizer: bool | None = None
+) -> PolicyTrainer:
+    """This rank's trainer: from ``checkpoint.load`` (resume; ``with_optimizer`` None: if saved), else the cached
+    warm start, else the fresh init."""
+    trainer = PolicyTrainer(cfg, layout)
+    if cfg.checkpoint.load:
+        trainer.load(cfg.checkpoint.load, with_optimizer=with_optimizer)
+    elif cfg.env.warm_start_steps:
+        trainer.load(str(ensure_warm_start(cfg, layout, renderer)), with_optimizer=False)
+    return trainer
+
+
+def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
+    """Arguments of an embedded engine for this model (its HF config, the renderer's end-of-turn stop)."""
+    return dict(hf_config=hf_config_from_model(cfg.model), stop_token_ids=[renderer.end_of_turn_id], pad_token_id=0)
+
+
+def build_manager(
+    cfg: RunConfig,
+    domain: Domain,
+    engines: list[Any],
+    renderer: Any,
+    *,
+    temperature: float | None = None,
+    run_seed: int | None = None,
+    on_restart: Callable[[Any], None] | None = None,
+) -> RolloutManager:
+    """The rollout manager of ``domain`` on ``engines`` with the run's sampling, retries and reward rule."""
+    return RolloutManager(
+        engines,
+        domain.env,
+        renderer,
+        max_new_tokens=cfg.rollout.max_response_tokens,
+        temperature=cfg.rollout.temperature if temperature is None else temperature,
+        run_seed=cfg.run.seed if run_seed is None else run_seed,
+        retries=cfg.rollout.lifecycle_retries,
+        on_restart=on_restart,
+        rewards=reward_rule(cfg.algorithm, domain),
+        length_limit=cfg.rollout.response_length_restraint,
+    )
+
+
+def rollout_schedule(
+    cfg: RunConfig, manager: RolloutManager, source: PackSource, version: Callable[[], int], first_step: int
+) -> SyncRollouts | OffPolicyRollouts:
+    """Training batches generated on demand, or ahead of time by a producer thread (``rollout.off_policy``)."""
+
+    def generate(index: int):
+        packs = source.train_packs(index)
+        return manager.run(packs, cfg.rollout.group_size, step=index, hint_visible=cfg.env.hint_visible)
+
+    if cfg.rollout.off_policy:
+        return OffPolicyRollouts(generate, version, first=first_step)
+    return SyncRollouts(generate, version)
+
+
+def save_checkpoint(trainer: PolicyTrainer, cfg: RunConfig, step: int) -> Path:
+    """Trainer checkpoint plus the run's config (what ``cod_megatron.eval --policy DIR`` needs)."""
+    path = Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints") / f"step_{step}"
+    trainer.save(str(path))  # collective over every rank
+    if int(os.environ.get("RANK", "0")) == 0:
+        (path / "run_config.json").write_text(cfg.to_json())
+    return path
+
+
+@contextmanager
+def memory_released(engines: list[Any]) -> Iterator[None]:
+    """Colocated engines give their GPU memory back for the train step and take it again after it."""
+    for engine in engines:
+        engine.release_memory()
+    yield
+    for engine in engines:
+        engine.resume_memory()

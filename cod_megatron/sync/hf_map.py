@@ -1,0 +1,208 @@
+"""The Megatron <-> HF name and layout map of the project's Llama / Qwen2 / Qwen3 policies (the one owner).
+
+Weight sync exports with it (:func:`export_hf_weights`, or per TP shard with :func:`hf_targets` and
+:func:`hf_from_shards` on the receiving side); HF conversion (:mod:`cod_megatron.policy.hf_weights`) loads with
+it (:func:`shard_from_hf`).
+
+Mechanism: a small explicit name-and-layout mapping, not mbridge. mbridge 0.15.1 builds its own model and
+TransformerConfig (TE spec, ``sequence_parallel = tp > 1``, ``hf_config.rope_theta`` that transformers 5 no longer
+has), scatters from TP rank 0 and exports by broadcasting every parameter over the PP group and allocating on
+``torch.cuda.current_device()``. Here the model is the one :func:`cod_megatron.policy.model.build_model` built, so
+the mapping only has to know megatron's tensor layouts (:attr:`HFTarget.kind`):
+
+* ``vocab``: ``embedding.word_embeddings`` / ``output_layer``, vocab rows split over TP (``[V/TP, H]`` per rank);
+* ``qkv``: ``linear_qkv``, grouped per query group, ``[ng, (q_per_group + 2) * hd, H]`` = q heads of the group,
+  then its k head, then its v head; TP splits whole groups (the layout requires ``num_query_groups % tp == 0``);
+  the qwen2 bias follows the same layout;
+* ``fc1``: ``linear_fc1``, per TP rank ``cat(gate_shard, up_shard)``;
+* ``row``: ``linear_proj`` / ``linear_fc2``, row-parallel, split on the input dimension;
+* ``replicated``: norms (incl. the qwen3 per-head q/k norms);
+* layers: megatron numbers them per stage; ``TransformerLayer.layer_number`` (1-based, global) gives the HF index,
+  which also covers virtual pipeline chunks.
+
+Both the local-spec names and Transformer Engine's fused-norm names (``linear_qkv.layer_norm_weight``,
+``linear_fc1.layer_norm_weight``) are mapped, so the same code serves CPU tests and the GPU (TE) trainer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+
+from cod_megatron.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class HFTarget:
+    """How one megatron parameter is made of HF tensors."""
+
+    kind: str
+    """vocab | qkv | fc1 | row | replicated."""
+    hf: tuple[str, ...]
+    """HF tensor names (q/k/v for qkv, gate/up for fc1, else one)."""
+
+
+_LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
+_LAYER_MAP: dict[str, tuple[str, tuple[str, ...]]] = {
+    "input_layernorm.weight": ("replicated", ("input_layernorm.weight",)),
+    "self_attention.linear_qkv.layer_norm_weight": ("replicated", ("input_layernorm.weight",)),  # TE fused norm
+    "self_attention.linear_qkv.weight": (
+        "qkv",
+        ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    ),
+    "self_attention.linear_qkv.bias": (
+        "qkv",
+        ("self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"),
+    ),
+    "self_attention.q_layernorm.weight": ("replicated", ("self_attn.q_norm.weight",)),
+    "self_attention.k_layernorm.weight": ("replicated", ("self_attn.k_norm.weight",)),
+    "self_attention.linear_proj.weight": ("row", ("self_attn.o_proj.weight",)),
+    "pre_mlp_layernorm.weight": ("replicated", ("post_attention_layernorm.weight",)),
+    "mlp.linear_fc1.layer_norm_weight": ("replicated", ("post_attention_layernorm.weight",)),  # TE fused norm
+    "mlp.linear_fc1.weight": ("fc1", ("mlp.gate_proj.weight", "mlp.up_proj.weight")),
+    "mlp.linear_fc2.weight": ("row", ("mlp.down_proj.weight",)),
+}
+
+
+def hf_targets(chunk: torch.nn.Module, cfg: ModelConfig) -> Iterator[tuple[str, torch.nn.Parameter, HFTarget]]:
+    """Every parameter of one model chunk with its HF source; unknown parameters are an error, not a skip."""
+    layers = chunk.decoder.layers
+    for name, param in chunk.named_parameters():
+        if name == "embedding.word_embeddings.weight":
+            yield name, param, HFTarget("vocab", ("model.embed_tokens.weight",))
+        elif name == "output_layer.weight":
+            # tied: a PP>1 last stage keeps its own copy of the embedding (megatron syncs it at build time)
+            src = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
+            yield name, param, HFTarget("vocab", (src,))
+        elif name == "decoder.final_layernorm.weight":
+            yield name, param, HFTarget("replicated", ("model.norm.weight",))
+        elif (m := _LAYER.match(name)) and m.group(2) in _LAYER_MAP:
+            hf_layer = layers[int(m.group(1))].layer_number - 1
+            kind, hf = _LAYER_MAP[m.group(2)]
+            yield name, param, HFTarget(kind, tuple(f"model.layers.{hf_layer}.{n}" for n in hf))
+        else:
+            raise KeyError(f"no HF mapping for megatron parameter {name!r}")
+
+
+def tp_rank_and_size() -> tuple[int, int]:
+    """This rank's tensor-parallel (rank, size); ``(0, 1)`` when megatron's groups are not initialised."""
+    if parallel_state.model_parallel_is_initialized():
+        return parallel_state.get_tensor_model_parallel_rank(), parallel_state.get_tensor_model_parallel_world_size()
+    return 0, 1
+
+
+def model_chunks(model: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.nn.Module]:
+    """The bare model chunk(s) of a model or a list of virtual-pipeline chunks (DDP / Float16Module unwrapped)."""
+    models = [model] if isinstance(model, torch.nn.Module) else list(model)
+    chunks = []
+    for m in models:
+        while hasattr(m, "module"):  # DDP / Float16Module wrappers
+            m = m.module
+        chunks.append(m)
+    return chunks
+
+
+# ---- HF -> megatron ----------------------------------------------------------------------------------------------
+class ShardReader(Protocol):
+    """Slice access to HF tensors by name (:class:`cod_megatron.policy.hf_weights.HFSafetensors` is one)."""
+
+    def shape(self, name: str) -> list[int]:
+        """Shape without reading the data."""
+        ...
+
+    def rows(self, name: str, start: int | None = None, stop: int | None = None) -> torch.Tensor:
+        """``tensor[start:stop]`` (rows of a matrix, entries of a vector)."""
+        ...
+
+    def cols(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """``tensor[:, start:stop]``."""
+        ...
+
+
+def shard_from_hf(t: HFTarget, reader: ShardReader, cfg: ModelConfig, rank: int, size: int) -> torch.Tensor:
+    """TP rank ``rank`` of ``size``'s megatron tensor for one parameter, read slice by slice from ``reader``."""
+    if t.kind == "replicated":
+        return reader.rows(t.hf[0])
+    if t.kind == "vocab":
+        rows = _split(reader.shape(t.hf[0])[0], size, t.hf[0])
+        return reader.rows(t.hf[0], rank * rows, (rank + 1) * rows)
+    if t.kind == "row":
+        cols = _split(reader.shape(t.hf[0])[1], size, t.hf[0])
+        return reader.cols(t.hf[0], rank * cols, (rank + 1) * cols)
+    if t.kind == "fc1":
+        rows = _split(reader.shape(t.hf[0])[0], size, t.hf[0])
+        return torch.cat([reader.rows(n, rank * rows, (rank + 1) * rows) for n in t.hf])
+    if t.kind == "qkv":
+        hd, ng = cfg.head_dim, cfg.num_query_groups
+        groups = _split(ng, size, "num_query_groups")
+        q_rows = cfg.num_attention_heads // ng * hd
+        g0 = rank * groups
+        q = reader.rows(t.hf[0], g0 * q_rows, (g0 + groups) * q_rows)
+        k, v = (reader.rows(n, g0 * hd, (g0 + groups) * hd) for n in t.hf[1:])
+        tail = q.shape[1:]
+        parts = [q.reshape(groups, q_rows, *tail), k.reshape(groups, hd, *tail), v.reshape(groups, hd, *tail)]
+        return torch.cat(parts, dim=1).reshape(groups * (q_rows + 2 * hd), *tail)
+    raise AssertionError(t.kind)
+
+
+def _split(n: int, size: int, what: str) -> int:
+    if n % size:
+        raise ValueError(f"{what}: {n} is not divisible by tensor-parallel size {size}")
+    return n // size
+
+
+# ---- megatron -> HF ----------------------------------------------------------------------------------------------
+def _gather_tp(shard: torch.Tensor, size: int) -> list[torch.Tensor]:
+    if size == 1:
+        return [shard]
+    parts = [torch.empty_like(shard) for _ in range(size)]
+    dist.all_gather(parts, shard.contiguous(), group=parallel_state.get_tensor_model_parallel_group())
+    return parts
+
+
+def hf_from_shards(t: HFTarget, parts: list[torch.Tensor], cfg: ModelConfig) -> list[torch.Tensor]:
+    """Inverse of :func:`shard_from_hf` over all TP shards (in TP order): the HF tensors named by ``t.hf``."""
+    if t.kind == "replicated":
+        return [parts[0]]
+    if t.kind == "vocab":
+        return [torch.cat(parts)]
+    if t.kind == "row":
+        return [torch.cat(parts, dim=1)]
+    if t.kind == "fc1":
+        halves = [p.chunk(2) for p in parts]
+        return [torch.cat([h[0] for h in halves]), torch.cat([h[1] for h in halves])]
+    if t.kind == "qkv":
+        hd, ng = cfg.head_dim, cfg.num_query_groups
+        q_rows = cfg.num_attention_heads // ng * hd
+        full = torch.cat(parts)  # TP shards hold consecutive groups
+        tail = full.shape[1:]
+        q, k, v = full.reshape(ng, q_rows + 2 * hd, *tail).split([q_rows, hd, hd], dim=1)
+        return [x.reshape(-1, *tail) for x in (q, k, v)]
+    raise AssertionError(t.kind)
+
+
+@torch.no_grad()
+def export_hf_weights(
+    model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """HF tensors of this rank's pipeline stage, TP shards gathered (every TP rank gets them), on CPU.
+
+    Collective over the TP group: all its ranks must call it. A tied last stage (PP > 1) contributes nothing: its
+    output layer is a copy of the first stage's embedding.
+    """
+    _, size = tp_rank_and_size()
+    out: dict[str, torch.Tensor] = {}
+    for chunk in model_chunks(model):
+        for name, param, target in hf_targets(chunk, cfg):
+            if name == "output_layer.weight" and cfg.tie_word_embeddings:
+                continue
+            parts = _gather_tp(param.detach(), size)
+            for hf_name, tensor in zip(target.hf, hf_from_shards(target, parts, cfg), strict=True):
+                out[hf_name] = tensor.to("cpu", dtype=dtype or tensor.dtype).contiguous().clone()
+    return out
