@@ -17,7 +17,7 @@ from cod_envs.hidden_key.env import (
     vocab,
 )
 from cod_envs.hidden_key.policies import POLICIES, hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.lazy_rows import lazy_make_rows
 
 ENV = HiddenKey
 

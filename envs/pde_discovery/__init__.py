@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cod_envs.package import lazy_make_rows
+from cod_envs.lazy_rows import lazy_make_rows
 from cod_envs.pde_discovery.env import STATE_KEY, PDEDiscovery
 from cod_envs.pde_discovery.policies import hint_blind, oracle, random_policy
 
