@@ -334,14 +334,7 @@ class AlchemyRandom(Environment):
 
     def _end(self, outcome: str, reward: float, feedback: str, format_error: bool = False) -> StepResult:
         self.done, self.outcome, self.last_feedback = True, outcome, feedback
-        return StepResult(
-            observation="",
-            reward=reward,
-            done=True,
-            feedback=feedback,
-            turns_used=self.turns,
-            format_error=format_error,
-        )
+        return self.finish(reward, feedback, format_error)
 
     def _attempt(self, a: str, b: str) -> str:
         """Apply one well-formed combination and return its feedback (no exception for any names)."""
@@ -371,15 +364,8 @@ class AlchemyRandom(Environment):
 
     def step(self, action_text: str) -> StepResult:
         """Apply one response; unparseable ones end the episode with reward 0 and the format-error flag."""
-        if self.done:  # stepping past the end returns the final answer again, never an exception
-            return StepResult(
-                observation="",
-                reward=1.0 if self.outcome == "success" else 0.0,
-                done=True,
-                feedback=self.last_feedback,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:  # stepping past the end returns the final answer again, never an exception
+            return self.result
         self.turns += 1
         pair = parse_action(action_text if isinstance(action_text, str) else "")
         if pair is None:

@@ -243,26 +243,12 @@ class FrozenLakeObscure(Environment):
 
     def _end(self, outcome: str, reward: float, feedback: str, format_error: bool = False) -> StepResult:
         self.done, self.outcome, self.last_feedback = True, outcome, feedback
-        return StepResult(
-            observation="",
-            reward=reward,
-            done=True,
-            feedback=feedback,
-            turns_used=self.turns,
-            format_error=format_error,
-        )
+        return self.finish(reward, feedback, format_error)
 
     def step(self, action_text: str) -> StepResult:
         """Apply one response; malformed ones end the episode with reward 0 and the format-error flag."""
-        if self.done:  # a caller that steps past the end gets the final answer again, never an exception
-            return StepResult(
-                observation="",
-                reward=1.0 if self.outcome == "success" else 0.0,
-                done=True,
-                feedback=self.last_feedback,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:  # a caller that steps past the end gets the final answer again, never an exception
+            return self.result
         self.turns += 1
         number, error = parse_action(action_text if isinstance(action_text, str) else "")
         if number is None:

@@ -264,14 +264,7 @@ class GridNavigation(Environment):
 
     def _end(self, outcome: str, reward: float, feedback: str) -> StepResult:
         self.done, self.outcome, self.reward, self.last_feedback = True, outcome, reward, feedback
-        return StepResult(
-            observation="",
-            reward=reward,
-            done=True,
-            feedback=feedback,
-            turns_used=self.turns,
-            format_error=outcome == "format",
-        )
+        return self.finish(reward, feedback, format_error=outcome == "format")
 
     def _illegal(self, dest: Cell | None, shown: str) -> str | None:
         """The invalid-action message for a destination, or None if the move is legal."""
@@ -288,15 +281,8 @@ class GridNavigation(Environment):
 
     def step(self, action_text: str) -> StepResult:
         """Apply one response; unparseable or illegal moves end the task with reward 0 and the format-error flag."""
-        if self.done:  # stepping past the end repeats the final answer, never raises
-            return StepResult(
-                observation="",
-                reward=self.reward,
-                done=True,
-                feedback=self.last_feedback,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:  # stepping past the end repeats the final answer, never raises
+            return self.result
         self.turns += 1
         dest, shown = parse_destination(action_text if isinstance(action_text, str) else "")
         error = self._illegal(dest, shown)

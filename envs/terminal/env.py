@@ -76,26 +76,12 @@ class TerminalSimulator(Environment):
 
     def _end(self, outcome: str, output: str) -> StepResult:
         self.done, self.outcome, self.last_output = True, outcome, output
-        return StepResult(
-            observation="",
-            reward=1.0 if outcome == "success" else 0.0,
-            done=True,
-            feedback=output,
-            turns_used=self.turns,
-            format_error=outcome == "format",
-        )
+        return self.finish(1.0 if outcome == "success" else 0.0, output, format_error=outcome == "format")
 
     def step(self, action_text: str) -> StepResult:
         """Run one command line on the simulated machines; never raises, never touches the host."""
-        if self.done:
-            return StepResult(
-                observation="",
-                reward=1.0 if self.outcome == "success" else 0.0,
-                done=True,
-                feedback=self.last_output,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:
+            return self.result
         self.turns += 1
         command = extract_answer(action_text) if isinstance(action_text, str) else None
         if not command:
