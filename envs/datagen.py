@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+SEED_SPACE = 2**30
+"""Row seeds are ``2 * k + split bit`` for ``k`` drawn below this."""
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
 """Split name -> the bit its row seeds carry (train even, test odd), so the splits never share a row."""
 
@@ -65,7 +67,7 @@ def data_main(
     write_splits(make_rows, args, args.setting if settings is not None else setting)
 
 
-def distinct_row_seeds(n: int, seed: int, split_bit: int, salt: int, space: int = 2**30) -> list[int]:
+def distinct_row_seeds(n: int, seed: int, split_bit: int, salt: int, space: int = SEED_SPACE) -> list[int]:
     """``n`` distinct row seeds whose parity is the split (train even, test odd), so splits never overlap and
     ``n`` rows are a prefix of ``n + k`` rows; ``salt`` separates a domain's settings."""
     import numpy as np

@@ -14,7 +14,6 @@ from typing import Any
 from cod_envs.alchemy_random.env import SETTINGS
 from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
 
 
@@ -23,7 +22,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
     bit = split_bit(split)
     check_setting(setting, sorted(SETTINGS))
     cfg = SETTINGS[setting]
-    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting], _SEED_SPACE)
+    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting])
     rows = [
         {"seed": s, "setting": setting, "max_rounds": cfg.max_rounds, "material_mode": cfg.material_mode} for s in seeds
     ]

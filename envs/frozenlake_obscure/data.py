@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from cod_envs.datagen import check_setting, data_main, split_bit
+from cod_envs.datagen import SEED_SPACE, check_setting, data_main, split_bit
 from cod_envs.frozenlake_obscure.env import SETTINGS
 
 P_RANGE = (0.6, 0.7)
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
 
 
@@ -29,7 +28,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     while len(rows) < n:
-        k = int(rng.integers(_SEED_SPACE))
+        k = int(rng.integers(SEED_SPACE))
         size = int(rng.integers(cfg.min_size, cfg.max_size + 1))
         p = float(rng.uniform(*P_RANGE))
         if k in seen:

@@ -17,7 +17,6 @@ from cod_envs.grid_navigation.env import SETTINGS
 
 SETTING_ALIASES = {"easy": "train", "hard": "eval"}
 """The evaluation CLI's ``--setting easy|hard`` mapped onto this domain's train / eval settings."""
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
 
 
@@ -27,7 +26,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "trai
     setting = SETTING_ALIASES.get(setting, setting)
     check_setting(setting, sorted(SETTINGS))
     params = asdict(SETTINGS[setting])
-    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting], _SEED_SPACE)
+    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting])
     rows = [{"seed": s, "setting": setting, **params} for s in seeds]
     return rows
 

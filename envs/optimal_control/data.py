@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from cod_envs.datagen import data_parser, split_bit, write_splits
+from cod_envs.datagen import SEED_SPACE, data_parser, split_bit, write_splits
 from cod_envs.optimal_control.env import CONTROL_PENALTY, HORIZON
 
 SETTINGS: tuple[str, ...] = ("hard",)
 """The only difficulty any config uses; ``easy`` is accepted as an alias so generic callers keep working."""
-_SEED_SPACE = 2**30
 
 
 def make_rows(
@@ -33,7 +32,7 @@ def make_rows(
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     while len(rows) < n:
-        k = int(rng.integers(_SEED_SPACE))
+        k = int(rng.integers(SEED_SPACE))
         if k in seen:
             continue
         seen.add(k)

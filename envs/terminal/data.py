@@ -17,7 +17,6 @@ from cod_envs.terminal.env import AGENT_MAX_STEPS, SETTINGS
 from cod_envs.terminal.tasks import COMPOSITE_RATIO, generate_task
 
 SETTING_ALIASES = {"easy": "default", "hard": "default"}
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(SETTINGS)}
 
 
@@ -26,7 +25,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "defa
     bit = split_bit(split)
     setting = SETTING_ALIASES.get(setting, setting)
     check_setting(setting, list(SETTINGS))
-    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting], _SEED_SPACE)
+    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting])
     return [
         {
             "seed": s,
