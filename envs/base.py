@@ -74,6 +74,13 @@ def extract_answer(text: str) -> str | None:
     return text[start:end].strip() if start <= end else None
 
 
+def turn_heading(label: str, turn: int, budget: int, feedback: str | None) -> str:
+    """The head of a multi-turn domain's user message (the references' ``user.jinja2``): ``{label} {turn}/{budget}``
+    and a blank line, then the previous action's feedback and a blank line when there is any."""
+    head = f"{label} {turn}/{budget}\n\n"
+    return f"{head}{feedback}\n\n" if feedback else head
+
+
 UNPARSEABLE_FEEDBACK = "Invalid response: it could not be parsed ({error}). Game over."
 """Feedback of a response on which a domain's ``step`` raised (see :meth:`Environment.__init_subclass__`)."""
 
@@ -132,6 +139,10 @@ class Environment(ABC):
     def final_feedback(self) -> str:
         """Feedback for the update episode once the solve episode is over."""
         return ""
+
+    def next_turn(self, observation: str, feedback: str) -> StepResult:
+        """The result of a step that does not end the episode: the next user message, no reward yet."""
+        return StepResult(observation=observation, reward=0.0, done=False, feedback=feedback, turns_used=self.turns)
 
     def finish(self, reward: float, feedback: str, format_error: bool = False) -> StepResult:
         """End the episode after ``self.turns`` turns: the done result (no next observation), kept as ``result``."""

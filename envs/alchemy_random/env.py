@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer
+from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer, turn_heading
 
 Pair = tuple[str, str]
 """An unordered recipe key, stored sorted."""
@@ -320,9 +320,7 @@ class AlchemyRandom(Environment):
 
     def _observation(self, feedback: str | None) -> str:
         """``user.jinja2`` rendered: round, feedback, target, sorted inventory, the prompt line; no trailing newline."""
-        head = f"Round {self.turns + 1}/{self.max_rounds}\n\n"
-        if feedback:
-            head += f"{feedback}\n\n"
+        head = turn_heading("Round", self.turns + 1, self.max_rounds, feedback)
         if self.limited:
             items = sorted(self.inventory.items())
             listing = f"Inventory ({sum(self.inventory.values())} total copies):\n" + "".join(
@@ -378,9 +376,7 @@ class AlchemyRandom(Environment):
         if self.turns >= self.max_rounds:
             return self._end("rounds", 0.0, feedback)
         self.last_feedback = feedback
-        return StepResult(
-            observation=self._observation(feedback), reward=0.0, done=False, feedback=feedback, turns_used=self.turns
-        )
+        return self.next_turn(self._observation(feedback), feedback)
 
     def final_feedback(self) -> str:
         """Spec 9.2's final texts: success, the format-error text, out of materials, or out of rounds."""

@@ -154,9 +154,7 @@ class PDEDiscovery(Environment):
         if self.turns >= MAX_STEPS:
             text = f"{outcome}\nTurn budget exhausted without an accepted update_scientific_context; reward 0."
             return self._finish(0.0, text)
-        return StepResult(
-            observation=self._observation(), reward=0.0, done=False, feedback=outcome, turns_used=self.turns
-        )
+        return self.next_turn(self._observation(), outcome)
 
     def _finish(self, reward_value: float, feedback: str, format_error: bool = False) -> StepResult:
         self.feedback = feedback

@@ -93,7 +93,7 @@ class TerminalSimulator(Environment):
             return self._end("failure", output)
         self.last_output = output
         observation = user_message(self.turns + 1, self.agent_max_steps, output, self.shell.prompt())
-        return StepResult(observation=observation, reward=0.0, done=False, feedback=output, turns_used=self.turns)
+        return self.next_turn(observation, output)
 
     def final_feedback(self) -> str:
         """``Success! Task completed correctly.``, ``Failed: Goal state not achieved.`` or the format-error text."""
