@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cod_envs.alchemy_random.env import SETTINGS
+from cod_envs.alchemy_random.graph import SETTINGS
 from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}

@@ -13,7 +13,8 @@ from cod_envs import scripted
 from cod_envs.alchemy_random import ENV, POLICIES, SETTINGS, generate_graph, make_rows
 from cod_envs.alchemy_random import policies as pol
 from cod_envs.alchemy_random.data import main as data_main
-from cod_envs.alchemy_random.env import FORMAT_ERROR_FEEDBACK, AlchemyRandom, solution_path
+from cod_envs.alchemy_random.env import FORMAT_ERROR_FEEDBACK, AlchemyRandom
+from cod_envs.alchemy_random.graph import solution_path
 from cod_envs.base import PackState, TaskContext
 from cod_megatron.cod import hints
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
