@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer
+from cod_envs.terminal.checks import all_pass, build_machines
 from cod_envs.terminal.prompts import (
     COMPLETED_OUTPUT,
     FAILURE_FEEDBACK,
@@ -22,7 +23,7 @@ from cod_envs.terminal.prompts import (
     user_message,
 )
 from cod_envs.terminal.shell import Shell
-from cod_envs.terminal.tasks import COMPOSITE_RATIO, all_pass, build_machines, generate_task, pack_layout
+from cod_envs.terminal.tasks import COMPOSITE_RATIO, generate_task, pack_layout
 
 AGENT_MAX_STEPS = 12
 SETTINGS = ("default", "per_pack")
