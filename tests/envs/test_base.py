@@ -62,3 +62,18 @@ def test_the_restated_trajectory_matches_the_cod_core_without_icl_examples():
     ]
     for case in (messages, messages[1:], messages[:1], []):
         assert "\n\n".join(trajectory_blocks(case)) == render_trajectory(case)
+
+
+def test_domain_hooks_reach_the_registry_only_where_a_domain_offers_them():
+    from cod_envs import registry
+    from cod_envs.hidden_key import VOCAB, HiddenKeyOptions
+    from cod_envs.hidden_key.warm_start import warm_start_samples
+
+    for name in registry.DOMAINS:
+        domain = registry.load(name)
+        if name == "hidden_key":
+            assert domain.word_vocabulary == VOCAB
+            assert domain.warm_start.samples(6, 11) == warm_start_samples(6, seed=11)
+            assert domain.warm_start.cache_key == vars(HiddenKeyOptions())
+        else:
+            assert domain.word_vocabulary is None and domain.warm_start is None, name
