@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cod_envs import scripted
 from cod_envs.base import MAX_ACTION_CHARS, PackState, TaskContext
 from cod_envs.frozenlake_obscure import ENV, POLICIES, SETTINGS, action_mapping, make_rows
 from cod_envs.frozenlake_obscure import policies as pol
@@ -332,9 +333,9 @@ def test_megabyte_inputs_cost_bounded_time():
 
 # ---- policies and hint use -----------------------------------------------------------------------------------
 def test_policy_delimiters_match_the_cod_core():
-    assert (pol.HINT_START, pol.HINT_END) == (hints.HINT_START, hints.HINT_END)
-    assert pol.HINT_SECTION == hints.HINT_SECTION_HEADER and pol.LENGTH_SECTION == hints.LENGTH_SECTION_HEADER
-    assert (pol.PREVIOUS_HINTS, pol.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
+    assert (scripted.HINT_START, scripted.HINT_END) == (hints.HINT_START, hints.HINT_END)
+    assert scripted.HINT_SECTION == hints.HINT_SECTION_HEADER and scripted.LENGTH_SECTION == hints.LENGTH_SECTION_HEADER
+    assert (scripted.PREVIOUS_HINTS, scripted.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
     assert set(POLICIES) == {"oracle", "hint-blind", "random"}
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cod_envs.base import PackState, TaskContext
 from cod_envs.terminal import ENV, POLICIES, TASK_TYPES, generate_task, make_rows, pack_layout, vfs
 from cod_envs.terminal import policies as pol
+from cod_envs.terminal.checks import all_pass, build_machines
 from cod_envs.terminal.data import main as data_main
 from cod_envs.terminal.machine import Machine, home_of
 from cod_envs.terminal.prompts import (
@@ -25,7 +26,6 @@ from cod_envs.terminal.prompts import (
     SUCCESS_FEEDBACK,
 )
 from cod_envs.terminal.shell import PIPE_ERROR, REDIRECT_ERROR, SUBSTITUTION_ERROR, Shell
-from cod_envs.terminal.tasks import all_pass, build_machines
 from cod_envs.terminal.vfs import MAX_NODES, File
 from cod_megatron.cod import hints
 from cod_megatron.eval.stats import gap_stats, position_stats
