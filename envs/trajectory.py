@@ -1,12 +1,13 @@
-"""The generic update-prompt trajectory (spec 2.6), for the domains that extend or re-filter it.
+"""The generic update-prompt trajectory (spec 2.6): one implementation for the core and the domains.
 
-The CoD core renders it (``cod_megatron.cod.hints.render_trajectory``) for every domain without an
-``update_trajectory`` override; Grid Navigation appends its final state and PDE Discovery renders it over its
-compressed memory, so they need the same blocks here, where ``cod_envs`` imports nothing from the core.
-``tests/envs/test_base.py`` checks that the two renderings agree.
+The CoD core renders it (``cod_megatron.cod.hints.render_trajectory``, which adds its ICL-example filter) for every
+domain without an ``update_trajectory`` override; Grid Navigation appends its final state and PDE Discovery renders
+it over its compressed memory. It lives here because ``cod_envs`` imports nothing from the core.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from cod_envs.base import Message
 
@@ -22,10 +23,10 @@ def strip_solve_system_prompt(content: str) -> str:
     return content
 
 
-def trajectory_blocks(messages: list[Message]) -> list[str]:
+def trajectory_blocks(messages: list[Message], observation: Callable[[str], str] = lambda text: text) -> list[str]:
     """``System:`` and the stripped solve system prompt (a leading system message only), then per user message
-    ``Step k:`` / ``Observation:`` / ``Action:`` (the last assistant message before the next user message, or
-    ``(no action)``); joined by a blank line they are the generic trajectory."""
+    ``Step k:`` / ``Observation:`` (through ``observation``) / ``Action:`` (the last assistant message before the
+    next user message, or ``(no action)``); joined by a blank line they are the generic trajectory."""
     blocks: list[str] = []
     steps: list[tuple[str, str | None]] = []
     for message in messages:
@@ -33,7 +34,7 @@ def trajectory_blocks(messages: list[Message]) -> list[str]:
         if role == "system" and not blocks and not steps:
             blocks.append(f"System:\n{strip_solve_system_prompt(content)}")
         elif role == "user":
-            steps.append((content, None))
+            steps.append((observation(content), None))
         elif role == "assistant" and steps:
             steps[-1] = (steps[-1][0], content)
     for k, (observation, action) in enumerate(steps, start=1):

@@ -14,16 +14,8 @@ import re
 from collections.abc import Iterable
 from functools import partial
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
-from cod_envs.scripted import (
-    TRAJECTORY,
-    delimited_hint,
-    hint_section,
-    policy_table,
-    previous_hints,
-    scripted_policy,
-    system_prompt_of,
-)
 
 Pair = tuple[str, str]
 
@@ -151,7 +143,7 @@ def _answer(pair: Pair, why: str) -> str:
 
 def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
     """One solve turn: facts from the hint (optionally) and this episode's feedback, then plan or explore."""
-    system = system_prompt_of(messages)
+    system = scripted.system_prompt_of(messages)
     observation = messages[-1]["content"] if messages else ""
     target_match = _TARGET_RE.search(observation)
     inventory = parse_inventory(observation)
@@ -160,7 +152,7 @@ def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
     target = target_match.group(1)
     know = Knowledge()
     if use_hint:
-        know.add_text(hint_section(system), hint=True)
+        know.add_text(scripted.hint_section(system), hint=True)
     for message in messages[1:]:
         if message["role"] == "user":
             know.add_text(message["content"])
@@ -174,7 +166,7 @@ def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
 def trajectory_facts(prompt: str) -> Knowledge:
     """Facts from an update prompt's trajectory, including the final combination when it made the target."""
     know = Knowledge()
-    start = prompt.find(TRAJECTORY)
+    start = prompt.find(scripted.TRAJECTORY)
     if start == -1:
         return know
     body = prompt[start:]
@@ -202,19 +194,19 @@ def _update(messages: list[Message]) -> str:
     """Merge the previous hint's facts with the trajectory's and write them between the delimiters."""
     prompt = messages[-1]["content"]
     previous = Knowledge()
-    previous.add_text(previous_hints(prompt), hint=True)
+    previous.add_text(scripted.previous_hints(prompt), hint=True)
     know = merge([previous, trajectory_facts(prompt)])
-    return f"Recording the recipes and failed pairs found so far.\n{delimited_hint(know.render())}"
+    return f"Recording the recipes and failed pairs found so far.\n{scripted.delimited_hint(know.render())}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Solves with the recipes and failed pairs of its own hint plus this episode's feedback; updates record them."""
-    return scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=True), _update)
+    return scripted.scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's solver without the hint; its updates write the constant hint ``none``."""
-    return scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=False))
+    return scripted.scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
@@ -225,7 +217,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
         names = sorted(parse_inventory(messages[-1]["content"] if messages else "")) or ["a"]
         return f"<answer>{rng.choice(names)} + {rng.choice(names)}</answer>"
 
-    return scripted_policy(solve)
+    return scripted.scripted_policy(solve)
 
 
-POLICIES = policy_table(oracle, hint_blind, random_policy)
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

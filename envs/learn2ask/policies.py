@@ -14,18 +14,10 @@ import random
 import re
 from functools import partial
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
 from cod_envs.learn2ask.conditions import COMPLAINTS, CONDITIONS, ITEM_SEPARATOR, TOPICS, Condition
 from cod_envs.learn2ask.env import STOP
-from cod_envs.scripted import (
-    TRAJECTORY,
-    delimited_hint,
-    hint_section,
-    policy_table,
-    previous_hints,
-    scripted_policy,
-    system_prompt_of,
-)
 
 _BY_QUESTION = {t.question: name for name, t in TOPICS.items()}
 _BY_ITEM = {t.item: name for name, t in TOPICS.items()}
@@ -79,8 +71,8 @@ def _solve(messages: list[Message], rng: random.Random, hint: tuple[list[str], s
 def _update(messages: list[Message]) -> str:
     """Key topics = asked + missing items named by the feedback (or just asked, when they were already complete)."""
     prompt = messages[-1]["content"]
-    previous = parse_hint(previous_hints(prompt))
-    trajectory = prompt[prompt.find(TRAJECTORY) :]
+    previous = parse_hint(scripted.previous_hints(prompt))
+    trajectory = prompt[prompt.find(scripted.TRAJECTORY) :]
     complaint, asked = read_dialogue(trajectory)
     feedback = trajectory[trajectory.rfind("Environment feedback:") :]
     topics: set[str] | None = None
@@ -99,20 +91,21 @@ def _update(messages: list[Message]) -> str:
     else:
         body = "- Key information not identified yet."
     body += "\n- Ask about one missing key item per turn; answer exactly <stop /> once all of it is in the dialogue."
-    return f"Recording the key information for this patient group.\n{delimited_hint(body)}"
+    return f"Recording the key information for this patient group.\n{scripted.delimited_hint(body)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Acts on the key topics its hint names; updates recover them from the feedback."""
     rng = random.Random(f"learn2ask.guess.{seed}")
-    return scripted_policy(
-        lambda messages: _solve(messages, rng, parse_hint(hint_section(system_prompt_of(messages)))), _update
+    return scripted.scripted_policy(
+        lambda messages: _solve(messages, rng, parse_hint(scripted.hint_section(scripted.system_prompt_of(messages)))),
+        _update,
     )
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """Guesses among the conditions the dialogue allows; updates write ``none``."""
-    return scripted_policy(partial(_solve, rng=random.Random(f"learn2ask.guess.{seed}"), hint=None))
+    return scripted.scripted_policy(partial(_solve, rng=random.Random(f"learn2ask.guess.{seed}"), hint=None))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
@@ -130,7 +123,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
             return " ".join(rng.sample(questions, 2))
         return "Please tell me more."
 
-    return scripted_policy(solve)
+    return scripted.scripted_policy(solve)
 
 
-POLICIES = policy_table(oracle, hint_blind, random_policy)
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

@@ -14,17 +14,9 @@ from __future__ import annotations
 import random
 import re
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
 from cod_envs.pde_discovery.terms import TERMS, EquationError, parse_equation
-from cod_envs.scripted import (
-    TRAJECTORY,
-    delimited_hint,
-    hint_section,
-    policy_table,
-    previous_hints,
-    scripted_policy,
-    system_prompt_of,
-)
 
 SAMPLE_X = (0.15, 0.3, 0.42, 0.58, 0.7, 0.85)
 KEEP_HINTED = 1.2
@@ -113,8 +105,8 @@ def _solve(messages: list[Message], hinted: tuple[str, int] | None) -> str:
 def _update(messages: list[Message]) -> str:
     """Record the finalised equation; confirmations count the tasks that finalised the same support."""
     prompt = messages[-1]["content"]
-    previous = parse_hint(previous_hints(prompt))
-    finals = _FINAL_RE.findall(prompt[prompt.find(TRAJECTORY) :])
+    previous = parse_hint(scripted.previous_hints(prompt))
+    finals = _FINAL_RE.findall(prompt[prompt.find(scripted.TRAJECTORY) :])
     if finals:
         eq, err = finals[-1]
         same = previous is not None and _support(previous[0]) == _support(eq)
@@ -131,19 +123,20 @@ def _update(messages: list[Message]) -> str:
         "re-score the top candidates plus the preferred equation and keep its support unless another fits clearly "
         "better."
     )
-    return f"Recording the finalised equation.\n{delimited_hint(body)}"
+    return f"Recording the finalised equation.\n{scripted.delimited_hint(body)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Uses the hinted equation as a support prior; updates record the finalised equation."""
-    return scripted_policy(
-        lambda messages: _solve(messages, parse_hint(hint_section(system_prompt_of(messages)))), _update
+    return scripted.scripted_policy(
+        lambda messages: _solve(messages, parse_hint(scripted.hint_section(scripted.system_prompt_of(messages)))),
+        _update,
     )
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The same solve strategy without a hint; updates write ``none``."""
-    return scripted_policy(lambda messages: _solve(messages, None))
+    return scripted.scripted_policy(lambda messages: _solve(messages, None))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
@@ -167,7 +160,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
             return _answer("<summarize_pack_evidence/>", "Looking at the evidence.")
         return rng.choice(["I am not sure.", "<answer><guess/></answer>", "<answer>u**2</answer>"])
 
-    return scripted_policy(solve)
+    return scripted.scripted_policy(solve)
 
 
-POLICIES = policy_table(oracle, hint_blind, random_policy)
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

@@ -20,16 +20,8 @@ import re
 from dataclasses import dataclass, field
 from functools import partial
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
-from cod_envs.scripted import (
-    TRAJECTORY,
-    delimited_hint,
-    hint_section,
-    policy_table,
-    previous_hints,
-    scripted_policy,
-    system_prompt_of,
-)
 from cod_envs.terminal.plans import OS_LABELS, Op, Parsed, candidates, command_word, parse_task, verification
 
 _ERROR_RE = re.compile(
@@ -183,11 +175,11 @@ def _task_rng(seed: int, system_prompt: str) -> random.Random:
 
 
 def _solve(messages: list[Message], seed: int, use_hint: bool) -> str:
-    system = system_prompt_of(messages)
+    system = scripted.system_prompt_of(messages)
     task = parse_task(system)
     if task is None or not task.ops:
         return f"<answer>{random.Random(seed + len(messages)).choice(GENERIC_COMMANDS)}</answer>"
-    knowledge = parse_hint(hint_section(system)) if use_hint else None
+    knowledge = parse_hint(scripted.hint_section(system)) if use_hint else None
     rng = _task_rng(seed, system)
     orders = [_order(op, rng, knowledge) for op in task.ops]
     known = _known_keys(task, knowledge)
@@ -217,7 +209,7 @@ def _known_keys(task: Parsed, knowledge: Knowledge | None) -> set[str]:
 def _learned(prompt: str) -> Knowledge:
     """What the update prompt's trajectory shows: the patterns of the final pass if it succeeded (minus those a
     verification rejected), and the commands an OS did not know."""
-    start = prompt.find(TRAJECTORY)
+    start = prompt.find(scripted.TRAJECTORY)
     body = prompt[start:] if start != -1 else ""
     os_match = _LOCAL_OS_RE.search(body)
     good: dict[tuple[str, str], str] = {}
@@ -264,24 +256,24 @@ def _is_retry(mark: tuple[str, ...] | None, i: str) -> bool:
 
 def _update(messages: list[Message]) -> str:
     prompt = messages[-1]["content"]
-    previous = parse_hint(previous_hints(prompt))
+    previous = parse_hint(scripted.previous_hints(prompt))
     good, bad = _learned(prompt)
     merged_good = {**previous[0], **good}
     merged_bad = {k: set(v) for k, v in previous[1].items()}
     for label, cmds in bad.items():
         merged_bad.setdefault(label, set()).update(cmds)
     hint = format_hint((merged_good, merged_bad))
-    return f"Recording the command patterns that worked on these machines.\n{delimited_hint(hint)}"
+    return f"Recording the command patterns that worked on these machines.\n{scripted.delimited_hint(hint)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Solves with the patterns its hint verified; updates record the patterns of successful passes per OS."""
-    return scripted_policy(partial(_solve, seed=seed, use_hint=True), _update)
+    return scripted.scripted_policy(partial(_solve, seed=seed, use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's solver without the hint; its updates write the constant hint ``none``."""
-    return scripted_policy(partial(_solve, seed=seed, use_hint=False))
+    return scripted.scripted_policy(partial(_solve, seed=seed, use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
@@ -289,14 +281,14 @@ def random_policy(seed: int = 0) -> TextPolicy:
     rng = random.Random(seed)
 
     def solve(messages: list[Message]) -> str:
-        task = parse_task(system_prompt_of(messages))
+        task = parse_task(scripted.system_prompt_of(messages))
         if task is None or not task.ops or rng.random() < 0.2:
             return f"<answer>{rng.choice(GENERIC_COMMANDS)}</answer>"
         op = rng.choice(task.ops)
         options = candidates(op.scope, op.op)
         return f"<answer>{op.command(rng.choice(options)[1], task.user, task.host)}</answer>"
 
-    return scripted_policy(solve)
+    return scripted.scripted_policy(solve)
 
 
-POLICIES = policy_table(oracle, hint_blind, random_policy)
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)
