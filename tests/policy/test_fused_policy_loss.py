@@ -34,7 +34,7 @@ def packed_loss_from_hidden(
     batch: PackedBatch,
     denom: LossDenominators,
     cfg: AlgorithmConfig,
-    sample_offset: int = 0,
+    sample_offset: int,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """``packed_policy_loss`` from ``hidden [T, H]`` (or ``[T, 1, H]``) and the output-layer shard ``weight``: the
