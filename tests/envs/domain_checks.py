@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from hypothesis import strategies as st
 
 from cod_envs import scripted
 from cod_megatron.cod import hints
@@ -44,6 +45,18 @@ def policies_match_the_cod_core(policies):
     assert scripted.HINT_SECTION == hints.HINT_SECTION_HEADER and scripted.LENGTH_SECTION == hints.LENGTH_SECTION_HEADER
     assert (scripted.PREVIOUS_HINTS, scripted.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
     assert set(policies) == {"oracle", "hint-blind", "random"}
+
+
+def hostile_texts(adversarial, tokens, *answers):
+    """Hypothesis text for the never-raises tests: any text, the domain's ``adversarial`` strings, any text between
+    answer tags, the domain's answer-shaped strategies ``answers``, and soups of up to 12 ``tokens``."""
+    return st.one_of(
+        st.text(max_size=300),
+        st.sampled_from(adversarial),
+        st.builds(lambda s: f"<answer>{s}</answer>", st.text(max_size=60)),
+        *answers,
+        st.lists(st.sampled_from(tokens), max_size=12).map("".join),
+    )
 
 
 def steps_never_raise(env, text, seconds, steps=3):

@@ -26,6 +26,7 @@ from tests.envs.domain_checks import (
     cli_output_is_reproducible,
     disjoint_splits,
     format_errors_within,
+    hostile_texts,
     policies_match_the_cod_core,
     read_jsonl,
     rows_are_reproducible,
@@ -298,12 +299,10 @@ ADVERSARIAL = [
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.one_of(
-        st.text(max_size=300),
-        st.sampled_from(ADVERSARIAL),
-        st.builds(lambda s: f"<answer>{s}</answer>", st.text(max_size=60)),
+    hostile_texts(
+        ADVERSARIAL,
+        ["<answer>", "</answer>", "Direction", " ", "1", "4", "x"],
         st.builds(lambda n: f"<answer>Direction {n}</answer>", st.integers(-(10**30), 10**30)),
-        st.lists(st.sampled_from(["<answer>", "</answer>", "Direction", " ", "1", "4", "x"]), max_size=12).map("".join),
     )
 )
 def test_step_never_raises_on_any_text(text):
