@@ -1,4 +1,5 @@
-"""The HiddenKey base model: a short supervised warm start in hint *following* (spec 9.8), cached on disk.
+"""A short supervised warm start of the base model, cached on disk, for a domain that offers one (the registry's
+``warm_start`` hook: HiddenKey's hint *following*, spec 9.8).
 
 From scratch, RL cannot get a tiny model to the CoD effect: reading the hint and writing it are two copy skills
 that each pay only once the other exists. The warm start teaches reading only; writing must come from RL.
@@ -19,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
-from cod_envs.hidden_key.env import HiddenKeyOptions
-from cod_envs.hidden_key.warm_start import warm_start_samples
+from cod_envs import registry
+from cod_envs.hooks import WarmStart
 from cod_megatron.cod.episode import Episode
 from cod_megatron.cod.tokenization import WordRenderer
 from cod_megatron.config import ParallelLayout, RunConfig
@@ -28,6 +29,14 @@ from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
 
 log = logging.getLogger(__name__)
+
+
+def warm_start_hook(cfg: RunConfig) -> WarmStart:
+    """The warm start the training domain (``env.train_domains[0]``) offers; a ValueError when it offers none."""
+    domain = registry.load(cfg.env.train_domains[0])
+    if domain.warm_start is None:
+        raise ValueError(f"env.warm_start_steps > 0, but domain {domain.name!r} offers no warm start")
+    return domain.warm_start
 
 
 def cache_dir(cfg: RunConfig) -> Path:
@@ -40,7 +49,7 @@ def cache_dir(cfg: RunConfig) -> Path:
             "lr": e.warm_start_lr,
             "batch": e.warm_start_batch,
             "seed": cfg.run.seed,
-            "options": HiddenKeyOptions().__dict__,
+            "options": warm_start_hook(cfg).cache_key,
             "version": 1,
         },
         sort_keys=True,
@@ -74,6 +83,7 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
     from cod_megatron.policy.distributed import broadcast_from_rank0, data_parallel_rank
     from cod_megatron.policy.trainer import PolicyTrainer
 
+    hook = warm_start_hook(cfg)
     many = dist.is_initialized() and dist.get_world_size() > 1
     lead = not many or dist.get_rank() == 0
     out = cache_dir(cfg)
@@ -87,7 +97,7 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
     trainer = PolicyTrainer(wcfg, layout)
     t0, metrics = time.perf_counter(), {}
     for step in range(cfg.env.warm_start_steps):
-        pairs = warm_start_samples(cfg.env.warm_start_batch, seed=cfg.run.seed * 100_003 + step)
+        pairs = hook.samples(cfg.env.warm_start_batch, cfg.run.seed * 100_003 + step)
         episodes = [supervised_episode(renderer, p, a, i) for i, (p, a) in enumerate(pairs)]
         ranks, _ = pack_episodes(episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp)
         mine = ranks[data_parallel_rank()]  # every rank builds the same samples and takes its DP share

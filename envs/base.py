@@ -74,6 +74,13 @@ def extract_answer(text: str) -> str | None:
     return text[start:end].strip() if start <= end else None
 
 
+def turn_heading(label: str, turn: int, budget: int, feedback: str | None) -> str:
+    """The head of a multi-turn domain's user message (the references' ``user.jinja2``): ``{label} {turn}/{budget}``
+    and a blank line, then the previous action's feedback and a blank line when there is any."""
+    head = f"{label} {turn}/{budget}\n\n"
+    return f"{head}{feedback}\n\n" if feedback else head
+
+
 UNPARSEABLE_FEEDBACK = "Invalid response: it could not be parsed ({error}). Game over."
 """Feedback of a response on which a domain's ``step`` raised (see :meth:`Environment.__init_subclass__`)."""
 
@@ -88,6 +95,8 @@ class Environment(ABC):
     """The domain's reward for an unparseable response (Optimal Control: -0.1)."""
     _unparseable_result: StepResult | None = None
     """Set by the ``step`` safety net when the domain raised; every later call returns it again."""
+    result: StepResult | None = None
+    """The episode's final result once it has ended (:meth:`finish`); a ``step`` past the end returns it again."""
 
     def __init__(self, ctx: TaskContext, state: PackState):
         self.ctx, self.state = ctx, state
@@ -131,6 +140,22 @@ class Environment(ABC):
         """Feedback for the update episode once the solve episode is over."""
         return ""
 
+    def next_turn(self, observation: str, feedback: str) -> StepResult:
+        """The result of a step that does not end the episode: the next user message, no reward yet."""
+        return StepResult(observation=observation, reward=0.0, done=False, feedback=feedback, turns_used=self.turns)
+
+    def finish(self, reward: float, feedback: str, format_error: bool = False) -> StepResult:
+        """End the episode after ``self.turns`` turns: the done result (no next observation), kept as ``result``."""
+        self.result = StepResult(
+            observation="",
+            reward=reward,
+            done=True,
+            feedback=feedback,
+            turns_used=self.turns,
+            format_error=format_error,
+        )
+        return self.result
+
     # ---- optional overrides (None = the CoD core's generic behaviour) -------------------------------------------
     def update_trajectory(self, messages: list[Message]) -> str | None:
         """This domain's rendering of the solve trajectory inside the generic update prompt (spec 2.6)."""
@@ -158,6 +183,12 @@ class Environment(ABC):
         return None
 
 
+def _log_escaped(env: Environment, exc: Exception, what: str) -> None:
+    """A warning naming the domain and the exception class (``what`` has one ``%s`` for it), with the traceback."""
+    name = getattr(env, "name", type(env).__name__)
+    logger.warning("environment %s: " + what, name, type(exc).__name__, exc_info=True)
+
+
 def _guard_step(step: Callable[[Environment, str], StepResult]) -> Callable[[Environment, str], StepResult]:
     @functools.wraps(step)
     def guarded(self: Environment, action_text: str) -> StepResult:
@@ -167,12 +198,7 @@ def _guard_step(step: Callable[[Environment, str], StepResult]) -> Callable[[Env
         try:
             return step(self, action_text)
         except Exception as exc:
-            logger.warning(
-                "environment %s: step raised %s on a model response; scored as a format error",
-                getattr(self, "name", type(self).__name__),
-                type(exc).__name__,
-                exc_info=True,
-            )
+            _log_escaped(self, exc, "step raised %s on a model response; scored as a format error")
             self.turns = max(self.turns, turns + 1)
             self._unparseable_result = StepResult(
                 observation="",
@@ -194,12 +220,7 @@ def _guard_parse_bare_hint(parse: Callable[[Environment, str], str | None]) -> C
         try:
             return parse(self, response)
         except Exception as exc:
-            logger.warning(
-                "environment %s: parse_bare_hint raised %s; treated as a parse failure",
-                getattr(self, "name", type(self).__name__),
-                type(exc).__name__,
-                exc_info=True,
-            )
+            _log_escaped(self, exc, "parse_bare_hint raised %s; treated as a parse failure")
             return None
 
     guarded._never_raises = True  # type: ignore[attr-defined]

@@ -1,12 +1,30 @@
-"""Shared pieces of the per-domain data generators: the JSONL writer and the common command line."""
+"""Shared pieces of the per-domain data generators: split check, row seeds, JSONL writer and command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+SEED_SPACE = 2**30
+"""Row seeds are ``2 * k + split bit`` for ``k`` drawn below this."""
+SPLITS: dict[str, int] = {"train": 0, "test": 1}
+"""Split name -> the bit its row seeds carry (train even, test odd), so the splits never share a row."""
+
+
+def split_bit(split: str) -> int:
+    """The seed bit of ``split``; a ValueError names the splits for anything else."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    return SPLITS[split]
+
+
+def check_setting(setting: str, choices: Sequence[str]) -> None:
+    """A ValueError naming ``choices`` (shown as given) unless ``setting`` is one of them."""
+    if setting not in choices:
+        raise ValueError(f"setting must be one of {choices}, got {setting!r}")
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
@@ -33,7 +51,23 @@ def write_splits(make_rows: Callable[..., list[dict[str, Any]]], args: argparse.
     write_jsonl(make_rows(args.test_size, args.seed, "test", *extra), args.out / "test.jsonl")
 
 
-def distinct_row_seeds(n: int, seed: int, split_bit: int, salt: int, space: int = 2**30) -> list[int]:
+def data_main(
+    make_rows: Callable[..., list[dict[str, Any]]],
+    description: str | None,
+    argv: list[str] | None,
+    setting: str,
+    settings: Sequence[str] | None = None,
+) -> None:
+    """A domain's data CLI: the common options, ``--setting`` from ``settings`` (default ``setting``) when the domain
+    has more than one, then ``train.jsonl`` and ``test.jsonl`` written under ``--out``."""
+    parser = data_parser(description)
+    if settings is not None:
+        parser.add_argument("--setting", choices=settings, default=setting)
+    args = parser.parse_args(argv)
+    write_splits(make_rows, args, args.setting if settings is not None else setting)
+
+
+def distinct_row_seeds(n: int, seed: int, split_bit: int, salt: int, space: int = SEED_SPACE) -> list[int]:
     """``n`` distinct row seeds whose parity is the split (train even, test odd), so splits never overlap and
     ``n`` rows are a prefix of ``n + k`` rows; ``salt`` separates a domain's settings."""
     import numpy as np

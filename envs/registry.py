@@ -1,6 +1,7 @@
 """Domain names -> their registry entries. Each domain package exports ``ENV`` (the Environment class),
-``make_rows(n, seed, split, setting)`` and ``POLICIES`` (name -> factory ``(seed) -> TextPolicy``); the entry adds
-what the CoD core needs to know about the domain but the environment does not compute (the step penalty)."""
+``make_rows(n, seed, split, setting)`` and ``POLICIES`` (name -> factory ``(seed) -> TextPolicy``), and may export the
+hooks of :mod:`cod_envs.hooks` (``WORD_VOCABULARY``, ``WARM_START``); the entry adds what the CoD core needs to know
+about the domain but the environment does not compute (the step penalty)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cod_envs.base import Environment, TextPolicy
+from cod_envs.hooks import WarmStart
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class Domain:
     make_rows: Callable[..., list[dict[str, Any]]]
     policies: dict[str, Callable[[int], TextPolicy]]
     step_penalty_coef: float = 0.0
+    word_vocabulary: tuple[str, ...] | None = None
+    """A domain played by a word-level model brings its vocabulary (one word, one token id); None: a chat model."""
+    warm_start: WarmStart | None = None
+    """The supervised warm start the domain offers before RL; None: none."""
 
 
 def load(name: str) -> Domain:
@@ -57,6 +63,8 @@ def load(name: str) -> Domain:
         make_rows=mod.make_rows,
         policies=dict(mod.POLICIES),
         step_penalty_coef=entry.step_penalty_coef,
+        word_vocabulary=getattr(mod, "WORD_VOCABULARY", None),
+        warm_start=getattr(mod, "WARM_START", None),
     )
 
 

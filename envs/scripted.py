@@ -1,12 +1,15 @@
-"""What the scripted reference policies of the delimited-hint domains share: the prompt landmarks they read.
+"""What the scripted reference policies share: the names they are registered under, the dispatch between solve and
+update prompts, and (for the delimited-hint domains) the prompt landmarks they read.
 
-The texts restate the CoD core's (``cod_megatron.cod.hints``) because ``cod_envs`` imports nothing from it;
+The landmark texts restate the CoD core's (``cod_megatron.cod.hints``) because ``cod_envs`` imports nothing from it;
 ``tests/envs/test_base.py`` checks that they stay equal.
 """
 
 from __future__ import annotations
 
-from cod_envs.base import Message
+from collections.abc import Callable
+
+from cod_envs.base import Message, TextPolicy
 
 HINT_START = "--- Start of updated hints ---"
 HINT_END = "--- End of updated hints ---"
@@ -31,6 +34,43 @@ def is_update_prompt(messages: list[Message]) -> bool:
     return bool(messages) and PREVIOUS_HINTS in messages[-1]["content"] and TRAJECTORY in messages[-1]["content"]
 
 
+def previous_hints(update_prompt: str) -> str:
+    """The previous-hints part of a generic update prompt: from its header up to the trajectory header."""
+    return update_prompt[update_prompt.find(PREVIOUS_HINTS) : update_prompt.find(TRAJECTORY)]
+
+
+def delimited_hint(body: str) -> str:
+    """A new hint as an update response writes it: ``body`` between the start and end delimiters."""
+    return f"{HINT_START}\n{body}\n{HINT_END}"
+
+
 def constant_update() -> str:
     """The update response of policies that carry nothing across tasks: the constant hint ``none``."""
-    return f"{HINT_START}\n{NO_HINT}\n{HINT_END}"
+    return delimited_hint(NO_HINT)
+
+
+def system_prompt_of(messages: list[Message]) -> str:
+    """The solve system prompt: the first message's content when it is a system message, else ``""``."""
+    return messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+
+
+def scripted_policy(
+    solve: Callable[[list[Message]], str], update: Callable[[list[Message]], str] | None = None
+) -> TextPolicy:
+    """A policy that answers the generic update prompt with ``update`` (None: the constant hint ``none``) and every
+    other prompt with ``solve``; the factories of the delimited-hint domains build their policies with it."""
+
+    def policy(messages: list[Message]) -> str:
+        if is_update_prompt(messages):
+            return update(messages) if update is not None else constant_update()
+        return solve(messages)
+
+    return policy
+
+
+def policy_table(
+    oracle: Callable[..., TextPolicy], hint_blind: Callable[..., TextPolicy], random: Callable[..., TextPolicy]
+) -> dict[str, Callable[..., TextPolicy]]:
+    """A domain's ``POLICIES``: its three scripted reference factories ``(seed) -> TextPolicy`` under the names the
+    evaluation CLI takes (``--policy oracle|hint-blind|random``)."""
+    return {"oracle": oracle, "hint-blind": hint_blind, "random": random}

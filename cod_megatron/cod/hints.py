@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from cod_envs.trajectory import trajectory_blocks
+
 PromptVariant = Literal["v1", "v2"]
 """v1: paper text (8B runs); v2: research/cod_v2 text (27B runs). Spec 2.6 asks for both, selectable."""
 OnHintParseFailure = Literal["keep", "reset"]
@@ -123,7 +125,6 @@ PDE_PROTOCOL_REMINDER = (
 
 # ---- trajectory text (2.6, ``_build_trajectory``) ----
 ICL_EXAMPLES_MARKER = "Here are some reference examples:"
-_SYSTEM_PROMPT_CUTS = ("\n\n## Hints", "\n\n" + LENGTH_SECTION_HEADER)
 
 
 def extract_hint_text(response: str) -> str | None:
@@ -201,37 +202,14 @@ def default_feedback(feedback: str | None, reward: float, variant: PromptVariant
     return feedback
 
 
-def strip_solve_system_prompt(system_prompt: str) -> str:
-    """The solve system prompt without the hint and length sections, as the trajectory's ``System:`` block shows it."""
-    for cut in _SYSTEM_PROMPT_CUTS:
-        idx = system_prompt.find(cut)
-        if idx != -1:
-            system_prompt = system_prompt[:idx]
-    return system_prompt
-
-
 def render_trajectory(messages: Sequence[Message]) -> str:
     """The generic trajectory text of the update prompt (``_build_trajectory``, spec 2.6).
 
     Blocks joined by a blank line: ``System:`` and the stripped solve system prompt, then per user message
     ``Step k:`` / ``Observation:`` (ICL-example suffix removed) / ``Action:`` (the last assistant message before the
-    next user message, or ``(no action)``).
+    next user message, or ``(no action)``); see :func:`cod_envs.trajectory.trajectory_blocks`.
     """
-    blocks: list[str] = []
-    steps: list[tuple[str, str | None]] = []
-    for message in messages:
-        role, content = message["role"], message["content"]
-        if role == "system" and not blocks and not steps:
-            blocks.append(f"System:\n{strip_solve_system_prompt(content)}")
-        elif role == "user":
-            steps.append((_strip_icl_examples(content), None))
-        elif role == "assistant" and steps:
-            steps[-1] = (steps[-1][0], content)
-    for k, (observation, action) in enumerate(steps, start=1):
-        blocks.append(
-            f"Step {k}:\nObservation: {observation}\nAction: {action if action is not None else '(no action)'}"
-        )
-    return "\n\n".join(blocks)
+    return "\n\n".join(trajectory_blocks(list(messages), observation=_strip_icl_examples))
 
 
 def _strip_icl_examples(content: str) -> str:

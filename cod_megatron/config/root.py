@@ -7,35 +7,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cod_megatron.config import sections
 from cod_megatron.config.base import check_types, require
 from cod_megatron.config.layout import ParallelConfig, ParallelLayout
 from cod_megatron.config.model import ModelConfig
-from cod_megatron.config.sections import (
-    AlgorithmConfig,
-    CheckpointConfig,
-    EnvConfig,
-    EvalConfig,
-    LoggingConfig,
-    OptimizerConfig,
-    RolloutConfig,
-    RunSection,
-)
 
 
 @dataclass(kw_only=True)
 class RunConfig:
     """Everything a run needs; a recipe in ``recipes/`` returns one."""
 
-    run: RunSection = field(default_factory=RunSection)
+    run: sections.RunSection = field(default_factory=sections.RunSection)
     model: ModelConfig = field(default_factory=ModelConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    env: EnvConfig = field(default_factory=EnvConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    rollout: sections.RolloutConfig = field(default_factory=sections.RolloutConfig)
+    algorithm: sections.AlgorithmConfig = field(default_factory=sections.AlgorithmConfig)
+    env: sections.EnvConfig = field(default_factory=sections.EnvConfig)
+    optimizer: sections.OptimizerConfig = field(default_factory=sections.OptimizerConfig)
+    eval: sections.EvalConfig = field(default_factory=sections.EvalConfig)
+    checkpoint: sections.CheckpointConfig = field(default_factory=sections.CheckpointConfig)
+    logging: sections.LoggingConfig = field(default_factory=sections.LoggingConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from cod_envs import registry
 from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
@@ -98,22 +98,30 @@ def _as_messages(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+class LifecycleOptions(TypedDict, total=False):
+    """How a lifecycle is run, whoever drives it (``run_lifecycle`` and its text and token front ends)."""
+
+    env_task_idx: list[int] | None
+    """The task index each position tells its environment (Ralph packing); None: the position itself."""
+    length_limit: int | None
+    """The response length the prompts ask for (``rollout.response_length_restraint``, spec 2.7)."""
+    hint_visible: bool
+    """False renders every solve prompt with the initial hint (the hint-blind control)."""
+    rewards: RewardRule | None
+    """How outcomes become r_x / r_z; None: the domain's registered step penalty and the spec's hint penalty."""
+
+
 def run_lifecycle(
     env_cls: type[Environment],
     rows: list[dict[str, Any]],
     *,
     pack_seed: int,
     responder: Responder,
-    env_task_idx: list[int] | None = None,
-    length_limit: int | None = None,
-    hint_visible: bool = True,
-    rewards: RewardRule | None = None,
+    **options: Unpack[LifecycleOptions],
 ) -> TextLifecycle:
-    """S = len(rows) solve episodes and S - 1 update episodes with one caller-owned pack state.
-
-    ``rewards``: how outcomes become r_x / r_z; None uses the domain's registered step penalty and the spec's
-    hint penalty.
-    """
+    """S = len(rows) solve episodes and S - 1 update episodes with one caller-owned pack state."""
+    env_task_idx, length_limit = options.get("env_task_idx"), options.get("length_limit")
+    hint_visible, rewards = options.get("hint_visible", True), options.get("rewards")
     rule = rewards if rewards is not None else RewardRule(step_penalty_coef=registry.step_penalty_coef(env_cls))
     state, out = PackState(), TextLifecycle()
     initial = env_cls.initial_hint() or INITIAL_HINT
@@ -253,22 +261,10 @@ def run_text_lifecycle(
     *,
     pack_seed: int,
     policy: TextPolicy,
-    env_task_idx: list[int] | None = None,
-    length_limit: int | None = None,
-    hint_visible: bool = True,
-    rewards: RewardRule | None = None,
+    **options: Unpack[LifecycleOptions],
 ) -> TextLifecycle:
     """The lifecycle driven by a text policy (evaluation, scripted reference policies, served models)."""
-    return run_lifecycle(
-        env_cls,
-        rows,
-        pack_seed=pack_seed,
-        responder=TextResponder(policy),
-        env_task_idx=env_task_idx,
-        length_limit=length_limit,
-        hint_visible=hint_visible,
-        rewards=rewards,
-    )
+    return run_lifecycle(env_cls, rows, pack_seed=pack_seed, responder=TextResponder(policy), **options)
 
 
 def call_seed(seed: int, call: int) -> int:
@@ -369,22 +365,10 @@ def run_token_lifecycle(
     engine: RolloutEngine,
     renderer: ChatRenderer,
     params: SamplingParams,
-    env_task_idx: list[int] | None = None,
-    length_limit: int | None = None,
-    hint_visible: bool = True,
-    rewards: RewardRule | None = None,
+    **options: Unpack[LifecycleOptions],
 ) -> tuple[Lifecycle, TextLifecycle]:
     """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
     text trace."""
     responder = TokenResponder(engine=engine, renderer=renderer, params=params, pack_id=pack.pack_id, rollout=rollout)
-    trace = run_lifecycle(
-        env_cls,
-        [t.data for t in pack.tasks],
-        pack_seed=pack.seed,
-        responder=responder,
-        env_task_idx=env_task_idx,
-        length_limit=length_limit,
-        hint_visible=hint_visible,
-        rewards=rewards,
-    )
+    trace = run_lifecycle(env_cls, [t.data for t in pack.tasks], pack_seed=pack.seed, responder=responder, **options)
     return Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes), trace

@@ -1,20 +1,24 @@
-"""The tokenizer side of a domain: word-level for HiddenKey, a chat template for the real domains."""
+"""The tokenizer side of a domain: the vocabulary a word-level domain brings, else a chat template."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cod_envs import registry
 from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.cod.tokenization import ChatRenderer, WordRenderer
 
 
 def renderer_for(domain: str, family: str = "qwen3") -> Any:
-    """HiddenKey's own vocabulary (spec 9.8), else the project's tiny tokenizer with the family's chat template.
+    """The renderer a policy plays ``domain`` through, from the registry's hooks (the library names no domain).
 
-    A policy started from an HF checkpoint brings its own tokenizer; the tiny one serves CPU runs and tests.
+    Precedence: a policy started from an HF checkpoint (``model.hf_path``) will bring its own tokenizer, which
+    arrives with the real-model work and is not chosen here yet; otherwise a domain played by a word-level model
+    brings its vocabulary (the ``word_vocabulary`` hook, e.g. HiddenKey's, spec 9.8) and gets a
+    :class:`WordRenderer` over it; otherwise the project's tiny tokenizer with the family's chat template, for CPU
+    runs and tests.
     """
-    if domain == "hidden_key":
-        from cod_envs.hidden_key import VOCAB
-
-        return WordRenderer(VOCAB)
+    vocabulary = registry.load(domain).word_vocabulary
+    if vocabulary is not None:
+        return WordRenderer(vocabulary)
     return ChatRenderer.for_family(build_tiny_tokenizer(family), family)  # type: ignore[arg-type]

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from cod_envs.alchemy_random.env import SETTINGS, AlchemyRandom, generate_graph, parse_action
-from cod_envs.alchemy_random.policies import hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.alchemy_random.env import AlchemyRandom, parse_action
+from cod_envs.alchemy_random.graph import SETTINGS, generate_graph
+from cod_envs.alchemy_random.policies import POLICIES, hint_blind, oracle, random_policy
+from cod_envs.lazy_rows import lazy_make_rows
 
 ENV = AlchemyRandom
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "easy")
-
 
 __all__ = [
     "ENV",

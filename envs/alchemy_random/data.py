@@ -11,22 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from cod_envs.alchemy_random.env import SETTINGS
-from cod_envs.datagen import data_parser, distinct_row_seeds, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
+from cod_envs.alchemy_random.graph import SETTINGS
+from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
 
 
 def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
     """n rows of one split and setting with distinct row seeds (parity = split)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {sorted(SETTINGS)}, got {setting!r}")
+    bit = split_bit(split)
+    check_setting(setting, sorted(SETTINGS))
     cfg = SETTINGS[setting]
-    seeds = distinct_row_seeds(n, seed, SPLITS[split], _SETTING_IDS[setting], _SEED_SPACE)
+    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting])
     rows = [
         {"seed": s, "setting": setting, "max_rounds": cfg.max_rounds, "material_mode": cfg.material_mode} for s in seeds
     ]
@@ -35,10 +31,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
 
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    parser = data_parser(__doc__)
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="easy")
-    args = parser.parse_args(argv)
-    write_splits(make_rows, args, args.setting)
+    data_main(make_rows, __doc__, argv, "easy", sorted(SETTINGS))
 
 
 if __name__ == "__main__":

@@ -12,20 +12,10 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable
+from functools import partial
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
-from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
-    HINT_END,
-    HINT_SECTION,
-    HINT_START,
-    LENGTH_SECTION,
-    NO_HINT,
-    PREVIOUS_HINTS,
-    TRAJECTORY,
-)
-from cod_envs.scripted import constant_update as _constant_update
-from cod_envs.scripted import hint_section as _hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
 
 Pair = tuple[str, str]
 
@@ -153,7 +143,7 @@ def _answer(pair: Pair, why: str) -> str:
 
 def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
     """One solve turn: facts from the hint (optionally) and this episode's feedback, then plan or explore."""
-    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+    system = scripted.system_prompt_of(messages)
     observation = messages[-1]["content"] if messages else ""
     target_match = _TARGET_RE.search(observation)
     inventory = parse_inventory(observation)
@@ -162,7 +152,7 @@ def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
     target = target_match.group(1)
     know = Knowledge()
     if use_hint:
-        know.add_text(_hint_section(system), hint=True)
+        know.add_text(scripted.hint_section(system), hint=True)
     for message in messages[1:]:
         if message["role"] == "user":
             know.add_text(message["content"])
@@ -176,7 +166,7 @@ def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
 def trajectory_facts(prompt: str) -> Knowledge:
     """Facts from an update prompt's trajectory, including the final combination when it made the target."""
     know = Knowledge()
-    start = prompt.find(TRAJECTORY)
+    start = prompt.find(scripted.TRAJECTORY)
     if start == -1:
         return know
     body = prompt[start:]
@@ -204,39 +194,30 @@ def _update(messages: list[Message]) -> str:
     """Merge the previous hint's facts with the trajectory's and write them between the delimiters."""
     prompt = messages[-1]["content"]
     previous = Knowledge()
-    previous.add_text(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)], hint=True)
+    previous.add_text(scripted.previous_hints(prompt), hint=True)
     know = merge([previous, trajectory_facts(prompt)])
-    return f"Recording the recipes and failed pairs found so far.\n{HINT_START}\n{know.render()}\n{HINT_END}"
+    return f"Recording the recipes and failed pairs found so far.\n{scripted.delimited_hint(know.render())}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Solves with the recipes and failed pairs of its own hint plus this episode's feedback; updates record them."""
-    rng = random.Random(seed)
-
-    def policy(messages: list[Message]) -> str:
-        return _update(messages) if _is_update(messages) else _solve(messages, rng, use_hint=True)
-
-    return policy
+    return scripted.scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's solver without the hint; its updates write the constant hint ``none``."""
-    rng = random.Random(seed)
-
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else _solve(messages, rng, use_hint=False)
-
-    return policy
+    return scripted.scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
     """A uniformly random pair from the inventory; updates write the constant hint ``none`` (no format penalty)."""
     rng = random.Random(seed)
 
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _constant_update()
+    def solve(messages: list[Message]) -> str:
         names = sorted(parse_inventory(messages[-1]["content"] if messages else "")) or ["a"]
         return f"<answer>{rng.choice(names)} + {rng.choice(names)}</answer>"
 
-    return policy
+    return scripted.scripted_policy(solve)
+
+
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from cod_envs.frozenlake_obscure.env import SETTINGS, FrozenLakeObscure, action_mapping, generate_map
-from cod_envs.frozenlake_obscure.policies import hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.frozenlake_obscure.policies import POLICIES, hint_blind, oracle, random_policy
+from cod_envs.lazy_rows import lazy_make_rows
 
 ENV = FrozenLakeObscure
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "easy")
-
 
 __all__ = [
     "ENV",

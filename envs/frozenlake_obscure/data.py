@@ -12,27 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from cod_envs.datagen import data_parser, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
+from cod_envs.datagen import SEED_SPACE, check_setting, data_main, split_bit
 from cod_envs.frozenlake_obscure.env import SETTINGS
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
 P_RANGE = (0.6, 0.7)
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
 
 
 def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
     """n rows of one split and setting: distinct row seeds (parity = split), size in [min, max], p ~ U[0.6, 0.7]."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {sorted(SETTINGS)}, got {setting!r}")
+    bit = split_bit(split)
+    check_setting(setting, sorted(SETTINGS))
     cfg = SETTINGS[setting]
-    rng = np.random.default_rng([seed, SPLITS[split], _SETTING_IDS[setting]])
+    rng = np.random.default_rng([seed, bit, _SETTING_IDS[setting]])
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     while len(rows) < n:
-        k = int(rng.integers(_SEED_SPACE))
+        k = int(rng.integers(SEED_SPACE))
         size = int(rng.integers(cfg.min_size, cfg.max_size + 1))
         p = float(rng.uniform(*P_RANGE))
         if k in seen:
@@ -40,7 +36,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
         seen.add(k)
         rows.append(
             {
-                "seed": 2 * k + SPLITS[split],
+                "seed": 2 * k + bit,
                 "size": size,
                 "p": round(p, 6),
                 "setting": setting,
@@ -53,10 +49,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
 
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    parser = data_parser(__doc__)
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="easy")
-    args = parser.parse_args(argv)
-    write_splits(make_rows, args, args.setting)
+    data_main(make_rows, __doc__, argv, "easy", sorted(SETTINGS))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer
+from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer, turn_heading
 
 DIRECTIONS: tuple[str, ...] = ("Down", "Right", "Up", "Left")
 """The reference's list, shuffled by the pack seed; ``Direction k`` is the k-th entry of the shuffled list."""
@@ -235,34 +235,18 @@ class FrozenLakeObscure(Environment):
 
     def _observation(self, feedback: str | None) -> str:
         """``user.jinja2`` with ``trim_blocks`` and no trailing newline."""
-        head = f"Step {self.turns + 1}/{self.agent_max_steps}\n\n"
-        if feedback:
-            head += f"{feedback}\n\n"
+        head = turn_heading("Step", self.turns + 1, self.agent_max_steps, feedback)
         goal = GOAL_LINE.format(r=self.goal[0], c=self.goal[1])
         return f"{head}Current map:\n{render_map(self.grid, self.pos)}\n{goal}"
 
     def _end(self, outcome: str, reward: float, feedback: str, format_error: bool = False) -> StepResult:
         self.done, self.outcome, self.last_feedback = True, outcome, feedback
-        return StepResult(
-            observation="",
-            reward=reward,
-            done=True,
-            feedback=feedback,
-            turns_used=self.turns,
-            format_error=format_error,
-        )
+        return self.finish(reward, feedback, format_error)
 
     def step(self, action_text: str) -> StepResult:
         """Apply one response; malformed ones end the episode with reward 0 and the format-error flag."""
-        if self.done:  # a caller that steps past the end gets the final answer again, never an exception
-            return StepResult(
-                observation="",
-                reward=1.0 if self.outcome == "success" else 0.0,
-                done=True,
-                feedback=self.last_feedback,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:  # a caller that steps past the end gets the final answer again, never an exception
+            return self.result
         self.turns += 1
         number, error = parse_action(action_text if isinstance(action_text, str) else "")
         if number is None:
@@ -283,9 +267,7 @@ class FrozenLakeObscure(Environment):
         if self.turns >= self.agent_max_steps:
             return self._end("out_of_steps", 0.0, feedback)
         self.last_feedback = feedback
-        return StepResult(
-            observation=self._observation(feedback), reward=0.0, done=False, feedback=feedback, turns_used=self.turns
-        )
+        return self.next_turn(self._observation(feedback), feedback)
 
     def final_feedback(self) -> str:
         """Spec 9.1's final texts: success, hole, the format-error text, or out of steps."""

@@ -14,21 +14,11 @@ import random
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from cod_envs.base import Message, TextPolicy
 from cod_envs.frozenlake_obscure.env import DELTAS, DIRECTIONS
-from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
-    HINT_END,
-    HINT_SECTION,
-    HINT_START,
-    LENGTH_SECTION,
-    NO_HINT,
-    PREVIOUS_HINTS,
-    TRAJECTORY,
-)
-from cod_envs.scripted import constant_update as _constant_update
-from cod_envs.scripted import hint_section as _hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
+from cod_envs.scripted import TRAJECTORY, delimited_hint, hint_section, policy_table, previous_hints, scripted_policy
 
 Perm = tuple[str, ...]
 """``perm[k - 1]`` is the direction of ``Direction k``."""
@@ -201,7 +191,7 @@ def _solve(messages: list[Message], rng: random.Random, use_hint: bool) -> str:
             episode += feedback_constraints(message["content"], board)
     perms = consistent(episode)
     if use_hint and messages and messages[0]["role"] == "system":
-        hinted = consistent(hint_constraints(_hint_section(messages[0]["content"])), perms)
+        hinted = consistent(hint_constraints(hint_section(messages[0]["content"])), perms)
         perms = hinted or perms  # a hint that contradicts what this episode saw is dropped
     step = _STEP_RE.search(observation)
     turns_left = int(step.group(2)) - int(step.group(1)) + 1 if step else 1
@@ -243,39 +233,28 @@ def trajectory_constraints(prompt: str) -> list[Constraint]:
 def _update(messages: list[Message]) -> str:
     """Merge the previous hint's mapping with the trajectory's evidence and write it between the delimiters."""
     prompt = messages[-1]["content"]
-    previous = prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)]
+    previous = previous_hints(prompt)
     evidence = trajectory_constraints(prompt)
     perms = consistent(evidence)
     merged = consistent(hint_constraints(previous), perms)
     hint = format_hint(merged or perms or list(ALL_PERMS))
-    return f"Recording the action mapping observed so far.\n{HINT_START}\n{hint}\n{HINT_END}"
+    return f"Recording the action mapping observed so far.\n{delimited_hint(hint)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Solves with the mapping from its own hint plus this episode's evidence; updates record the learned mapping."""
-    rng = random.Random(seed)
-
-    def policy(messages: list[Message]) -> str:
-        return _update(messages) if _is_update(messages) else _solve(messages, rng, use_hint=True)
-
-    return policy
+    return scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's solver without the hint; its updates write the constant hint ``none``."""
-    rng = random.Random(seed)
-
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else _solve(messages, rng, use_hint=False)
-
-    return policy
+    return scripted_policy(partial(_solve, rng=random.Random(seed), use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
     """Uniformly random legal action words; updates write the constant hint ``none`` (no format penalty)."""
     rng = random.Random(seed)
+    return scripted_policy(lambda messages: f"<answer>Direction {rng.randint(1, 4)}</answer>")
 
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else f"<answer>Direction {rng.randint(1, 4)}</answer>"
 
-    return policy
+POLICIES = policy_table(oracle, hint_blind, random_policy)

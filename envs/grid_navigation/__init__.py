@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from cod_envs.grid_navigation.env import SETTINGS, GridNavigation, cost_landscape, start_and_target
-from cod_envs.grid_navigation.policies import hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.grid_navigation.policies import POLICIES, hint_blind, oracle, random_policy
+from cod_envs.lazy_rows import lazy_make_rows
 
 ENV = GridNavigation
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "train")
-
 
 __all__ = [
     "ENV",

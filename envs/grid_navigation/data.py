@@ -12,35 +12,28 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from cod_envs.datagen import data_parser, distinct_row_seeds, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
+from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 from cod_envs.grid_navigation.env import SETTINGS
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SETTING_ALIASES = {"easy": "train", "hard": "eval"}
 """The evaluation CLI's ``--setting easy|hard`` mapped onto this domain's train / eval settings."""
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(sorted(SETTINGS))}
 
 
 def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "train") -> list[dict[str, Any]]:
     """n rows of one split and setting: distinct row seeds (parity = split) and the setting's parameters."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    bit = split_bit(split)
     setting = SETTING_ALIASES.get(setting, setting)
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {sorted(SETTINGS)}, got {setting!r}")
+    check_setting(setting, sorted(SETTINGS))
     params = asdict(SETTINGS[setting])
-    seeds = distinct_row_seeds(n, seed, SPLITS[split], _SETTING_IDS[setting], _SEED_SPACE)
+    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting])
     rows = [{"seed": s, "setting": setting, **params} for s in seeds]
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    parser = data_parser(__doc__)
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="train")
-    args = parser.parse_args(argv)
-    write_splits(make_rows, args, args.setting)
+    data_main(make_rows, __doc__, argv, "train", sorted(SETTINGS))
 
 
 if __name__ == "__main__":

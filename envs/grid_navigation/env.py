@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cod_envs.base import Environment, Message, PackState, StepResult, TaskContext, extract_answer
+from cod_envs.base import Environment, Message, PackState, StepResult, TaskContext, extract_answer, turn_heading
+from cod_envs.trajectory import trajectory_blocks
 
 Cell = tuple[int, int]
 
@@ -196,14 +197,6 @@ def setting_of(row: dict[str, Any]) -> Setting:
     )
 
 
-def strip_solve_system_prompt(content: str) -> str:
-    """The solve system prompt without the hint and length sections (the update trajectory's ``System:`` block)."""
-    for marker in ("\n\n## Hints", "\n\n## Response length limit"):
-        idx = content.find(marker)
-        content = content if idx == -1 else content[:idx]
-    return content
-
-
 class GridNavigation(Environment):
     """One Grid Navigation task: landscape from the pack seed, rounds/start/target from the row seed."""
 
@@ -251,9 +244,7 @@ class GridNavigation(Environment):
         return render_grid(self.costs, self.revealed)
 
     def _observation(self, feedback: str | None) -> str:
-        head = f"Round {self.turns + 1}/{self.rounds}\n\n"
-        if feedback:
-            head += f"{feedback}\n\n"
+        head = turn_heading("Round", self.turns + 1, self.rounds, feedback)
         return (
             f"{head}Current position: ({self.pos[0]},{self.pos[1]})\n"
             f"Target position: ({self.target[0]},{self.target[1]})\n\n"
@@ -264,14 +255,7 @@ class GridNavigation(Environment):
 
     def _end(self, outcome: str, reward: float, feedback: str) -> StepResult:
         self.done, self.outcome, self.reward, self.last_feedback = True, outcome, reward, feedback
-        return StepResult(
-            observation="",
-            reward=reward,
-            done=True,
-            feedback=feedback,
-            turns_used=self.turns,
-            format_error=outcome == "format",
-        )
+        return self.finish(reward, feedback, format_error=outcome == "format")
 
     def _illegal(self, dest: Cell | None, shown: str) -> str | None:
         """The invalid-action message for a destination, or None if the move is legal."""
@@ -288,15 +272,8 @@ class GridNavigation(Environment):
 
     def step(self, action_text: str) -> StepResult:
         """Apply one response; unparseable or illegal moves end the task with reward 0 and the format-error flag."""
-        if self.done:  # stepping past the end repeats the final answer, never raises
-            return StepResult(
-                observation="",
-                reward=self.reward,
-                done=True,
-                feedback=self.last_feedback,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:  # stepping past the end repeats the final answer, never raises
+            return self.result
         self.turns += 1
         dest, shown = parse_destination(action_text if isinstance(action_text, str) else "")
         error = self._illegal(dest, shown)
@@ -318,9 +295,7 @@ class GridNavigation(Environment):
                 return self._end("success", 1.0 - self.loss, feedback)
             return self._end("failure", 0.0, feedback)
         self.last_feedback = feedback
-        return StepResult(
-            observation=self._observation(feedback), reward=0.0, done=False, feedback=feedback, turns_used=self.turns
-        )
+        return self.next_turn(self._observation(feedback), feedback)
 
     def final_feedback(self) -> str:
         """Success, failure or the invalid-action text, then a blank line and the final observed cost grid."""
@@ -336,19 +311,7 @@ class GridNavigation(Environment):
 
     def update_trajectory(self, messages: list[Message]) -> str | None:
         """The generic trajectory (spec 2.6) plus ``Final environment state:`` with the observed cost grid."""
-        blocks: list[str] = []
-        steps: list[tuple[str, str | None]] = []
-        for message in messages:
-            role, content = message["role"], message["content"]
-            if role == "system" and not blocks and not steps:
-                blocks.append(f"System:\n{strip_solve_system_prompt(content)}")
-            elif role == "user":
-                steps.append((content, None))
-            elif role == "assistant" and steps:
-                steps[-1] = (steps[-1][0], content)
-        for k, (observation, action) in enumerate(steps, start=1):
-            shown = action if action is not None else "(no action)"
-            blocks.append(f"Step {k}:\nObservation: {observation}\nAction: {shown}")
+        blocks = trajectory_blocks(messages)
         blocks.append(
             "Final environment state:\n"
             f"Position: ({self.pos[0]}, {self.pos[1]})\n"

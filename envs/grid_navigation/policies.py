@@ -15,22 +15,13 @@ from __future__ import annotations
 
 import random
 import re
+from functools import partial
 
 import numpy as np
 
 from cod_envs.base import Message, TextPolicy
-from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
-    HINT_END,
-    HINT_SECTION,
-    HINT_START,
-    LENGTH_SECTION,
-    NO_HINT,
-    PREVIOUS_HINTS,
-    TRAJECTORY,
-)
-from cod_envs.scripted import constant_update as _constant_update
-from cod_envs.scripted import hint_section as _hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
+from cod_envs.grid_navigation.env import entered_cells
+from cod_envs.scripted import TRAJECTORY, delimited_hint, hint_section, policy_table, scripted_policy
 
 ESTIMATE_HEADER = "- Estimated cost grid (revealed cells exact, others interpolated from them):"
 SCALE_LINE = "- The cost landscape is shared by all tasks and smooth: costs are correlated over about {scale:g} cells."
@@ -160,15 +151,6 @@ def _plan(est: np.ndarray, pos: tuple[int, int], target: tuple[int, int], rounds
     return route
 
 
-def _entered(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int]]:
-    (r0, c0), (r1, c1) = src, dst
-    if r0 == r1:
-        step = 1 if c1 > c0 else -1
-        return [(r0, c) for c in range(c0 + step, c1 + step, step)]
-    step = 1 if r1 > r0 else -1
-    return [(r, c0) for r in range(r0 + step, r1 + step, step)]
-
-
 def best_move(
     est: np.ndarray, pos: tuple[int, int], target: tuple[int, int], rounds: int, prev: list[tuple[int, int]]
 ) -> tuple[int, int]:
@@ -180,7 +162,7 @@ def best_move(
         route = _plan(est - lam, pos, target, rounds)
         cells, here = [], pos
         for dest in route:
-            cells += _entered(here, dest)
+            cells += entered_cells(here, dest)
             here = dest
         new = (prev_sum + sum(est[c] for c in cells)) / (prev_n + len(cells))
         if abs(new - lam) < 1e-9:
@@ -206,7 +188,7 @@ def _solve(messages: list[Message], use_hint: bool) -> str:
     known = ~np.isnan(grid)
     prior = np.full(grid.shape, float(grid[known].mean()) if known.any() else DEFAULT_PRIOR) - EXPLORE_BONUS
     if use_hint and messages[0]["role"] == "system":
-        hint = _hint_section(messages[0]["content"])
+        hint = hint_section(messages[0]["content"])
         hinted = parse_grid(hint, ESTIMATE_HEADER)
         if hinted is not None and hinted.shape == grid.shape and not np.isnan(hinted).any():
             scale_m = _SCALE_RE.search(hint)
@@ -228,7 +210,7 @@ def _update(messages: list[Message]) -> str:
     prompt = messages[-1]["content"]
     grid = parse_grid(prompt[prompt.find(TRAJECTORY) :], "Observed cost grid:")
     if grid is None or np.isnan(grid).all():
-        return f"{HINT_START}\n- The cost landscape is shared by all tasks; nothing revealed yet.\n{HINT_END}"
+        return delimited_hint("- The cost landscape is shared by all tasks; nothing revealed yet.")
     scale = fit_scale(grid)
     hint = "\n".join(
         [
@@ -238,34 +220,24 @@ def _update(messages: list[Message]) -> str:
             render(krige(grid, scale)),
         ]
     )
-    return f"Recording the cost landscape observed so far.\n{HINT_START}\n{hint}\n{HINT_END}"
+    return f"Recording the cost landscape observed so far.\n{delimited_hint(hint)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Solves with its hint's estimated landscape as the prior for unknown cells; updates record that landscape."""
-
-    def policy(messages: list[Message]) -> str:
-        return _update(messages) if _is_update(messages) else _solve(messages, use_hint=True)
-
-    return policy
+    return scripted_policy(partial(_solve, use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's solver with a flat prior (the hint is ignored); its updates write the constant hint ``none``."""
-
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else _solve(messages, use_hint=False)
-
-    return policy
+    return scripted_policy(partial(_solve, use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
     """A uniformly random legal rook move each round; updates write the constant hint ``none``."""
     rng = random.Random(seed)
 
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _constant_update()
+    def solve(messages: list[Message]) -> str:
         observation = messages[-1]["content"] if messages else ""
         grid, pos_m = parse_grid(observation, "Observed cost grid:"), _POS_RE.search(observation)
         if grid is None or pos_m is None:
@@ -275,4 +247,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
         dr, dc = rng.choice(options)
         return f"<answer>{dr},{dc}</answer>"
 
-    return policy
+    return scripted_policy(solve)
+
+
+POLICIES = policy_table(oracle, hint_blind, random_policy)

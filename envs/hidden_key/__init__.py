@@ -17,15 +17,20 @@ from cod_envs.hidden_key.env import (
     vocab,
 )
 from cod_envs.hidden_key.policies import POLICIES, hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.hidden_key.warm_start import WARM_START
+from cod_envs.lazy_rows import lazy_make_rows
 
 ENV = HiddenKey
+WORD_VOCABULARY = VOCAB
+"""Played by a word-level model: one word, one token id (spec 9.8)."""
 
 __all__ = [
     "BASE_VOCAB",
     "ENV",
     "POLICIES",
     "VOCAB",
+    "WARM_START",
+    "WORD_VOCABULARY",
     "HiddenKey",
     "HiddenKeyOptions",
     "decode",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from cod_envs.base import MAX_ACTION_CHARS, Message, TextPolicy
 from cod_envs.hidden_key.env import EOS, NONE, key_words, vocab
+from cod_envs.scripted import policy_table
 
 
 def _prompt_words(messages: list[Message]) -> list[str]:
@@ -118,5 +119,5 @@ def random_policy(seed: int = 0, *, num_keys: int = 4, distractor_vocab: int = 1
     return policy
 
 
-POLICIES: dict[str, Callable[..., TextPolicy]] = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
+POLICIES: dict[str, Callable[..., TextPolicy]] = policy_table(oracle, hint_blind, random_policy)
 """Name -> factory ``(seed) -> TextPolicy`` with the default options (K = 4; the oracle infers the mode)."""

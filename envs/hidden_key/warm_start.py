@@ -10,6 +10,7 @@ import random
 
 from cod_envs.base import PackState, TaskContext
 from cod_envs.hidden_key.env import INITIAL_HINT, HiddenKey, HiddenKeyOptions
+from cod_envs.hooks import WarmStart
 
 
 def warm_start_samples(
@@ -33,3 +34,7 @@ def warm_start_samples(
 
 def _kwargs(o: HiddenKeyOptions) -> dict:
     return {f: getattr(o, f) for f in HiddenKeyOptions.FIELDS}
+
+
+WARM_START = WarmStart(samples=warm_start_samples, cache_key=dict(vars(HiddenKeyOptions())))
+"""The registry's warm-start hook: default options; the cache key is those options."""

@@ -17,18 +17,14 @@ dialogue is built at runtime from the pack's hidden condition (a small table of 
 
 from __future__ import annotations
 
+from cod_envs.lazy_rows import lazy_make_rows
 from cod_envs.learn2ask.data import load_dialogues, validate_row
 from cod_envs.learn2ask.env import Learn2Ask
 from cod_envs.learn2ask.judge import Judge, JudgeError, RuleJudge, parse_verdict
-from cod_envs.learn2ask.policies import hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.learn2ask.policies import POLICIES, hint_blind, oracle, random_policy
 
 ENV = Learn2Ask
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "easy")
-
 
 __all__ = [
     "ENV",

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cod_envs.datagen import data_parser, distinct_row_seeds, write_jsonl, write_splits  # noqa: F401 (re-export)
+from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SETTINGS: tuple[str, ...] = ("easy", "hard")
 MAX_MESSAGES = 200
 MAX_CONTENT_CHARS = 8_000
@@ -24,11 +23,9 @@ _SALT = 41
 
 def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
     """n synthetic rows of one split (``easy`` and ``hard`` are the same data)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    return [{"seed": s, "synthetic": True} for s in distinct_row_seeds(n, seed, SPLITS[split], _SALT)]
+    bit = split_bit(split)
+    check_setting(setting, SETTINGS)
+    return [{"seed": s, "synthetic": True} for s in distinct_row_seeds(n, seed, bit, _SALT)]
 
 
 def validate_row(row: object) -> dict[str, Any]:
@@ -76,8 +73,7 @@ def load_dialogues(path: str | Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Write synthetic ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    args = data_parser(__doc__).parse_args(argv)
-    write_splits(make_rows, args, "easy")
+    data_main(make_rows, __doc__, argv, "easy")
 
 
 if __name__ == "__main__":

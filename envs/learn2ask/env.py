@@ -58,7 +58,6 @@ class Learn2Ask(Environment):
         self.judge_error = False
         """Set when the judge failed or its verdict could not be parsed: the lifecycle must be dropped."""
         self.verdict: str | None = None
-        self.result: StepResult | None = None
 
     @property
     def max_turns(self) -> int:
@@ -75,8 +74,7 @@ class Learn2Ask(Environment):
 
     def _finish(self, reward: float, feedback: str) -> StepResult:
         self.turns = 1
-        self.result = StepResult(observation="", reward=reward, done=True, feedback=feedback, turns_used=1)
-        return self.result
+        return self.finish(reward, feedback)
 
     def step(self, action_text: str) -> StepResult:
         """Score the response; never raises (judge failures set ``judge_error``)."""

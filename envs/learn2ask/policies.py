@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import random
 import re
+from functools import partial
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
 from cod_envs.learn2ask.conditions import COMPLAINTS, CONDITIONS, ITEM_SEPARATOR, TOPICS, Condition
 from cod_envs.learn2ask.env import STOP
-from cod_envs.scripted import HINT_END, HINT_START, PREVIOUS_HINTS, TRAJECTORY
-from cod_envs.scripted import constant_update as _constant_update
-from cod_envs.scripted import hint_section as _hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
 
 _BY_QUESTION = {t.question: name for name, t in TOPICS.items()}
 _BY_ITEM = {t.item: name for name, t in TOPICS.items()}
@@ -73,8 +71,8 @@ def _solve(messages: list[Message], rng: random.Random, hint: tuple[list[str], s
 def _update(messages: list[Message]) -> str:
     """Key topics = asked + missing items named by the feedback (or just asked, when they were already complete)."""
     prompt = messages[-1]["content"]
-    previous = parse_hint(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)])
-    trajectory = prompt[prompt.find(TRAJECTORY) :]
+    previous = parse_hint(scripted.previous_hints(prompt))
+    trajectory = prompt[prompt.find(scripted.TRAJECTORY) :]
     complaint, asked = read_dialogue(trajectory)
     feedback = trajectory[trajectory.rfind("Environment feedback:") :]
     topics: set[str] | None = None
@@ -93,30 +91,21 @@ def _update(messages: list[Message]) -> str:
     else:
         body = "- Key information not identified yet."
     body += "\n- Ask about one missing key item per turn; answer exactly <stop /> once all of it is in the dialogue."
-    return f"Recording the key information for this patient group.\n{HINT_START}\n{body}\n{HINT_END}"
+    return f"Recording the key information for this patient group.\n{scripted.delimited_hint(body)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Acts on the key topics its hint names; updates recover them from the feedback."""
     rng = random.Random(f"learn2ask.guess.{seed}")
-
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _update(messages)
-        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-        return _solve(messages, rng, parse_hint(_hint_section(system)))
-
-    return policy
+    return scripted.scripted_policy(
+        lambda messages: _solve(messages, rng, parse_hint(scripted.hint_section(scripted.system_prompt_of(messages)))),
+        _update,
+    )
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """Guesses among the conditions the dialogue allows; updates write ``none``."""
-    rng = random.Random(f"learn2ask.guess.{seed}")
-
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else _solve(messages, rng, None)
-
-    return policy
+    return scripted.scripted_policy(partial(_solve, rng=random.Random(f"learn2ask.guess.{seed}"), hint=None))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
@@ -124,9 +113,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
     rng = random.Random(f"learn2ask.random_policy.{seed}")
     questions = [t.question for t in TOPICS.values()]
 
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _constant_update()
+    def solve(messages: list[Message]) -> str:
         roll = rng.random()
         if roll < 0.3:
             return STOP
@@ -136,4 +123,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
             return " ".join(rng.sample(questions, 2))
         return "Please tell me more."
 
-    return policy
+    return scripted.scripted_policy(solve)
+
+
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from cod_envs.lazy_rows import lazy_make_rows
 from cod_envs.optimal_control.env import OptimalControl, hidden_dynamics, simulate
 from cod_envs.optimal_control.expr import Expression, ExpressionError, parse_expression
-from cod_envs.optimal_control.policies import hint_blind, oracle, random_policy
-from cod_envs.package import lazy_make_rows
+from cod_envs.optimal_control.policies import POLICIES, hint_blind, oracle, random_policy
 
 ENV = OptimalControl
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "hard")
-
 
 __all__ = [
     "ENV",

@@ -14,32 +14,29 @@ from typing import Any
 
 import numpy as np
 
-from cod_envs.datagen import data_parser, write_jsonl, write_splits  # noqa: F401 (write_jsonl re-exported)
+from cod_envs.datagen import SEED_SPACE, data_parser, split_bit, write_splits
 from cod_envs.optimal_control.env import CONTROL_PENALTY, HORIZON
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SETTINGS: tuple[str, ...] = ("hard",)
 """The only difficulty any config uses; ``easy`` is accepted as an alias so generic callers keep working."""
-_SEED_SPACE = 2**30
 
 
 def make_rows(
     n: int, seed: int = 42, split: str = "train", setting: str = "hard", include_previous_policy: bool = False
 ) -> list[dict[str, Any]]:
     """n rows of one split: distinct row seeds (parity = split) and the task values they determine."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    bit = split_bit(split)
     if setting not in (*SETTINGS, "easy"):
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    rng = np.random.default_rng([seed, SPLITS[split]])
+    rng = np.random.default_rng([seed, bit])
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     while len(rows) < n:
-        k = int(rng.integers(_SEED_SPACE))
+        k = int(rng.integers(SEED_SPACE))
         if k in seen:
             continue
         seen.add(k)
-        row_seed = 2 * k + SPLITS[split]
+        row_seed = 2 * k + bit
         draw = random.Random(row_seed)
         rows.append(
             {

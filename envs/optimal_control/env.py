@@ -230,7 +230,6 @@ class OptimalControl(Environment):
         self.penalty = float(row.get("control_penalty", CONTROL_PENALTY))
         self.inject = bool(row.get("include_previous_control_policy", self.include_previous_control_policy))
         self.done = False
-        self.result: StepResult | None = None
         self.expression: Expression | None = None
         self.raw_response = ""
 
@@ -255,10 +254,7 @@ class OptimalControl(Environment):
 
     def _finish(self, reward: float, feedback: str, format_error: bool = False) -> StepResult:
         self.done, self.turns = True, 1
-        self.result = StepResult(
-            observation="", reward=reward, done=True, feedback=feedback, turns_used=1, format_error=format_error
-        )
-        return self.result
+        return self.finish(reward, feedback, format_error)
 
     def step(self, action_text: str) -> StepResult:
         """Parse, simulate, score; never raises. A second call returns the first result again."""

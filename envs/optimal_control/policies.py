@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import random
 import re
+from functools import partial
 
 import numpy as np
 
 from cod_envs.base import Message, TextPolicy
 from cod_envs.optimal_control.env import CONTROL_PENALTY, VELOCITY_WEIGHT
-from cod_envs.scripted import (  # noqa: F401 (landmarks re-exported for the tests)
-    HINT_END,
-    HINT_SECTION,
-    HINT_START,
-    LENGTH_SECTION,
-    NO_HINT,
-    PREVIOUS_HINTS,
-    TRAJECTORY,
-)
-from cod_envs.scripted import constant_update as _constant_update
-from cod_envs.scripted import hint_section as _hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
+from cod_envs.scripted import delimited_hint, hint_section, policy_table, previous_hints, scripted_policy
 
 FEEDBACK = "Environment feedback:"
 DEFAULT_GUESS = (1.0, 1.0)
@@ -122,7 +112,7 @@ def _solve(messages: list[Message], use_hint: bool) -> str:
     horizon = int(m.group(5))
     dynamics = None
     if use_hint and messages and messages[0]["role"] == "system":
-        dynamics = parse_hint(_hint_section(messages[0]["content"]))
+        dynamics = parse_hint(hint_section(messages[0]["content"]))
     a, b = dynamics or DEFAULT_GUESS
     controls = plan_controls(a, b, x0, v0, xt, vt, max(1, min(horizon, 64)))
     return _answer(piecewise_expression(controls), f"Planning for a_env = {a:.4f}, b_env = {b:.4f}.")
@@ -131,42 +121,35 @@ def _solve(messages: list[Message], use_hint: bool) -> str:
 def _update(messages: list[Message]) -> str:
     """Refit a, b on the new table; keep the previous hint's values when the table is missing or uninformative."""
     prompt = messages[-1]["content"]
-    previous = parse_hint(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)])
+    previous = parse_hint(previous_hints(prompt))
     at = prompt.rfind(FEEDBACK)
     fitted = fit_dynamics(prompt[at:]) if at != -1 else None
     dynamics = fitted or previous
     body = format_hint(*dynamics) if dynamics else "- Hidden dynamics not identified yet; submit a simple feedback law."
-    return f"Fitting the dynamics on the feedback table.\n{HINT_START}\n{body}\n{HINT_END}"
+    return f"Fitting the dynamics on the feedback table.\n{delimited_hint(body)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Plans with the dynamics its own hint states; updates write the least-squares fit of the feedback table."""
-
-    def policy(messages: list[Message]) -> str:
-        return _update(messages) if _is_update(messages) else _solve(messages, use_hint=True)
-
-    return policy
+    return scripted_policy(partial(_solve, use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's planner with the default guess only; its updates write the constant hint ``none``."""
-
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else _solve(messages, use_hint=False)
-
-    return policy
+    return scripted_policy(partial(_solve, use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
     """Random valid expressions (a random linear feedback or a constant); updates write ``none``."""
     rng = random.Random(f"optimal_control.random_policy.{seed}")  # not Random(seed): packs draw a, b from that
 
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _constant_update()
+    def solve(messages: list[Message]) -> str:
         if rng.random() < 0.3:
             return _answer(f"{rng.uniform(-1, 1):.3f}", "A constant push.")
         kx, kv = rng.uniform(-1, 1), rng.uniform(-1, 1)
         return _answer(f"{kx:.3f} * (x_target - x) + {kv:.3f} * (v_target - v)", "A random linear feedback.")
 
-    return policy
+    return scripted_policy(solve)
+
+
+POLICIES = policy_table(oracle, hint_blind, random_policy)

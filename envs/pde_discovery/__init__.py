@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from cod_envs.package import lazy_make_rows
+from cod_envs.lazy_rows import lazy_make_rows
 from cod_envs.pde_discovery.env import STATE_KEY, PDEDiscovery
-from cod_envs.pde_discovery.policies import hint_blind, oracle, random_policy
+from cod_envs.pde_discovery.policies import POLICIES, hint_blind, oracle, random_policy
 
 ENV = PDEDiscovery
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "easy")
-
 
 __all__ = ["ENV", "POLICIES", "STATE_KEY", "PDEDiscovery", "hint_blind", "make_rows", "oracle", "random_policy"]

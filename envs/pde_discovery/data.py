@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cod_envs.datagen import data_parser, distinct_row_seeds, write_jsonl, write_splits  # noqa: F401 (re-export)
+from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 from cod_envs.pde_discovery.families import EVAL, TRAIN, disjointness_violations
 from cod_envs.pde_discovery.prompts import TASK_DESCRIPTION
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SETTINGS: tuple[str, ...] = ("easy", "hard")
 EVAL_PACK_SIZE = 8
 _SALT = 97
@@ -26,13 +25,11 @@ _SALT = 97
 
 def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy") -> list[dict[str, Any]]:
     """n rows of one split (see the module docstring)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    bit = split_bit(split)
+    check_setting(setting, SETTINGS)
     if disjointness_violations(TRAIN, EVAL):
         raise ValueError("evaluation templates overlap the training family")
-    seeds = distinct_row_seeds(n, seed, SPLITS[split], _SALT)
+    seeds = distinct_row_seeds(n, seed, bit, _SALT)
     if split == "train":
         return [
             {"seed": s, "task": TASK_DESCRIPTION, "template_family": "physical_train", "max_reaction_terms": 2}
@@ -57,8 +54,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "easy
 
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    args = data_parser(__doc__).parse_args(argv)
-    write_splits(make_rows, args, "easy")
+    data_main(make_rows, __doc__, argv, "easy")
 
 
 if __name__ == "__main__":

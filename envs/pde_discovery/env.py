@@ -75,7 +75,6 @@ class PDEDiscovery(Environment):
         self.accepted: reg.Candidate | None = None
         """The finalised candidate (evaluation's structure-recovery and coefficient-error metrics read it)."""
         self.feedback = NO_FEEDBACK
-        self.result: StepResult | None = None
         self._solver: nm.LazySolution | None = None
 
     # ---- hidden problem (computed on first use) ---------------------------------------------------------------
@@ -155,21 +154,11 @@ class PDEDiscovery(Environment):
         if self.turns >= MAX_STEPS:
             text = f"{outcome}\nTurn budget exhausted without an accepted update_scientific_context; reward 0."
             return self._finish(0.0, text)
-        return StepResult(
-            observation=self._observation(), reward=0.0, done=False, feedback=outcome, turns_used=self.turns
-        )
+        return self.next_turn(self._observation(), outcome)
 
     def _finish(self, reward_value: float, feedback: str, format_error: bool = False) -> StepResult:
         self.feedback = feedback
-        self.result = StepResult(
-            observation="",
-            reward=reward_value,
-            done=True,
-            feedback=feedback,
-            turns_used=self.turns,
-            format_error=format_error,
-        )
-        return self.result
+        return self.finish(reward_value, feedback, format_error)
 
     def _do_sample_pde_data(self, action: act.Action) -> str:
         points = act.read_points(action)

@@ -14,12 +14,9 @@ from __future__ import annotations
 import random
 import re
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
 from cod_envs.pde_discovery.terms import TERMS, EquationError, parse_equation
-from cod_envs.scripted import HINT_END, HINT_START, PREVIOUS_HINTS, TRAJECTORY
-from cod_envs.scripted import constant_update as _constant_update
-from cod_envs.scripted import hint_section as _hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
 
 SAMPLE_X = (0.15, 0.3, 0.42, 0.58, 0.7, 0.85)
 KEEP_HINTED = 1.2
@@ -108,8 +105,8 @@ def _solve(messages: list[Message], hinted: tuple[str, int] | None) -> str:
 def _update(messages: list[Message]) -> str:
     """Record the finalised equation; confirmations count the tasks that finalised the same support."""
     prompt = messages[-1]["content"]
-    previous = parse_hint(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)])
-    finals = _FINAL_RE.findall(prompt[prompt.find(TRAJECTORY) :])
+    previous = parse_hint(scripted.previous_hints(prompt))
+    finals = _FINAL_RE.findall(prompt[prompt.find(scripted.TRAJECTORY) :])
     if finals:
         eq, err = finals[-1]
         same = previous is not None and _support(previous[0]) == _support(eq)
@@ -126,37 +123,27 @@ def _update(messages: list[Message]) -> str:
         "re-score the top candidates plus the preferred equation and keep its support unless another fits clearly "
         "better."
     )
-    return f"Recording the finalised equation.\n{HINT_START}\n{body}\n{HINT_END}"
+    return f"Recording the finalised equation.\n{scripted.delimited_hint(body)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Uses the hinted equation as a support prior; updates record the finalised equation."""
-
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _update(messages)
-        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-        return _solve(messages, parse_hint(_hint_section(system)))
-
-    return policy
+    return scripted.scripted_policy(
+        lambda messages: _solve(messages, parse_hint(scripted.hint_section(scripted.system_prompt_of(messages)))),
+        _update,
+    )
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The same solve strategy without a hint; updates write ``none``."""
-
-    def policy(messages: list[Message]) -> str:
-        return _constant_update() if _is_update(messages) else _solve(messages, None)
-
-    return policy
+    return scripted.scripted_policy(lambda messages: _solve(messages, None))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
     """Random (often invalid) actions: random points, dictionaries, equations and stray text; updates write ``none``."""
     rng = random.Random(f"pde_discovery.random_policy.{seed}")
 
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return _constant_update()
+    def solve(messages: list[Message]) -> str:
         roll = rng.random()
         if roll < 0.3:
             xs = tuple(rng.uniform(-0.1, 1.1) for _ in range(rng.randint(1, 7)))
@@ -173,4 +160,7 @@ def random_policy(seed: int = 0) -> TextPolicy:
             return _answer("<summarize_pack_evidence/>", "Looking at the evidence.")
         return rng.choice(["I am not sure.", "<answer><guess/></answer>", "<answer>u**2</answer>"])
 
-    return policy
+    return scripted.scripted_policy(solve)
+
+
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cod_envs.base import Message
 from cod_envs.pde_discovery.terms import TERMS
+from cod_envs.trajectory import trajectory_blocks
 
 TASK_DESCRIPTION = (
     "Discover the nonlinear reaction term f(u) in partial_t u = partial_xx u + f(u) using active sampling, sparse "
@@ -107,21 +108,5 @@ def compress(messages: list[Message]) -> list[Message]:
 
 
 def render_trajectory(messages: list[Message]) -> str:
-    """The generic update trajectory (spec 2.6: ``System:`` without hint and length sections, then numbered steps)
-    over the compressed memory; restated here because ``cod_envs`` does not import the CoD core."""
-    blocks: list[str] = []
-    steps: list[list[str | None]] = []
-    for m in compress(messages):
-        if m["role"] == "system":
-            text = m["content"]
-            for cut in ("\n\n## Hints", "\n\n## Response length limit"):
-                idx = text.find(cut)
-                text = text if idx == -1 else text[:idx]
-            blocks.append(f"System:\n{text}")
-        elif m["role"] == "user":
-            steps.append([m["content"], None])
-        elif m["role"] == "assistant" and steps:
-            steps[-1][1] = m["content"]
-    for k, (obs, action) in enumerate(steps, start=1):
-        blocks.append(f"Step {k}:\nObservation: {obs}\nAction: {action if action is not None else '(no action)'}")
-    return "\n\n".join(blocks)
+    """The generic update trajectory (spec 2.6) over the compressed memory."""
+    return "\n\n".join(trajectory_blocks(compress(messages)))

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from cod_envs.package import lazy_make_rows
+from cod_envs.lazy_rows import lazy_make_rows
 from cod_envs.terminal.env import SETTINGS, TerminalSimulator
-from cod_envs.terminal.policies import hint_blind, oracle, random_policy
+from cod_envs.terminal.policies import POLICIES, hint_blind, oracle, random_policy
 from cod_envs.terminal.tasks import TASK_TYPES, generate_task, pack_layout
 
 ENV = TerminalSimulator
-POLICIES = {"oracle": oracle, "hint-blind": hint_blind, "random": random_policy}
-
-
 make_rows = lazy_make_rows(__name__, "default")
-
 
 __all__ = [
     "ENV",

@@ -12,24 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from cod_envs.datagen import data_parser, distinct_row_seeds, write_jsonl, write_splits  # noqa: F401 (re-exported)
+from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 from cod_envs.terminal.env import AGENT_MAX_STEPS, SETTINGS
 from cod_envs.terminal.tasks import COMPOSITE_RATIO, generate_task
 
-SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SETTING_ALIASES = {"easy": "default", "hard": "default"}
-_SEED_SPACE = 2**30
 _SETTING_IDS = {name: i for i, name in enumerate(SETTINGS)}
 
 
 def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "default") -> list[dict[str, Any]]:
     """n rows of one split and setting: distinct seeds (parity = split), budget, composite ratio, task type."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    bit = split_bit(split)
     setting = SETTING_ALIASES.get(setting, setting)
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {list(SETTINGS)}, got {setting!r}")
-    seeds = distinct_row_seeds(n, seed, SPLITS[split], _SETTING_IDS[setting], _SEED_SPACE)
+    check_setting(setting, list(SETTINGS))
+    seeds = distinct_row_seeds(n, seed, bit, _SETTING_IDS[setting])
     return [
         {
             "seed": s,
@@ -44,10 +40,7 @@ def make_rows(n: int, seed: int = 42, split: str = "train", setting: str = "defa
 
 def main(argv: list[str] | None = None) -> None:
     """Write ``train.jsonl`` and ``test.jsonl`` under ``--out``."""
-    parser = data_parser(__doc__)
-    parser.add_argument("--setting", choices=list(SETTINGS), default="default")
-    args = parser.parse_args(argv)
-    write_splits(make_rows, args, args.setting)
+    data_main(make_rows, __doc__, argv, "default", list(SETTINGS))
 
 
 if __name__ == "__main__":

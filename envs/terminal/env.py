@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from cod_envs.base import Environment, PackState, StepResult, TaskContext, extract_answer
+from cod_envs.terminal.checks import all_pass, build_machines
 from cod_envs.terminal.prompts import (
     COMPLETED_OUTPUT,
     FAILURE_FEEDBACK,
@@ -22,7 +23,7 @@ from cod_envs.terminal.prompts import (
     user_message,
 )
 from cod_envs.terminal.shell import Shell
-from cod_envs.terminal.tasks import COMPOSITE_RATIO, all_pass, build_machines, generate_task, pack_layout
+from cod_envs.terminal.tasks import COMPOSITE_RATIO, generate_task, pack_layout
 
 AGENT_MAX_STEPS = 12
 SETTINGS = ("default", "per_pack")
@@ -76,26 +77,12 @@ class TerminalSimulator(Environment):
 
     def _end(self, outcome: str, output: str) -> StepResult:
         self.done, self.outcome, self.last_output = True, outcome, output
-        return StepResult(
-            observation="",
-            reward=1.0 if outcome == "success" else 0.0,
-            done=True,
-            feedback=output,
-            turns_used=self.turns,
-            format_error=outcome == "format",
-        )
+        return self.finish(1.0 if outcome == "success" else 0.0, output, format_error=outcome == "format")
 
     def step(self, action_text: str) -> StepResult:
         """Run one command line on the simulated machines; never raises, never touches the host."""
-        if self.done:
-            return StepResult(
-                observation="",
-                reward=1.0 if self.outcome == "success" else 0.0,
-                done=True,
-                feedback=self.last_output,
-                turns_used=self.turns,
-                format_error=self.outcome == "format",
-            )
+        if self.result is not None:
+            return self.result
         self.turns += 1
         command = extract_answer(action_text) if isinstance(action_text, str) else None
         if not command:
@@ -107,7 +94,7 @@ class TerminalSimulator(Environment):
             return self._end("failure", output)
         self.last_output = output
         observation = user_message(self.turns + 1, self.agent_max_steps, output, self.shell.prompt())
-        return StepResult(observation=observation, reward=0.0, done=False, feedback=output, turns_used=self.turns)
+        return self.next_turn(observation, output)
 
     def final_feedback(self) -> str:
         """``Success! Task completed correctly.``, ``Failed: Goal state not achieved.`` or the format-error text."""

@@ -18,10 +18,10 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
+from cod_envs import scripted
 from cod_envs.base import Message, TextPolicy
-from cod_envs.scripted import HINT_END, HINT_START, PREVIOUS_HINTS, TRAJECTORY, constant_update, hint_section
-from cod_envs.scripted import is_update_prompt as _is_update
 from cod_envs.terminal.plans import OS_LABELS, Op, Parsed, candidates, command_word, parse_task, verification
 
 _ERROR_RE = re.compile(
@@ -175,11 +175,11 @@ def _task_rng(seed: int, system_prompt: str) -> random.Random:
 
 
 def _solve(messages: list[Message], seed: int, use_hint: bool) -> str:
-    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+    system = scripted.system_prompt_of(messages)
     task = parse_task(system)
     if task is None or not task.ops:
         return f"<answer>{random.Random(seed + len(messages)).choice(GENERIC_COMMANDS)}</answer>"
-    knowledge = parse_hint(hint_section(system)) if use_hint else None
+    knowledge = parse_hint(scripted.hint_section(system)) if use_hint else None
     rng = _task_rng(seed, system)
     orders = [_order(op, rng, knowledge) for op in task.ops]
     known = _known_keys(task, knowledge)
@@ -209,7 +209,7 @@ def _known_keys(task: Parsed, knowledge: Knowledge | None) -> set[str]:
 def _learned(prompt: str) -> Knowledge:
     """What the update prompt's trajectory shows: the patterns of the final pass if it succeeded (minus those a
     verification rejected), and the commands an OS did not know."""
-    start = prompt.find(TRAJECTORY)
+    start = prompt.find(scripted.TRAJECTORY)
     body = prompt[start:] if start != -1 else ""
     os_match = _LOCAL_OS_RE.search(body)
     good: dict[tuple[str, str], str] = {}
@@ -256,47 +256,39 @@ def _is_retry(mark: tuple[str, ...] | None, i: str) -> bool:
 
 def _update(messages: list[Message]) -> str:
     prompt = messages[-1]["content"]
-    previous = parse_hint(prompt[prompt.find(PREVIOUS_HINTS) : prompt.find(TRAJECTORY)])
+    previous = parse_hint(scripted.previous_hints(prompt))
     good, bad = _learned(prompt)
     merged_good = {**previous[0], **good}
     merged_bad = {k: set(v) for k, v in previous[1].items()}
     for label, cmds in bad.items():
         merged_bad.setdefault(label, set()).update(cmds)
     hint = format_hint((merged_good, merged_bad))
-    return f"Recording the command patterns that worked on these machines.\n{HINT_START}\n{hint}\n{HINT_END}"
+    return f"Recording the command patterns that worked on these machines.\n{scripted.delimited_hint(hint)}"
 
 
 def oracle(seed: int = 0) -> TextPolicy:
     """Solves with the patterns its hint verified; updates record the patterns of successful passes per OS."""
-
-    def policy(messages: list[Message]) -> str:
-        return _update(messages) if _is_update(messages) else _solve(messages, seed, use_hint=True)
-
-    return policy
+    return scripted.scripted_policy(partial(_solve, seed=seed, use_hint=True), _update)
 
 
 def hint_blind(seed: int = 0) -> TextPolicy:
     """The oracle's solver without the hint; its updates write the constant hint ``none``."""
-
-    def policy(messages: list[Message]) -> str:
-        return constant_update() if _is_update(messages) else _solve(messages, seed, use_hint=False)
-
-    return policy
+    return scripted.scripted_policy(partial(_solve, seed=seed, use_hint=False))
 
 
 def random_policy(seed: int = 0) -> TextPolicy:
     """A random candidate command of a random operation of the task (or a generic command); constant hint."""
     rng = random.Random(seed)
 
-    def policy(messages: list[Message]) -> str:
-        if _is_update(messages):
-            return constant_update()
-        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-        task = parse_task(system)
+    def solve(messages: list[Message]) -> str:
+        task = parse_task(scripted.system_prompt_of(messages))
         if task is None or not task.ops or rng.random() < 0.2:
             return f"<answer>{rng.choice(GENERIC_COMMANDS)}</answer>"
         op = rng.choice(task.ops)
         options = candidates(op.scope, op.op)
         return f"<answer>{op.command(rng.choice(options)[1], task.user, task.host)}</answer>"
 
-    return policy
+    return scripted.scripted_policy(solve)
+
+
+POLICIES = scripted.policy_table(oracle, hint_blind, random_policy)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from cod_envs.base import turn_heading
+
 SYSTEM_TEMPLATE = (
     "You are interacting with a simulated terminal environment. Your goal is to complete file operations by typing "
     "commands.\n"
@@ -63,5 +65,4 @@ def system_prompt(os_type: str, remote_host: str, remote_user: str, description:
 
 def user_message(step: int, max_steps: int, output: str, prompt: str) -> str:
     """``Step k/N``, then the previous command's output when non-empty, then the shell prompt (blank-line separated)."""
-    middle = f"\n\n{output}" if output else ""
-    return f"Step {step}/{max_steps}{middle}\n\n{prompt}"
+    return turn_heading("Step", step, max_steps, output) + prompt

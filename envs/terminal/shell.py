@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import cod_envs.terminal.archives  # noqa: F401 (registers tar, zip, unzip, gzip, gunzip)
+import cod_envs.terminal.file_commands  # noqa: F401 (registers mkdir, touch, chmod, cp, mv, rm)
 import cod_envs.terminal.remote  # noqa: F401 (registers ssh, exit, scp, rsync)
 from cod_envs.terminal.commands import ALIASES, COMMANDS, Result
 from cod_envs.terminal.machine import Machine

@@ -1,5 +1,5 @@
-"""Terminal tasks (cod_spec.md 9.3): 9 single and 8 composite types drawn from ``random.Random(row seed)``, the
-initial filesystems with distractor files, and the goal checks (all must pass for reward 1).
+"""Terminal tasks (cod_spec.md 9.3): 9 single and 8 composite types drawn from ``random.Random(row seed)``, their
+initial files with distractors, and their goal checks (graded by :mod:`cod_envs.terminal.checks`).
 
 Draw order follows the reference's ``generate_task``: local OS, remote host and user, composite coin, template.
 With a ``layout`` (the ``per_pack`` setting) the OS, host and user are still drawn, so the rest of the task is the
@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from cod_envs.terminal.machine import LOCAL_USER, Machine, home_of, unix_display, windows_display
-from cod_envs.terminal.vfs import Dir, File, Path
+from cod_envs.terminal.machine import home_of, unix_display, windows_display
+from cod_envs.terminal.vfs import Path
 
 OS_TYPES = ("windows", "mac", "linux")
 SINGLE_TYPES = ("upload", "download", "rename", "move", "chmod", "delete", "copy", "pack", "mkdir")
@@ -369,49 +369,3 @@ def generate_task(
     g = _Gen(rng, task)
     (_single if kind in SINGLE_TYPES else _composite)(g, kind)
     return task
-
-
-def _populate(m: Machine, specs: list[dict[str, Any]]) -> None:
-    m.fs.makedirs(m.home, m.user)
-    for spec in specs:
-        path = spec["path"]
-        if spec.get("dir"):
-            m.fs.makedirs(path, m.user)
-            continue
-        m.fs.makedirs(path[:-1], m.user)
-        entries = spec.get("entries")
-        node = File(spec["content"], spec.get("mode", "644"), m.user, spec.get("archive"), dict(entries or {}) or None)
-        m.fs.put(path, node)
-
-
-def build_machines(task: Task) -> tuple[Machine, Machine]:
-    """(local, remote) with their initial files; both shells start in their home."""
-    local = Machine(task.os_type, "localhost", LOCAL_USER, home_of(task.os_type))
-    remote = Machine("linux", task.host, task.user, ("home", task.user))
-    _populate(local, task.local)
-    _populate(remote, task.remote)
-    return local, remote
-
-
-def check_passes(check: Check, local: Machine, remote: Machine) -> bool:
-    """One goal check (spec 9.3's semantics; archive format is not compared, extra entries are allowed)."""
-    node = (remote if check.machine == "remote" else local).fs.get(check.path)
-    if check.kind == "file_exists":
-        return isinstance(node, File) and (check.content is None or node.content == check.content)
-    if check.kind == "file_not_exists":
-        return node is None
-    if check.kind == "dir_exists":
-        return isinstance(node, Dir)
-    if check.kind == "permission_equals":
-        return node is not None and node.mode == check.mode
-    if check.kind == "archive_contains":
-        if not isinstance(node, File) or node.archive is None:
-            return False
-        have = node.entries or {}
-        return all(have.get(rel) == content for rel, content in check.entries)
-    raise ValueError(f"unknown check {check.kind!r}")
-
-
-def all_pass(task: Task, local: Machine, remote: Machine) -> bool:
-    """Whether every goal check of the task passes."""
-    return all(check_passes(c, local, remote) for c in task.checks)

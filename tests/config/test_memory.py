@@ -1,9 +1,11 @@
 """Memory planner: the arithmetic by hand on a small case, the recipes' verdicts, rejection of over-sized layouts."""
 
+import dataclasses
+
 import pytest
 
 import cod_recipes
-from cod_megatron.config import ConfigError, ModelConfig, ParallelConfig, ParallelLayout, RunConfig, finalize
+from cod_megatron.config import ConfigError, ParallelConfig, ParallelLayout, RunConfig, finalize
 from cod_megatron.config.memory import (
     GIB,
     activation_bytes_per_token_layer,
@@ -12,21 +14,23 @@ from cod_megatron.config.memory import (
     params_per_rank,
     plan_memory,
 )
+from cod_recipes.models import tiny_qwen3
 
 H100 = ["qwen3_8b_cod_8gpu_h100", "llama3_70b_cod_64gpu_h100"]
 
 
 def small_cfg() -> RunConfig:
     cfg = RunConfig()
-    cfg.model = ModelConfig(
+    # the recipes' tiny model (4 layers, 2 query groups) at sizes small enough for the arithmetic by hand
+    cfg.model = dataclasses.replace(
+        tiny_qwen3(),
         arch="llama",
-        num_layers=4,
         hidden_size=8,
         ffn_hidden_size=16,
         num_attention_heads=2,
-        num_query_groups=2,
         kv_channels=4,
         vocab_size=32,
+        max_position_embeddings=4096,
         params_dtype="bfloat16",
     )
     cfg.parallel = ParallelConfig(tp=2, pp=2, dp=2, sequence_parallel=True, engines=8, engine_tp=1, colocated=True)

@@ -1,9 +1,7 @@
 """Alchemy-Random (spec 9.2): seeds, shared recipe graph, texts, malformed actions, limited mode, hint use."""
 
-import json
 import subprocess
 import sys
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,11 +10,21 @@ from hypothesis import strategies as st
 from cod_envs.alchemy_random import ENV, POLICIES, SETTINGS, generate_graph, make_rows
 from cod_envs.alchemy_random import policies as pol
 from cod_envs.alchemy_random.data import main as data_main
-from cod_envs.alchemy_random.env import FORMAT_ERROR_FEEDBACK, AlchemyRandom, solution_path
+from cod_envs.alchemy_random.env import FORMAT_ERROR_FEEDBACK, AlchemyRandom
+from cod_envs.alchemy_random.graph import solution_path
 from cod_envs.base import PackState, TaskContext
-from cod_megatron.cod import hints
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
-from tests.envs.hint_use import hint_use
+from tests.envs.domain_checks import (
+    cli_output_is_reproducible,
+    disjoint_splits,
+    format_errors_within,
+    hostile_texts,
+    policies_match_the_cod_core,
+    read_jsonl,
+    rows_are_reproducible,
+    steps_never_raise,
+)
+from tests.envs.hint_use import hint_use, lifecycles, oracle_rises_and_hint_blind_is_flat
 
 ROW = make_rows(1, seed=0)[0]
 HARD_ROW = make_rows(1, seed=0, setting="hard")[0]
@@ -38,21 +46,15 @@ def failing_pair(env):
 
 # ---- data ------------------------------------------------------------------------------------------------------
 def test_rows_are_deterministic_disjoint_and_prefix_stable(tmp_path):
-    assert make_rows(50, seed=3) == make_rows(50, seed=3) and make_rows(20, seed=3) == make_rows(50, seed=3)[:20]
+    rows_are_reproducible(make_rows, 50, 20)
     assert make_rows(20, seed=3) != make_rows(20, seed=4)
     for setting, cfg in SETTINGS.items():
-        train, test = make_rows(300, 1, "train", setting), make_rows(300, 1, "test", setting)
-        assert not {r["seed"] for r in train} & {r["seed"] for r in test} and len({r["seed"] for r in train}) == 300
+        train, _ = disjoint_splits(make_rows, setting)
+        assert len({r["seed"] for r in train}) == 300
         assert all((r["max_rounds"], r["material_mode"]) == (cfg.max_rounds, cfg.material_mode) for r in train)
-    with pytest.raises(ValueError):
-        make_rows(1, split="dev")
     args = ["--train-size", "30", "--test-size", "10", "--seed", "5", "--setting", "hard"]
-    data_main([*args, "--out", str(tmp_path / "a")])
-    data_main([*args, "--out", str(tmp_path / "b")])
-    for name in ("train.jsonl", "test.jsonl"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    train = [json.loads(line) for line in (tmp_path / "a" / "train.jsonl").read_text().splitlines()]
-    assert train == make_rows(30, 5, "train", "hard")
+    out = cli_output_is_reproducible(data_main, args, tmp_path)
+    assert read_jsonl(out / "train.jsonl") == make_rows(30, 5, "train", "hard")
 
 
 # ---- hidden structure ----------------------------------------------------------------------------------------
@@ -233,47 +235,30 @@ ADVERSARIAL = [
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.one_of(
-        st.text(max_size=300),
-        st.sampled_from(ADVERSARIAL),
-        st.builds(lambda s: f"<answer>{s}</answer>", st.text(max_size=60)),
+    hostile_texts(
+        ADVERSARIAL,
+        ["<answer>", "</answer>", "+", " ", "abc", "\n", "x"],
         st.builds(lambda s, t: f"<answer>{s} + {t}</answer>", st.text(max_size=20), st.text(max_size=20)),
-        st.lists(st.sampled_from(["<answer>", "</answer>", "+", " ", "abc", "\n", "x"]), max_size=12).map("".join),
     )
 )
 def test_step_never_raises_on_any_text(text):
-    env = make_env(HARD_ROW if len(text) % 2 else ROW)
-    for _ in range(3):
-        t0 = time.perf_counter()
-        res = env.step(text)
-        assert time.perf_counter() - t0 < 0.5
-        assert isinstance(res.feedback, str) and res.reward in (0.0, 1.0) and len(res.feedback) < 300
-        if res.done:
-            break
-    assert isinstance(env.final_feedback(), str)
+    results = steps_never_raise(make_env(HARD_ROW if len(text) % 2 else ROW), text, seconds=0.5)
+    assert all(len(res.feedback) < 300 for res in results)
 
 
 def test_megabyte_inputs_cost_bounded_time():
-    for text in (MEGA, "<answer>" + MEGA + "</answer>", "<answer>" + "+" * (1 << 20) + "</answer>"):
-        env = make_env()
-        t0 = time.perf_counter()
-        res = env.step(text)
-        assert time.perf_counter() - t0 < 0.2 and res.format_error
+    texts = (MEGA, "<answer>" + MEGA + "</answer>", "<answer>" + "+" * (1 << 20) + "</answer>")
+    format_errors_within(make_env, texts, seconds=0.2)
 
 
 # ---- policies and hint use -----------------------------------------------------------------------------------
 def test_policy_delimiters_match_the_cod_core():
-    assert (pol.HINT_START, pol.HINT_END) == (hints.HINT_START, hints.HINT_END)
-    assert pol.HINT_SECTION == hints.HINT_SECTION_HEADER and pol.LENGTH_SECTION == hints.LENGTH_SECTION_HEADER
-    assert (pol.PREVIOUS_HINTS, pol.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
-    assert set(POLICIES) == {"oracle", "hint-blind", "random"}
+    policies_match_the_cod_core(POLICIES)
 
 
 def test_oracle_hint_states_only_true_facts():
-    rows = make_rows(4 * 30, seed=8)
     learned = 0
-    for i in range(30):
-        lc = run_text_lifecycle(ENV, rows[4 * i : 4 * i + 4], pack_seed=i, policy=pol.oracle(i), length_limit=1000)
+    for i, lc in enumerate(lifecycles(ENV, make_rows(4 * 30, seed=8), pol.oracle, 30, length_limit=1000)):
         graph = generate_graph(i, "easy", 4)
         assert lc.update_rewards == [0.0, 0.0, 0.0]
         for hint in lc.hints[1:]:
@@ -294,10 +279,6 @@ def _gaps(policy_factory, n_packs, size=4):
 def test_oracle_uses_the_hint_and_hint_blind_is_flat():
     """200 packs of 4 (easy): the oracle's gap (positions >= 1 minus position 0) has a 95% CI (normal approximation
     over packs) above 0.1; hint-blind's contains 0."""
-    means, (lo, hi) = _gaps(pol.oracle, 200)
-    assert lo > 0.1, (means, lo, hi)
-    blind_means, (blo, bhi) = _gaps(pol.hint_blind, 200)
-    assert blo <= 0.0 <= bhi, (blind_means, blo, bhi)
-    assert means[0] == blind_means[0]  # same solver, same seeds, no hint yet
+    means = oracle_rises_and_hint_blind_is_flat(_gaps, pol.oracle, pol.hint_blind, 200, oracle_gap_above=0.1)
     random_means, _ = _gaps(pol.random_policy, 50)
     assert max(random_means) < min(means)

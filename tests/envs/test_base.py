@@ -48,3 +48,32 @@ def test_scripted_landmarks_restate_the_core_texts():
     assert (scripted.HINT_START, scripted.HINT_END) == (hints.HINT_START, hints.HINT_END)
     assert (scripted.PREVIOUS_HINTS, scripted.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
     assert (scripted.HINT_SECTION, scripted.LENGTH_SECTION) == (hints.HINT_SECTION_HEADER, hints.LENGTH_SECTION_HEADER)
+
+
+def test_the_restated_trajectory_matches_the_cod_core_without_icl_examples():
+    from cod_envs.trajectory import trajectory_blocks
+    from cod_megatron.cod.hints import render_trajectory
+
+    messages = [
+        {"role": "system", "content": "Solve it.\n\n## Hints that might help\nnone\n\n## Response length limit\n9"},
+        {"role": "user", "content": "Round 1/2"},
+        {"role": "assistant", "content": "<answer>1,2</answer>"},
+        {"role": "user", "content": "Round 2/2"},
+    ]
+    for case in (messages, messages[1:], messages[:1], []):
+        assert "\n\n".join(trajectory_blocks(case)) == render_trajectory(case)
+
+
+def test_domain_hooks_reach_the_registry_only_where_a_domain_offers_them():
+    from cod_envs import registry
+    from cod_envs.hidden_key import VOCAB, HiddenKeyOptions
+    from cod_envs.hidden_key.warm_start import warm_start_samples
+
+    for name in registry.DOMAINS:
+        domain = registry.load(name)
+        if name == "hidden_key":
+            assert domain.word_vocabulary == VOCAB
+            assert domain.warm_start.samples(6, 11) == warm_start_samples(6, seed=11)
+            assert domain.warm_start.cache_key == vars(HiddenKeyOptions())
+        else:
+            assert domain.word_vocabulary is None and domain.warm_start is None, name

@@ -13,8 +13,7 @@ from cod_envs.learn2ask import policies as pol
 from cod_envs.learn2ask.conditions import COMPLAINTS, CONDITIONS, TOPICS, materialize, pack_condition
 from cod_envs.learn2ask.data import main as data_main
 from cod_envs.learn2ask.judge import JudgeError, RuleJudge, content_words, judge_messages
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
-from tests.envs.hint_use import hint_use
+from tests.envs.hint_use import hint_use, lifecycles
 
 ROWS = make_rows(64, seed=0)
 REAL = {
@@ -178,9 +177,7 @@ def test_step_never_raises(text):
 
 # ---- hint use --------------------------------------------------------------------------------------------------
 def test_oracle_recovers_the_condition_and_uses_the_hint():
-    rows = make_rows(8 * 30, seed=0)
-    for i in range(10):
-        lc = run_text_lifecycle(ENV, rows[8 * i : 8 * i + 8], pack_seed=i, policy=pol.oracle(i))
+    for i, lc in enumerate(lifecycles(ENV, make_rows(8 * 30, seed=0), pol.oracle, 10, size=8)):
         hint = pol.parse_hint(lc.hints[-1])
         assert hint is not None and hint[1] == pack_condition(i).name  # privileged check: test only
         assert lc.update_rewards == [0.0] * 7 and lc.solve_rewards[1:] == [4.0] * 7

@@ -1,6 +1,5 @@
 """Optimal Control (spec 9.5): whitelisted controller grammar, hostile inputs, simulation, pack state, hint use."""
 
-import json
 import time
 
 import pytest
@@ -25,8 +24,14 @@ from cod_envs.optimal_control.expr import (
     parse_expression,
 )
 from cod_megatron.cod import hints
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
-from tests.envs.hint_use import hint_use
+from tests.envs.domain_checks import (
+    cli_output_is_reproducible,
+    disjoint_splits,
+    policies_match_the_cod_core,
+    read_jsonl,
+    rows_are_reproducible,
+)
+from tests.envs.hint_use import hint_use, lifecycles, oracle_rises_and_hint_blind_is_flat
 
 ROWS = make_rows(8, seed=0)
 ROW = ROWS[0]
@@ -45,24 +50,16 @@ def submit(expr: str) -> str:
 
 # ---- data and hidden structure ---------------------------------------------------------------------------------
 def test_rows_are_deterministic_disjoint_prefix_stable_and_in_range():
-    assert make_rows(40, seed=3) == make_rows(40, seed=3)
-    assert make_rows(10, seed=3) == make_rows(40, seed=3)[:10]
-    train, test = make_rows(300, 1, "train"), make_rows(300, 1, "test")
-    assert not {r["seed"] for r in train} & {r["seed"] for r in test}
+    rows_are_reproducible(make_rows, 40, 10)
+    train, test = disjoint_splits(make_rows)
     for row in train + test:
         assert -2 <= row["x0"] <= 2 and -1.5 <= row["v0"] <= 1.5 and -8 <= row["x_target"] <= 8
         assert row["v_target"] == 0.0 and row["horizon"] == 12 and row["control_penalty"] == 0.03
-    with pytest.raises(ValueError):
-        make_rows(1, split="dev")
 
 
 def test_cli_writes_identical_jsonl_twice(tmp_path):
     args = ["--train-size", "20", "--test-size", "5", "--seed", "5"]
-    data_main([*args, "--out", str(tmp_path / "a")])
-    data_main([*args, "--out", str(tmp_path / "b")])
-    for name in ("train.jsonl", "test.jsonl"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    train = [json.loads(line) for line in (tmp_path / "a" / "train.jsonl").read_text().splitlines()]
+    train = read_jsonl(cli_output_is_reproducible(data_main, args, tmp_path) / "train.jsonl")
     assert train == make_rows(20, 5, "train")
 
 
@@ -422,16 +419,11 @@ def test_update_trajectory_override():
 
 # ---- policies and hint use -------------------------------------------------------------------------------------
 def test_policy_delimiters_match_the_cod_core():
-    assert (pol.HINT_START, pol.HINT_END) == (hints.HINT_START, hints.HINT_END)
-    assert pol.HINT_SECTION == hints.HINT_SECTION_HEADER and pol.LENGTH_SECTION == hints.LENGTH_SECTION_HEADER
-    assert (pol.PREVIOUS_HINTS, pol.TRAJECTORY) == (hints.PREVIOUS_HINTS_HEADER, hints.TRAJECTORY_HEADER)
-    assert set(POLICIES) == {"oracle", "hint-blind", "random"}
+    policies_match_the_cod_core(POLICIES)
 
 
 def test_oracle_hint_recovers_the_hidden_dynamics():
-    rows = make_rows(4 * 20, seed=8)
-    for i in range(20):
-        lc = run_text_lifecycle(ENV, rows[4 * i : 4 * i + 4], pack_seed=i, policy=pol.oracle(i), length_limit=1000)
+    for i, lc in enumerate(lifecycles(ENV, make_rows(4 * 20, seed=8), pol.oracle, 20, length_limit=1000)):
         a, b = hidden_dynamics(i)  # privileged: test only
         assert lc.update_rewards == [0.0, 0.0, 0.0]
         update = next(e for e in lc.episodes if e.kind == "update")
@@ -448,11 +440,7 @@ def _gaps(policy_factory, n_packs, size=4):
 def test_oracle_uses_the_hint_and_hint_blind_is_flat():
     """200 packs of 4, no injection: the oracle's gap (positions >= 1 minus position 0) has a 95% CI lower bound
     above 0.1; hint-blind's CI contains 0."""
-    means, (lo, hi) = _gaps(pol.oracle, 200)
-    assert lo > 0.1, (means, lo, hi)
-    blind_means, (blo, bhi) = _gaps(pol.hint_blind, 200)
-    assert blo <= 0.0 <= bhi, (blind_means, blo, bhi)
-    assert means[0] == blind_means[0]  # same planner, no hint yet
+    means = oracle_rises_and_hint_blind_is_flat(_gaps, pol.oracle, pol.hint_blind, 200, oracle_gap_above=0.1)
     random_means, _ = _gaps(pol.random_policy, 50)
     assert max(random_means) < min(means[1:])
 

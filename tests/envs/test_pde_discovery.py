@@ -1,6 +1,5 @@
 """PDE Discovery (spec 9.7): rows, families, solver, hidden equation, actions, pack evidence, fuzzing, hint use."""
 
-import json
 import time
 
 import numpy as np
@@ -26,7 +25,8 @@ from cod_envs.pde_discovery.terms import (
 from cod_megatron.cod import hints
 from cod_megatron.eval.stats import gap_stats
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
-from tests.envs.hint_use import hint_use
+from tests.envs.domain_checks import cli_output_is_reproducible, disjoint_splits, read_jsonl, rows_are_reproducible
+from tests.envs.hint_use import hint_use, lifecycles
 
 ROWS = make_rows(8, seed=0)
 MEGA = "x" * (1 << 20)
@@ -63,22 +63,16 @@ SIX = [(0.15, 0.0), (0.3, 0.0), (0.42, 0.0), (0.58, 0.0), (0.7, 0.0), (0.85, 0.0
 
 # ---- data and families -----------------------------------------------------------------------------------------
 def test_rows_are_deterministic_disjoint_prefix_stable_and_stratified(tmp_path):
-    assert make_rows(40, 3) == make_rows(40, 3) and make_rows(10, 3) == make_rows(40, 3)[:10]
-    train, test = make_rows(300, 1, "train"), make_rows(400, 1, "test")
-    assert not {r["seed"] for r in train} & {r["seed"] for r in test}
+    rows_are_reproducible(make_rows, 40, 10)
+    train, test = disjoint_splits(make_rows, sizes=(300, 400))
     assert all(r["max_reaction_terms"] == 2 and r["template_family"] == "physical_train" for r in train)
     for k in range(50):
         pack = test[8 * k : 8 * k + 8]
         assert {r["ground_truth_template_index"] for r in pack} == {k % 25}
         assert {r["pde_environment_seed"] for r in pack} == {pack[0]["seed"]} and pack[0]["pack_index"] == k
-    with pytest.raises(ValueError):
-        make_rows(1, split="dev")
     args = ["--train-size", "20", "--test-size", "16", "--seed", "5"]
-    data_main([*args, "--out", str(tmp_path / "a")])
-    data_main([*args, "--out", str(tmp_path / "b")])
-    for name in ("train.jsonl", "test.jsonl"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert [json.loads(x) for x in (tmp_path / "a/test.jsonl").read_text().splitlines()] == make_rows(16, 5, "test")
+    out = cli_output_is_reproducible(data_main, args, tmp_path)
+    assert read_jsonl(out / "test.jsonl") == make_rows(16, 5, "test")
 
 
 def test_families_are_valid_and_disjoint():
@@ -417,10 +411,7 @@ def test_curves_oracle_rises_and_hint_blind_rises_through_pack_evidence():
     blind, (blo, _) = hint_use(ENV, rows, pol.hint_blind, 24)
     assert lo > 0.1 and blo > 0.1, (means, blind)
     assert means[0] == blind[0] and sum(means[1:]) >= sum(blind[1:]) - 0.15, (means, blind)
-    random_rewards = [
-        run_text_lifecycle(ENV, rows[4 * i : 4 * i + 4], pack_seed=i, policy=POLICIES["random"](i)).solve_rewards
-        for i in range(4)
-    ]
+    random_rewards = [lc.solve_rewards for lc in lifecycles(ENV, rows, POLICIES["random"], 4)]
     assert max(map(max, random_rewards)) < min(means[1:])
     assert gap_stats(random_rewards)[0] <= 0.1
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cod_envs.base import PackState, TaskContext
 from cod_envs.terminal import ENV, POLICIES, TASK_TYPES, generate_task, make_rows, pack_layout, vfs
 from cod_envs.terminal import policies as pol
+from cod_envs.terminal.checks import all_pass, build_machines
 from cod_envs.terminal.data import main as data_main
 from cod_envs.terminal.machine import Machine, home_of
 from cod_envs.terminal.prompts import (
@@ -25,11 +26,16 @@ from cod_envs.terminal.prompts import (
     SUCCESS_FEEDBACK,
 )
 from cod_envs.terminal.shell import PIPE_ERROR, REDIRECT_ERROR, SUBSTITUTION_ERROR, Shell
-from cod_envs.terminal.tasks import all_pass, build_machines
 from cod_envs.terminal.vfs import MAX_NODES, File
 from cod_megatron.cod import hints
 from cod_megatron.eval.stats import gap_stats, position_stats
-from cod_megatron.rollout.lifecycle import run_text_lifecycle
+from tests.envs.domain_checks import (
+    cli_output_is_reproducible,
+    disjoint_splits,
+    rows_are_reproducible,
+    steps_never_raise,
+)
+from tests.envs.hint_use import lifecycles
 
 PKG = Path(__file__).resolve().parents[2] / "envs" / "terminal"
 
@@ -58,27 +64,20 @@ def answer(cmd):
 
 # ---- data ------------------------------------------------------------------------------------------------------
 def test_rows_are_deterministic_disjoint_prefix_stable_and_carry_the_task_type():
-    assert make_rows(40, seed=3) == make_rows(40, seed=3)
-    assert make_rows(15, seed=3) == make_rows(40, seed=3)[:15]
-    train, test = make_rows(300, 1, "train"), make_rows(300, 1, "test")
-    assert not {r["seed"] for r in train} & {r["seed"] for r in test}
+    rows_are_reproducible(make_rows, 40, 15)
+    train, _ = disjoint_splits(make_rows)
     assert all(r["task_type"] == generate_task(r["seed"]).task_type for r in train)
     assert {r["task_type"] for r in train} == set(TASK_TYPES)
     assert make_rows(5, 1, "test", "easy") == make_rows(5, 1, "test", "default")
     assert all(r["setting"] == "per_pack" for r in make_rows(5, 1, "test", "per_pack"))
-    with pytest.raises(ValueError):
-        make_rows(1, split="dev")
     with pytest.raises(ValueError):
         make_rows(1, setting="nope")
 
 
 def test_cli_writes_identical_jsonl_twice(tmp_path):
     args = ["--train-size", "30", "--test-size", "10", "--seed", "5", "--setting", "per_pack"]
-    data_main([*args, "--out", str(tmp_path / "a")])
-    data_main([*args, "--out", str(tmp_path / "b")])
-    for name in ("train.jsonl", "test.jsonl"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert len((tmp_path / "a" / "train.jsonl").read_text().splitlines()) == 30
+    out = cli_output_is_reproducible(data_main, args, tmp_path)
+    assert len((out / "train.jsonl").read_text().splitlines()) == 30
 
 
 # ---- tasks -----------------------------------------------------------------------------------------------------
@@ -428,15 +427,7 @@ def test_the_package_has_no_way_to_reach_the_host():
     st.integers(0, 1000),
 )
 def test_step_never_raises_and_costs_bounded_time(text, seed):
-    env = make_env({"seed": seed})
-    for _ in range(3):
-        t0 = time.perf_counter()
-        res = env.step(text)
-        assert time.perf_counter() - t0 < 1.0
-        assert isinstance(res.feedback, str) and res.reward in (0.0, 1.0)
-        if res.done:
-            break
-    assert isinstance(env.final_feedback(), str)
+    steps_never_raise(make_env({"seed": seed}), text, seconds=1.0)
 
 
 # ---- policies and hint use -------------------------------------------------------------------------------------
@@ -449,11 +440,9 @@ def test_policy_landmarks_match_the_cod_core():
 
 
 def _lifecycles(policy_factory, n_packs, setting, size=8):
-    rows = make_rows(size * n_packs, seed=0, split="test", setting=setting)
-    return [
-        run_text_lifecycle(ENV, rows[size * i : size * (i + 1)], pack_seed=i, policy=policy_factory(i))
-        for i in range(n_packs)
-    ]
+    return lifecycles(
+        ENV, make_rows(size * n_packs, seed=0, split="test", setting=setting), policy_factory, n_packs, size
+    )
 
 
 def test_oracle_hints_state_only_verified_patterns():

@@ -9,12 +9,13 @@ and the megatron scaling chain are the trainer's own, by construction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
 import torch.distributed as dist
 
-from cod_kernels.fused_linear_logprob import KernelConfig, fused_linear_logprob
+from cod_kernels.fused_linear_logprob import fused_linear_logprob
 from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import AlgorithmConfig
@@ -26,7 +27,7 @@ from tests.kernels.test_fused_linear_logprob import close_scaled
 
 
 # ---- the two paths: kernel or materialised logits, then the trainer's own loss ----------------------------------
-def _loss_from(
+def packed_loss_from_hidden(
     logprob_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -36,7 +37,9 @@ def _loss_from(
     sample_offset: int,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Shared body: log-probs of the loss tokens, then the trainer's loss on them."""
+    """``packed_policy_loss`` from ``hidden [T, H]`` (or ``[T, 1, H]``) and the output-layer shard ``weight``: the
+    log-probs of the loss tokens by ``logprob_fn`` (keyword arguments, TP ones included, go to it), then the trainer's
+    loss on them. Same ``(loss, num_tokens, metrics)`` contract."""
     h = hidden.reshape(-1, hidden.shape[-1])  # megatron's decoder gives [T, 1, H] for a packed THD row
     if h.shape[0] != batch.num_tokens:
         raise ValueError(f"hidden has {h.shape[0]} rows, the batch {batch.num_tokens} tokens")
@@ -46,63 +49,11 @@ def _loss_from(
     return packed_policy_loss(logp, ent, batch, denom, cfg, sample_offset)
 
 
-def fused_packed_policy_loss(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    batch: PackedBatch,
-    denom: LossDenominators,
-    cfg: AlgorithmConfig,
-    sample_offset: int = 0,
-    *,
-    vocab_start: int = 0,
-    group: dist.ProcessGroup | None = None,
-    reduce_hidden_grad: bool = False,
-    config: KernelConfig | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """``packed_policy_loss`` from ``hidden [T, H]`` (or ``[T, 1, H]``) and the output-layer shard ``weight``.
-
-    Same ``(loss, num_tokens, metrics)`` contract; TP arguments as :func:`fused_linear_logprob`.
-    """
-    return _loss_from(
-        fused_linear_logprob,
-        hidden,
-        weight,
-        batch,
-        denom,
-        cfg,
-        sample_offset,
-        vocab_start=vocab_start,
-        group=group,
-        reduce_hidden_grad=reduce_hidden_grad,
-        config=config,
-    )
-
-
-def reference_packed_policy_loss(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    batch: PackedBatch,
-    denom: LossDenominators,
-    cfg: AlgorithmConfig,
-    sample_offset: int = 0,
-    *,
-    vocab_start: int = 0,
-    group: dist.ProcessGroup | None = None,
-    upcast: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """The trainer's path today (materialised logits, then the loss): the oracle for the fused one."""
-    return _loss_from(
-        materialized_linear_logprob,
-        hidden,
-        weight,
-        batch,
-        denom,
-        cfg,
-        sample_offset,
-        vocab_start=vocab_start,
-        group=group,
-        upcast=upcast,
-    )
+# the fused kernel: keyword arguments as :func:`fused_linear_logprob` (vocab_start, group, reduce_hidden_grad, config)
+fused_packed_policy_loss = partial(packed_loss_from_hidden, fused_linear_logprob)
+# the trainer's path today (materialised logits, then the loss), the oracle for the fused one: keyword arguments as
+# :func:`materialized_linear_logprob` (vocab_start, group, upcast)
+reference_packed_policy_loss = partial(packed_loss_from_hidden, materialized_linear_logprob)
 
 
 # ---- the tests -----------------------------------------------------------------------------------------------

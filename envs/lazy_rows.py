@@ -1,4 +1,4 @@
-"""What every domain package exports besides its environment: ``make_rows`` without importing ``data`` early."""
+"""Lazy ``make_rows`` for domain packages: a package exports its rows generator without importing ``data`` early."""
 
 from __future__ import annotations
 

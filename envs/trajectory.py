@@ -1,0 +1,43 @@
+"""The generic update-prompt trajectory (spec 2.6): one implementation for the core and the domains.
+
+The CoD core renders it (``cod_megatron.cod.hints.render_trajectory``, which adds its ICL-example filter) for every
+domain without an ``update_trajectory`` override; Grid Navigation appends its final state and PDE Discovery renders
+it over its compressed memory. It lives here because ``cod_envs`` imports nothing from the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cod_envs.base import Message
+
+SYSTEM_PROMPT_CUTS = ("\n\n## Hints", "\n\n## Response length limit")
+"""The solve system prompt is cut at the first of these: the trajectory shows it without hint and length sections."""
+
+
+def strip_solve_system_prompt(content: str) -> str:
+    """The solve system prompt without the hint and length sections (the trajectory's ``System:`` block)."""
+    for marker in SYSTEM_PROMPT_CUTS:
+        idx = content.find(marker)
+        content = content if idx == -1 else content[:idx]
+    return content
+
+
+def trajectory_blocks(messages: list[Message], observation: Callable[[str], str] = lambda text: text) -> list[str]:
+    """``System:`` and the stripped solve system prompt (a leading system message only), then per user message
+    ``Step k:`` / ``Observation:`` (through ``observation``) / ``Action:`` (the last assistant message before the
+    next user message, or ``(no action)``); joined by a blank line they are the generic trajectory."""
+    blocks: list[str] = []
+    steps: list[tuple[str, str | None]] = []
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if role == "system" and not blocks and not steps:
+            blocks.append(f"System:\n{strip_solve_system_prompt(content)}")
+        elif role == "user":
+            steps.append((observation(content), None))
+        elif role == "assistant" and steps:
+            steps[-1] = (steps[-1][0], content)
+    for k, (observation, action) in enumerate(steps, start=1):
+        shown = action if action is not None else "(no action)"
+        blocks.append(f"Step {k}:\nObservation: {observation}\nAction: {shown}")
+    return blocks
