@@ -147,7 +147,11 @@ def _copy_or_move(sh: Shell, name: str, args: list[str], move: bool) -> Result:
                 raise FsError("isdir", final)
             if move:
                 m.fs.remove(src, recursive=True)
-                place(m, final, node)
+                try:
+                    place(m, final, node)
+                except FsError:
+                    place(m, src, node)  # a move that cannot be placed leaves its source where it was
+                    raise
             else:
                 place(m, final, clone_tree(node))
             done += 1

@@ -519,3 +519,12 @@ def test_moving_trees_under_each_other_cannot_nest_past_the_depth_cap():
     assert _height(env.local.fs.root) <= vfs.MAX_DEPTH + 1
     out = shell().run(f"mkdir -p /t/{a} /u/{b} && mv /t /u/{b}")
     assert "File name too long" in out
+
+
+def test_a_move_that_cannot_be_placed_leaves_its_source():
+    """A failed ``mv`` (here: too deep for the file system) must not lose the tree it was moving."""
+    a, b = "/".join(["a"] * 46), "/".join(["b"] * 46)
+    sh = shell()
+    out = sh.run(f"mkdir -p /t/{a} /u/{b} && touch /t/{a}/keep.txt && mv /t /u/{b}")
+    assert "File name too long" in out
+    assert sh.machine.fs.get(sh.machine.resolve(f"/t/{a}/keep.txt")) is not None
