@@ -23,7 +23,7 @@ from cod_megatron.log import MetricsWriter, StepProgress, progress_line, setup_l
 from cod_megatron.policy import distributed
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.pack_source import PackSource
-from cod_megatron.rollout.renderers import renderer_for
+from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
 from cod_megatron.synthetic import run_synthetic
 
@@ -35,7 +35,7 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     check_loop_can_run(cfg, layout)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     domain = registry.load(cfg.env.train_domains[0])
-    renderer = renderer_for(domain.name)
+    renderer = run_renderer(cfg)
     distributed.init_distributed(layout, rank=rank, world_size=world, seed=cfg.run.seed)
     out = Path(cfg.run.output_dir)
     writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and not rank else None)

@@ -42,14 +42,14 @@ def checkpoint_rollouts(
     """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy."""
     from cod_megatron.engines.embedded import EmbeddedEngine
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.rollout.renderers import renderer_for
+    from cod_megatron.rollout.renderers import run_renderer
     from cod_megatron.run_parts import build_manager, engine_kwargs, start_trainer
     from cod_megatron.sync.weight_sync import WeightSync
 
     cfg = load_run_config(ckpt)
     cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0
     layout = finalize(cfg)
-    renderer = renderer_for(domain.name)
+    renderer = run_renderer(cfg)  # the model's tokenizer, whichever domain it is evaluated on
     init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
     try:
         trainer = start_trainer(cfg, layout, renderer, with_optimizer=False)

@@ -7,6 +7,7 @@ from typing import Any
 from cod_envs import registry
 from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.cod.tokenization import ChatRenderer, WordRenderer
+from cod_megatron.config import RunConfig
 
 
 def renderer_for(domain: str, family: str = "qwen3") -> Any:
@@ -22,3 +23,10 @@ def renderer_for(domain: str, family: str = "qwen3") -> Any:
     if vocabulary is not None:
         return WordRenderer(vocabulary)
     return ChatRenderer.for_family(build_tiny_tokenizer(family), family)  # type: ignore[arg-type]
+
+
+def run_renderer(cfg: RunConfig) -> Any:
+    """The one renderer of a run, built from its config: the model plays its training domain through it, in
+    training and whenever its checkpoints are evaluated (on any domain). The chat-template family follows
+    ``model.arch`` (Llama 3 for ``llama``, ChatML with Qwen3's thinking switch otherwise)."""
+    return renderer_for(cfg.env.train_domains[0], family="llama3" if cfg.model.arch == "llama" else "qwen3")
