@@ -42,8 +42,15 @@ def report(error: ConfigError | KeyError) -> int:
 
 
 def render(cfg: RunConfig, layout: ParallelLayout) -> str:
-    """What ``--dry-run`` prints: the config tree and the layout, as JSON."""
-    return json.dumps({"config": cfg.to_dict(), "layout": layout.describe()}, indent=2)
+    """What ``--dry-run`` prints: the config tree, the layout and the tokenizer the run will use, as JSON.
+
+    Raises ConfigError for a local ``model.hf_path`` whose tokenizer fails the startup checks (a hub id is only
+    named). The renderer module is imported here, not at the top, so importing the CLI (the launcher does) does not
+    pull in transformers and the domains."""
+    from cod_megatron.rollout.renderers import describe_renderer
+
+    summary = {"config": cfg.to_dict(), "layout": layout.describe(), "tokenizer": describe_renderer(cfg)}
+    return json.dumps(summary, indent=2)
 
 
 def handle_common(args: argparse.Namespace) -> tuple[RunConfig, ParallelLayout] | int:
@@ -55,9 +62,9 @@ def handle_common(args: argparse.Namespace) -> tuple[RunConfig, ParallelLayout] 
         return 0
     try:
         cfg, layout = resolve(args)
+        if args.dry_run:
+            print(render(cfg, layout))
+            return 0
     except (ConfigError, KeyError) as e:
         return report(e)
-    if args.dry_run:
-        print(render(cfg, layout))
-        return 0
     return cfg, layout

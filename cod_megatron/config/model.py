@@ -36,7 +36,9 @@ class ModelConfig:
     """The Triton LM-head -> log-prob kernel (``cod_kernels``) instead of materialised logits; None: on with CUDA.
     True on CPU runs it under ``TRITON_INTERPRET=1`` (tests only: slow)."""
     hf_path: str | None = None
-    """Optional HF checkpoint directory to start from (converted with ``python -m cod_megatron.convert``)."""
+    """Optional HF checkpoint to start from (converted with ``python -m cod_megatron.convert``): a local directory or a
+    hub id. When set, the run plays through its tokenizer, chat template and end-of-turn token (``run_renderer``):
+    a local directory is checked by the dry run, a hub id is loaded at start."""
 
     @property
     def head_dim(self) -> int:

@@ -31,9 +31,7 @@ def _hf_dir(tmp_path, family, **changes):
 
 def _cfg(path, *overrides):
     """debug_cpu (HiddenKey: a domain with a word-vocabulary hook) started from the HF directory ``path``."""
-    return apply_overrides(
-        cod_recipes.get("debug_cpu"), [f"model.hf_path={path}", "model.vocab_size=1024", *overrides]
-    )
+    return apply_overrides(cod_recipes.get("debug_cpu"), [f"model.hf_path={path}", "model.vocab_size=1024", *overrides])
 
 
 @pytest.mark.parametrize("family", TEMPLATES)
