@@ -15,7 +15,7 @@ from typing import Any
 
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.policy.hf_weights import hf_config_from_model
+from cod_megatron.policy.hf_weights import hf_config_from_model, load_hf_weights
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
@@ -28,13 +28,29 @@ def start_trainer(
     cfg: RunConfig, layout: ParallelLayout, renderer: Any, *, with_optimizer: bool | None = None
 ) -> PolicyTrainer:
     """This rank's trainer: from ``checkpoint.load`` (resume; ``with_optimizer`` None: if saved), else the cached
-    warm start, else the fresh init."""
+    warm start, else the HF weights of ``model.hf_path``, else the fresh init.
+
+    ``checkpoint.load`` wins over ``model.hf_path`` (a resumed run keeps its trained weights; hf_path then only
+    names the tokenizer). Each rank reads only its TP/PP slices of the safetensors; the engines get the same weights
+    through the first weight sync, before any rollout.
+    """
     trainer = PolicyTrainer(cfg, layout)
     if cfg.checkpoint.load:
         trainer.load(cfg.checkpoint.load, with_optimizer=with_optimizer)
     elif cfg.env.warm_start_steps:
         trainer.load(str(ensure_warm_start(cfg, layout, renderer)), with_optimizer=False)
+    elif cfg.model.hf_path:
+        load_hf_weights(trainer.model, hf_weights_dir(cfg.model.hf_path), cfg.model)
     return trainer
+
+
+def hf_weights_dir(hf_path: str) -> str:
+    """A local directory as is; a hub id downloaded (config and safetensors only) into the HF cache."""
+    if Path(hf_path).expanduser().is_dir():
+        return str(Path(hf_path).expanduser())
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(hf_path, allow_patterns=["*.json", "*.safetensors"])
 
 
 def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:

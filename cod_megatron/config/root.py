@@ -9,6 +9,7 @@ from typing import Any
 
 from cod_megatron.config import sections
 from cod_megatron.config.base import check_types, require
+from cod_megatron.config.hf_shapes import apply_hf_shapes
 from cod_megatron.config.layout import ParallelConfig, ParallelLayout
 from cod_megatron.config.model import ModelConfig
 
@@ -55,9 +56,12 @@ class RunConfig:
 def finalize(cfg: RunConfig) -> ParallelLayout:
     """Validate the whole tree once, after overrides, and return the parallel layout.
 
-    Raises :class:`~cod_megatron.config.base.ConfigError` whose ``field`` is the dotted name of the bad value.
+    With a local ``model.hf_path``, model shape fields left at their defaults are filled from its ``config.json``
+    (see :func:`~cod_megatron.config.hf_shapes.apply_hf_shapes`). Raises
+    :class:`~cod_megatron.config.base.ConfigError` whose ``field`` is the dotted name of the bad value.
     """
     check_types(cfg, "")
+    apply_hf_shapes(cfg.model, "model")  # a local model.hf_path: shapes from its config.json, or a named mismatch
     for f in dataclasses.fields(cfg):
         section = getattr(cfg, f.name)
         if hasattr(section, "check"):

@@ -23,76 +23,24 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cod_megatron.config import ModelConfig
+from cod_megatron.config.hf_shapes import MCORE_LLAMA3_ROPE, shapes_from_hf
 from cod_megatron.sync.hf_map import export_hf_weights, hf_targets, model_chunks, shard_from_hf, tp_rank_and_size
 
 logger = logging.getLogger(__name__)
 
-_ARCHS = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
 _HF_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 _SAFETENSORS = "model.safetensors"
 _INDEX = "model.safetensors.index.json"
-# megatron's llama3 RoPE scaling hard-codes these (RotaryEmbedding._apply_scaling); other values cannot be expressed.
-_MCORE_LLAMA3_ROPE = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
 
 
 # ---- config ------------------------------------------------------------------------------------------------------
-def _rope(hf_config: Any) -> tuple[float, float | None]:
-    """(theta, llama3 scaling factor or None); transformers 5 keeps both in ``rope_parameters``."""
-    params = dict(getattr(hf_config, "rope_parameters", None) or {})
-    legacy = getattr(hf_config, "rope_scaling", None) or {}
-    params = {**legacy, **params}
-    theta = params.get("rope_theta", getattr(hf_config, "rope_theta", None))
-    if theta is None:
-        raise ValueError("HF config has no rope_theta (neither in rope_parameters nor at the top level)")
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    if rope_type == "default":
-        return float(theta), None
-    if rope_type != "llama3":
-        raise NotImplementedError(f"RoPE type {rope_type!r} has no megatron-core equivalent here (only llama3)")
-    for key, want in _MCORE_LLAMA3_ROPE.items():
-        if key in params and float(params[key]) != want:
-            raise NotImplementedError(f"llama3 RoPE {key}={params[key]}: megatron-core fixes it at {want}")
-    return float(theta), float(params["factor"])
-
-
 def model_config_from_hf(hf_config: Any, *, params_dtype: str = "float32") -> ModelConfig:
     """The :class:`ModelConfig` of an HF Llama / Qwen2 / Qwen3 config; rejects features the policy cannot express.
 
+    The key mapping is :func:`cod_megatron.config.hf_shapes.shapes_from_hf` (validation uses it on config.json).
     ``params_dtype`` is the megatron parameter dtype (float32 on CPU); the HF checkpoint's dtype does not decide it.
     """
-    model_type = getattr(hf_config, "model_type", None)
-    if model_type not in _ARCHS:
-        raise NotImplementedError(f"HF model_type {model_type!r} is not supported (llama, qwen2, qwen3)")
-    arch = _ARCHS[model_type]
-    act = getattr(hf_config, "hidden_act", "silu")
-    if act != "silu":
-        raise NotImplementedError(f"hidden_act {act!r}: the policy's SwiGLU uses silu")
-    if getattr(hf_config, "mlp_bias", False):
-        raise NotImplementedError("mlp_bias=True is not supported (megatron config has add_bias_linear=False)")
-    if arch != "qwen2" and getattr(hf_config, "attention_bias", False):
-        raise NotImplementedError(f"attention_bias=True is not supported for {arch} (it also adds an o_proj bias)")
-    layer_types = getattr(hf_config, "layer_types", None) or []
-    if getattr(hf_config, "use_sliding_window", False) or any(t != "full_attention" for t in layer_types):
-        raise NotImplementedError("sliding-window attention layers are not supported")
-    theta, factor = _rope(hf_config)
-    heads = hf_config.num_attention_heads
-    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // heads
-    return ModelConfig(
-        arch=arch,
-        num_layers=hf_config.num_hidden_layers,
-        hidden_size=hf_config.hidden_size,
-        ffn_hidden_size=hf_config.intermediate_size,
-        num_attention_heads=heads,
-        num_query_groups=getattr(hf_config, "num_key_value_heads", None) or heads,
-        kv_channels=head_dim,
-        vocab_size=hf_config.vocab_size,
-        max_position_embeddings=hf_config.max_position_embeddings,
-        rope_theta=theta,
-        rope_scaling_factor=factor,
-        norm_epsilon=hf_config.rms_norm_eps,
-        tie_word_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
-        params_dtype=params_dtype,
-    )
+    return ModelConfig(**shapes_from_hf(hf_config.to_dict()), params_dtype=params_dtype)
 
 
 def hf_config_from_model(cfg: ModelConfig) -> Any:
@@ -105,7 +53,7 @@ def hf_config_from_model(cfg: ModelConfig) -> Any:
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(cfg.rope_theta)}
     if cfg.rope_scaling_factor is not None:
         rope = {"rope_type": "llama3", "rope_theta": float(cfg.rope_theta), "factor": cfg.rope_scaling_factor}
-        rope |= _MCORE_LLAMA3_ROPE
+        rope |= MCORE_LLAMA3_ROPE
     common: dict[str, Any] = dict(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
