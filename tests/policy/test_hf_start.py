@@ -6,6 +6,7 @@ RoPE theta, norm epsilon), so filling from config.json is exercised along with t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,29 +16,24 @@ from cod_megatron.config import ConfigError, RunConfig, apply_overrides, finaliz
 from tests.dist import free_port
 from tests.policy.parallel_utils import tiny_cfg
 
-# debug_cpu sets num_layers 4, kv_channels 16, vocab 44, max positions 2048; the rest stay at ModelConfig defaults
-HF_SHAPE = dict(
-    vocab_size=44,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    max_position_embeddings=2048,
-    rms_norm_eps=1e-5,
-    rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-    tie_word_embeddings=False,
-)
+
+def hf_llama_config():
+    """The debug_cpu model as an HF Llama whose defaulted fields differ from ModelConfig's (arch, RoPE theta, norm
+    epsilon): built through the inverse map, so filling from config.json is a round trip."""
+    import cod_recipes
+    from cod_megatron.policy.hf_weights import hf_config_from_model
+
+    model = replace(cod_recipes.get("debug_cpu").model, arch="llama", rope_theta=500000.0, norm_epsilon=1e-5)
+    return hf_config_from_model(model)
 
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory) -> Path:
     """A random tiny HF Llama saved with save_pretrained; norms randomised too (HF inits them at 1)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**HF_SHAPE, dtype="float32"))
+    model = LlamaForCausalLM(hf_llama_config())
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
