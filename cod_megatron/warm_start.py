@@ -94,6 +94,7 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
     wcfg = copy.deepcopy(cfg)
     wcfg.optimizer.lr = cfg.env.warm_start_lr
     wcfg.algorithm.kl_coef = wcfg.algorithm.entropy_coef = 0.0
+    wcfg.rollout.temperature = 1.0  # supervised: the model's own distribution, not the sampling one
     trainer = PolicyTrainer(wcfg, layout)
     t0, metrics = time.perf_counter(), {}
     for step in range(cfg.env.warm_start_steps):

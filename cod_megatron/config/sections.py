@@ -55,6 +55,7 @@ class RolloutConfig:
     pack_size: int = 4
     """S: tasks per pack in training."""
     temperature: float = 1.0
+    """Sampling temperature of the engines; the trainer's log-probs are those of ``softmax(logits / T)`` too."""
     max_prompt_tokens: int = 10_000
     max_response_tokens: int = 2_000
     max_model_len: int = 12_000

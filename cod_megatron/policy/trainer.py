@@ -49,11 +49,12 @@ def model_forward(model: torch.nn.Module, batch: PackedBatch, head=None):
     return model(batch.tokens[None], None, None, packed_seq_params=packed_seq_params(batch), output_processor=head)
 
 
-def fused_head(batch: PackedBatch):
+def fused_head(batch: PackedBatch, temperature: float = 1.0):
     """An ``output_processor`` that turns the final hidden states into (log-prob, entropy) without logits.
 
     The Triton kernel tiles the vocab shard with an online max / sum-exp, so no [T, V/TP] tensor exists; only the
-    per-row max, sum-exp, target logit and entropy sum cross the TP group.
+    per-row max, sum-exp, target logit and entropy sum cross the TP group. ``logits / T = (hidden / T) @ W^T``, so
+    the sampling temperature scales the hidden states.
     """
     from megatron.core import tensor_parallel
 
@@ -69,7 +70,7 @@ def fused_head(batch: PackedBatch):
             hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden_states)
         rank = parallel_state.get_tensor_model_parallel_rank()
         return fused_linear_logprob(
-            hidden[:, 0],
+            hidden[:, 0] if temperature == 1.0 else hidden[:, 0] / temperature,
             weight,
             batch.labels,
             batch.loss_mask != 0,
@@ -140,10 +141,13 @@ class PolicyTrainer:
             batch = split_for_context_parallel(batch, lay.cp, parallel_state.get_context_parallel_rank(), sp_multiple)
         elif lay.sequence_parallel:
             batch = pad_to_multiple(batch, lay.tp)
-        output = model_forward(model, batch, fused_head(batch) if self.fused else None)
+        # Log-probs of the distribution the engines sample from: softmax(logits / rollout.temperature).
+        temperature = self.cfg.rollout.temperature
+        output = model_forward(model, batch, fused_head(batch, temperature) if self.fused else None)
 
         def loss_func(output):
-            logp, ent = output if self.fused else tp_logprobs(output[0], batch.labels)
+            logits = output[0] if temperature == 1.0 else output[0] / temperature
+            logp, ent = output if self.fused else tp_logprobs(logits, batch.labels)
             if self._collect is not None:
                 self._collect.append((logp.detach() * batch.loss_mask, batch))
             return packed_policy_loss(logp, ent, batch, self._denom, self.cfg.algorithm, offset)

@@ -69,6 +69,24 @@ def test_step0_trainer_logprobs_equal_the_engines_and_old_kl_is_zero(setup):
     assert 0 < metrics["mismatch_abs_logp_diff"] < 1e-5
 
 
+def test_step0_gate_holds_at_a_sampling_temperature_below_one(setup):
+    """The engine samples from softmax(logits / T); the trainer's log-probs must be those of the same distribution,
+    else every ratio, KL and mismatch correction is off by the temperature (rollout.temperature != 1)."""
+    cfg, layout, trainer, renderer, engine, _ = setup
+    domain = registry.load("hidden_key")
+    manager = RolloutManager([engine], domain.env, renderer, max_new_tokens=8, temperature=0.6, run_seed=3)
+    result = manager.run(PackSource(domain, cfg).train_packs(2), 2, step=2)
+    ranks, _ = pack_episodes(assign_credit(result.lifecycles, cfg.algorithm).episodes, budget=256, dp=1)
+    trainer.cfg.rollout.temperature = 0.6
+    try:
+        trainer_logp = trainer.compute_logprobs(ranks[0])
+    finally:
+        trainer.cfg.rollout.temperature = 1.0
+    for b, logp in zip(ranks[0], trainer_logp, strict=True):
+        m = b.loss_mask.bool()
+        torch.testing.assert_close(logp[m], b.rollout_logprobs[m], atol=1e-5, rtol=0)
+
+
 def test_a_request_samples_the_same_in_any_batch(setup):
     *_, engine, _ = setup
     words = renderer_for("hidden_key").encode
