@@ -8,12 +8,13 @@ ARGS ?=
 
 .PHONY: setup lock test test-dist lint format train train-70b dry-run list-recipes bench bench-kernels clean
 
-setup: $(VENV)/.installed  ## create .venv and install the exact pins of requirements/cpu.lock (idempotent)
+setup: $(VENV)/.installed  ## create .venv, install the exact pins of requirements/cpu.lock, then requirements/no-deps.txt
 
-$(VENV)/.installed: requirements/cpu.lock pyproject.toml
+$(VENV)/.installed: requirements/cpu.lock requirements/no-deps.txt pyproject.toml
 	@test -x $(PY) || "$$(scripts/find_python312.sh)" -m venv $(VENV)
 	@test -x $(UV) || $(PY) -m pip install -q uv==0.13.8
 	$(UV) pip sync -q --python $(PY) requirements/cpu.lock
+	$(UV) pip install -q --python $(PY) --no-deps -r requirements/no-deps.txt
 	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -21,9 +21,16 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def resolve_recipe(recipe: str, overrides: list[str]) -> tuple[RunConfig, ParallelLayout]:
-    """Recipe -> overrides -> one validation pass. Raises ConfigError (dotted field name) or KeyError."""
+    """Recipe -> overrides -> a packaged model prepared (``model.hf_path="pypi:..."``) -> one validation pass.
+
+    Raises ConfigError (dotted field name) or KeyError.
+    """
     cfg = cod_recipes.get(recipe)
     apply_overrides(cfg, overrides)
+    if isinstance(cfg.model.hf_path, str) and cfg.model.hf_path.startswith("pypi:"):
+        from cod_megatron.pretrained import resolve_packaged  # transformers and torch only for such a model
+
+        resolve_packaged(cfg.model)
     return cfg, finalize(cfg)
 
 
