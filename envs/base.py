@@ -165,8 +165,11 @@ class Environment(ABC):
         """A plain-text solve prompt that bypasses chat messages (HiddenKey, spec 9.8); the hint is given as is."""
         return None
 
-    def raw_update_prompt(self, previous_hint: str, response: str, reward: float, feedback: str) -> str | None:
-        """A plain-text update prompt that replaces the generic one (HiddenKey)."""
+    def raw_update_prompt(
+        self, previous_hint: str, response: str, reward: float, feedback: str
+    ) -> str | list[Message] | None:
+        """The domain's own update prompt, replacing the generic one: plain text that bypasses the chat template
+        (HiddenKey), or chat messages (HiddenKeyChat)."""
         return None
 
     def parse_bare_hint(self, response: str) -> str | None:

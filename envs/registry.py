@@ -27,6 +27,7 @@ class Entry:
 DOMAINS: dict[str, Entry] = {
     "alchemy_random": Entry("cod_envs.alchemy_random", step_penalty_coef=0.1),
     "hidden_key": Entry("cod_envs.hidden_key"),
+    "hidden_key_chat": Entry("cod_envs.hidden_key.chat"),
     "frozenlake_obscure": Entry("cod_envs.frozenlake_obscure", step_penalty_coef=0.1),
     "grid_navigation": Entry("cod_envs.grid_navigation"),
     "optimal_control": Entry("cod_envs.optimal_control"),

@@ -125,6 +125,7 @@ PAYLOADS = HUGE_NUMERALS + SMALL_NUMERALS + NESTING + WEIRD + INJECTION + SHELL 
 ANSWER_FORMATS: dict[str, list[str]] = {
     "alchemy_random": ["<answer>{p} + {p}</answer>", "<answer>{p}</answer>"],
     "hidden_key": ["{p}", "k0 {p}"],
+    "hidden_key_chat": ["{p}", "red {p}", "The secret color is {p}."],
     "frozenlake_obscure": ["<answer>Direction {p}</answer>", "<answer>{p}</answer>"],
     "grid_navigation": ["<answer>{p},{p}</answer>", "<answer>{p},0</answer>", "<answer>0,{p}</answer>"],
     "optimal_control": [
@@ -232,7 +233,7 @@ def run_episode(env: Environment, actions: list[str], max_steps: int | None = No
     trajectory = env.update_trajectory(messages[:-1])
     assert trajectory is None or isinstance(trajectory, str)
     update = env.raw_update_prompt("Hints: null", messages[-2]["content"], result.reward, feedback)
-    assert update is None or isinstance(update, str)
+    assert update is None or isinstance(update, str) or all(isinstance(m["content"], str) for m in update)
     assert_pwned_absent()
 
 
