@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ def prepare(model: PackagedModel, field: str = "model.hf_path") -> Path:
     if (out / "config.json").is_file():
         return out
     source = gguf_path(model, field)
-    print(f"preparing {model.gguf} as an HF directory (first use; ~1 minute) -> {out}", flush=True)
+    print(f"preparing {model.gguf} as an HF directory (first use; ~1 minute) -> {out}", file=sys.stderr, flush=True)
     start = time.monotonic()
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -105,7 +106,7 @@ def prepare(model: PackagedModel, field: str = "model.hf_path") -> Path:
         tmp.rename(out)
     except OSError:  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"prepared {out} in {time.monotonic() - start:.0f} s", flush=True)
+    print(f"prepared {out} in {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     return out
 
 

@@ -18,6 +18,7 @@ from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
+from tests.cod.test_tokenization import RESPONSES, USERS, _full_render_ids, _run
 from tests.dist import free_port
 
 SMALL = [
@@ -87,3 +88,12 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
         assert metrics["update_ok"] == 1.0 and torch.isfinite(torch.tensor(metrics["loss"]))
     finally:
         destroy_distributed()
+
+
+@pytest.mark.slow
+def test_smollm2s_incremental_token_conversation_equals_the_full_chatml_render():
+    cfg, _ = resolve_recipe("smollm2_135m_cod_cpu", [])
+    renderer = run_renderer(cfg)
+    for stopped in ([True] * 3, [True, False, True]):  # a response cut at the cap gets its <|im_end|> from the delta
+        conv = _run(renderer, "You play a game.", USERS, RESPONSES, stopped)
+        assert conv.token_ids == _full_render_ids(renderer, "You play a game.", USERS, RESPONSES)

@@ -86,3 +86,16 @@ def describe_model_tokenizer(model: ModelConfig) -> str:
     renderer = model_renderer(model)
     stop = renderer.tokenizer.convert_ids_to_tokens(renderer.end_of_turn_id)
     return f"{model.hf_path} (the model's own: {len(renderer.tokenizer)} tokens, stop {stop})"
+
+
+def tokenizer_mismatch(hf_path: str, other_path: str) -> str | None:
+    """Why the tokenizers of two local directories differ (vocabulary, special tokens, chat template), None if they
+    agree: engines launched from ``other_path`` must read and write the ids of the trainer's vocabulary."""
+    a, b = load_model_tokenizer(hf_path), load_model_tokenizer(other_path)
+    if a.get_vocab() != b.get_vocab():
+        return f"vocabularies differ ({len(a)} vs {len(b)} tokens)"
+    if a.all_special_tokens != b.all_special_tokens:
+        return f"special tokens differ ({a.all_special_tokens} vs {b.all_special_tokens})"
+    if a.chat_template != b.chat_template:
+        return "chat templates differ"
+    return None

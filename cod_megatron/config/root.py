@@ -66,6 +66,11 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         section = getattr(cfg, f.name)
         if hasattr(section, "check"):
             section.check(f.name)
+    require(
+        not (cfg.model.hf_path and cfg.env.warm_start_steps and not cfg.checkpoint.load),
+        "env.warm_start_steps",
+        "a warm start trains a freshly initialised model, so the run would drop the weights of model.hf_path; set 0",
+    )
     layout = ParallelLayout.from_config(cfg.parallel, cfg.model)
     if cfg.run.output_dir is None:
         cfg.run.output_dir = f"runs/{cfg.run.name}"

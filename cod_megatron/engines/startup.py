@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cod_megatron.cod.model_tokenizer import is_local_dir, tokenizer_mismatch
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
@@ -145,6 +146,10 @@ def _sglang_settings(
     model_path = r.sglang_model_path or cfg.model.hf_path
     if model_path is None:
         raise ConfigError("rollout.sglang_model_path", "SGLang needs an HF directory to launch (or set model.hf_path)")
+    hf = cfg.model.hf_path
+    if hf and model_path != hf and is_local_dir(hf) and is_local_dir(model_path):
+        if reason := tokenizer_mismatch(hf, model_path):
+            raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
     server = SGLangServerConfig(
         model_path=model_path,
         tp_size=layout.engine_tp,

@@ -124,6 +124,26 @@ def test_delta_ignores_a_template_that_rewrites_earlier_turns():
     )
 
 
+def test_with_the_real_qwen3_rule_the_conversation_differs_from_a_rerender_only_by_earlier_empty_think_blocks():
+    """The documented difference (module docstring): the engine saw the empty think block of every earlier turn, a
+    re-render drops them; removing exactly those blocks from the conversation gives the re-render, token for token."""
+    tok = build_tiny_tokenizer("qwen3")
+    tok.chat_template = REAL_QWEN3_HISTORY_RULE
+    renderer = ChatRenderer.for_family(tok, "qwen3")
+    conv = _run(renderer, "sys", USERS, RESPONSES, [True] * 3)
+    full = _full_render_ids(renderer, "sys", USERS, RESPONSES)
+    assert conv.token_ids != full
+    block = renderer.encode("<think>\n\n</think>\n\n")
+    ids, dropped, i = [], 0, 0
+    last_prompt = len(conv.token_ids) - len(block)  # the generation prompt's block stays (the turn to come)
+    while i < len(conv.token_ids):
+        if i < last_prompt and conv.token_ids[i : i + len(block)] == block:
+            i, dropped = i + len(block), dropped + 1
+        else:
+            ids, i = [*ids, conv.token_ids[i]], i + 1
+    assert ids == full and dropped == len(RESPONSES)
+
+
 def test_observation_before_a_response_is_rejected(renderer):
     conv = TokenConversation.start(renderer, [{"role": "user", "content": "hi"}])
     with pytest.raises(RuntimeError):

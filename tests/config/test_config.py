@@ -86,6 +86,7 @@ def test_bad_override_names_the_field(item, field):
         ("algorithm.hint_penalty=-1", "algorithm.hint_penalty"),
         ("algorithm.len_zero_penalty=10 algorithm.len_full_penalty=10", "algorithm.len_full_penalty"),
         ("optimizer.lr_decay_style=cosine optimizer.min_lr=1", "optimizer.min_lr"),
+        ("model.hf_path=org/model", "env.warm_start_steps"),  # debug_cpu warm-starts: it would drop the HF weights
     ],
 )
 def test_bad_value_fails_validation_with_dotted_name(item, field):
