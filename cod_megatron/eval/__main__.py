@@ -34,8 +34,12 @@ def evaluate(
     model: str = "default",
     temperature: float = 1.0,
     hint_visible: bool = True,
+    max_new_tokens: int | None = None,
 ) -> dict:
-    """Per-position rewards of ``packs`` evaluation packs (one rollout each) as the CLI's JSON object."""
+    """Per-position rewards of ``packs`` evaluation packs (one rollout each) as the CLI's JSON object.
+
+    ``max_new_tokens``: a checkpoint's response cap per model call; None keeps its run's.
+    """
     domain = registry.load(env)
     checkpoint = Path(policy).is_dir()
     if checkpoint:
@@ -61,7 +65,13 @@ def evaluate(
         from cod_megatron.eval.checkpoint_policy import checkpoint_rollouts
 
         rewards = checkpoint_rollouts(
-            policy, domain, formed, seed=seed, temperature=temperature, hint_visible=hint_visible
+            policy,
+            domain,
+            formed,
+            seed=seed,
+            temperature=temperature,
+            hint_visible=hint_visible,
+            max_new_tokens=max_new_tokens,
         )
     for k, fp in enumerate(formed if not checkpoint else []):
         lc = run_text_lifecycle(
@@ -109,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="directory for the JSON and the PNG")
     p.add_argument("--model", default="default", help="model name sent to an openai:<url> endpoint")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for openai:<url>")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (served models, checkpoints)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="a checkpoint's response cap (default: its run's)")
     args = p.parse_args(argv)
     results = []
     for policy in args.policy:
@@ -127,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         model=args.model,
                         temperature=args.temperature,
                         hint_visible=visible,
+                        max_new_tokens=args.max_new_tokens,
                     )
                 )
             except (KeyError, FileNotFoundError) as e:

@@ -38,8 +38,13 @@ def checkpoint_rollouts(
     seed: int,
     temperature: float,
     hint_visible: bool = True,
+    max_new_tokens: int | None = None,
 ) -> list[list[float]]:
-    """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy."""
+    """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy.
+
+    ``max_new_tokens``: the response cap per model call (None: the run's), so that a model trained on a short-answer
+    domain can be evaluated on one that needs longer answers.
+    """
     from cod_megatron.engines.embedded import EmbeddedEngine
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.rollout.renderers import run_renderer
@@ -48,6 +53,7 @@ def checkpoint_rollouts(
 
     cfg = load_run_config(ckpt)
     cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0
+    cfg.rollout.max_response_tokens = max_new_tokens or cfg.rollout.max_response_tokens
     layout = finalize(cfg)
     renderer = run_renderer(cfg)  # the model's tokenizer, whichever domain it is evaluated on
     init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
