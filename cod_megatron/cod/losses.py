@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -204,6 +204,12 @@ class LossDenominators:
     """[|B'|] int64 sorted global ids of the samples in B'."""
     sample_num_tokens: torch.Tensor
     """[|B'|] int64 masked-in tokens of each of those samples."""
+
+    def to(self, device: torch.device) -> LossDenominators:
+        """The same denominators with their tensors on ``device`` (the micro-batches' device)."""
+        if self.sample_ids.device == device:
+            return self
+        return replace(self, sample_ids=self.sample_ids.to(device), sample_num_tokens=self.sample_num_tokens.to(device))
 
 
 def compute_denominators(loss_masks: Sequence[torch.Tensor], sample_ids: Sequence[torch.Tensor]) -> LossDenominators:

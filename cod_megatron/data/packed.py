@@ -6,6 +6,7 @@ last token of every segment has no label; only response tokens (``loss_mask``) e
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,23 @@ class PackedBatch:
     cu_seqlens_padded: torch.Tensor | None = None
     """[N + 1] global offsets of the segments padded for context parallelism; set only on a CP shard, whose token
     tensors then hold this rank's part of every segment (see ``data/context_parallel.py``)."""
+    host_max_seqlen: int | None = None
+    """:attr:`max_seqlen` read on the host before the batch moved to a device (set by :meth:`to`)."""
+
+    def to(self, device: torch.device) -> PackedBatch:
+        """This batch with every tensor on ``device`` (self when they all are): one copy per tensor, from pinned host
+        memory and non-blocking to a GPU. The longest segment is read on the host first, so that building megatron's
+        ``PackedSeqParams`` later needs no device-to-host sync."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        tensors = {k: v for k, v in fields.items() if isinstance(v, torch.Tensor)}
+        if all(t.device == device for t in tensors.values()):
+            return self
+        pin = device.type == "cuda" and torch.cuda.is_available()
+        moved = {
+            k: (t.pin_memory() if pin and t.device.type == "cpu" else t).to(device, non_blocking=pin)
+            for k, t in tensors.items()
+        }
+        return dataclasses.replace(self, **moved, host_max_seqlen=self.max_seqlen)
 
     @property
     def num_tokens(self) -> int:
@@ -54,6 +72,8 @@ class PackedBatch:
     @property
     def max_seqlen(self) -> int:
         """Longest (padded, on a CP shard) segment: the rotary table and varlen attention size by it."""
+        if self.host_max_seqlen is not None:
+            return self.host_max_seqlen
         cu = self.cu_seqlens if self.cu_seqlens_padded is None else self.cu_seqlens_padded
         return int(cu.diff().max().item())
 

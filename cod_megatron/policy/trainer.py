@@ -131,6 +131,8 @@ class PolicyTrainer:
         self._collect: list | None = None
         fused = cfg.model.fused_lm_head
         self.fused = torch.cuda.is_available() if fused is None else fused
+        self.device = next(self.model[0].parameters()).device
+        """Where the micro-batches go: the model's own device (batches are packed on the host)."""
 
     # ---- forward/backward ----------------------------------------------------------------------------------
     def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
@@ -141,6 +143,7 @@ class PolicyTrainer:
             batch = split_for_context_parallel(batch, lay.cp, parallel_state.get_context_parallel_rank(), sp_multiple)
         elif lay.sequence_parallel:
             batch = pad_to_multiple(batch, lay.tp)
+        batch = batch.to(self.device)  # after the CP split: each rank moves only its share
         # Log-probs of the distribution the engines sample from: softmax(logits / rollout.temperature).
         temperature = self.cfg.rollout.temperature
         output = model_forward(model, batch, fused_head(batch, temperature) if self.fused else None)
@@ -169,7 +172,7 @@ class PolicyTrainer:
                 f"loss_agg={self.cfg.algorithm.loss_agg!r} with given denominators needs batches with "
                 "global sample_ids (pack_episodes sets them)"
             )
-        self._denom = denominators or step_denominators(batches)
+        self._denom = (denominators or step_denominators(batches)).to(self.device)
         offsets = segment_offsets(batches)
         iters = [iter(list(zip(batches, offsets, strict=True))) for _ in self.model]
         out = get_forward_backward_func()(

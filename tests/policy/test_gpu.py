@@ -35,3 +35,28 @@ def test_cuda_bf16_packed_logits_track_fp32():
     fp32, bf16 = spawn(_logits_worker, 1)[0]
     assert torch.isfinite(bf16).all() and fp32.abs().max() > 0
     torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)
+
+
+def _trainer_worker(rank: int, world: int):
+    from cod_megatron.config import finalize
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.trainer import PolicyTrainer
+
+    cfg = tiny_cfg("run.device=cuda")
+    layout = finalize(cfg)
+    init_distributed(layout, rank=rank, world_size=world, seed=11, init_method=init_method())
+    try:
+        trainer = PolicyTrainer(cfg, layout)
+        host = batches(cfg.model.vocab_size, n=2)  # packed on the host, as the loop packs them
+        assert trainer.device.type == "cuda" and all(b.tokens.device.type == "cpu" for b in host)
+        logp = trainer.compute_logprobs(host)
+        metrics = trainer.train_step(host)
+        return trainer.device.type, [lp.device.type for lp in logp], metrics
+    finally:
+        destroy_distributed()
+
+
+def test_the_trainer_takes_host_batches_to_the_gpu_in_its_own_path():
+    device, logp_devices, metrics = spawn(_trainer_worker, 1)[0]
+    assert device == "cuda" and logp_devices == ["cuda", "cuda"]
+    assert metrics["update_ok"] == 1.0 and metrics["grad_norm"] > 0
