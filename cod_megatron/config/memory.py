@@ -6,7 +6,11 @@ Pure arithmetic over :class:`ModelConfig`, :class:`ParallelLayout` and the optim
 * bf16 weights (2 B/param; fp32 on CPU), gradients reduced in fp32 (``grad_reduce_in_fp32=True``: 4 B/param),
   Adam keeping an fp32 master copy plus two moments (12 B/param for bf16, 8 for fp32), sharded over ``dp * cp``
   when ``optimizer.use_distributed_optimizer`` is on (megatron shards over the data-parallel group with CP).
-* No activation recompute, flash attention (no ``s^2`` term), no dropout, unfused SwiGLU. Per token and layer the
+* ``optimizer.recompute="full"``: every layer keeps only its input (``2h`` bytes per token, divided by TP with
+  sequence parallelism) and one layer at a time holds its full activations during backward; ``selective``
+  recomputes core attention, which with flash attention saves nothing this budget counts, so it is budgeted as
+  ``none``.
+* Otherwise: flash attention (no ``s^2`` term), no dropout, unfused SwiGLU. Per token and layer the
   saved tensors are the two norm inputs and the two linear inputs (``8h`` bytes, divided by TP only with sequence
   parallelism), q/k/v and the attention output, QK-norm inputs for Qwen3, and the SwiGLU tensors (``8f``), all
   divided by TP (Korthikanti et al. 2022, with GQA and SwiGLU).
@@ -141,16 +145,20 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
 
     tokens = opt.micro_batch_tokens / layout.cp
     per_layer = activation_bytes_per_token_layer(model, layout) * tokens
+    working = 0.0  # what one layer's backward holds on top of what every layer keeps
+    if opt.recompute == "full":  # each layer keeps its input; one layer at a time is recomputed in full
+        working = per_layer
+        per_layer = 2 * model.hidden_size / (layout.tp if layout.sequence_parallel else 1) * tokens
     interleave = 1 + (layout.pp - 1) / (layout.pp * layout.vpp) if layout.vpp else 1.0
     first_stage = per_layer * model.num_layers * interleave
     logits = tokens * model.vocab_size / layout.tp * LOGIT_BYTES
     last_stage = per_layer * model.num_layers / layout.pp + logits
     if layout.pp == 1:
-        activations, logit_gib = per_layer * model.num_layers / GIB, logits / GIB
+        activations, logit_gib = (per_layer * model.num_layers + working) / GIB, logits / GIB
     elif first_stage >= last_stage:
-        activations, logit_gib = first_stage / GIB, 0.0
+        activations, logit_gib = (first_stage + working) / GIB, 0.0
     else:
-        activations, logit_gib = per_layer * model.num_layers / layout.pp / GIB, logits / GIB
+        activations, logit_gib = (per_layer * model.num_layers / layout.pp + working) / GIB, logits / GIB
 
     train = {"weights": weights, "grads (fp32)": grads, "optimizer": optimizer, "activations": activations}
     train["logits"] = logit_gib

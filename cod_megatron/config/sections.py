@@ -230,6 +230,9 @@ class OptimizerConfig:
     """ZeRO-1 sharding of optimizer state over DP (megatron-core DistributedOptimizer)."""
     micro_batch_tokens: int = 16_384
     """Token budget of one packed micro-batch per rank (reference ``max_token_len_per_gpu``)."""
+    recompute: Literal["none", "selective", "full"] = "none"
+    """Activation recompute (megatron-core): ``selective`` recomputes core attention, ``full`` every layer from its
+    input (uniform, one layer per checkpoint) -- about one layer input per token and layer is kept."""
 
     def check(self, p: str = "optimizer") -> None:
         """Validate."""

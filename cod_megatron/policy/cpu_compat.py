@@ -13,7 +13,9 @@ rewrites a ``device=`` keyword at call time. The list, and the megatron call tha
   identity (every schedule's ``torch.zeros([], device="cuda")``; DDP buffers);
 * ``Tensor.type()`` without arguments reports the CUDA name (DistributedOptimizer and grad clipping assert
   ``torch.cuda.FloatTensor``);
-* the RNG tracker in its CPU-safe mode, and ``parallel_state._GLOBAL_MEMORY_BUFFER`` allocating on CPU.
+* the RNG tracker in its CPU-safe mode, and ``parallel_state._GLOBAL_MEMORY_BUFFER`` allocating on CPU;
+* ``torch.cuda.random.get_rng_state`` -> the CPU generator's state (activation recompute's ``CheckpointFunction``
+  saves the CUDA RNG state; restoring it is already deferred by ``_lazy_call`` while CUDA is uninitialised).
 
 Install with :func:`install` after ``initialize_model_parallel`` (before it, only the torch-level parts apply); it is
 idempotent and :func:`uninstall` undoes it.
@@ -108,6 +110,8 @@ def install(seed: int = 1234) -> bool:
         torch.cuda.current_device = lambda: _CPU
         torch.cuda.synchronize = lambda *a, **k: None
         torch.cuda.current_stream = torch.cuda.default_stream = lambda *a, **k: _NullStream()
+        _STATE["saved_random"] = torch.cuda.random.get_rng_state
+        torch.cuda.random.get_rng_state = lambda *a, **k: torch.get_rng_state()
         mode = CudaToCpuMode()
         mode.__enter__()
         _STATE["mode"] = mode
@@ -124,3 +128,4 @@ def uninstall() -> None:
     _STATE.pop("mode").__exit__(None, None, None)
     for name, fn in _STATE.pop("saved").items():
         setattr(torch.cuda, name, fn)
+    torch.cuda.random.get_rng_state = _STATE.pop("saved_random")

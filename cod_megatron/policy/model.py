@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from megatron.core import parallel_state
@@ -14,7 +16,17 @@ from cod_megatron.policy.spec import decoder_block_spec
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def transformer_config(model: ModelConfig, layout: ParallelLayout, *, cpu: bool | None = None) -> TransformerConfig:
+RECOMPUTE: dict[str, dict[str, Any]] = {
+    "none": {},
+    "selective": {"recompute_granularity": "selective"},
+    "full": {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1},
+}
+"""``optimizer.recompute`` -> megatron-core's TransformerConfig recompute fields."""
+
+
+def transformer_config(
+    model: ModelConfig, layout: ParallelLayout, *, cpu: bool | None = None, recompute: str = "none"
+) -> TransformerConfig:
     """megatron-core's TransformerConfig for a Llama/Qwen-style decoder.
 
     ``calculate_per_token_loss=True``: the loss function returns a token *sum* and its token count, and megatron
@@ -59,6 +71,7 @@ def transformer_config(model: ModelConfig, layout: ParallelLayout, *, cpu: bool 
         variable_seq_lengths=True,  # packed micro-batches differ in length; PP exchanges shapes first
         moe_token_dispatcher_type="alltoall",  # megatron rejects its default with variable_seq_lengths
         init_method_std=0.02,
+        **RECOMPUTE[recompute],
     )
 
 

@@ -86,7 +86,7 @@ class PolicyTrainer:
 
     def __init__(self, cfg: RunConfig, layout: ParallelLayout):
         self.cfg, self.layout = cfg, layout
-        self.tconfig = transformer_config(cfg.model, layout)
+        self.tconfig = transformer_config(cfg.model, layout, recompute=cfg.optimizer.recompute)
         stages = range(layout.vpp) if layout.vpp else [None]
         chunks = [build_model(cfg.model, layout, config=self.tconfig, vp_stage=v) for v in stages]
         ddp_config = DistributedDataParallelConfig(

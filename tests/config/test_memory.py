@@ -103,7 +103,7 @@ def test_70b_at_tp1_pp1_is_rejected_naming_the_model_parallel_factor():
 
 def test_too_many_tokens_blame_the_token_budget():
     cfg = cod_recipes.get("llama3_70b_cod_64gpu_h100")
-    cfg.optimizer.micro_batch_tokens = 65_536
+    cfg.optimizer.micro_batch_tokens, cfg.optimizer.recompute = 65_536, "none"
     with pytest.raises(ConfigError) as err:
         check_fits(cfg, finalize(cfg))
     assert err.value.field == "optimizer.micro_batch_tokens"
