@@ -51,6 +51,7 @@ splits (equal shard sizes give equal bucket boundaries); the receiver checks tha
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -217,12 +218,20 @@ class _BucketSender:
 class BroadcastSender(_BucketSender):
     """Trainer source rank: every bucket of HF tensors to all engine ranks of ``group`` by broadcast."""
 
-    def send(self, tensors: Mapping[str, torch.Tensor], version: int) -> dict[str, float]:
-        """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``)."""
-        if not tensors:
-            raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
+    def send(
+        self, tensors: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]], version: int
+    ) -> dict[str, float]:
+        """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``).
+
+        ``tensors``: a mapping, or a stream of ``(name, tensor)`` such as :func:`~cod_megatron.sync.hf_map.
+        iter_hf_weights` (bucketed as it arrives, so the sender never holds the whole model).
+        """
         t0 = time.perf_counter()
-        items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in tensors.items())
+        pairs = iter(tensors.items() if isinstance(tensors, Mapping) else tensors)
+        first = next(pairs, None)
+        if first is None:
+            raise ValueError("BroadcastSender.send: no tensors (the engine would never see a last bucket)")
+        items = ((WireTensor(k, tuple(t.shape), t.dtype), t) for k, t in itertools.chain([first], pairs))
         return self._send_all(items, version, t0)
 
 
