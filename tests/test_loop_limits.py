@@ -11,7 +11,7 @@ from cod_megatron.config import ConfigError, apply_overrides, check_loop_can_run
 from tests.cli import ROOT
 
 CASES = [
-    (["parallel.pp=2", "parallel.engines=2", "model.num_layers=2"], "parallel.pp"),
+    (["parallel.pp=2", "parallel.vpp=2", "parallel.engines=2"], "parallel.vpp"),
     (["env.train_domains=hidden_key,frozenlake_obscure"], "env.train_domains"),
 ]
 
@@ -29,7 +29,7 @@ def test_finalize_accepts_but_the_loop_check_names_the_field(overrides, field):
 
 def test_the_70b_recipe_cannot_start_the_loop_yet_but_renders():
     cfg = cod_recipes.get("llama3_70b_cod_64gpu_h100")
-    with pytest.raises(ConfigError, match="pipeline"):
+    with pytest.raises(ConfigError, match="interleaved pipeline"):
         check_loop_can_run(cfg, finalize(cfg))
 
 

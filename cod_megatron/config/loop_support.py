@@ -17,10 +17,10 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
     if cfg.run.mode != "cod":
         return
     require(
-        layout.pp == 1,
-        "parallel.pp",
-        f"the CoD loop exports weights from one pipeline stage; pipeline parallelism (pp={layout.pp}) comes with "
-        "the GPU path, use parallel.pp=1",
+        not layout.vpp,
+        "parallel.vpp",
+        f"the interleaved pipeline schedule (vpp={layout.vpp}) hangs in megatron-core's shape exchange with the "
+        "loop's variable-length packed micro-batches (seen on gloo); use parallel.vpp=null (1F1B over pp stages)",
     )
     require(
         len(cfg.env.train_domains) == 1,

@@ -19,15 +19,22 @@ import torch
 from cod_megatron.config import ModelConfig
 from cod_megatron.engines.interface import InferenceEngine
 from cod_megatron.sync.buckets import tensor_nbytes
-from cod_megatron.sync.hf_map import hf_weight_stream
+from cod_megatron.sync.dist_transport import BroadcastReceiver, BroadcastSender
+from cod_megatron.sync.hf_map import hf_weight_stream, iter_hf_weights
+from cod_megatron.sync.stages import stage_plan
 
 
 class WeightSync:
-    """Pushes the policy's weights to the engines; ``version`` is the trainer step they come from."""
+    """Pushes the policy's weights to the engines; ``version`` is the trainer step they come from.
+
+    Built on every rank (with pipeline parallelism the stage plan's groups are created here, collectively); only
+    global rank 0 holds engines.
+    """
 
     def __init__(self, model_cfg: ModelConfig, engines: Sequence[InferenceEngine], bucket_bytes: int = 64 << 20):
         self.model_cfg, self.engines, self.bucket_bytes = model_cfg, list(engines), bucket_bytes
         self.version = -1
+        self.stages = stage_plan()
 
     def sync(
         self,
@@ -36,14 +43,46 @@ class WeightSync:
         engines: Sequence[InferenceEngine] | None = None,
     ) -> dict[str, float]:
         """Stream the export once, each bucket to every engine (default: all) before the next is gathered; returns
-        seconds, bytes and bucket count. Every rank of the TP group runs it (the gathers are collective); a rank
-        without engines only takes part in them."""
-        t0, nbytes, n = time.perf_counter(), 0, 0
-        targets = self.engines if engines is None else engines
+        seconds, bytes and bucket count. Every rank runs it: the TP gathers are collective, and with pipeline
+        parallelism each stage's source sends its stage to rank 0, which forwards stage after stage (only the last
+        stage's final bucket is ``last``). A rank without engines only takes part."""
+        t0 = time.perf_counter()
+        targets = list(self.engines if engines is None else engines)
+        plan = self.stages
+        if plan is not None and engines is not None:
+            raise RuntimeError(
+                "with pipeline parallelism a weight sync is collective over every stage: a single engine restarted "
+                "mid-rollout cannot be re-synced from rank 0 alone; resume the run from its last checkpoint"
+            )
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # NCCL moves CUDA buffers, gloo CPU ones
+        if plan is None:
+            nbytes, n = self._stream(model, targets, version, closes=True)
+        elif plan.stage != 0:
+            stream = iter_hf_weights(model, self.model_cfg)
+            if plan.is_source:
+                sender = BroadcastSender(plan.groups[plan.stage], bucket_bytes=self.bucket_bytes, device=device)
+                stats = sender.send(stream, version)
+                nbytes, n = int(stats["sync/bytes"]), int(stats["sync/buckets"])
+            else:
+                nbytes, n = sum(tensor_nbytes(t) for _, t in stream), 0  # only the TP all-gathers
+        else:
+            nbytes, n = self._stream(model, targets, version, closes=False)
+            for s in range(1, plan.num_stages) if plan.is_source else ():
+                forward = _Forward(targets, closes=s == plan.num_stages - 1)
+                stats = BroadcastReceiver(forward, plan.groups[s], plan.sources[s], device=device).receive()
+                nbytes, n = nbytes + int(stats["sync/bytes"]), n + int(stats["sync/buckets"])
+        self.version = version
+        return {"sync/seconds": time.perf_counter() - t0, "sync/bytes": float(nbytes), "sync/buckets": float(n)}
+
+    def _stream(
+        self, model: torch.nn.Module | Sequence[torch.nn.Module], targets: list, version: int, *, closes: bool
+    ) -> tuple[int, int]:
+        """This rank's stage, bucket by bucket, to ``targets``; ``closes``: its final bucket is the update's last."""
+        nbytes, n = 0, 0
 
         def send(group: list[tuple[str, torch.Tensor]], last: bool) -> None:
             for engine in targets:
-                engine.update_weights(group, version=version, last=last)
+                engine.update_weights(group, version=version, last=last and closes)
 
         bucket: list[tuple[str, torch.Tensor]] = []
         size = 0
@@ -57,5 +96,16 @@ class WeightSync:
             if last:
                 send(bucket, last=True)
                 bucket, n = [], n + 1
-        self.version = version
-        return {"sync/seconds": time.perf_counter() - t0, "sync/bytes": float(nbytes), "sync/buckets": float(n)}
+        return nbytes, n
+
+
+class _Forward:
+    """Rank 0's stand-in engine for a received stage: passes each bucket on to the real engines; ``last`` only when
+    this stage closes the update."""
+
+    def __init__(self, targets: list, *, closes: bool):
+        self.targets, self.closes = targets, closes
+
+    def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> None:
+        for engine in self.targets:
+            engine.update_weights(named_tensors, version=version, last=last and self.closes)
