@@ -133,6 +133,17 @@ def cuda_ipc_plan(cfg: RunConfig, layout: ParallelLayout, node_gbps: float, nvli
     return SyncPlan("cuda_ipc", loads, applies=layout.colocated, note="no network unless PP spans nodes")
 
 
+BUCKET_BYTES = 64 << 20
+"""``WeightSync``'s default bucket."""
+
+
+def sender_peak_bytes(cfg: RunConfig, bucket_bytes: int = BUCKET_BYTES) -> float:
+    """Transient bytes a sending rank holds during a streamed sync: one bucket plus the parameter being gathered
+    (its TP shards and its full HF tensor), at most twice the largest tensor -- the embedding or LM head."""
+    largest = cfg.model.vocab_size * cfg.model.hidden_size * param_bytes(cfg.model)
+    return float(bucket_bytes + 2 * largest)
+
+
 def plan_sync(
     cfg: RunConfig, layout: ParallelLayout, node_gbps: float = 50.0, nvlink_gbps: float = 300.0
 ) -> list[SyncPlan]:
@@ -148,6 +159,11 @@ def render(cfg: RunConfig, layout: ParallelLayout, plans: list[SyncPlan], node_g
         f"{'colocated' if layout.colocated else 'disaggregated'}; {node_gbps:g} GB/s per node, "
         f"{nvlink_gbps:g} GB/s NVLink per GPU",
     ]
+    lines.append(
+        f"streamed export: a sending rank holds at most {sender_peak_bytes(cfg) / 1e9:.1f} GB at a time (one "
+        f"{BUCKET_BYTES >> 20} MiB bucket + twice the largest tensor), not its stage's "
+        f"{model_bytes(cfg) / layout.pp / 1e9:.1f} GB"
+    )
     for p in plans:
         lines.append(f"\n{p.method:<11} {'applies' if p.applies else 'n/a here'}  ~{p.seconds:.2f} s  ({p.note})")
         for load in p.loads:

@@ -53,3 +53,12 @@ def test_cli_prints_every_method(capsys):
     out = capsys.readouterr().out
     for word in ("broadcast", "tp_aligned", "cuda_ipc", "141.1 GB", "50 GB/s"):
         assert word in out
+
+
+def test_a_streamed_sender_holds_a_bucket_and_two_embeddings_not_its_stage():
+    from cod_megatron.sync.plan import BUCKET_BYTES, sender_peak_bytes
+
+    cfg = cod_recipes.get("llama3_70b_cod_64gpu_h100")
+    embedding = 128_256 * 8192 * 2
+    assert sender_peak_bytes(cfg) == BUCKET_BYTES + 2 * embedding
+    assert sender_peak_bytes(cfg) < model_bytes(cfg) / 4 / 7  # a PP-4 stage is 35 GB; the sender holds ~4.3 GB
