@@ -226,7 +226,26 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
         shutdown_engines(engines)
         raise
     log.info("started %d SGLang engine(s) (%s backend): %s", len(engines), r.backend, ", ".join(urls))
+    if client_kwargs["transport"] == "distributed" and "broadcast" not in client_kwargs:
+        join = _update_group_joiner(cfg, layout)
+        try:
+            for e in engines:  # one after the other: each join is a rendezvous with that engine's server
+                join(e.client)
+                e.on_new_server = join
+        except BaseException:
+            shutdown_engines(engines)
+            raise
     return engines
+
+
+def _update_group_joiner(cfg: RunConfig, layout: ParallelLayout) -> Callable[[Any], object]:
+    """Joins an engine client's weight-update group as the trainer's rank 0 (NCCL on GPU, gloo on CPU), hosting the
+    rendezvous on this node's address and a free port."""
+    from cod_megatron.sync.update_group import connect_engine, free_port, node_address
+
+    backend = "nccl" if cfg.run.device == "cuda" else "gloo"
+    host = "127.0.0.1" if cfg.rollout.backend == "inprocess" else node_address()
+    return lambda client: connect_engine(client, host, free_port(), engine_tp=layout.engine_tp, backend=backend)
 
 
 def shutdown_engines(engines: list[Any]) -> None:

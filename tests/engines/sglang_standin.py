@@ -79,6 +79,37 @@ class LoopbackTransport:
         return bucket
 
 
+class GlooTransport:
+    """The update group for real, over gloo: the stand-in joins the group the trainer hosts (as rank ``rank_offset``,
+    the way SGLang's ``init_custom_process_group`` does) and receives each tensor by ``broadcast(src=0)``."""
+
+    def __init__(self):
+        self.joined: list[dict[str, Any]] = []
+        self.group: Any = None
+
+    def join(self, body: dict[str, Any]) -> None:
+        """``/init_weights_update_group``: blocks until the trainer's rank 0 has joined too."""
+        from cod_megatron.sync.update_group import join_update_group
+
+        self.group = join_update_group(
+            body["master_address"], int(body["master_port"]), int(body["world_size"]),
+            body.get("group_name", "weight_update_group"), rank=int(body["rank_offset"]), backend="gloo",
+        )  # fmt: skip
+        self.joined.append(dict(body))
+
+    def receive(self, names: list[str], dtypes: list[str], shapes: list[list[int]]) -> list[tuple[str, torch.Tensor]]:
+        """``/update_weights_from_distributed``: one broadcast per tensor, in the request's order."""
+        import torch
+        import torch.distributed as dist
+
+        out = []
+        for name, dtype, shape in zip(names, dtypes, shapes, strict=True):
+            t = torch.empty(shape, dtype=getattr(torch, dtype))
+            dist.broadcast(t, src=0, group=self.group)
+            out.append((name, t))
+        return out
+
+
 def cpu_serializer(named_tensors: list[tuple[str, torch.Tensor]]) -> list[str]:
     """CPU stand-in for ``MultiprocessingSerializer.serialize(..., output_str=True)`` (one TP rank)."""
     import torch
@@ -108,7 +139,7 @@ class SGLangStandIn:
         self,
         engine: InferenceEngine,
         *,
-        transport: LoopbackTransport | None = None,
+        transport: LoopbackTransport | GlooTransport | None = None,
         model_path: str = "standin",
         host: str = "127.0.0.1",
         port: int = 0,
@@ -309,7 +340,13 @@ class SGLangStandIn:
     def _init_group(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
         self._require(body, "master_address", "master_port", "rank_offset", "world_size")
         self.group = {"group_name": "weight_update_group", "backend": "nccl", **body}
-        self.transport.joined.append(dict(self.group))
+        if isinstance(self.transport, GlooTransport):
+            try:
+                self.transport.join(self.group)
+            except Exception as exc:
+                return self._result(False, f"Failed to initialize custom process group: {exc}")
+        else:
+            self.transport.joined.append(dict(self.group))
         return self._result(True, "Succeeded to initialize custom process group.")
 
     def _destroy_group(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
@@ -448,7 +485,12 @@ def main(argv: list[str] | None = None) -> None:
         "other_args": rest,
     }
     standin = SGLangStandIn(
-        CountingEngine(), model_path=args.model_path, host=args.host, port=args.port, server_args=server_args
+        CountingEngine(),
+        transport=GlooTransport(),  # a separate process: the update group is real (gloo), as with SGLang
+        model_path=args.model_path,
+        host=args.host,
+        port=args.port,
+        server_args=server_args,
     )
     standin._server.serve_forever(poll_interval=0.05)
 

@@ -288,3 +288,39 @@ def test_engines_loading_another_tokenizer_than_the_trainers_are_refused_before_
     with pytest.raises(ConfigError) as e:
         start_engines(cfg, layout, kwargs())
     assert e.value.field == "rollout.sglang_model_path" and "differ" in e.value.reason
+
+
+def test_the_first_weight_sync_reaches_disaggregated_engines_through_their_update_groups(tmp_path, router):
+    """No broadcast handed in: start_engines joins each server's gloo update group, and the first sync cannot raise;
+    after a restart the trainer joins the new server's group and syncs again."""
+    from cod_megatron.sync.weight_sync import WeightSync
+    from tests.policy.parallel_utils import tiny_cfg
+
+    cfg, layout = sglang_cfg(tmp_path, "inprocess", 2, router.url)
+    engines = start_engines(cfg, layout, {"stop_token_ids": [99], "hf_config": None})
+    try:
+        assert all(e.client.transport == "distributed" and e.client.broadcast is not None for e in engines)
+        model = _tiny_policy(tiny_cfg("model.num_layers=1"))
+        sync = WeightSync(tiny_cfg("model.num_layers=1").model, engines, bucket_bytes=8 << 10)
+        sync.sync(model, version=3)
+        assert [e.client.health()["server_weight_version"] for e in engines] == ["3", "3"]
+        engines[1].restart()
+        sync.sync(model, version=4)
+        assert [e.client.health()["server_weight_version"] for e in engines] == ["4", "4"]
+    finally:
+        shutdown_engines(engines)
+        from cod_megatron.policy.distributed import destroy_distributed
+
+        destroy_distributed()
+
+
+def _tiny_policy(cfg):
+    """A one-layer policy on CPU (megatron's groups for one process), for a real export."""
+    from cod_megatron.config import finalize
+    from cod_megatron.policy.distributed import init_distributed
+    from cod_megatron.policy.trainer import PolicyTrainer
+    from tests.dist import free_port
+
+    layout = finalize(cfg)
+    init_distributed(layout, master_port=free_port())
+    return PolicyTrainer(cfg, layout).model

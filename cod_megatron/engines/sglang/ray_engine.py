@@ -6,8 +6,8 @@ heal path works: a restart launches a fresh actor and server in the same bundle 
 
 Weights are not moved here. :class:`SGLangEngine` takes a pluggable transport: ``distributed`` (disaggregated engines;
 a ``broadcast`` callable and ``init_weights_update_group`` beforehand) or ``tensor`` (colocated; a ``serializer``).
-Creating that NCCL update group between trainer rank 0 and the servers, and the CUDA-IPC serializer, belong to the
-trainer and are not built yet; ``start_engines`` passes through whatever ``broadcast``/``serializer`` it is given.
+``start_engines`` joins each server's update group from the trainer (``cod_megatron.sync.update_group``) and again
+after a restart (``on_new_server``); the CUDA-IPC serializer of colocated engines is not built yet.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class SGLangRayEngine:
         self.actor = make_actor()
         self.client: SGLangEngine | None = None
         self.restarts = 0
+        self.on_new_server: Callable[[SGLangEngine], object] | None = None
+        """Run on the client after a restart brought up a new server (the trainer re-joins its update group)."""
 
     @property
     def url(self) -> str | None:
@@ -95,6 +97,8 @@ class SGLangRayEngine:
                 log.info("%s: router did not remove %s: %s", self.name, old, exc)
         self.actor = self._make_actor()
         self.start()
+        if self.on_new_server is not None and self.client is not None:
+            self.on_new_server(self.client)
         self.restarts += 1
         log.warning("%s: restarted at %s (was %s)", self.name, self.url, old)
 
