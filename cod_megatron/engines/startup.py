@@ -241,7 +241,7 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
 def _update_group_joiner(cfg: RunConfig, layout: ParallelLayout) -> Callable[[Any], object]:
     """Joins an engine client's weight-update group as the trainer's rank 0 (NCCL on GPU, gloo on CPU), hosting the
     rendezvous on this node's address and a free port."""
-    from cod_megatron.sync.update_group import connect_engine, free_port, node_address
+    from cod_megatron.engines.sglang.update_group import connect_engine, free_port, node_address
 
     backend = "nccl" if cfg.run.device == "cuda" else "gloo"
     host = "127.0.0.1" if cfg.rollout.backend == "inprocess" else node_address()

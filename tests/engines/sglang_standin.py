@@ -89,7 +89,7 @@ class GlooTransport:
 
     def join(self, body: dict[str, Any]) -> None:
         """``/init_weights_update_group``: blocks until the trainer's rank 0 has joined too."""
-        from cod_megatron.sync.update_group import join_update_group
+        from cod_megatron.engines.sglang.update_group import join_update_group
 
         self.group = join_update_group(
             body["master_address"], int(body["master_port"]), int(body["world_size"]),

@@ -120,10 +120,11 @@ def test_dry_run_with_a_hub_id_names_it_and_loads_nothing(capsys):
 
 def test_dry_run_with_a_local_directory_names_it_and_checks_it(tmp_path, capsys):
     path = _hf_dir(tmp_path, "llama3")
-    rc, out = _dry_run(capsys, "--recipe", "debug_cpu", f"model.hf_path={path}", "model.vocab_size=1024")
+    no_warm_start = "env.warm_start_steps=0"  # a warm start would drop the HF weights: refused with hf_path
+    rc, out = _dry_run(capsys, "--recipe", "debug_cpu", f"model.hf_path={path}", "model.vocab_size=1024", no_warm_start)
     assert rc == 0, out.err
     assert json.loads(out.out)["tokenizer"].startswith(f"{path} (the model's own")
-    rc, out = _dry_run(capsys, "--recipe", "debug_cpu", f"model.hf_path={path}")  # 514 tokens > 44
+    rc, out = _dry_run(capsys, "--recipe", "debug_cpu", f"model.hf_path={path}", no_warm_start)  # 514 tokens > 44
     assert rc == 2 and "model.vocab_size" in out.err
 
 

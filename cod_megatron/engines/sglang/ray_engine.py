@@ -6,8 +6,8 @@ heal path works: a restart launches a fresh actor and server in the same bundle 
 
 Weights are not moved here. :class:`SGLangEngine` takes a pluggable transport: ``distributed`` (disaggregated engines;
 a ``broadcast`` callable and ``init_weights_update_group`` beforehand) or ``tensor`` (colocated; a ``serializer``).
-``start_engines`` joins each server's update group from the trainer (``cod_megatron.sync.update_group``) and again
-after a restart (``on_new_server``); the CUDA-IPC serializer of colocated engines is not built yet.
+``start_engines`` joins each server's update group from the trainer (:mod:`.update_group`) and again after a restart
+(``on_new_server``); the CUDA-IPC serializer of colocated engines is not built yet.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from cod_megatron.engines.sglang.client import SGLangEngine
-from cod_megatron.sync.update_group import connect_engine
+from cod_megatron.engines.sglang.update_group import connect_engine
 from tests.dist import free_port
 from tests.engines.sglang_standin import GlooTransport, SGLangStandIn
 
