@@ -113,11 +113,13 @@ def test_ctrl_c_stops_cleanly_and_ends_only_the_processes_it_started(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.dist
-@pytest.mark.parametrize("split", ["parallel.dp=2", "parallel.pp=2"])
+@pytest.mark.parametrize(
+    "split", [("parallel.dp=2",), ("parallel.pp=2",), ("parallel.pp=2", "parallel.vpp=2")], ids=["dp2", "pp2", "vpp2"]
+)
 def test_two_trainer_ranks_train_the_same_loop_as_one(tmp_path, split):
-    """Rank 0 generates; DP: every rank trains its share; PP: each stage its layers, and every stage's weights reach
-    the engine on rank 0. The loss and gradient norm equal the one-rank run (the PP run loads the one-rank run's
-    cached warm start, so both start from the same weights)."""
+    """Rank 0 generates; DP: every rank trains its share; PP (1F1B or interleaved): each stage its layers, and every
+    stage's weights reach the engine on rank 0. The loss and gradient norm equal the one-rank run (the PP run loads
+    the one-rank run's cached warm start, so both start from the same weights)."""
     from tests.dist import free_port
 
     common = [
@@ -133,7 +135,7 @@ def test_two_trainer_ranks_train_the_same_loop_as_one(tmp_path, split):
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
          "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *SMALL, *common,
-         split],
+         *split],
         capture_output=True, text=True, cwd=ROOT, timeout=900,
     )  # fmt: skip
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]

@@ -11,7 +11,6 @@ from cod_megatron.config import ConfigError, apply_overrides, check_loop_can_run
 from tests.cli import ROOT
 
 CASES = [
-    (["parallel.pp=2", "parallel.vpp=2", "parallel.engines=2"], "parallel.vpp"),
     (["env.train_domains=hidden_key,frozenlake_obscure"], "env.train_domains"),
 ]
 
@@ -27,10 +26,10 @@ def test_finalize_accepts_but_the_loop_check_names_the_field(overrides, field):
     check_loop_can_run(synthetic, finalize(synthetic))  # the policy-only check runs any layout
 
 
-def test_the_70b_recipe_cannot_start_the_loop_yet_but_renders():
+def test_the_70b_recipe_passes_the_loop_check():
+    """PP 4 x VPP 5: the interleaved schedule runs in the loop (``tests/sync/test_pipeline_sync.py``)."""
     cfg = cod_recipes.get("llama3_70b_cod_64gpu_h100")
-    with pytest.raises(ConfigError, match="interleaved pipeline"):
-        check_loop_can_run(cfg, finalize(cfg))
+    check_loop_can_run(cfg, finalize(cfg))
 
 
 @pytest.mark.parametrize("module", ["cod_megatron.train", "cod_megatron.launch"])

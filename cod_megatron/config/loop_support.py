@@ -17,12 +17,6 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
     if cfg.run.mode != "cod":
         return
     require(
-        not layout.vpp,
-        "parallel.vpp",
-        f"the interleaved pipeline schedule (vpp={layout.vpp}) hangs in megatron-core's shape exchange with the "
-        "loop's variable-length packed micro-batches (seen on gloo); use parallel.vpp=null (1F1B over pp stages)",
-    )
-    require(
         len(cfg.env.train_domains) == 1,
         "env.train_domains",
         f"the CoD loop trains one domain per run, got {cfg.env.train_domains}",

@@ -164,6 +164,21 @@ def pad_to_multiple(batch: PackedBatch, multiple: int) -> PackedBatch:
     return concat_packed([batch, filler])
 
 
+def pad_to_length(batch: PackedBatch, length: int) -> PackedBatch:
+    """Append one padding segment so that T is exactly ``length`` (``length >= T``).
+
+    The interleaved pipeline schedule sends activations of one fixed shape (``pipeline_micro_batches``).
+    """
+    if length < batch.num_tokens:
+        raise ValueError(f"cannot pad {batch.num_tokens} tokens to {length}")
+    return batch if length == batch.num_tokens else pad_to_multiple(batch, length)
+
+
+def padding_batch(length: int) -> PackedBatch:
+    """A micro-batch of one padding segment: no loss tokens, advantage 0 (fills a pipeline group)."""
+    return pack_segments([[0] * length], [length], [0.0])
+
+
 def synthetic_packed_batch(
     *, seed: int, n_segments: int, vocab_size: int, min_len: int = 4, max_len: int = 24, prompt_frac: float = 0.4
 ) -> PackedBatch:

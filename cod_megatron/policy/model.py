@@ -68,7 +68,12 @@ def transformer_config(
         apply_rope_fusion=False,
         persist_layer_norm=False,
         calculate_per_token_loss=True,
-        variable_seq_lengths=True,  # packed micro-batches differ in length; PP exchanges shapes first
+        # Packed micro-batches differ in length: 1F1B exchanges shapes first. The interleaved schedule gets one shape
+        # (policy/microbatches.py) and unbatched p2p, whose pp = 2 ordering keeps the two directions apart; overlap
+        # is megatron-LM's VPP default.
+        variable_seq_lengths=not layout.vpp,
+        batch_p2p_comm=not layout.vpp,
+        overlap_p2p_comm=bool(layout.vpp),
         moe_token_dispatcher_type="alltoall",  # megatron rejects its default with variable_seq_lengths
         init_method_std=0.02,
         **RECOMPUTE[recompute],

@@ -16,12 +16,12 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.data import PackedBatch, pad_to_multiple
-from cod_megatron.data.context_parallel import split_for_context_parallel
+from cod_megatron.data import PackedBatch
 from cod_megatron.data.denominators import segment_offsets, step_denominators
 from cod_megatron.policy import checkpoint
 from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import packed_policy_loss
+from cod_megatron.policy.microbatches import fixed_shape_microbatches, local_share
 from cod_megatron.policy.model import build_model, transformer_config
 
 
@@ -137,13 +137,7 @@ class PolicyTrainer:
     # ---- forward/backward ----------------------------------------------------------------------------------
     def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
         batch, offset = next(data_iterator)
-        lay = self.layout
-        sp_multiple = lay.tp if lay.sequence_parallel else 1
-        if lay.cp > 1:
-            batch = split_for_context_parallel(batch, lay.cp, parallel_state.get_context_parallel_rank(), sp_multiple)
-        elif lay.sequence_parallel:
-            batch = pad_to_multiple(batch, lay.tp)
-        batch = batch.to(self.device)  # after the CP split: each rank moves only its share
+        batch = batch.to(self.device)  # this rank's share (CP split, SP padding) only
         # Log-probs of the distribution the engines sample from: softmax(logits / rollout.temperature).
         temperature = self.cfg.rollout.temperature
         output = model_forward(model, batch, fused_head(batch, temperature) if self.fused else None)
@@ -173,14 +167,17 @@ class PolicyTrainer:
                 "global sample_ids (pack_episodes sets them)"
             )
         self._denom = (denominators or step_denominators(batches)).to(self.device)
-        offsets = segment_offsets(batches)
-        iters = [iter(list(zip(batches, offsets, strict=True))) for _ in self.model]
+        items = [(local_share(b, self.layout), o) for b, o in zip(batches, segment_offsets(batches), strict=True)]
+        seq_length = max(b.num_tokens for b, _ in items)  # 1F1B: a hint only, variable_seq_lengths exchanges shapes
+        if self.layout.vpp:
+            items, seq_length = fixed_shape_microbatches(items, self.layout.pp)
+        iters = [iter(items) for _ in self.model]
         out = get_forward_backward_func()(
             forward_step_func=self._forward_step,
             data_iterator=iters if len(iters) > 1 else iters[0],
             model=self.model if len(self.model) > 1 else self.model[0],
-            num_microbatches=len(batches),
-            seq_length=max(b.num_tokens for b in batches),  # only a hint: variable_seq_lengths exchanges shapes
+            num_microbatches=len(items),
+            seq_length=seq_length * self.layout.cp,  # megatron divides by cp (and by tp under SP) for the p2p shape
             micro_batch_size=1,
             forward_only=forward_only,
         )
@@ -188,14 +185,16 @@ class PolicyTrainer:
 
     def _reduce_metrics(self, per_microbatch: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         """``sum / count`` of every ``[sum, count]`` metric over micro-batches and DP x CP, on every PP stage."""
-        keys = [sorted(per_microbatch[0])] if per_microbatch else [None]
+        # The union: an all-padding filler micro-batch (interleaved schedule) has no rollout log-probs to compare.
+        keys = [sorted(set().union(*per_microbatch))] if per_microbatch else [None]
         if dist.is_initialized() and parallel_state.get_pipeline_model_parallel_world_size() > 1:
             last = parallel_state.get_pipeline_model_parallel_last_rank()
             dist.broadcast_object_list(keys, src=last, group=parallel_state.get_pipeline_model_parallel_group())
         keys = keys[0]
         totals = torch.zeros(len(keys), 2, dtype=torch.float64)
+        none = torch.zeros(2, dtype=torch.float64)
         for m in per_microbatch:
-            totals += torch.stack([m[k].double().cpu() for k in keys])
+            totals += torch.stack([m[k].double().cpu() if k in m else none for k in keys])
         if dist.is_initialized():
             dev = "cpu" if not torch.cuda.is_available() else torch.cuda.current_device()
             t = totals.to(dev)
