@@ -1,4 +1,9 @@
-"""The fused LM-head log-prob / entropy kernel (Triton interpreter on CPU) against materialised-logits torch."""
+"""The fused LM-head log-prob / entropy kernel against materialised-logits torch.
+
+Each test picks its device: CUDA when present (the kernels are compiled there), else the CPU under the Triton
+interpreter (``tests/conftest.py`` sets ``TRITON_INTERPRET`` only without CUDA). The TP test's gloo workers always
+run on the CPU, under the interpreter they are started with.
+"""
 
 import csv
 
@@ -13,16 +18,18 @@ from tests.dist import init_method, spawn
 
 # split vocab programs and unequal forward/backward tiles: the partial-merge path and odd tile edges
 SPLIT_CONFIG = KernelConfig(16, 16, 16, 1, 1, 32, 16, 32, 1, 1, vocab_splits=3)
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def case(t=37, h=48, v=203, *, dtype=torch.float32, seed=0, scale=1.0, keep=0.7):
+def case(t=37, h=48, v=203, *, dtype=torch.float32, seed=0, scale=1.0, keep=0.7, device=DEVICE):
+    """Seeded inputs, drawn on the CPU (the same values on any device), placed on ``device``."""
     g = torch.Generator().manual_seed(seed)
     hidden = (torch.randn(t, h, generator=g) * scale).to(dtype)
     weight = (torch.randn(v, h, generator=g) * h**-0.5 * 2).to(dtype)
     labels = torch.randint(0, v, (t,), generator=g)
     mask = torch.rand(t, generator=g) < keep
     w1, w2 = torch.randn(t, generator=g), torch.randn(t, generator=g)
-    return hidden, weight, labels, mask, w1, w2
+    return tuple(x.to(device) for x in (hidden, weight, labels, mask, w1, w2))
 
 
 def run(fn, hidden, weight, labels, mask, w1, w2):
@@ -148,7 +155,7 @@ def _tp_worker(rank, world):
 
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init_method())
     try:
-        hidden, weight, labels, mask, w1, w2 = case(*TP_SHAPE, seed=7)
+        hidden, weight, labels, mask, w1, w2 = case(*TP_SHAPE, seed=7, device="cpu")  # gloo moves CPU tensors
         shards = weight.chunk(world)
         start = sum(s.shape[0] for s in shards[:rank])
         kw = dict(vocab_start=start, group=dist.group.WORLD, reduce_hidden_grad=True)
@@ -158,11 +165,12 @@ def _tp_worker(rank, world):
 
 
 @pytest.mark.dist
-def test_tp2_matches_tp1():
+def test_tp2_matches_tp1(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the workers' kernels run on their CPU tensors, GPU host or not
     out = spawn(_tp_worker, 2)
     data = case(*TP_SHAPE, seed=7)
-    ref = run(oracle, *data)
-    tp1 = run(fused(), *data)
+    ref = [t.cpu() for t in run(oracle, *data)]
+    tp1 = [t.cpu() for t in run(fused(), *data)]
     for values in out:
         for a, b in zip(values[:3], ref[:3], strict=True):  # logp, entropy, the summed hidden gradient
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -195,7 +203,7 @@ def test_bench_cpu_smoke_writes_csv(tmp_path):
 def test_gpu_bf16_realistic_shape_matches_fp32_oracle():
     dev = torch.device("cuda")
     t, h, v = 4096, 4096, 32768
-    hidden, weight, labels, mask, w1, w2 = (x.to(dev) for x in case(t, h, v, dtype=torch.bfloat16, seed=9))
+    hidden, weight, labels, mask, w1, w2 = case(t, h, v, dtype=torch.bfloat16, seed=9, device=dev)
     lp, en, gh, gw = run(fused(), hidden, weight, labels, mask, w1, w2)
     rlp, ren, rgh, rgw = run(
         lambda a, b, y, m: materialized_linear_logprob(a, b, y, m, upcast=True), hidden, weight, labels, mask, w1, w2
@@ -210,7 +218,7 @@ def test_gpu_bf16_realistic_shape_matches_fp32_oracle():
 def test_gpu_fp32_matches_and_no_logits_sized_allocation():
     dev = torch.device("cuda")
     t, h, v = 8192, 1024, 32768
-    data = [x.to(dev) for x in case(t, h, v, seed=10)]
+    data = case(t, h, v, seed=10, device=dev)
     with LargestAllocation(t * v) as watch:
         out = run(fused(), *data)  # fp32 grad buffers are V x H and T x H: below T x V since H < T
     assert watch.hits == []

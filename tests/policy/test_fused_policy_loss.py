@@ -23,7 +23,7 @@ from cod_megatron.data import PackedBatch, synthetic_packed_batch
 from cod_megatron.data.denominators import step_denominators
 from cod_megatron.policy.loss import packed_policy_loss
 from tests.dist import init_method, spawn
-from tests.kernels.test_fused_linear_logprob import close_scaled
+from tests.kernels.test_fused_linear_logprob import DEVICE, close_scaled
 
 
 # ---- the two paths: kernel or materialised logits, then the trainer's own loss ----------------------------------
@@ -64,7 +64,9 @@ CFGS = [
 ]
 
 
-def loss_case(v, h, seed=0, dtype=torch.float32):
+def loss_case(v, h, seed=0, dtype=torch.float32, device=DEVICE):
+    """A packed batch with old / ref / rollout log-probs near the true ones, hidden states and a weight, on
+    ``device`` (CUDA when present: compiled kernels; else the CPU under the Triton interpreter)."""
     batch = synthetic_packed_batch(seed=seed, n_segments=5, vocab_size=v)
     g = torch.Generator().manual_seed(seed + 100)
     t = batch.num_tokens
@@ -75,7 +77,8 @@ def loss_case(v, h, seed=0, dtype=torch.float32):
     batch.old_logprobs = lp + 0.1 * torch.randn(t, generator=g)
     batch.ref_logprobs = lp + 0.2 * torch.randn(t, generator=g)
     batch.rollout_logprobs = lp + 0.05 * torch.randn(t, generator=g)
-    return batch, hidden, weight
+    device = torch.device(device)
+    return batch.to(device), hidden.to(device), weight.to(device)
 
 
 def loss_and_grads(fn, hidden, weight, batch, denom, cfg, **kw):
@@ -119,7 +122,7 @@ def _tp_worker(rank, world):
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init_method())
     try:
         cfg = CFGS[1]
-        batch, lh, lw = loss_case(v=203, h=32, seed=8)
+        batch, lh, lw = loss_case(v=203, h=32, seed=8, device="cpu")  # gloo moves CPU tensors
         lshards = lw.chunk(world)
         denom = step_denominators([batch])
         lstart = sum(s.shape[0] for s in lshards[:rank])
@@ -130,9 +133,10 @@ def _tp_worker(rank, world):
 
 
 @pytest.mark.dist
-def test_tp2_fused_policy_loss_matches_tp1():
+def test_tp2_fused_policy_loss_matches_tp1(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the workers' kernels run on their CPU tensors, GPU host or not
     out = spawn(_tp_worker, 2)
-    batch, lh, lw = loss_case(v=203, h=32, seed=8)
+    batch, lh, lw = loss_case(v=203, h=32, seed=8, device="cpu")
     loss, n, metrics, gh, gw = loss_and_grads(
         fused_packed_policy_loss, lh, lw, batch, step_denominators([batch]), CFGS[1]
     )
