@@ -60,11 +60,24 @@ class SlurmSettings:
     """Interface for NCCL bootstrap and Gloo (``ip -br addr`` on a compute node); the same name on every node."""
     ssh_host: str | None = field(default_factory=lambda: os.environ.get("COD_SLURM_SSH_HOST"))
     """``user@login-node`` to submit over SSH; None submits from this machine (a login node)."""
+    signal_lead_s: int = field(default_factory=lambda: int(_env("COD_SLURM_SIGNAL_LEAD_S", "300")))
+    """Slurm sends SIGTERM to the batch script this long before the time limit (``--signal=B:TERM@N``): the driver
+    finishes its step and checkpoints; longer than a step plus a checkpoint save."""
+    requeue: bool = field(default_factory=lambda: _env("COD_SLURM_REQUEUE", "1") == "1")
+    """After a SIGTERM stop the job requeues itself and resumes from its newest checkpoint (``checkpoint.load=auto``);
+    off (0): it exits 0, for an ``afterok`` chain of jobs that resume the same way."""
 
 
 def train_args(recipe: str, overrides: list[str]) -> list[str]:
     """Arguments of ``python -m cod_megatron.train`` for this recipe and overrides."""
     return ["--recipe", recipe, *overrides]
+
+
+def slurm_train_args(recipe: str, overrides: list[str]) -> list[str]:
+    """The driver's arguments on Slurm: ``checkpoint.load=auto`` unless given, so that a requeued (or chained) job
+    resumes from the newest checkpoint of its run instead of starting over."""
+    explicit = any(o.startswith("checkpoint.load=") for o in overrides)
+    return train_args(recipe, overrides if explicit else [*overrides, "checkpoint.load=auto"])
 
 
 def job_env(cfg: RunConfig, settings: SlurmSettings, layout: ParallelLayout) -> dict[str, str]:
@@ -74,6 +87,9 @@ def job_env(cfg: RunConfig, settings: SlurmSettings, layout: ParallelLayout) -> 
     env["GLOO_SOCKET_IFNAME"] = settings.socket_ifname  # Gloo carries the IPC-handle gathers of weight sync
     ray_keys = " ".join(env)
     env["COD_GPUS_PER_NODE"] = str(layout.gpus_per_node)
+    # `ray job stop` (how the script forwards Slurm's SIGTERM) SIGKILLs the driver after this wait: 3 s by default
+    env["RAY_JOB_STOP_WAIT_TIME_S"] = str(max(30, settings.signal_lead_s - 30))
+    env["COD_REQUEUE"] = "1" if settings.requeue else "0"
     env["COD_RAY_ENV_KEYS"] = ray_keys
     return env
 
@@ -98,6 +114,8 @@ def slurm_executor(cfg: RunConfig, layout: ParallelLayout, settings: SlurmSettin
         partition=settings.partition,
         job_name_prefix="cod-",
         time=settings.time,
+        signal=f"B:TERM@{settings.signal_lead_s}",  # to the batch script, which forwards it to the driver
+        additional_parameters={"requeue": True} if settings.requeue else None,
         nodes=layout.nodes,
         ntasks_per_node=1,
         gpus_per_node=layout.gpus_per_node,
@@ -122,7 +140,7 @@ def slurm_task(recipe: str, overrides: list[str]):
         path="cod_megatron.train",
         m=True,
         entrypoint="python",
-        args=[shlex.quote(a) for a in train_args(recipe, overrides)],
+        args=[shlex.quote(a) for a in slurm_train_args(recipe, overrides)],
         metadata={USE_WITH_RAY_CLUSTER: True},
     )
 
@@ -199,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job-dir", default=d.job_dir, help="shared directory for code snapshots, scripts and logs")
     p.add_argument("--socket-ifname", default=d.socket_ifname, help="NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME")
     p.add_argument("--ssh-host", default=d.ssh_host, help="user@login-node; default: submit from this machine")
+    p.add_argument("--signal-lead-s", type=int, default=d.signal_lead_s, help="SIGTERM this long before the limit")
+    p.add_argument("--no-requeue", dest="requeue", action="store_false", default=d.requeue,
+                   help="after a SIGTERM stop exit 0 (for afterok chains) instead of requeueing")  # fmt: skip
     p.add_argument("overrides", nargs="*", help="section.field=value overrides for the recipe")
     return p
 
@@ -234,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         job_dir=args.job_dir,
         socket_ifname=args.socket_ifname,
         ssh_host=args.ssh_host,
+        signal_lead_s=args.signal_lead_s,
+        requeue=args.requeue,
     )
     if args.dry_run:
         sys.stdout.write(render_sbatch(args.recipe, args.overrides, settings))

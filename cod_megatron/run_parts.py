@@ -7,6 +7,7 @@ between the two.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
 from cod_megatron.warm_start import ensure_warm_start
 
+log = logging.getLogger("cod_megatron.run_parts")
+
 
 def start_trainer(
     cfg: RunConfig, layout: ParallelLayout, renderer: Any, *, with_optimizer: bool | None = None
@@ -35,8 +38,9 @@ def start_trainer(
     through the first weight sync, before any rollout.
     """
     trainer = PolicyTrainer(cfg, layout)
-    if cfg.checkpoint.load:
-        trainer.load(cfg.checkpoint.load, with_optimizer=with_optimizer)
+    if load := resume_path(cfg):
+        trainer.load(load, with_optimizer=with_optimizer)
+        log.info("resumed from %s (step %d)", load, trainer.step)
     elif cfg.env.warm_start_steps:
         trainer.load(str(ensure_warm_start(cfg, layout, renderer)), with_optimizer=False)
     elif cfg.model.hf_path:
@@ -97,9 +101,25 @@ def rollout_schedule(
     return SyncRollouts(generate, version)
 
 
+def checkpoint_dir(cfg: RunConfig) -> Path:
+    """Where the run's ``step_N`` checkpoints go: ``checkpoint.dir``, else ``<run.output_dir>/checkpoints``."""
+    return Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints")
+
+
+def resume_path(cfg: RunConfig) -> str | None:
+    """``checkpoint.load`` as a directory; ``auto``: the newest complete ``step_N`` of this run (None before the first
+    one: a fresh start), so a requeued job resumes where it stopped. Complete = its ``run_config.json`` exists, the
+    file :func:`save_checkpoint` writes last."""
+    if cfg.checkpoint.load != "auto":
+        return cfg.checkpoint.load
+    done = [p for p in checkpoint_dir(cfg).glob("step_*") if (p / "run_config.json").exists()]
+    done = [p for p in done if p.name.removeprefix("step_").isdigit()]
+    return str(max(done, key=lambda p: int(p.name.removeprefix("step_")))) if done else None
+
+
 def save_checkpoint(trainer: PolicyTrainer, cfg: RunConfig, step: int) -> Path:
     """Trainer checkpoint plus the run's config (what ``cod_megatron.eval --policy DIR`` needs)."""
-    path = Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints") / f"step_{step}"
+    path = checkpoint_dir(cfg) / f"step_{step}"
     trainer.save(str(path))  # collective over every rank
     if int(os.environ.get("RANK", "0")) == 0:
         (path / "run_config.json").write_text(cfg.to_json())

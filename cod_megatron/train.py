@@ -21,6 +21,7 @@ from cod_megatron.eval.in_loop import Evaluator
 from cod_megatron.eval.plot import plot_training_positions
 from cod_megatron.log import MetricsWriter, StepProgress, progress_line, setup_logging, timed
 from cod_megatron.policy import distributed
+from cod_megatron.preemption import StopRequest
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import run_renderer
@@ -30,8 +31,9 @@ from cod_megatron.synthetic import run_synthetic
 log = logging.getLogger("cod_megatron.train")
 
 
-def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
-    """The CoD loop; returns the last step's metrics."""
+def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = None) -> dict[str, float]:
+    """The CoD loop; returns the last step's metrics. ``stop``: a SIGTERM / Ctrl-C ends it after the step in flight
+    (with a checkpoint of that step when checkpointing is on)."""
     check_loop_can_run(cfg, layout)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     domain = registry.load(cfg.env.train_domains[0])
@@ -41,6 +43,8 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and not rank else None)
     trainer = parts.start_trainer(cfg, layout, renderer)
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if rank == 0 else []
+    if stop is not None:
+        stop.install()  # again: Ray's driver replaced the SIGTERM handler
     sync = WeightSync(cfg.model, engines)  # every rank exports (TP all-gather); only rank 0 pushes to engines
     schedule = evaluator = None
     try:
@@ -56,6 +60,9 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
         metrics: dict[str, float] = {}
         with StepProgress(cfg.run.steps, start=trainer.step, enabled=None if rank == 0 else False) as progress:
             for step in range(trainer.step + 1, cfg.run.steps + 1):
+                if stop is not None and stop.agreed():  # every rank stops before the same step
+                    stop_here(cfg, trainer)
+                    break
                 metrics = cod_step(step, cfg, layout, trainer, sync, schedule, evaluator)
                 writer.write(step, metrics)
                 progress.update(step, metrics)
@@ -69,6 +76,18 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
             schedule.close()
         shutdown_engines(engines)
         distributed.destroy_distributed()
+
+
+def stop_here(cfg: RunConfig, trainer) -> None:
+    """A requested stop: checkpoint the last finished step (when checkpointing is on and it is not saved yet)."""
+    step, every = trainer.step, cfg.checkpoint.save_interval
+    if every and step and step % every:
+        path = parts.save_checkpoint(trainer, cfg, step)
+        log.warning("stopping: saved %s (resume with checkpoint.load=auto)", path)
+    elif every and step:
+        log.warning("stopping: step %d is already checkpointed (resume with checkpoint.load=auto)", step)
+    else:
+        log.warning("stopping after step %d (checkpointing is off: checkpoint.save_interval=0)", step)
 
 
 def cod_step(step: int, cfg: RunConfig, layout, trainer, sync, schedule, evaluator) -> dict[str, float]:
@@ -99,20 +118,26 @@ def cod_step(step: int, cfg: RunConfig, layout, trainer, sync, schedule, evaluat
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry; returns the process exit code (2: a config error, 130: Ctrl-C)."""
+    """CLI entry; returns the process exit code (0 also after a SIGTERM stop, 2: a config error, 130: Ctrl-C)."""
     resolved = handle_common(parser("cod_megatron.train", __doc__.splitlines()[0]).parse_args(argv))
     if isinstance(resolved, int):
         return resolved
     cfg, layout = resolved
     setup_logging(cfg.logging.level, all_ranks=cfg.logging.all_ranks)
     try:
-        run_synthetic(cfg, layout) if cfg.run.mode == "synthetic" else train(cfg, layout)
+        if cfg.run.mode == "synthetic":
+            run_synthetic(cfg, layout)
+            return 0
+        with StopRequest() as stop:
+            train(cfg, layout, stop)
     except ConfigError as e:  # what the loop cannot run yet: refused before anything started
         return report(e)
-    except KeyboardInterrupt:  # train() has already ended its engines, Ray and process groups
-        log.warning("stopped by Ctrl-C")
+    except KeyboardInterrupt:  # a second signal; train() has already ended its engines, Ray and process groups
+        log.warning("stopped by Ctrl-C (the step in flight abandoned)")
         return 130
-    return 0
+    if stop.signum is not None:
+        log.warning("stopped by %s", "Ctrl-C" if stop.exit_code == 130 else "SIGTERM")
+    return stop.exit_code
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         if hasattr(section, "check"):
             section.check(f.name)
     require(
-        not (cfg.model.hf_path and cfg.env.warm_start_steps and not cfg.checkpoint.load),
+        not (cfg.model.hf_path and cfg.env.warm_start_steps and cfg.checkpoint.load in (None, "auto")),
         "env.warm_start_steps",
         "a warm start trains a freshly initialised model, so the run would drop the weights of model.hf_path; set 0",
     )

@@ -281,7 +281,8 @@ class CheckpointConfig:
     save_interval: int = 0
     """Save every N trainer steps; 0 disables periodic saves."""
     load: str | None = None
-    """A checkpoint directory to resume from (any TP/PP layout)."""
+    """A checkpoint directory to resume from (any TP/PP layout); ``auto``: this run's newest ``step_N`` if any (what a
+    requeued job uses), else a fresh start."""
 
     def check(self, p: str = "checkpoint") -> None:
         """Validate."""

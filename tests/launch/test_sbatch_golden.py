@@ -134,8 +134,21 @@ def test_header_is_sized_from_the_layout(rendered, name):
 @pytest.mark.parametrize("name", CASES)
 def test_driver_is_the_train_module_with_the_overrides(rendered, name):
     recipe, overrides, _ = CASES[name]
-    expected = shlex.join(["python", "-m", "cod_megatron.train", "--recipe", recipe, *overrides])
+    resume = ["checkpoint.load=auto"]  # a requeued job resumes from its newest checkpoint
+    expected = shlex.join(["python", "-m", "cod_megatron.train", "--recipe", recipe, *overrides, *resume])
     assert f"-- {expected}\n" in rendered[name]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_preemption_signal_is_forwarded_to_the_driver_and_the_job_requeues(rendered, name):
+    text = rendered[name]
+    assert "#SBATCH --signal=B:TERM@300\n" in text and "#SBATCH --requeue\n" in text
+    assert "export RAY_JOB_STOP_WAIT_TIME_S=270\n" in text  # Ray's default (3 s) would SIGKILL the driver
+    assert "trap on_preempt TERM" in text
+    assert re.search(r"ray job stop [^\n]*--no-wait \"\$\{JOB_TAG\}\"", text)
+    assert 'scontrol requeue "${SLURM_JOB_ID}"' in text
+    tail = text[text.index("if ((PREEMPTED)); then") :]
+    assert tail.index("exit 0") < tail.index('exit "${rc}"')  # a preempted job exits 0 (afterok chains go on)
 
 
 @pytest.mark.parametrize("name", CASES)
