@@ -27,6 +27,7 @@ from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
 from cod_megatron.synthetic import run_synthetic
+from cod_megatron.throughput import step_throughput
 
 log = logging.getLogger("cod_megatron.train")
 
@@ -106,6 +107,8 @@ def cod_step(step: int, cfg: RunConfig, layout, trainer, sync, schedule, evaluat
         batch = distributed.broadcast_from_rank0(batch) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else batch
         shard = batch.ranks[distributed.data_parallel_rank()]
         metrics |= {f"train/{k}": v for k, v in trainer.train_step(shard, batch.denominators).items()}
+    if schedule is not None:  # rank 0 holds the rollouts and the step's segments
+        metrics |= step_throughput(metrics, cfg.model, layout, rollouts.result.lifecycles, batch.ranks)
     if step % cfg.rollout.sync_interval == 0 or step == cfg.run.steps:
         with timed(metrics, "sync"):
             sync.sync(trainer.model, trainer.step)

@@ -24,6 +24,7 @@ def test_a_few_real_steps_of_the_whole_loop_with_ray(tmp_path):
     for r in rows[1:]:
         for key in ("rollout/reward_pos_0", "rollout/reward_pos_3", "rollout/gap", "train/grad_norm", "time/train_s"):
             assert key in r, key
+        assert r["perf/train_tokens_per_s"] > 0 and r["perf/generated_tokens"] > 0 and "perf/mfu" not in r  # CPU
         assert math.isfinite(r["train/loss"]) and r["rollout/lifecycles"] == 8 and r["rollout/failed_lifecycles"] == 0
         assert r["time/generate_s"] > 0 and r["time/sync_s"] > 0
     assert {"eval/cod_s4_gap", "eval/hint_blind_s8_gap"} <= set(rows[0]) and "eval/cod_s8_pos0" in rows[-1]
