@@ -37,6 +37,8 @@ class Generation:
     finish_reason: Literal["stop", "length"] = "stop"
     text: str | None = None
     """The response text when the engine already has it (text policies); else decoded by the caller."""
+    cached_tokens: int = 0
+    """Prompt tokens the engine served from its prefix cache (SGLang's ``meta_info.cached_tokens``); 0 without one."""
 
 
 class RolloutEngine(Protocol):

@@ -27,6 +27,9 @@ class LockstepBatcher:
         self._results: dict[Hashable, Generation | BaseException] = {}
         self.rounds = 0
         self.requests = 0
+        self.prompt_tokens = 0
+        self.cached_tokens = 0
+        """Prompt tokens sent, and those the engine served from its prefix cache (the hit rate's two sides)."""
 
     def client(self, key: Hashable) -> BatcherClient:
         """The engine handle of one lifecycle thread (``key`` orders it within a batch)."""
@@ -66,6 +69,8 @@ class LockstepBatcher:
             gens = [exc] * len(batch)
         self.rounds += 1
         self.requests += len(batch)
+        self.prompt_tokens += sum(len(r.prompt_ids) for r in batch)
+        self.cached_tokens += sum(g.cached_tokens for g in gens if isinstance(g, Generation))
         self._results.update(zip(keys, gens, strict=True))
         self._cv.notify_all()
 

@@ -47,6 +47,9 @@ class RolloutResult:
     failed: int
     """Lifecycles given up after all retries (left out of the batch)."""
     info: dict[str, Any] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, served from the engines' prefix caches (a pack stays on one engine: ``k mod engines``)."""
 
 
 class RolloutManager:
@@ -126,6 +129,8 @@ class RolloutManager:
             retries=counters["retries"],
             restarts=counters["restarts"],
             failed=sum(r is None for r in done),
+            prompt_tokens=sum(b.prompt_tokens for b in batchers.values()),
+            cached_tokens=sum(b.cached_tokens for b in batchers.values()),
         )
 
     def _run_one(

@@ -15,6 +15,8 @@ def rollout_metrics(result: RolloutResult) -> dict[str, float]:
         "rollout/retries": float(result.retries),
         "rollout/engine_restarts": float(result.restarts),
         "rollout/engine_calls": float(result.engine_calls),
+        "rollout/prompt_tokens": float(result.prompt_tokens),
+        "rollout/prefix_cache_hit_rate": result.cached_tokens / max(result.prompt_tokens, 1),
     }
     if not lcs:
         return out

@@ -154,6 +154,8 @@ class SGLangStandIn:
         self.group: dict[str, Any] | None = None
         self.session_open = False
         self.released_tags: set[str] = set()
+        self.cached_prompts: list[list[int]] = []
+        """Prompts served since the last flush: ``cached_tokens`` is the longest prefix shared with one of them."""
         self.calls: list[tuple[str, Any]] = []
         """Every (path, body) received, for tests."""
         self._lock = threading.Lock()
@@ -295,7 +297,7 @@ class SGLangStandIn:
                 "num_retractions": 0,
                 "reasoning_tokens": 0,
                 "completion_tokens": len(g.token_ids),
-                "cached_tokens": 0,
+                "cached_tokens": self._cache_lookup(r.prompt_ids),
                 "e2e_latency": time.perf_counter() - t0,
             }
             if want_lp:
@@ -376,6 +378,8 @@ class SGLangStandIn:
             self.engine.update_weights(named, version=-1 if version is None else int(version), last=version is not None)
         except Exception as exc:
             return self._result(False, f"Failed to update weights: {exc}")
+        if body.get("flush_cache", True):  # SGLang drops its radix cache with the old weights
+            self.cached_prompts.clear()
         message = "Succeeded to update parameter online."
         if version is not None:
             self.weight_version = str(version)
@@ -416,7 +420,17 @@ class SGLangStandIn:
         self.engine.resume_memory()
         return 200, None
 
+    def _cache_lookup(self, prompt: list[int]) -> int:
+        """Prompt tokens a radix cache would reuse (never the last one, which the forward needs); then cache it."""
+        best = 0
+        for seen in self.cached_prompts:
+            shared = min(len(seen), len(prompt))
+            best = max(best, next((i for i in range(shared) if seen[i] != prompt[i]), shared))
+        self.cached_prompts.append(list(prompt))
+        return min(best, len(prompt) - 1)
+
     def _flush(self, body: Any, query: Any) -> tuple[int, Any]:
+        self.cached_prompts.clear()
         return 200, (
             "Cache flushed.\nPlease check backend logs for more details. "
             "(When there are running or waiting requests, the operation will not be performed.)\n"

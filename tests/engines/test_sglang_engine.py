@@ -308,6 +308,12 @@ def test_parse_generate_fixture():
     assert g1.token_ids == [9707, 11] and g1.logprobs == [-0.75, -2.0] and g1.finish_reason == "length"
 
 
+def test_parse_generation_reads_the_prefix_cache_hits():
+    item = json.loads(json.dumps(fixture("generate")["response"]["body"][0]))
+    item["meta_info"]["cached_tokens"] = 2
+    assert parse_generation(item).cached_tokens == 2
+
+
 def test_parse_generation_rejects_bad_answers():
     good = fixture("generate")["response"]["body"][0]
     aborted = {**good, "meta_info": {**good["meta_info"], "finish_reason": {"type": "abort", "message": "oom"}}}
@@ -400,6 +406,20 @@ def test_standin_generate(standin):
     # the stand-in refuses unknown sampling keys like the pinned version's schema does
     with pytest.raises(SGLangError, match="unknown field `seed`"):
         engine.http.request("POST", "/generate", {"input_ids": [[1]], "sampling_params": [{"seed": 1}]})
+
+
+def test_standin_reports_cached_prompt_tokens_like_a_radix_cache(standin):
+    server, _, _ = standin
+    engine = SGLangEngine(server.url, stop_token_ids=[99])
+
+    def cached(*prompts):
+        reqs = [EngineRequest(list(p), SamplingParams(max_new_tokens=2)) for p in prompts]
+        return [g.cached_tokens for g in engine.generate_batch(reqs)]
+
+    assert cached([1, 2, 3, 4]) == [0]
+    assert cached([1, 2, 3, 9], [1, 2, 3, 4]) == [3, 3]  # a shared prefix; never the last token
+    engine.flush_cache()
+    assert cached([1, 2, 3, 4]) == [0]
 
 
 def test_standin_weight_updates_and_versions(standin):

@@ -1,5 +1,6 @@
 """RolloutManager and the lock-step batcher: batching, seeds, retries and engine restarts (no model needed)."""
 
+import dataclasses
 import threading
 
 from cod_envs import registry
@@ -117,3 +118,34 @@ def test_batcher_waits_for_every_live_client_and_lets_leavers_go():
     for t in threads:
         t.join(timeout=10)
     assert engine.batches == [3, 2, 1] and batcher.requests == 6
+
+
+class CachingEngine(EchoEngine):
+    """Reports, like SGLang's radix cache, the longest prompt prefix it served before (all but the last token)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[list[int]] = []
+
+    def generate_batch(self, requests):
+        gens, out = super().generate_batch(requests), []
+        for r, g in zip(requests, gens, strict=True):
+            best = 0
+            for seen in self.seen:
+                n = min(len(seen), len(r.prompt_ids))
+                best = max(best, next((i for i in range(n) if seen[i] != r.prompt_ids[i]), n))
+            out.append(dataclasses.replace(g, cached_tokens=min(best, len(r.prompt_ids) - 1)))
+            self.seen.append(list(r.prompt_ids))
+        return out
+
+
+def test_prompt_tokens_and_prefix_cache_hits_are_counted_per_step():
+    from cod_megatron.rollout.metrics import rollout_metrics
+
+    engine = CachingEngine()
+    res = _manager([engine]).run(_packs(2), 2, step=1)
+    assert res.prompt_tokens == sum(len(p) for p in engine.seen)
+    assert 0 < res.cached_tokens < res.prompt_tokens  # a pack's later prompts share its earlier ones' prefix
+    metrics = rollout_metrics(res)
+    assert metrics["rollout/prefix_cache_hit_rate"] == res.cached_tokens / res.prompt_tokens
+    assert _manager([EchoEngine()]).run(_packs(2), 2, step=1).cached_tokens == 0  # an engine without a cache

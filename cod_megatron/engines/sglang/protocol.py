@@ -178,7 +178,13 @@ def parse_generation(item: dict[str, Any]) -> Generation:
     # output_ids normally equals the logprob ids; a stop-trimmed variant (one shorter) is accepted, anything else not.
     if out_ids is not None and list(out_ids) != ids and list(out_ids) != ids[:-1]:
         raise SGLangError("POST /generate", f"request {rid}: output_ids {out_ids[:8]}... disagree with log-prob ids")
-    return Generation(token_ids=ids, logprobs=logprobs, finish_reason=kind, text=item.get("text") or None)
+    return Generation(
+        token_ids=ids,
+        logprobs=logprobs,
+        finish_reason=kind,
+        text=item.get("text") or None,
+        cached_tokens=int(meta.get("cached_tokens") or 0),
+    )
 
 
 __all__ = [
