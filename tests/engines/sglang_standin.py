@@ -327,6 +327,7 @@ class SGLangStandIn:
             "model_path": self.model_path,
             "enable_memory_saver": True,
             "version": SGLANG_VERSION,
+            "standin_engine": self.engine.health(),  # not SGLang's: what the stand-in's engine received, for tests
         }
 
     @staticmethod

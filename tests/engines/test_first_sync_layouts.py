@@ -1,0 +1,71 @@
+"""The first weight sync of a run cannot raise for the shipped recipes' layouts, scaled down to two CPU ranks.
+
+Two trainer ranks (TP 2, or PP 2 x VPP 2 as in the 70B recipe) start disaggregated SGLang engines (the stand-in
+program, each in its own process, joining a real gloo update group with rank 0) the way `train` does, and sync:
+every engine serves version 0 and received every HF tensor of the model exactly once.
+"""
+
+import json
+
+import pytest
+
+import cod_recipes
+from tests.dist import init_method, spawn
+from tests.engines.sglang_standin import COMMAND
+from tests.policy.parallel_utils import tiny_cfg
+
+
+def _worker(rank, world, tmp_path, overrides):
+    from cod_megatron.config import apply_overrides, finalize
+    from cod_megatron.engines.sglang.protocol import HttpClient
+    from cod_megatron.engines.startup import shutdown_engines, start_engines
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.trainer import PolicyTrainer
+    from cod_megatron.sync.weight_sync import WeightSync
+
+    cfg = apply_overrides(
+        cod_recipes.get("debug_cpu"), ["parallel.engines=2", "parallel.colocated=false", *overrides]
+    )
+    layout = finalize(cfg)  # a CPU config refuses rollout.engine=sglang; the stand-in is what makes it run here
+    apply_overrides(cfg, [
+        "rollout.engine=sglang", "rollout.backend=inprocess", f"rollout.sglang_command={json.dumps(COMMAND)}",
+        "rollout.sglang_model_path=/models/standin", "rollout.sglang_startup_timeout_s=60",
+        f"run.output_dir={tmp_path}",
+    ])  # fmt: skip
+    init_distributed(layout, rank=rank, world_size=world, init_method=init_method())
+    engines = []
+    try:
+        trainer = PolicyTrainer(cfg, layout)
+        engines = start_engines(cfg, layout, {"stop_token_ids": [99], "hf_config": None}) if rank == 0 else []
+        WeightSync(cfg.model, engines, bucket_bytes=8 << 10).sync(trainer.model, version=0)
+        return [HttpClient(e.url).request("GET", "/server_info")["standin_engine"] for e in engines]
+    finally:
+        shutdown_engines(engines)
+        destroy_distributed()
+
+
+def _hf_tensor_count(cfg) -> int:
+    from cod_megatron.config import finalize
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.trainer import PolicyTrainer
+    from cod_megatron.sync.hf_map import iter_hf_weights
+    from tests.dist import free_port
+
+    init_distributed(finalize(cfg), master_port=free_port())
+    try:
+        return sum(1 for _ in iter_hf_weights(PolicyTrainer(cfg, finalize(cfg)).model, cfg.model))
+    finally:
+        destroy_distributed()
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.parametrize(
+    "overrides",
+    [["parallel.tp=2", "parallel.gpus_per_node=4"], ["parallel.pp=2", "parallel.vpp=2", "parallel.gpus_per_node=4"]],
+    ids=["tp2", "pp2_vpp2"],
+)
+def test_the_first_sync_reaches_every_engine_with_every_tensor(tmp_path, overrides):
+    want = _hf_tensor_count(tiny_cfg())
+    result, _ = spawn(_worker, 2, tmp_path, overrides)
+    assert [(e["weight_version"], e["tensors_received"]) for e in result] == [(0, want), (0, want)]
