@@ -23,9 +23,7 @@ def _worker(rank, world, tmp_path, overrides):
     from cod_megatron.policy.trainer import PolicyTrainer
     from cod_megatron.sync.weight_sync import WeightSync
 
-    cfg = apply_overrides(
-        cod_recipes.get("debug_cpu"), ["parallel.engines=2", "parallel.colocated=false", *overrides]
-    )
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), ["parallel.engines=2", "parallel.colocated=false", *overrides])
     layout = finalize(cfg)  # a CPU config refuses rollout.engine=sglang; the stand-in is what makes it run here
     apply_overrides(cfg, [
         "rollout.engine=sglang", "rollout.backend=inprocess", f"rollout.sglang_command={json.dumps(COMMAND)}",
