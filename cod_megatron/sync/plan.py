@@ -8,9 +8,10 @@ kind and divides by the stated bandwidth (GB/s = 1e9 B/s; network links full dup
 its own; no overlap between plan stages). It does not count HF name conversion, serialisation or the engines'
 own load time, which the published numbers (stack.md section 2) show dominate in practice.
 
-* ``broadcast`` (disaggregated): one source rank (dp = tp = pp = 0) gathers the full weights (TP all-gather on
-  NVLink, PP stages over the network) and broadcasts buckets on one NCCL group with every engine rank. A ring or
-  tree broadcast moves the model once through each node's NIC.
+* ``broadcast`` (disaggregated): one source rank per PP stage (dp = tp = 0) gathers its stage (TP all-gather on
+  NVLink) and broadcasts it in buckets on its own NCCL group with each engine (``sync/stage_groups.py``; stages one
+  after the other). A ring or tree broadcast moves each stage once through each node's NIC: the whole model into
+  every engine node, no stage through another trainer rank.
 * ``tp_aligned`` (disaggregated): every trainer rank of the sending DP replicas sends its own TP shard straight to
   the matching rank of its engines (engine ``e`` is fed by replica ``e % dp``); no gather, no rank holds a full
   tensor. Needs ``engine_tp`` to be a multiple or divisor of ``tp`` (otherwise shards are re-cut on receipt).
@@ -69,26 +70,15 @@ def model_bytes(cfg: RunConfig) -> float:
 
 
 def broadcast_plan(cfg: RunConfig, layout: ParallelLayout, node_gbps: float, nvlink_gbps: float) -> SyncPlan:
-    """Single source, bucketed NCCL broadcast to every engine rank: gather (stage 0), then broadcast (stage 1)."""
+    """A source per PP stage, bucketed NCCL broadcast to every engine rank: gather (stage 0), broadcast (stage 1)."""
     full = model_bytes(cfg)
+    sources = "the source" if layout.pp == 1 else f"each of {layout.pp} stage sources, its stage"
     loads = [
         LinkLoad(
             0, "nvlink: TP all-gather into the source rank", full / layout.pp * (layout.tp - 1) / layout.tp, nvlink_gbps
-        )
+        ),
+        LinkLoad(1, f"NIC per node: broadcast ring (out at {sources}; in at each engine node)", full, node_gbps),
     ]
-    if layout.pp > 1:
-        cross = layout.tp * layout.pp > layout.gpus_per_node  # stages sit on other nodes
-        loads.append(
-            LinkLoad(
-                0,
-                f"{'source NIC' if cross else 'nvlink'} in: PP stages gathered",
-                full * (layout.pp - 1) / layout.pp,
-                node_gbps if cross else nvlink_gbps,
-            )
-        )
-    loads.append(
-        LinkLoad(1, "NIC per node: broadcast ring (out at the source, in at each engine node)", full, node_gbps)
-    )
     return SyncPlan(
         "broadcast",
         loads,

@@ -21,6 +21,7 @@ from cod_megatron.engines.interface import InferenceEngine
 from cod_megatron.sync.buckets import tensor_nbytes
 from cod_megatron.sync.dist_transport import BroadcastReceiver, BroadcastSender
 from cod_megatron.sync.hf_map import hf_weight_stream, iter_hf_weights
+from cod_megatron.sync.stage_groups import StageGroups
 from cod_megatron.sync.stages import stage_plan
 
 
@@ -35,6 +36,8 @@ class WeightSync:
         self.model_cfg, self.engines, self.bucket_bytes = model_cfg, list(engines), bucket_bytes
         self.version = -1
         self.stages = stage_plan()
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        self.stage_groups = None if self.stages is None else StageGroups(self.stages, backend=backend)
 
     def sync(
         self,
@@ -43,9 +46,11 @@ class WeightSync:
         engines: Sequence[InferenceEngine] | None = None,
     ) -> dict[str, float]:
         """Stream the export once, each bucket to every engine (default: all) before the next is gathered; returns
-        seconds, bytes and bucket count. Every rank runs it: the TP gathers are collective, and with pipeline
-        parallelism each stage's source sends its stage to rank 0, which forwards stage after stage (only the last
-        stage's final bucket is ``last``). A rank without engines only takes part."""
+        seconds, bytes and bucket count. Every rank runs it: the TP gathers are collective. With pipeline
+        parallelism each stage's source broadcasts its stage straight to SGLang engines in its own update groups
+        (:mod:`.stage_groups`; rank 0 names the tensors in the POSTs), or, for other engines, sends it to rank 0,
+        which forwards it; stage after stage, only the last stage's final bucket is ``last``. A rank without
+        engines only takes part."""
         t0 = time.perf_counter()
         targets = list(self.engines if engines is None else engines)
         plan = self.stages
@@ -59,7 +64,10 @@ class WeightSync:
             nbytes, n = self._stream(model, targets, version, closes=True)
         elif plan.stage != 0:
             stream = iter_hf_weights(model, self.model_cfg)
-            if plan.is_source:
+            names = self.stage_groups.join() if plan.is_source else None
+            if names is not None:  # straight to the SGLang engines, in this stage's own update groups
+                nbytes, n = self.stage_groups.send(stream, names, self.bucket_bytes)
+            elif plan.is_source:
                 sender = BroadcastSender(plan.groups[plan.stage], bucket_bytes=self.bucket_bytes, device=device)
                 stats = sender.send(stream, version)
                 nbytes, n = int(stats["sync/bytes"]), int(stats["sync/buckets"])
@@ -68,7 +76,13 @@ class WeightSync:
         else:
             nbytes, n = self._stream(model, targets, version, closes=False)
             for s in range(1, plan.num_stages) if plan.is_source else ():
-                forward = _Forward(targets, closes=s == plan.num_stages - 1)
+                closes = s == plan.num_stages - 1
+                names = self.stage_groups.connect(s, targets)
+                if names is not None:  # the stage's source broadcasts to the engines; rank 0 names the tensors
+                    stage_bytes, stage_buckets = self.stage_groups.receive(s, targets, names, version, closes=closes)
+                    nbytes, n = nbytes + stage_bytes, n + stage_buckets
+                    continue
+                forward = _Forward(targets, closes=closes)
                 stats = BroadcastReceiver(forward, plan.groups[s], plan.sources[s], device=device).receive()
                 nbytes, n = nbytes + int(stats["sync/bytes"]), n + int(stats["sync/buckets"])
         self.version = version

@@ -66,8 +66,11 @@ class LoopbackTransport:
         """Trainer side: send one bucket."""
         self._q.put([(n, t.detach().clone()) for n, t in named_tensors])
 
-    def receive(self, names: list[str], dtypes: list[str], shapes: list[list[int]]) -> list[tuple[str, torch.Tensor]]:
-        """Server side: the bucket, checked against the request's metadata like a mismatched receive would fail."""
+    def receive(
+        self, names: list[str], dtypes: list[str], shapes: list[list[int]], group_name: str = "weight_update_group"
+    ) -> list[tuple[str, torch.Tensor]]:
+        """Server side (one queue, whatever the group): the bucket, checked against the request's metadata the way
+        a mismatched receive would fail."""
         try:
             bucket = self._q.get(timeout=self.timeout_s)
         except queue.Empty:
@@ -85,27 +88,31 @@ class GlooTransport:
 
     def __init__(self):
         self.joined: list[dict[str, Any]] = []
-        self.group: Any = None
+        self.groups: dict[str, Any] = {}
+        """Joined process groups by name: SGLang keeps several (``_model_update_group[group_name]``)."""
 
     def join(self, body: dict[str, Any]) -> None:
         """``/init_weights_update_group``: blocks until the trainer's rank 0 has joined too."""
         from cod_megatron.engines.sglang.update_group import join_update_group
 
-        self.group = join_update_group(
-            body["master_address"], int(body["master_port"]), int(body["world_size"]),
-            body.get("group_name", "weight_update_group"), rank=int(body["rank_offset"]), backend="gloo",
+        name = body.get("group_name", "weight_update_group")
+        self.groups[name] = join_update_group(
+            body["master_address"], int(body["master_port"]), int(body["world_size"]), name,
+            rank=int(body["rank_offset"]), backend="gloo",
         )  # fmt: skip
         self.joined.append(dict(body))
 
-    def receive(self, names: list[str], dtypes: list[str], shapes: list[list[int]]) -> list[tuple[str, torch.Tensor]]:
-        """``/update_weights_from_distributed``: one broadcast per tensor, in the request's order."""
+    def receive(
+        self, names: list[str], dtypes: list[str], shapes: list[list[int]], group_name: str = "weight_update_group"
+    ) -> list[tuple[str, torch.Tensor]]:
+        """``/update_weights_from_distributed``: one broadcast per tensor from rank 0 of ``group_name``, in order."""
         import torch
         import torch.distributed as dist
 
         out = []
         for name, dtype, shape in zip(names, dtypes, shapes, strict=True):
             t = torch.empty(shape, dtype=getattr(torch, dtype))
-            dist.broadcast(t, src=0, group=self.group)
+            dist.broadcast(t, src=0, group=self.groups[group_name])
             out.append((name, t))
         return out
 
@@ -151,7 +158,8 @@ class SGLangStandIn:
         self.server_args = dict(server_args or {})
         """Launch arguments echoed by ``/server_info`` (as SGLang does), e.g. ``tp_size`` and ``base_gpu_id``."""
         self.weight_version = "default"
-        self.group: dict[str, Any] | None = None
+        self.groups: dict[str, dict[str, Any]] = {}
+        """``/init_weights_update_group`` bodies by group name (SGLang keeps several groups, by name)."""
         self.session_open = False
         self.released_tags: set[str] = set()
         self.cached_prompts: list[list[int]] = []
@@ -327,7 +335,9 @@ class SGLangStandIn:
             "model_path": self.model_path,
             "enable_memory_saver": True,
             "version": SGLANG_VERSION,
-            "standin_engine": self.engine.health(),  # not SGLang's: what the stand-in's engine received, for tests
+            # not SGLang's: what the stand-in's engine received and its update groups, for tests
+            "standin_engine": self.engine.health(),
+            "standin_update_groups": sorted(self.groups),
         }
 
     @staticmethod
@@ -342,21 +352,21 @@ class SGLangStandIn:
 
     def _init_group(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
         self._require(body, "master_address", "master_port", "rank_offset", "world_size")
-        self.group = {"group_name": "weight_update_group", "backend": "nccl", **body}
+        group = {"group_name": "weight_update_group", "backend": "nccl", **body}
         if isinstance(self.transport, GlooTransport):
             try:
-                self.transport.join(self.group)
+                self.transport.join(group)
             except Exception as exc:
                 return self._result(False, f"Failed to initialize custom process group: {exc}")
         else:
-            self.transport.joined.append(dict(self.group))
+            self.transport.joined.append(dict(group))
+        self.groups[group["group_name"]] = group
         return self._result(True, "Succeeded to initialize custom process group.")
 
     def _destroy_group(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
         name = body.get("group_name", "weight_update_group")
-        if self.group is None or self.group["group_name"] != name:
+        if self.groups.pop(name, None) is None:
             return self._result(False, f"Group {name} not found")
-        self.group = None
         return self._result(True, "Succeeded to destroy custom process group.")
 
     def _begin(self, body: Any, query: Any) -> tuple[int, Any]:
@@ -394,10 +404,12 @@ class SGLangStandIn:
                 False, "update_weights_from_distributed must run between begin_weight_update() and end_weight_update()"
             )
         name = body.get("group_name", "weight_update_group")
-        if self.group is None or self.group["group_name"] != name:
-            return self._result(False, f"Group {name} not in []. Please call `init_weights_update_group` first.")
+        if name not in self.groups:
+            return self._result(
+                False, f"Group {name} not in {sorted(self.groups)}. Please call `init_weights_update_group` first."
+            )
         try:
-            named = self.transport.receive(body["names"], body["dtypes"], body["shapes"])
+            named = self.transport.receive(body["names"], body["dtypes"], body["shapes"], name)
         except Exception as exc:
             return self._result(False, f"Failed to receive weights: {exc}")
         return self._load(named, body)

@@ -1,8 +1,9 @@
 """The first weight sync of a run cannot raise for the shipped recipes' layouts, scaled down to two CPU ranks.
 
 Two trainer ranks (TP 2, or PP 2 x VPP 2 as in the 70B recipe) start disaggregated SGLang engines (the stand-in
-program, each in its own process, joining a real gloo update group with rank 0) the way `train` does, and sync:
-every engine serves version 0 and received every HF tensor of the model exactly once.
+program, each in its own process, joining real gloo update groups) the way `train` does, and sync: every engine
+receives every HF tensor of the model once per sync. With PP the second stage's source broadcasts its layers
+straight to the engines, in a group of its own per engine; after an engine restart both groups are made again.
 """
 
 import json
@@ -35,8 +36,13 @@ def _worker(rank, world, tmp_path, overrides):
     try:
         trainer = PolicyTrainer(cfg, layout)
         engines = start_engines(cfg, layout, {"stop_token_ids": [99], "hf_config": None}) if rank == 0 else []
-        WeightSync(cfg.model, engines, bucket_bytes=8 << 10).sync(trainer.model, version=0)
-        return [HttpClient(e.url).request("GET", "/server_info")["standin_engine"] for e in engines]
+        sync = WeightSync(cfg.model, engines, bucket_bytes=8 << 10)
+        sync.sync(trainer.model, version=0)
+        if rank == 0:
+            engines[1].restart()  # a new server: rank 0 re-joins its group now, a stage source at the next sync
+        sync.sync(trainer.model, version=1)
+        infos = [HttpClient(e.url).request("GET", "/server_info") for e in engines]
+        return [{**i["standin_engine"], "groups": len(i["standin_update_groups"])} for i in infos]
     finally:
         shutdown_engines(engines)
         destroy_distributed()
@@ -66,4 +72,8 @@ def _hf_tensor_count(cfg) -> int:
 def test_the_first_sync_reaches_every_engine_with_every_tensor(tmp_path, overrides):
     want = _hf_tensor_count(tiny_cfg())
     result, _ = spawn(_worker, 2, tmp_path, overrides)
-    assert [(e["weight_version"], e["tensors_received"]) for e in result] == [(0, want), (0, want)]
+    # engine 0 got both syncs; engine 1 restarted in between, its new server got the second one
+    assert [(e["weight_version"], e["tensors_received"]) for e in result] == [(1, 2 * want), (1, want)]
+    # one update group with rank 0, and with PP one more per later stage, hosted by that stage's source
+    stages = 2 if "parallel.pp=2" in overrides else 1
+    assert [e["groups"] for e in result] == [stages, stages]

@@ -120,13 +120,17 @@ class SGLangEngine:
         *,
         join: Callable[[], object] | None = None,
         backend: str = "nccl",
+        group_name: str | None = None,
     ) -> dict[str, Any]:
         """Have the server join the trainer's update group; ``join`` is the trainer's own (blocking) rank-0 init.
 
         The server's ranks are ``rank_offset .. rank_offset + tp - 1`` of ``world_size``; both sides block until all
-        joined, so the POST goes out first and ``join`` runs while it waits (slime's order).
+        joined, so the POST goes out first and ``join`` runs while it waits (slime's order). ``group_name``: another
+        group than this client's own (a pipeline stage's source hosts it, in another process; ``join`` is None).
         """
         body = self.init_group_body(master_address, master_port, rank_offset, world_size, backend=backend)
+        if group_name is not None:
+            body["group_name"] = group_name
         return self._post_during("/init_weights_update_group", body, join)
 
     def init_group_body(
@@ -179,6 +183,32 @@ class SGLangEngine:
                     self._post_during("/update_weights_from_distributed", body, lambda: self.broadcast(tensors))
                 else:
                     self._post_weights("/update_weights_from_tensor", body)
+            except BaseException:
+                self._abandon_session()
+                raise
+            if last:
+                self._end_session()
+                self.weight_version = version
+
+    def update_weights_broadcast_elsewhere(
+        self, meta: list[tuple[str, str, list[int]]], *, version: int, last: bool, group_name: str
+    ) -> None:
+        """Load one bucket that another process broadcasts in the update group ``group_name`` (a pipeline stage's
+        source, rank 0 of that group): this POST only names the tensors (``(name, dtype, shape)``) and returns once
+        the server has received them. Same session bracket as :meth:`update_weights`."""
+        body: dict[str, Any] = {
+            "names": [n for n, _, _ in meta],
+            "dtypes": [d for _, d, _ in meta],
+            "shapes": [list(s) for _, _, s in meta],
+            "group_name": group_name,
+            "flush_cache": bool(last),
+        }
+        if last:
+            body["weight_version"] = str(version)
+        with self._lock:
+            self._begin_session()
+            try:
+                self._post_weights("/update_weights_from_distributed", body)
             except BaseException:
                 self._abandon_session()
                 raise
