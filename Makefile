@@ -56,7 +56,7 @@ bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / 
 	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv
 
 # ---- one lent GPU machine without network (README "Running on a single GPU") ------------------------------------
-GPU_WHEELS := megatron-core==0.19.2 gguf==0.19.0
+GPU_WHEELS := megatron-core==0.19.2 gguf==0.19.0 einops==0.8.2  # einops: megatron imports it lazily (inference paths)
 TRANSFER_MIB := 64
 
 gpu-check-wheels: setup  ## download the wheels the GPU machine lacks into wheels/ and check they fit one transfer

@@ -109,8 +109,8 @@ if [[ $MODE == cpu ]]; then
   stage real_model 120 "$PY" "$STAGE_DIR/real_model.py" --cpu --out "$OUT/real_model_run"
 else
   stage versions 30 "$PY" "$STAGE_DIR/versions.py" --expect-gpu
-  stage gpu_tests 100 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_fused_linear_logprob.py \
-    tests/policy/test_gpu.py
+  mapfile -t gpu_test_files < <(grep -rlE 'mark\.gpu' tests --include='test_*.py' | sort)
+  stage gpu_tests 100 "$PY" -m pytest -q -p no:cacheprovider -m gpu "${gpu_test_files[@]}"
   stage train_step 50 "$PY" "$STAGE_DIR/train_step.py"
   stage kernels 50 "$PY" "$STAGE_DIR/kernels.py" --csv "$OUT/kernels.csv"
   stage real_model 150 "$PY" "$STAGE_DIR/real_model.py" --out "$OUT/real_model_run"
