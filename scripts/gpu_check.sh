@@ -104,14 +104,14 @@ if [[ $MODE == cpu ]]; then
   stage gpu_tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/policy/test_gpu.py \
     tests/kernels/test_fused_linear_logprob.py::test_masked_rows_are_zero_and_get_no_gradient \
     tests/kernels/test_fused_linear_logprob.py::test_stable_at_large_logits_and_entropy_without_cancellation
-  stage train_step 120 "$PY" "$STAGE_DIR/train_step.py"
+  stage train_step 120 "$PY" "$STAGE_DIR/train_step.py" --csv "$OUT/train_step.csv"
   stage kernels 60 "$PY" "$STAGE_DIR/kernels.py" --csv "$OUT/kernels.csv"
   stage real_model 120 "$PY" "$STAGE_DIR/real_model.py" --cpu --out "$OUT/real_model_run"
 else
   stage versions 30 "$PY" "$STAGE_DIR/versions.py" --expect-gpu
   mapfile -t gpu_test_files < <(grep -rlE 'mark\.gpu' tests --include='test_*.py' | sort)
   stage gpu_tests 100 "$PY" -m pytest -q -p no:cacheprovider -m gpu "${gpu_test_files[@]}"
-  stage train_step 50 "$PY" "$STAGE_DIR/train_step.py"
+  stage train_step 50 "$PY" "$STAGE_DIR/train_step.py" --csv "$OUT/train_step.csv"
   stage kernels 50 "$PY" "$STAGE_DIR/kernels.py" --csv "$OUT/kernels.csv"
   stage real_model 150 "$PY" "$STAGE_DIR/real_model.py" --out "$OUT/real_model_run"
 fi

@@ -77,4 +77,5 @@ def test_the_cpu_mode_runs_every_stage_and_writes_the_summary(tmp_path):
     assert all((out / f"{stage}.log").is_file() for stage in STAGES)
     header = (out / "kernels.csv").read_text().splitlines()[0]
     assert header.startswith("date,kernel,provider") and "torch_gemm" in (out / "kernels.csv").read_text()
+    assert (out / "train_step.csv").read_text().splitlines()[0].startswith("path,device,dtype")
     assert "steps=2" in summary and "not the real model" in summary

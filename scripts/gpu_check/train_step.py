@@ -10,7 +10,10 @@ timed steps (ms/step, peak memory above the resident state). On a GPU: bf16, a 4
 
 from __future__ import annotations
 
+import argparse
+import csv
 import time
+from pathlib import Path
 
 import torch
 
@@ -66,7 +69,18 @@ def timed_steps(trainer: PolicyTrainer, batches: list[PackedBatch]) -> dict[str,
     return {"ms_per_step": ms, "peak_above_resident_gib": peak, "loss": metrics["loss"], "ok": metrics["update_ok"]}
 
 
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """One row per LM-head path (rewritten each run: the numbers of this machine, this commit)."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--csv", type=Path, default=None, help="write the per-path numbers here")
+    args = p.parse_args()
     cuda = torch.cuda.is_available()
     cfg = cod_recipes.get("debug_cpu")
     apply_overrides(cfg, ["optimizer.lr=1e-4", "optimizer.clip_grad=0.0", *(GPU_MODEL if cuda else [])])
@@ -82,6 +96,7 @@ def main() -> int:
         batches = host_batches(cfg.model.vocab_size, cuda)
         assert all(b.tokens.device.type == "cpu" for b in batches)
         print(f"device {fused.device} dtype {dtype} params {cfg.model.num_parameters() / 1e6:.1f} M")
+        tokens = sum(b.num_tokens for b in batches)
         print(f"tokens per micro-batch {[b.num_tokens for b in batches]}")
 
         logp = {name: t.compute_logprobs(batches) for name, t in (("fused", fused), ("logits", logits))}
@@ -107,6 +122,17 @@ def main() -> int:
         for name, t in timings.items():
             print(
                 f"{name:>6}: {t['ms_per_step']:.1f} ms/step, peak {t['peak_above_resident_gib']:.2f} GiB above resident"
+            )
+        if args.csv:
+            device = torch.cuda.get_device_name() if cuda else "cpu"
+            write_csv(
+                args.csv,
+                [
+                    {"path": name, "device": device, "dtype": str(dtype).removeprefix("torch."), "tokens": tokens}
+                    | {"step1_loss": first[name]["loss"], "step1_grad_norm": first[name]["grad_norm"]}
+                    | {k: timings[name][k] for k in ("ms_per_step", "peak_above_resident_gib")}
+                    for name in ("fused", "logits")
+                ],
             )
         finite = all(m["update_ok"] == 1.0 and m["grad_norm"] > 0 for m in first.values())
         f, g = timings["fused"], timings["logits"]
