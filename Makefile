@@ -6,7 +6,8 @@ UV := $(VENV)/bin/uv
 RECIPE ?= debug_cpu
 ARGS ?=
 
-.PHONY: setup lock test test-dist lint format train train-70b dry-run list-recipes bench bench-kernels clean
+.PHONY: setup lock test test-dist lint format train train-70b dry-run list-recipes bench bench-kernels \
+	gpu-check-wheels gpu-check-model gpu-check-cpu clean
 
 setup: $(VENV)/.installed  ## create .venv, install the exact pins of requirements/cpu.lock, then requirements/no-deps.txt
 
@@ -53,6 +54,27 @@ bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, e
 
 bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / Liger (table, CSV, PNG)
 	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv
+
+# ---- one lent GPU machine without network (README "Running on a single GPU") ------------------------------------
+GPU_WHEELS := megatron-core==0.19.2 gguf==0.19.0 einops==0.8.2  # einops: megatron imports it lazily (inference paths)
+TRANSFER_MIB := 64
+
+gpu-check-wheels: setup  ## download the wheels the GPU machine lacks into wheels/ and check they fit one transfer
+	rm -rf wheels && mkdir -p wheels
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 -d wheels $(GPU_WHEELS)
+	@repo=$$(git ls-files -z | du -cb --files0-from=- | tail -n 1 | cut -f1); \
+	wheels=$$(du -cb wheels/*.whl | tail -n 1 | cut -f1); \
+	part=$$(du -cb model_parts/*.part0 2>/dev/null | tail -n 1 | cut -f1); part=$${part:-0}; \
+	total=$$((repo + wheels + part)); \
+	echo "repo $$((repo >> 20)) MiB + wheels $$((wheels >> 20)) MiB + model part $$((part >> 20)) MiB = $$((total >> 20)) MiB (limit $(TRANSFER_MIB))"; \
+	test $$total -le $$(($(TRANSFER_MIB) << 20)) || { echo "too large for one $(TRANSFER_MIB) MiB transfer"; exit 1; }
+
+gpu-check-model: setup  ## split the packaged SmolLM2 GGUF into model_parts/ (2 parts + MANIFEST.json with sha256)
+	PY=$(PY) bash scripts/gpu_check.sh --split-model
+
+gpu-check-cpu: setup  ## every gpu_check stage at tiny size on CPU (tests the script; ~1 minute)
+	PY=$(PY) bash scripts/gpu_check.sh --cpu
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

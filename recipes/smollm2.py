@@ -50,3 +50,21 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     cfg.optimizer.use_distributed_optimizer = False
     cfg.logging.metrics_jsonl = True
     return cfg
+
+
+def smollm2_135m_cod_1gpu() -> RunConfig:
+    """The same run with the trainer on one GPU (float32, the fused LM head) and the embedded engine in-process.
+
+    Sized for ``scripts/gpu_check.sh``: no Ray (``rollout.backend=inprocess``), no checkpoints, evaluation only on
+    request. The embedded engine takes no device argument, so rollouts run on the host's CPU cores while the megatron
+    step runs on the GPU; weight sync copies GPU shards into the engine's CPU model. Target: at most 10 s per CoD step.
+    """
+    cfg = smollm2_135m_cod_cpu()
+    cfg.run.name = "smollm2_135m_cod_1gpu"
+    cfg.run.device = "cuda"
+    cfg.parallel.gpus_per_node = 1
+    cfg.rollout.backend = "inprocess"
+    cfg.eval.interval = 0
+    cfg.checkpoint.save_interval = 0
+    cfg.optimizer.micro_batch_tokens = 8192  # 56 episodes of <= 640 tokens: a few micro-batches per step
+    return cfg

