@@ -58,8 +58,14 @@ def hf_weights_dir(hf_path: str) -> str:
 
 
 def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
-    """Arguments of an embedded engine for this model (its HF config, the renderer's end-of-turn stop)."""
-    return dict(hf_config=hf_config_from_model(cfg.model), stop_token_ids=[renderer.end_of_turn_id], pad_token_id=0)
+    """Arguments of an embedded engine for this model (its HF config, the renderer's end-of-turn stop, the run's
+    device: on a GPU run the rollouts are generated there too, not on the host)."""
+    return dict(
+        hf_config=hf_config_from_model(cfg.model),
+        stop_token_ids=[renderer.end_of_turn_id],
+        pad_token_id=0,
+        device=cfg.run.device,
+    )
 
 
 def build_manager(

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cod_megatron.cod.pack_forming import FormedPack
 from cod_megatron.config import RunConfig, finalize
 
@@ -26,6 +28,7 @@ def load_run_config(ckpt: str | Path) -> RunConfig:
     p.tp = p.pp = p.cp = p.dp = p.engines = p.engine_tp = 1
     p.vpp, p.sequence_parallel, p.colocated = None, False, True
     cfg.rollout.backend, cfg.rollout.engine = "inprocess", "embedded"
+    cfg.run.device = "cuda" if torch.cuda.is_available() else "cpu"  # this machine's, not the training run's
     cfg.optimizer.use_distributed_optimizer = False
     return cfg
 

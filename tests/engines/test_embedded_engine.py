@@ -117,3 +117,17 @@ def test_engine_refuses_to_serve_without_or_with_partial_weights(setup):
         engine.generate_batch(req)
     engine.resume_memory()
     assert len(engine.generate_batch(req)[0].token_ids) >= 1
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_runs_engine_generates_on_the_runs_device(device):
+    """A GPU run's embedded engine lives on the GPU (its rollouts are not generated on the host)."""
+    from cod_megatron.run_parts import engine_kwargs
+
+    cfg = cod_recipes.get("debug_cpu")
+    cfg.run.device = device
+    kwargs = engine_kwargs(cfg, renderer_for("hidden_key"))
+    assert kwargs["device"] == device
+    if device == "cpu" or torch.cuda.is_available():
+        engine = EmbeddedEngine(**kwargs)
+        assert engine.device.type == device and next(engine.model.parameters()).device.type == device
