@@ -58,6 +58,12 @@ def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
     return dict(hf_config=hf_config_from_model(cfg.model), stop_token_ids=[renderer.end_of_turn_id], pad_token_id=0)
 
 
+def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout) -> list[list[int]] | None:
+    """``WeightSync``'s ``engine_ranks``: set for colocated SGLang engines, whose weights are CUDA-IPC handles made
+    on every trainer rank (embedded engines are sent tensors, disaggregated ones an NCCL broadcast)."""
+    return layout.colocated_engine_ranks() if cfg.rollout.engine == "sglang" and layout.colocated else None
+
+
 def build_manager(
     cfg: RunConfig,
     domain: Domain,

@@ -41,7 +41,7 @@ def train(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and not rank else None)
     trainer = parts.start_trainer(cfg, layout, renderer)
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if rank == 0 else []
-    sync = WeightSync(cfg.model, engines)  # every rank exports (TP all-gather); only rank 0 pushes to engines
+    sync = WeightSync(cfg.model, engines, engine_ranks=parts.ipc_engine_ranks(cfg, layout))  # every rank exports
     schedule = evaluator = None
     try:
         sync.sync(trainer.model, trainer.step)

@@ -17,11 +17,12 @@ import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, finalize
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
 from cod_megatron.engines.sglang.actor import _alive, plan_gpus, server_argv
+from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.protocol import HttpClient
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangServerConfig
 from cod_megatron.engines.startup import shutdown_engines, start_engines
-from tests.engines.sglang_standin import COMMAND, cpu_serializer
+from tests.engines.sglang_standin import COMMAND
 
 STANDIN = COMMAND
 
@@ -173,8 +174,8 @@ def requests_():
 
 
 def kwargs():
-    # the CPU stand-in of the colocated path; on a cluster the trainer passes its NCCL broadcast or CUDA-IPC serializer
-    return {"stop_token_ids": [99], "transport": "tensor", "serializer": cpu_serializer, "hf_config": None}
+    # the colocated transport with the project serializer (CPU tensors through shared memory on this machine)
+    return {"stop_token_ids": [99], "transport": "tensor", "serializer": serializer_for(1), "hf_config": None}
 
 
 def wait_dead(pid, timeout_s=10.0):
