@@ -19,7 +19,8 @@ What travels is a handle, not the data, so a payload only works while its tensor
   names a shared-memory file instead, which any process on the host can open; it is set only while pickling (under a
   lock, the previous strategy restored) and the tensors are copied first, so parameters are not moved to shared
   memory. SGLang's patch is not applied then: it rewrites argument 6 of every reduction and breaks CPU tensors
-  (``IndexError``).
+  (``IndexError``). The files are served by a ``torch_shm_manager`` daemon the producer starts; it inherits the
+  producer's open descriptors and lives until every process that opened one of its files has ended.
 
 The caller keeps the tensors alive until the engine answered (:class:`~cod_megatron.sync.weight_sync.WeightSync` holds
 its bucket until rank 0's POSTs returned).
