@@ -315,6 +315,51 @@ def test_the_first_weight_sync_reaches_disaggregated_engines_through_their_updat
         destroy_distributed()
 
 
+def test_the_first_weight_sync_reaches_colocated_engines_as_ipc_payloads(tmp_path, router):
+    """No serializer handed in: colocated engines get SGLang's payload format from start_engines, and the first sync
+    as the loop builds it (``run_parts.ipc_engine_ranks``) delivers every HF tensor bit-equal; a restarted engine is
+    synced again on its own (one trainer rank: nothing else takes part)."""
+    from cod_megatron.run_parts import ipc_engine_ranks
+    from cod_megatron.sync.hf_map import export_hf_weights
+    from cod_megatron.sync.weight_sync import WeightSync
+    from tests.policy.parallel_utils import tiny_cfg
+
+    record = tmp_path / "served.pt"
+    cfg = cod_recipes.get("debug_cpu")  # colocated: one engine at TP 1 on the trainer's device
+    layout = finalize(cfg)
+    overrides = [
+        "rollout.engine=sglang",
+        "rollout.backend=inprocess",
+        f"rollout.sglang_command={json.dumps(STANDIN)}",
+        "rollout.sglang_model_path=/models/standin",
+        f"rollout.sglang_router_url={router.url}",
+        f"rollout.sglang_extra_args={json.dumps(['--record', str(record)])}",
+        f"run.output_dir={tmp_path}",
+    ]
+    cfg = apply_overrides(cfg, overrides)
+    (engine,) = engines = start_engines(cfg, layout, {"stop_token_ids": [99], "hf_config": None})
+    try:
+        assert layout.colocated and engine.client.transport == "tensor" and engine.client.serializer is not None
+        model_cfg = tiny_cfg("model.num_layers=1").model
+        model = _tiny_policy(tiny_cfg("model.num_layers=1"))
+        want = export_hf_weights(model, model_cfg)
+        sync = WeightSync(model_cfg, engines, bucket_bytes=8 << 10, engine_ranks=ipc_engine_ranks(cfg, layout))
+        sync.sync(model, version=3)
+        served = torch.load(record, weights_only=True)
+        assert engine.client.health()["server_weight_version"] == "3" and served["versions"] == [3]
+        assert sorted(served["weights"]) == sorted(want)
+        assert all(torch.equal(served["weights"][n], t) for n, t in want.items())
+        engine.restart()
+        sync.sync(model, version=4, engines=[engine])
+        assert engine.client.health()["server_weight_version"] == "4"
+        assert torch.load(record, weights_only=True)["versions"] == [4]  # the new server's first update
+    finally:
+        shutdown_engines(engines)
+        from cod_megatron.policy.distributed import destroy_distributed
+
+        destroy_distributed()
+
+
 def _tiny_policy(cfg):
     """A one-layer policy on CPU (megatron's groups for one process), for a real export."""
     from cod_megatron.config import finalize
