@@ -65,7 +65,8 @@ class WeightSync:
         """Stream the export once, each bucket to every engine (default: all) before the next is gathered; returns
         seconds, bytes and bucket count. Every rank runs it: the TP gathers are collective, and with pipeline
         parallelism each stage's source sends its stage to rank 0, which forwards stage after stage (only the last
-        stage's final bucket is ``last``). A rank without engines only takes part."""
+        stage's final bucket is ``last``). A rank without engines only takes part. With ``engine_ranks`` every rank
+        serializes its own copy of each bucket and rank 0 sends them (the colocated path, module docstring)."""
         t0 = time.perf_counter()
         targets = list(self.engines if engines is None else engines)
         plan = self.stages
@@ -105,6 +106,7 @@ class WeightSync:
             for engine in targets:
                 engine.update_weights(bucket, version=version, last=last and closes)
             nbytes, n = nbytes + sum(tensor_nbytes(t) for _, t in bucket), n + 1
+            del bucket  # before the stream gathers the next one: one bucket alive at a time
         return nbytes, n
 
     def _buckets(self, model: torch.nn.Module | Sequence[torch.nn.Module]) -> Iterator[tuple[list, bool]]:
@@ -127,16 +129,19 @@ class WeightSync:
         """The colocated path (module docstring): every rank serializes each bucket, rank 0 sends all payloads;
         ``chosen``: only some engines are synced (a restarted one), which a single process can do alone."""
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        ranks, need = self.engine_ranks or [], []
+        ranks = self.engine_ranks or []
         if chosen and world > 1:
             raise RuntimeError(
                 "a colocated weight sync is collective over every trainer rank: a single engine restarted "
                 "mid-rollout cannot be re-synced from rank 0 alone; resume the run from its last checkpoint"
             )
-        if rank == 0:
+        if any(not 0 <= r < world for per in ranks for r in per):  # the same on every rank: all raise
+            raise ValueError(f"engine_ranks {ranks} name ranks outside the trainer's {world}")
+        mismatch, need = None, []
+        if rank == 0 and len(self.engines) != len(ranks):  # only rank 0 holds engines: say it with the outcome
+            mismatch = f"engine_ranks {ranks} do not fit {len(self.engines)} engine(s)"
+        elif rank == 0:
             need = [ranks[self.engines.index(e)] for e in targets]
-            if len(self.engines) != len(ranks) or any(r >= world for per in need for r in per):
-                raise ValueError(f"engine_ranks {ranks} do not fit {len(self.engines)} engine(s) on {world} rank(s)")
         nbytes, n = 0, 0
         for bucket, last in self._buckets(model):
             mine = (serialize_named_tensors(bucket), [name for name, _ in bucket])
@@ -148,6 +153,8 @@ class WeightSync:
             error = None
             if rank == 0:
                 try:
+                    if mismatch:
+                        raise ValueError(mismatch)
                     _post_payloads(every, targets, need, version=version, last=last)
                 except Exception as exc:  # every rank must hear of it, or they would wait here forever
                     error = exc
@@ -159,7 +166,7 @@ class WeightSync:
             if outcome[0] is not None:
                 raise RuntimeError(f"rank 0 could not load a weight bucket into the engines: {outcome[0]}")
             nbytes, n = nbytes + sum(tensor_nbytes(t) for _, t in bucket), n + 1
-            del bucket, mine, every
+            del bucket, mine, every  # before the stream gathers the next one: one bucket alive at a time
         return nbytes, n
 
 
