@@ -68,6 +68,12 @@ def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
     )
 
 
+def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout) -> list[list[int]] | None:
+    """``WeightSync``'s ``engine_ranks``: set for colocated SGLang engines, whose weights are CUDA-IPC handles made
+    on every trainer rank (embedded engines are sent tensors, disaggregated ones an NCCL broadcast)."""
+    return layout.colocated_engine_ranks() if cfg.rollout.engine == "sglang" and layout.colocated else None
+
+
 def build_manager(
     cfg: RunConfig,
     domain: Domain,

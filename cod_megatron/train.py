@@ -46,7 +46,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if rank == 0 else []
     if stop is not None:
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
-    sync = WeightSync(cfg.model, engines)  # every rank exports (TP all-gather); only rank 0 pushes to engines
+    sync = WeightSync(cfg.model, engines, engine_ranks=parts.ipc_engine_ranks(cfg, layout))  # every rank exports
     schedule = evaluator = None
     try:
         sync.sync(trainer.model, trainer.step)

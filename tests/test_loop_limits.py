@@ -26,6 +26,16 @@ def test_finalize_accepts_but_the_loop_check_names_the_field(overrides, field):
     check_loop_can_run(synthetic, finalize(synthetic))  # the policy-only check runs any layout
 
 
+def test_colocated_sglang_with_pipeline_parallelism_is_refused_by_parallel_pp():
+    """Colocated engines load CUDA-IPC handles from every trainer rank, and a PP rank holds only its stage."""
+    cfg = apply_overrides(cod_recipes.get("qwen3_8b_cod_8gpu_h100"), ["parallel.pp=2", "parallel.dp=2"])
+    with pytest.raises(ConfigError) as e:
+        check_loop_can_run(cfg, finalize(cfg))
+    assert e.value.field == "parallel.pp" and "CUDA-IPC" in e.value.reason
+    shipped = cod_recipes.get("qwen3_8b_cod_8gpu_h100")  # PP 1, colocated SGLang: runs
+    check_loop_can_run(shipped, finalize(shipped))
+
+
 def test_the_70b_recipe_passes_the_loop_check():
     """PP 4 x VPP 5: the interleaved schedule runs in the loop (``tests/sync/test_pipeline_sync.py``)."""
     cfg = cod_recipes.get("llama3_70b_cod_64gpu_h100")

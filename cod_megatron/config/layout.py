@@ -188,6 +188,17 @@ class ParallelLayout:
         """Ray placement-group bundles, one list per engine (one GPU per engine TP rank)."""
         return [[{"GPU": 1.0, "CPU": 1.0} for _ in range(self.engine_tp)] for _ in range(self.engines)]
 
+    def colocated_engine_ranks(self) -> list[list[int]]:
+        """For colocated engines, the trainer's global ranks on each engine's GPUs, in engine-TP-rank order.
+
+        Engine ``i`` runs on the job's devices ``i * engine_tp ..`` and trainer rank ``r`` on device ``r``, so engine
+        ``i``'s TP rank ``k`` shares a GPU with trainer rank ``i * engine_tp + k``: the rank whose CUDA-IPC payload
+        that TP rank loads. (A payload from another GPU fails loudly on the engine: SGLang resolves the device UUID.)
+        """
+        if not self.colocated:
+            raise ValueError("engine ranks are defined for colocated engines only (parallel.colocated=true)")
+        return [[i * self.engine_tp + k for k in range(self.engine_tp)] for i in range(self.engines)]
+
     def describe(self) -> dict[str, Any]:
         """Every size by name, for the dry run and the logs."""
         return {

@@ -21,3 +21,10 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
         "env.train_domains",
         f"the CoD loop trains one domain per run, got {cfg.env.train_domains}",
     )
+    require(
+        not (cfg.rollout.engine == "sglang" and layout.colocated and layout.pp > 1),
+        "parallel.pp",
+        f"colocated SGLang engines load CUDA-IPC handles from the trainer rank on each GPU, which needs every HF "
+        f"tensor on every rank; with pp={layout.pp} a rank holds only its stage "
+        "(use pp=1, or parallel.colocated=false)",
+    )

@@ -23,6 +23,7 @@ from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import EngineRequest, Generation
 from cod_megatron.engines.sglang.actor import SGLangServerActor
+from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
 
@@ -164,6 +165,8 @@ def _sglang_settings(
         "transport": "tensor" if layout.colocated else "distributed",
         "timeout_s": r.engine_timeout_s,
     }
+    if layout.colocated:  # CUDA-IPC payloads in SGLang's format (a caller's serializer below still wins)
+        client_kwargs["serializer"] = serializer_for(layout.engine_tp)
     client_kwargs |= {k: engine_kwargs[k] for k in _SGLANG_CLIENT_KEYS if k in engine_kwargs}
     actor_kwargs = dict(
         log_dir=str(Path(r.sglang_log_dir or Path(cfg.run.output_dir) / "sglang").resolve()),
@@ -181,7 +184,8 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
     where ``rollout.sglang_command`` points at the stand-in), an actor per bundle. In-process backend: the actors are
     plain objects and engine ``i`` gets GPUs ``i * engine_tp ..``. All servers start in parallel; if one fails, the
     others are ended and the error (with the server's log tail) is raised. The weight transport defaults to
-    ``tensor`` when colocated, else ``distributed``; its NCCL group / serializer are set up by the trainer.
+    ``tensor`` when colocated (with the CUDA-IPC serializer of :mod:`.sglang.ipc`; engines at TP > 1 are fed by
+    every trainer rank through ``WeightSync``'s colocated path), else ``distributed`` (the update group is joined here).
     """
     r = cfg.rollout
     server, client_kwargs, actor_kwargs = _sglang_settings(cfg, layout, engine_kwargs)

@@ -24,6 +24,15 @@ def test_8_gpus_colocated_shares_devices():
     }
 
 
+def test_colocated_engines_load_from_the_trainer_ranks_on_their_gpus():
+    one_each = layout(tp=2, dp=4, engines=8, engine_tp=1, colocated=True)  # qwen3_8b
+    assert one_each.colocated_engine_ranks() == [[r] for r in range(8)]
+    pairs = layout(tp=2, dp=4, engines=4, engine_tp=2, colocated=True)
+    assert pairs.colocated_engine_ranks() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    with pytest.raises(ValueError, match="colocated"):
+        layout(LLAMA70, tp=8, pp=4, dp=1, engines=4, engine_tp=8, colocated=False).colocated_engine_ranks()
+
+
 def test_64_gpus_disaggregated_adds_engine_gpus():
     lay = layout(LLAMA70, tp=8, pp=4, vpp=5, dp=1, engines=4, engine_tp=8, colocated=False, sequence_parallel=True)
     assert (lay.trainer_world_size, lay.engine_gpus, lay.world_size, lay.nodes) == (32, 32, 64, 8)

@@ -8,14 +8,16 @@ that make real clients fail: unknown ``sampling_params`` keys are refused, weigh
 
 There is no NCCL here: :class:`LoopbackTransport` stands in for the update group. The client's ``broadcast`` puts
 the bucket on a queue and the stand-in's ``/update_weights_from_distributed`` takes it off, checking names, dtypes and
-shapes against the request metadata the way an NCCL receive would fail on a mismatch. For
-``/update_weights_from_tensor`` :func:`cpu_serializer` / :func:`cpu_deserializer` replace SGLang's CUDA-IPC
-``MultiprocessingSerializer``.
+shapes against the request metadata the way an NCCL receive would fail on a mismatch. ``/update_weights_from_tensor``
+decodes the way SGLang 0.5.23 does (:func:`deserialize_payload`: strict base64, then a restricted unpickler running
+torch's own rebuild functions), checks that there is one payload per TP rank (``server_args["tp_size"]``) and has
+each TP rank load its own entry; the trainer makes them with :mod:`cod_megatron.engines.sglang.ipc`.
 
 ``python tests/engines/sglang_standin.py`` runs it as a program over :class:`CountingEngine`, taking
 ``sglang.launch_server``'s flags, so the engine actors of :mod:`cod_megatron.engines.sglang.actor` can launch it in
 place of SGLang on CPU (``rollout.sglang_command``; :data:`COMMAND` runs it by absolute path, from any directory).
-Across processes only ``/update_weights_from_tensor`` works (the loopback transport lives in one process).
+Across processes ``/update_weights_from_tensor`` (shared memory on CPU, CUDA IPC on a GPU) and the gloo update group
+work (the loopback transport lives in one process). ``--record PATH`` makes the program save what it received.
 
 Buckets are forwarded to the engine as they arrive (SGLang loads them as they arrive too). The version is on the wire
 only with the last bucket, so earlier buckets reach ``engine.update_weights`` with ``version=-1, last=False``.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import pickle
 import queue
 import sys
 import threading
@@ -117,20 +120,54 @@ class GlooTransport:
         return out
 
 
-def cpu_serializer(named_tensors: list[tuple[str, torch.Tensor]]) -> list[str]:
-    """CPU stand-in for ``MultiprocessingSerializer.serialize(..., output_str=True)`` (one TP rank)."""
-    import torch
+_DTYPES = (
+    "bfloat16 bool float float16 float32 float64 float8_e4m3fn float8_e5m2 half int int16 int32 int64 int8 long uint8"
+).split()
+ALLOWED_GLOBALS = frozenset(
+    {("builtins", n) for n in ("list", "tuple", "dict", "int", "float", "str", "bytes", "bool")}
+    | {("collections", "OrderedDict"), ("copyreg", "__newobj__")}
+    | {("torch", n) for n in ("Tensor", "Size", "device", "dtype", "UntypedStorage", *_DTYPES)}
+    | {("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"), ("torch.nn.parameter", "Parameter")}
+    | {("torch._utils", n) for n in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter")}
+    | {("torch._tensor", "_rebuild_from_type_v2")}
+    | {
+        ("torch.multiprocessing.reductions", n)
+        for n in (
+            "rebuild_tensor",
+            "rebuild_cuda_tensor",
+            "rebuild_meta_tensor",
+            "rebuild_storage_fd",
+            "rebuild_storage_filename",
+            "rebuild_storage_empty",
+            "rebuild_typed_storage",
+            "rebuild_typed_storage_child",
+        )
+    }
+    | {("multiprocessing.resource_sharer", "DupFd"), ("sglang.srt.utils.patch_torch", "_rebuild_cuda_tensor_modified")}
+)
+"""The globals a list of named tensors can reference, all in SGLang 0.5.23's ``SafeUnpickler.ALLOWED_GLOBALS``
+(``python/sglang/srt/utils/common.py``; it also allows more builtins, sparse/quantized rebuilds and some SGLang
+structs): a payload this stand-in loads, SGLang loads too."""
 
-    buf = io.BytesIO()
-    torch.save([(n, t.detach().cpu()) for n, t in named_tensors], buf)
-    return [base64.b64encode(buf.getvalue()).decode("ascii")]
+
+class PayloadUnpickler(pickle.Unpickler):
+    """SGLang's restricted unpickler, as far as tensors go: anything off :data:`ALLOWED_GLOBALS` is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise RuntimeError(f"Blocked unsafe global ({module}.{name}) during pickle deserialization")
+        if module.startswith("sglang."):  # a producer with SGLang's device-UUID patch: the consumer needs it too
+            from sglang.srt.utils.patch_torch import monkey_patch_torch_reductions
+
+            monkey_patch_torch_reductions()
+        return super().find_class(module, name)
 
 
-def cpu_deserializer(payload: str) -> list[tuple[str, torch.Tensor]]:
-    """Inverse of :func:`cpu_serializer`."""
-    import torch
-
-    return [tuple(x) for x in torch.load(io.BytesIO(base64.b64decode(payload)), weights_only=True)]
+def deserialize_payload(payload: str) -> list[tuple[str, torch.Tensor]]:
+    """One TP rank's entry of ``serialized_named_tensors`` back to ``(name, tensor)``, SGLang 0.5.23's way
+    (``MultiprocessingSerializer.deserialize``: ``b64decode(validate=True)``, then the restricted unpickler)."""
+    named = PayloadUnpickler(io.BytesIO(base64.b64decode(payload, validate=True))).load()
+    return [(str(n), t) for n, t in named]
 
 
 class _HTTPError(Exception):
@@ -420,8 +457,18 @@ class SGLangStandIn:
             return self._result(
                 False, "update_weights_from_tensor must run between begin_weight_update() and end_weight_update()"
             )
-        named = cpu_deserializer(body["serialized_named_tensors"][0])  # TP rank 0
-        return self._load(named, body)
+        payloads, tp = body["serialized_named_tensors"], int(self.server_args.get("tp_size", 1))
+        if not isinstance(payloads, list) or len(payloads) != tp:
+            got = len(payloads) if isinstance(payloads, list) else type(payloads).__name__
+            return self._result(False, f"serialized_named_tensors: expected one payload per TP rank ({tp}), got {got}")
+        try:  # each TP rank loads its own entry (deserialize_own_rank); they must all hold the same bucket
+            per_rank = [deserialize_payload(p) for p in payloads]
+        except Exception as exc:
+            return self._result(False, f"Failed to deserialize the named tensors: {exc!r}")
+        for rank, named in enumerate(per_rank[1:], start=1):
+            if [n for n, _ in named] != [n for n, _ in per_rank[0]]:
+                return self._result(False, f"TP rank {rank} got another bucket than TP rank 0")
+        return self._load(per_rank[0], body)
 
     def _release(self, body: dict[str, Any], query: Any) -> tuple[int, Any]:
         self.released_tags |= set(body.get("tags") or ("weights", "kv_cache", "cuda_graph"))
@@ -457,12 +504,18 @@ class CountingEngine:
     """A tiny deterministic engine for the stand-in program: ``prompt[-1] + 1, + 2, ...``, log-prob -0.5 each.
 
     Weight buckets are only counted (the answers never depend on them); ``weight_version`` follows the last bucket.
+    With ``record``, every tensor received is kept (a copy, on CPU) and, each time an update closes, saved there with
+    the closed versions: ``{"weights": {name: tensor}, "versions": [...], "buckets": n}``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, record: str | None = None) -> None:
         self.weight_version = -1
         self.tensors_received = 0
         self.released = False
+        self.record = record
+        self.received: dict[str, Any] = {}
+        self.versions: list[int] = []
+        self.buckets = 0
 
     def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:  # noqa: D102
         if self.released:
@@ -475,8 +528,16 @@ class CountingEngine:
 
     def update_weights(self, named_tensors: list, *, version: int, last: bool) -> None:  # noqa: D102
         self.tensors_received += len(named_tensors)
+        self.buckets += 1
+        if self.record:
+            self.received |= {n: t.detach().to("cpu", copy=True) for n, t in named_tensors}
         if last:
             self.weight_version = version
+            self.versions.append(version)
+            if self.record:
+                import torch
+
+                torch.save({"weights": self.received, "versions": self.versions, "buckets": self.buckets}, self.record)
 
     def release_memory(self) -> None:  # noqa: D102
         self.released = True
@@ -503,6 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tp-size", type=int, default=1)
     p.add_argument("--base-gpu-id", type=int, default=0)
     p.add_argument("--mem-fraction-static", type=float, default=None)
+    p.add_argument("--record", default=None, help="stand-in only: save the weights received here (CountingEngine)")
     args, rest = p.parse_known_args(argv)
     server_args = {
         "tp_size": args.tp_size,
@@ -512,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
         "other_args": rest,
     }
     standin = SGLangStandIn(
-        CountingEngine(),
+        CountingEngine(record=args.record),
         transport=GlooTransport(),  # a separate process: the update group is real (gloo), as with SGLang
         model_path=args.model_path,
         host=args.host,

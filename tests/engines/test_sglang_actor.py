@@ -17,11 +17,12 @@ import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, finalize
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
 from cod_megatron.engines.sglang.actor import _alive, plan_gpus, server_argv
+from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.protocol import HttpClient
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangServerConfig
 from cod_megatron.engines.startup import shutdown_engines, start_engines
-from tests.engines.sglang_standin import COMMAND, cpu_serializer
+from tests.engines.sglang_standin import COMMAND
 
 STANDIN = COMMAND
 
@@ -173,8 +174,8 @@ def requests_():
 
 
 def kwargs():
-    # the CPU stand-in of the colocated path; on a cluster the trainer passes its NCCL broadcast or CUDA-IPC serializer
-    return {"stop_token_ids": [99], "transport": "tensor", "serializer": cpu_serializer, "hf_config": None}
+    # the colocated transport with the project serializer (CPU tensors through shared memory on this machine)
+    return {"stop_token_ids": [99], "transport": "tensor", "serializer": serializer_for(1), "hf_config": None}
 
 
 def wait_dead(pid, timeout_s=10.0):
@@ -307,6 +308,51 @@ def test_the_first_weight_sync_reaches_disaggregated_engines_through_their_updat
         engines[1].restart()
         sync.sync(model, version=4)
         assert [e.client.health()["server_weight_version"] for e in engines] == ["4", "4"]
+    finally:
+        shutdown_engines(engines)
+        from cod_megatron.policy.distributed import destroy_distributed
+
+        destroy_distributed()
+
+
+def test_the_first_weight_sync_reaches_colocated_engines_as_ipc_payloads(tmp_path, router):
+    """No serializer handed in: colocated engines get SGLang's payload format from start_engines, and the first sync
+    as the loop builds it (``run_parts.ipc_engine_ranks``) delivers every HF tensor bit-equal; a restarted engine is
+    synced again on its own (one trainer rank: nothing else takes part)."""
+    from cod_megatron.run_parts import ipc_engine_ranks
+    from cod_megatron.sync.hf_map import export_hf_weights
+    from cod_megatron.sync.weight_sync import WeightSync
+    from tests.policy.parallel_utils import tiny_cfg
+
+    record = tmp_path / "served.pt"
+    cfg = cod_recipes.get("debug_cpu")  # colocated: one engine at TP 1 on the trainer's device
+    layout = finalize(cfg)
+    overrides = [
+        "rollout.engine=sglang",
+        "rollout.backend=inprocess",
+        f"rollout.sglang_command={json.dumps(STANDIN)}",
+        "rollout.sglang_model_path=/models/standin",
+        f"rollout.sglang_router_url={router.url}",
+        f"rollout.sglang_extra_args={json.dumps(['--record', str(record)])}",
+        f"run.output_dir={tmp_path}",
+    ]
+    cfg = apply_overrides(cfg, overrides)
+    (engine,) = engines = start_engines(cfg, layout, {"stop_token_ids": [99], "hf_config": None})
+    try:
+        assert layout.colocated and engine.client.transport == "tensor" and engine.client.serializer is not None
+        model_cfg = tiny_cfg("model.num_layers=1").model
+        model = _tiny_policy(tiny_cfg("model.num_layers=1"))
+        want = export_hf_weights(model, model_cfg)
+        sync = WeightSync(model_cfg, engines, bucket_bytes=8 << 10, engine_ranks=ipc_engine_ranks(cfg, layout))
+        sync.sync(model, version=3)
+        served = torch.load(record, weights_only=True)
+        assert engine.client.health()["server_weight_version"] == "3" and served["versions"] == [3]
+        assert sorted(served["weights"]) == sorted(want)
+        assert all(torch.equal(served["weights"][n], t) for n, t in want.items())
+        engine.restart()
+        sync.sync(model, version=4, engines=[engine])
+        assert engine.client.health()["server_weight_version"] == "4"
+        assert torch.load(record, weights_only=True)["versions"] == [4]  # the new server's first update
     finally:
         shutdown_engines(engines)
         from cod_megatron.policy.distributed import destroy_distributed

@@ -12,6 +12,7 @@ import torch
 
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
 from cod_megatron.engines.sglang.client import SGLangEngine, update_weights_shared_group
+from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.protocol import (
     SGLANG_ROUTER_VERSION,
     SGLANG_VERSION,
@@ -25,7 +26,6 @@ from tests.engines.sglang_standin import (
     SAMPLING_KEYS,
     LoopbackTransport,
     SGLangStandIn,
-    cpu_serializer,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sglang" / SGLANG_VERSION
@@ -162,7 +162,7 @@ def test_bucket_metadata_values():
 
 
 def test_tensor_body_matches_fixture():
-    engine = SGLangEngine("http://127.0.0.1:1", transport="tensor", serializer=cpu_serializer)
+    engine = SGLangEngine("http://127.0.0.1:1", transport="tensor", serializer=serializer_for(1))
     body, fx = engine.bucket_body(bucket(), version=3, last=True), fixture("update_weights_from_tensor")["request"]
     assert shape(body) == shape(fx)
     with pytest.raises(ValueError, match="MultiprocessingSerializer"):
@@ -458,7 +458,7 @@ def test_standin_shared_group_and_tensor_transport(standin):
     update_weights_shared_group([shared], bucket(), version=5, last=True, broadcast=transport.broadcast)
     assert shared.weight_version == 5 and shared.health()["weight_version"] == 5
 
-    colocated = SGLangEngine(server.url, transport="tensor", serializer=cpu_serializer)
+    colocated = SGLangEngine(server.url, transport="tensor", serializer=serializer_for(1))
     colocated.update_weights(bucket(), version=6, last=True)
     assert colocated.health()["weight_version"] == 6 and tiny.buckets[-1] == ([n for n, _ in bucket()], 6, True)
 

@@ -10,7 +10,9 @@ bodies). What that version asks of a client beyond generation, and why the code 
   transport is a callable handed in by the trainer. ``weight_version`` and ``flush_cache`` go with the last bucket
   only, so the server reports the new version exactly when all of it has arrived.
 * ``/update_weights_from_tensor`` (colocated engines) takes one base64 ``MultiprocessingSerializer`` payload per
-  engine TP rank; the serialiser needs sglang and CUDA IPC, so it is a callable too.
+  engine TP rank, each made by the trainer rank on that rank's GPU (:mod:`.ipc`): a ``serializer`` callable when
+  this process makes them all (an engine at TP 1), or :meth:`SGLangEngine.update_weights_serialized` with payloads
+  gathered from the trainer ranks.
 * ``/release_memory_occupation`` and ``/resume_memory_occupation`` take ``{"tags": [...] | null}`` (null: weights,
   KV cache and CUDA graphs) and need ``--enable-memory-saver``; the server must be idle when releasing.
 """
@@ -51,10 +53,10 @@ def _dtype_name(t: torch.Tensor) -> str:
 
 
 SERIALIZER_NOTE = (
-    "On a cluster the serializer is sglang.srt.utils.MultiprocessingSerializer.serialize(named, output_str=True), "
-    "one payload per engine TP rank, each made by the trainer rank on that rank's GPU (CUDA IPC handles)."
+    "Use cod_megatron.engines.sglang.ipc.serializer_for(engine_tp) (SGLang's MultiprocessingSerializer format), "
+    "or send payloads made on every trainer rank with update_weights_serialized."
 )
-"""Where the real serializer comes from (text, so this module never imports sglang)."""
+"""Where the serializer comes from."""
 
 
 # ---- the engine ---------------------------------------------------------------------------------------------------
@@ -65,7 +67,9 @@ class SGLangEngine:
     """One SGLang server behind :class:`~cod_megatron.engines.interface.InferenceEngine`.
 
     ``transport="distributed"`` sends weights by NCCL broadcast (``broadcast``; call
-    :meth:`init_weights_update_group` once first); ``"tensor"`` by ``/update_weights_from_tensor`` (``serializer``).
+    :meth:`init_weights_update_group` once first); ``"tensor"`` by ``/update_weights_from_tensor`` (CUDA-IPC payloads:
+    ``serializer`` for :meth:`update_weights`, or payloads from every trainer rank for
+    :meth:`update_weights_serialized`).
     Each engine has its own update group by default; :func:`update_weights_shared_group` drives several engines that
     share one group. Not safe to update weights from two threads at once (one session per server).
     """
@@ -163,7 +167,14 @@ class SGLangEngine:
         else:
             if self.serializer is None:
                 raise ValueError(f"SGLangEngine({self.url}): transport='tensor' needs a serializer. {SERIALIZER_NOTE}")
-            body = {"serialized_named_tensors": list(self.serializer(named_tensors)), "flush_cache": bool(last)}
+            return self.tensor_body(self.serializer(named_tensors), version=version, last=last)
+        if last:
+            body["weight_version"] = str(version)
+        return body
+
+    def tensor_body(self, payloads: Sequence[str], *, version: int, last: bool) -> dict[str, Any]:
+        """The ``/update_weights_from_tensor`` body: ``payloads[k]`` is what engine TP rank ``k`` loads."""
+        body: dict[str, Any] = {"serialized_named_tensors": list(payloads), "flush_cache": bool(last)}
         if last:
             body["weight_version"] = str(version)
         return body
@@ -174,21 +185,13 @@ class SGLangEngine:
             raise ValueError(f"SGLangEngine({self.url}): transport='distributed' needs a broadcast callable")
         if self.transport == "tensor" and self.serializer is None:
             raise ValueError(f"SGLangEngine({self.url}): transport='tensor' needs a serializer. {SERIALIZER_NOTE}")
-        with self._lock:
-            self._begin_session()
-            try:
-                body = self.bucket_body(named_tensors, version=version, last=last)
-                if self.transport == "distributed":
-                    tensors = list(named_tensors)
-                    self._post_during("/update_weights_from_distributed", body, lambda: self.broadcast(tensors))
-                else:
-                    self._post_weights("/update_weights_from_tensor", body)
-            except BaseException:
-                self._abandon_session()
-                raise
-            if last:
-                self._end_session()
-                self.weight_version = version
+        body = self.bucket_body(named_tensors, version=version, last=last)
+        if self.transport == "distributed":
+            tensors = list(named_tensors)
+            path, during = "/update_weights_from_distributed", lambda: self.broadcast(tensors)
+        else:
+            path, during = "/update_weights_from_tensor", None
+        self._in_session(path, body, version=version, last=last, during=during)
 
     def update_weights_broadcast_elsewhere(
         self, meta: list[tuple[str, str, list[int]]], *, version: int, last: bool, group_name: str
@@ -205,10 +208,25 @@ class SGLangEngine:
         }
         if last:
             body["weight_version"] = str(version)
+        self._in_session("/update_weights_from_distributed", body, version=version, last=last)
+
+    def update_weights_serialized(self, payloads: Sequence[str], *, version: int, last: bool) -> None:
+        """Load one bucket already serialized per engine TP rank (``payloads[k]`` for TP rank ``k``, made on that
+        rank's GPU); sessions as in :meth:`update_weights`. The tensors must live until this returns."""
+        if self.transport != "tensor":
+            raise ValueError(f"SGLangEngine({self.url}): serialized payloads need transport='tensor'")
+        body = self.tensor_body(payloads, version=version, last=last)
+        self._in_session("/update_weights_from_tensor", body, version=version, last=last)
+
+    def _in_session(
+        self, path: str, body: dict[str, Any], *, version: int, last: bool, during: Callable[[], object] | None = None
+    ) -> None:
+        """POST one bucket inside the server's weight-update session: the first bucket opens it, ``last`` closes it
+        and sets the version; a failure closes it (so the next update can begin) and re-raises."""
         with self._lock:
             self._begin_session()
             try:
-                self._post_weights("/update_weights_from_distributed", body)
+                self._post_during(path, body, during)
             except BaseException:
                 self._abandon_session()
                 raise

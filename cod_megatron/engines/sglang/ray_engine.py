@@ -7,7 +7,7 @@ heal path works: a restart launches a fresh actor and server in the same bundle 
 Weights are not moved here. :class:`SGLangEngine` takes a pluggable transport: ``distributed`` (disaggregated engines;
 a ``broadcast`` callable and ``init_weights_update_group`` beforehand) or ``tensor`` (colocated; a ``serializer``).
 ``start_engines`` joins each server's update group from the trainer (:mod:`.update_group`) and again after a restart
-(``on_new_server``); the CUDA-IPC serializer of colocated engines is not built yet.
+(``on_new_server``); colocated engines get the CUDA-IPC serializer of :mod:`.ipc`.
 """
 
 from __future__ import annotations
@@ -128,6 +128,10 @@ class SGLangRayEngine:
 
     def update_weights(self, named_tensors: list, *, version: int, last: bool) -> None:  # noqa: D102
         self._need_client().update_weights(named_tensors, version=version, last=last)
+
+    def update_weights_serialized(self, payloads: list[str], *, version: int, last: bool) -> None:
+        """One bucket as per-TP-rank CUDA-IPC payloads (colocated engines; see ``SGLangEngine``)."""
+        self._need_client().update_weights_serialized(payloads, version=version, last=last)
 
     def release_memory(self) -> None:  # noqa: D102
         self._need_client().release_memory()
