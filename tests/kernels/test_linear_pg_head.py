@@ -5,6 +5,8 @@ case runs several chunks (and a ragged last one). Oracles differentiate the loss
 float64, so they check the op's chunk loop, row passes, in-place dz, main_grad accumulation and scaling together.
 """
 
+import csv
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -237,3 +239,19 @@ def test_tp2_matches_tp1():
     for lp, en, gh, _ in out:
         assert_all_close((lp, en, gh), tp1[:3], names=("logp", "entropy", "grad_hidden"))
     torch.testing.assert_close(torch.cat([o[3] for o in out]), tp1[3], rtol=1e-5, atol=1e-5)
+
+
+# ---- the benchmark script ------------------------------------------------------------------------------------
+def test_bench_cpu_smoke_appends_rows_with_the_shared_columns(tmp_path):
+    from cod_kernels import bench_fused_linear_logprob, bench_linear_pg_head
+
+    path = tmp_path / "kernels.csv"
+    bench_linear_pg_head.main(["--cpu-smoke", "--providers", "triton_pg_head,torch_eager", "--csv", str(path)])
+    with open(path) as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == bench_linear_pg_head.COLUMNS == bench_fused_linear_logprob.COLUMNS
+    assert {r["kernel"] for r in table} == {"linear_pg_head"}
+    assert {r["provider"] for r in table} == {"torch_gemm", "triton_pg_head", "torch_eager"}
+    assert {r["mode"] for r in table if r["provider"] == "triton_pg_head"} == {"forward", "backward", "full"}
+    assert all(float(r["p50"]) > 0 for r in table if r["metric"] == "ms")
+    assert all("--cpu-smoke" in r["command"] for r in table)
