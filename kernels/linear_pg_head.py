@@ -49,6 +49,35 @@ dLoss/dlogp and dLoss/dentropy of the chunk's tokens (``g_entropy_c`` None: the 
 every TP rank with the same, already reduced, values; ``rows_c`` lets it index its own per-token data."""
 
 
+def token_loss_grad(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n_tokens: int, fill: torch.Tensor | None = None
+) -> ChunkGrad:
+    """A ``ChunkGrad`` from ``loss_fn(logp [T], entropy [T]) -> scalar`` by ``torch.autograd.grad`` on the chunk.
+
+    So a loss written over whole ``[T]`` vectors (``cod_megatron.cod.losses.policy_loss``: every loss type,
+    aggregation and rollout correction) needs no hand-written gradient. Exact whenever the loss is a sum of
+    per-token terms, i.e. token t's term reads only logp_t and H_t besides detached data (sequence-level weights
+    from old / rollout log-probs are fine; a sequence-level ratio of the current log-probs would not be).
+
+    The chunk's values are placed at their rows of [T] vectors (other rows: ``fill``, default 0; with a
+    token-separable loss they do not change the chunk's gradient) and differentiated with respect to the chunk's
+    [c] vectors only. Costs one loss evaluation over T per chunk: cheap next to the c x V/TP GEMMs.
+    """
+
+    def grad_fn(rows: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor):
+        lp_c = logp.detach().requires_grad_(True)
+        en_c = entropy.detach().requires_grad_(True)
+        base = torch.zeros(n_tokens, dtype=logp.dtype, device=logp.device) if fill is None else fill.detach()
+        with torch.enable_grad():
+            lp_full = base.index_put((rows,), lp_c)
+            en_full = base.index_put((rows,), en_c)
+            loss = loss_fn(lp_full, en_full)
+            g_lp, g_en = torch.autograd.grad(loss, (lp_c, en_c), allow_unused=True, materialize_grads=True)
+        return g_lp, g_en
+
+    return grad_fn
+
+
 class PGHeadOutput(NamedTuple):
     """``logp``, ``entropy``: fp32 with the labels' shape, 0 outside the loss rows, no gradient of their own.
     ``surrogate``: 0-valued fp32 scalar carrying the loss gradient (add it to the loss value)."""
@@ -257,6 +286,8 @@ def _run_chunks(
         if grad_fn is None:
             continue
         g_lp, g_ent = grad_fn(rows_c, logp_c, ent_c)
+        if g_lp.shape != logp_c.shape or (g_ent is not None and g_ent.shape != ent_c.shape):
+            raise ValueError(f"grad_fn must return [{rows_c.numel()}] gradients for the chunk, got {g_lp.shape}")
         g_lp = g_lp.detach().float().contiguous()
         g_ent = None if g_ent is None else g_ent.detach().float().contiguous()
         _row_grad_(z, y_c, lse, ent_c, g_lp, g_ent, cfg)

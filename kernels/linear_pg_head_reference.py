@@ -5,44 +5,15 @@ logits), asks the same ``grad_fn`` for the per-token loss gradient, and returns 
 ``sum_t g_logp_t logp_t + g_H_t H_t - sg(same)`` whose gradient is that loss gradient: what the fused op computes
 chunk by chunk, without its chunking, Triton row pass, in-place dz or ``main_grad`` accumulation.
 
-``token_loss_grad`` turns a loss written over whole ``[T]`` vectors (such as ``cod_megatron.cod.losses.
-policy_loss``) into a ``ChunkGrad``: exact whenever the loss is a sum of per-token terms, i.e. token t's term
-reads only logp_t and H_t besides detached data.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 
 from cod_kernels.fused_linear_logprob_reference import vocab_parallel_logprobs
 from cod_kernels.linear_pg_head import ChunkGrad, PGHeadOutput
-
-
-def token_loss_grad(
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n_tokens: int, fill: torch.Tensor | None = None
-) -> ChunkGrad:
-    """A ``ChunkGrad`` from ``loss_fn(logp [T], entropy [T]) -> scalar`` by ``torch.autograd.grad`` on the chunk.
-
-    The chunk's values are placed at their rows of [T] vectors (other rows: ``fill``, default 0; with a
-    token-separable loss they do not change the chunk's gradient) and differentiated with respect to the chunk's
-    [c] vectors only. Costs one loss evaluation over T per chunk: cheap next to the c x V/TP GEMMs.
-    """
-
-    def grad_fn(rows: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor):
-        lp_c = logp.detach().requires_grad_(True)
-        en_c = entropy.detach().requires_grad_(True)
-        base = torch.zeros(n_tokens, dtype=logp.dtype, device=logp.device) if fill is None else fill.detach()
-        with torch.enable_grad():
-            lp_full = base.index_put((rows,), lp_c)
-            en_full = base.index_put((rows,), en_c)
-            loss = loss_fn(lp_full, en_full)
-            g_lp, g_en = torch.autograd.grad(loss, (lp_c, en_c), allow_unused=True, materialize_grads=True)
-        return g_lp, g_en
-
-    return grad_fn
 
 
 def linear_pg_head_reference(

@@ -12,8 +12,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
-from cod_kernels.linear_pg_head import linear_pg_head
-from cod_kernels.linear_pg_head_reference import linear_pg_head_reference, token_loss_grad
+from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
+from cod_kernels.linear_pg_head_reference import linear_pg_head_reference
 from cod_megatron.cod.losses import LossDenominators, LossOptions, compute_denominators, policy_loss
 from cod_megatron.config import AlgorithmConfig
 from tests.dist import init_method, spawn
@@ -90,12 +90,30 @@ def test_main_grad_receives_scaled_weight_grad_and_autograd_returns_none():
     torch.testing.assert_close(main_grad - before, ref[3], rtol=1e-5, atol=1e-5)  # accumulated: beta = 1
 
 
-def test_rows_index_and_bool_mask_select_the_same_rows():
+def test_rows_index_bool_mask_and_megatron_sbh_layout_give_the_same_result():
     hidden, weight, labels, mask, adv, old = case(seed=2)
     grad_fn = simple_pg_grad(mask, adv, old)
     by_mask = fused(hidden, weight, labels, mask, grad_fn)
     by_rows = fused(hidden, weight, labels, None, grad_fn, rows=mask.nonzero().squeeze(1))
     assert_all_close(by_rows, by_mask, tol=0.0)
+    sbh = fused(hidden[:, None], weight, labels[:, None], mask[:, None], grad_fn)  # [S, B=1, H] as megatron's
+    assert_all_close((sbh[0][:, 0], sbh[1][:, 0], sbh[2][:, 0], sbh[3]), by_mask, tol=0.0)
+
+
+def test_bf16_inputs_match_the_fp32_oracle_on_the_same_values():
+    hidden, weight, labels, mask, adv, old = (x.bfloat16() if x.is_floating_point() else x for x in case(seed=11))
+    adv, old = adv.float(), old.float()
+
+    def loss(lp: torch.Tensor, en: torch.Tensor) -> torch.Tensor:
+        return simple_pg_loss(lp, en, mask, adv.to(lp.dtype), old.to(lp.dtype))
+
+    ref = oracle(hidden, weight, labels, mask, loss)
+    lp, en, gh, gw = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old))
+    assert lp.dtype == en.dtype == torch.float32 and gh.dtype == gw.dtype == torch.bfloat16
+    torch.testing.assert_close(lp, ref[0], rtol=1e-5, atol=1e-5)  # fp32 logits of the bf16 values
+    torch.testing.assert_close(en, ref[1], rtol=1e-5, atol=1e-5)
+    for a, b in ((gh, ref[2]), (gw, ref[3])):  # one bf16 rounding of the stored gradients
+        assert (a.float() - b).abs().max() <= 1e-2 * b.abs().max()
 
 
 @pytest.mark.parametrize(
@@ -205,10 +223,12 @@ def test_no_logits_sized_tensor_when_chunks_are_smaller_than_the_loss_rows():
     assert ref_watch.hits
 
 
-def test_rejects_a_main_grad_that_is_not_fp32_of_the_weight_shape():
+def test_rejects_a_main_grad_that_is_not_fp32_of_the_weight_shape_and_a_misshapen_callback_result():
     hidden, weight, labels, mask, adv, old = case(seed=9)
     with pytest.raises(ValueError, match="main_grad"):
         linear_pg_head(hidden, weight, labels, grad_fn=simple_pg_grad(mask, adv, old), main_grad=weight.half())
+    with pytest.raises(ValueError, match="grad_fn"):
+        fused(hidden, weight, labels, mask, lambda rows, lp, en: (adv, None))  # [T] instead of the chunk's [c]
 
 
 # ---- tensor parallel over the vocabulary ---------------------------------------------------------------------
