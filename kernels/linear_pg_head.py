@@ -369,6 +369,8 @@ def linear_pg_head(
         raise ValueError(
             f"main_grad must be fp32 {tuple(weight.shape)}, got {main_grad.dtype} {tuple(main_grad.shape)}"
         )
+    if rows is not None and mask is not None:
+        raise ValueError("give the loss rows as rows or mask, not both")
     if rows is None and mask is None:
         rows = torch.arange(labels.numel(), device=labels.device)
     elif rows is None:

@@ -159,11 +159,29 @@ def test_masked_rows_are_zero_get_no_gradient_and_never_reach_a_gemm():
     assert (gh[mask].abs().sum(-1) > 0).all() and (en[mask] > 0).all()
 
 
-def test_no_loss_rows_give_zeros_and_zero_gradients():
+def test_no_loss_rows_give_zeros_zero_gradients_and_leave_main_grad_alone():
     hidden, weight, labels, mask, adv, old = case(seed=4)
     none = torch.zeros_like(mask)
     lp, en, gh, gw = fused(hidden, weight, labels, none, simple_pg_grad(mask, adv, old))
     assert (lp == 0).all() and (en == 0).all() and (gh == 0).all() and (gw == 0).all()
+    main_grad = torch.ones(weight.shape)
+    fused(hidden, weight, labels, none, simple_pg_grad(mask, adv, old), main_grad=main_grad)
+    assert (main_grad == 1).all()
+
+
+def test_a_callback_without_entropy_gradient_equals_a_zero_entropy_gradient():
+    hidden, weight, labels, mask, adv, old = case(seed=12)
+    with_ent = simple_pg_grad(mask, adv, old)
+
+    def logp_only(rows, logp, entropy):
+        return with_ent(rows, logp, entropy)[0], None
+
+    def zero_ent(rows, logp, entropy):
+        return with_ent(rows, logp, entropy)[0], torch.zeros_like(entropy)
+
+    a, b = fused(hidden, weight, labels, mask, logp_only), fused(hidden, weight, labels, mask, zero_ent)
+    assert_all_close(a, b, tol=0.0)
+    assert not torch.equal(a[2], fused(hidden, weight, labels, mask, with_ent)[2])  # the entropy term does count
 
 
 def test_logits_in_the_thousands_stay_finite_and_exact():
@@ -223,10 +241,12 @@ def test_no_logits_sized_tensor_when_chunks_are_smaller_than_the_loss_rows():
     assert ref_watch.hits
 
 
-def test_rejects_a_main_grad_that_is_not_fp32_of_the_weight_shape_and_a_misshapen_callback_result():
+def test_rejects_a_wrong_main_grad_both_rows_and_mask_and_a_misshapen_callback_result():
     hidden, weight, labels, mask, adv, old = case(seed=9)
     with pytest.raises(ValueError, match="main_grad"):
         linear_pg_head(hidden, weight, labels, grad_fn=simple_pg_grad(mask, adv, old), main_grad=weight.half())
+    with pytest.raises(ValueError, match="rows or mask"):
+        linear_pg_head(hidden, weight, labels, rows=mask.nonzero().squeeze(1), mask=mask)
     with pytest.raises(ValueError, match="grad_fn"):
         fused(hidden, weight, labels, mask, lambda rows, lp, en: (adv, None))  # [T] instead of the chunk's [c]
 
