@@ -11,7 +11,8 @@ Why in the forward (stack.md section 11b): an RL loss is a sum of per-token term
 dLoss/dH_t depend only on token t's own log-prob and entropy (plus detached data: old/ref log-probs, advantages,
 the step's denominators). Once a chunk's (logp, H) are known the caller's ``grad_fn`` gives those two numbers and
 the chunk's logits are turned into dz and consumed at once: 6 Tm H Vl GEMM FLOPs (no recompute), all in
-torch.matmul (cuBLAS on GPU), deterministic (no atomics), at most one [c, Vl] fp32 block alive. Per chunk:
+torch.matmul (cuBLAS on GPU), deterministic (no atomics), one [c, Vl] fp32 block alive (on GPU with bf16
+weights plus its bf16 copy, the GEMM operand). Per chunk:
 
     Z = h_c W^T (fp32)  ->  Triton row pass (max, sum-exp, target logit, entropy sum)  ->  one TP all-gather of
     [4, c]  ->  (g_logp, g_H) = grad_fn(rows_c, logp_c, H_c)  ->  Triton row pass writes dz over Z  ->
@@ -19,9 +20,10 @@ torch.matmul (cuBLAS on GPU), deterministic (no atomics), at most one [c, Vl] fp
 
 The op returns ``(logp, entropy, surrogate)``: ``surrogate`` is a 0-valued scalar whose gradient is the loss
 gradient. The caller adds it to its (detached) loss value; the backward receives the scalar that megatron's
-schedule multiplies the loss by (1/num_microbatches, the fp16 loss scale, CP size) and scales the stored dH by
-it. dW cannot wait for that scalar when it goes straight into ``main_grad``: pass it as ``grad_scale`` (see
-``linear_pg_head``). Without a buffer, dW is returned by the backward and scaled there like dH.
+schedule multiplies the loss by (the optimizer's loss scale; without per-token loss also 1/num_microbatches and
+1/num_tokens) and scales the stored dH by it. dW cannot wait for that scalar when it goes straight into
+``main_grad``: pass it as ``grad_scale`` (see ``linear_pg_head``). Without a buffer, dW is returned by the
+backward and scaled there like dH.
 
 Rows: only loss rows enter any GEMM. ``rows`` (int64 token indices, e.g. built once by the data packer) costs no
 host sync; a bool ``mask`` costs exactly one (``nonzero``), because the chunk loop needs Tm on the host.
@@ -352,14 +354,15 @@ def linear_pg_head(
     ``rows`` (int64 indices into the flattened tokens; no host sync) or a bool ``mask`` (one sync); neither: all.
 
     ``grad_fn`` (see ``ChunkGrad``) is called once per chunk of ``chunk_rows`` rows ([chunk_rows, V/TP] fp32 is the
-    largest temporary: 1 GiB at 2048 x 128K). Without it, or under no_grad, or when neither hidden nor weight
-    requires grad, only the logits GEMM and the stats pass run and ``surrogate`` is a plain 0.
+    largest temporary: 1 GiB at 2048 x 128K; on GPU with bf16 weights plus a bf16 copy of it). Without it, or under
+    no_grad, or when neither hidden nor weight requires grad, only the logits GEMM and the stats pass run and
+    ``surrogate`` is a plain 0.
 
     ``main_grad``: fp32 ``[V/TP, H]`` buffer (megatron's ``weight.main_grad``) that receives ``grad_scale * dL/dW``
     during this call; the backward then returns None for the weight. ``grad_scale`` must equal the scalar the
-    backward will receive for ``surrogate`` (megatron: 1/num_microbatches without per-token loss, times the fp16
-    loss scale, times CP size) since dW cannot be rescaled afterwards. Without ``main_grad`` it is unused: dW and dH
-    are both scaled by the incoming scalar in the backward.
+    backward will receive for ``surrogate`` (megatron with ``calculate_per_token_loss``: the optimizer's loss
+    scale, 1.0 in bf16; see docs/linear_pg_head.md) since dW cannot be rescaled afterwards. Without ``main_grad``
+    it is unused: dW and dH are both scaled by the incoming scalar in the backward.
     """
     if hidden.shape[-1] != weight.shape[-1] or hidden.dtype != weight.dtype:
         raise ValueError(f"hidden {tuple(hidden.shape)} {hidden.dtype} vs weight {tuple(weight.shape)} {weight.dtype}")
