@@ -53,6 +53,7 @@ bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, e
 
 bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / Liger (table, CSV, PNG)
 	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv
+	$(PY) -m cod_kernels.bench_linear_pg_head --csv docs/benchmarks/kernels.csv --mask-frac 0.7
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
