@@ -54,6 +54,7 @@ bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, e
 
 bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / Liger (table, CSV, PNG)
 	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv
+	$(PY) -m cod_kernels.bench_linear_pg_head --csv docs/benchmarks/kernels.csv --mask-frac 0.7
 
 # ---- one lent GPU machine without network (README "Running on a single GPU") ------------------------------------
 GPU_WHEELS := megatron-core==0.19.2 gguf==0.19.0 einops==0.8.2  # einops: megatron imports it lazily (inference paths)
