@@ -224,15 +224,22 @@ def _print_table(rows: list[dict]) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run the benchmark; returns the rows it appended."""
-    argv = sys.argv[1:] if argv is None else argv
+def run_benchmark(
+    argv: list[str],
+    *,
+    kernel: str,
+    module: str,
+    providers: Callable[[bool], dict[str, Provider]],
+    mask_frac: float,
+) -> list[dict]:
+    """The shared benchmark driver (this kernel's and ``bench_linear_pg_head``'s): parse ``argv``, time the GEMM
+    roofline and every provider of ``providers(cpu_smoke)`` at each shape, print the table, append the CSV."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", default=None, help="append rows here")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny shapes (interpreter on CPU): tests the script")
     p.add_argument("--providers", default=None, help="comma-separated subset")
     p.add_argument("--shape", action="append", default=None, help="T,H,V (repeatable); default: the GPU grid")
-    p.add_argument("--mask-frac", type=float, default=1.0, help="fraction of rows in the loss (RL: responses only)")
+    p.add_argument("--mask-frac", type=float, default=mask_frac, help="fraction of rows in the loss (RL: responses)")
     args = p.parse_args(argv)
 
     cuda = torch.cuda.is_available()
@@ -244,9 +251,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dtype = torch.bfloat16 if cuda and not args.cpu_smoke else torch.float32
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shape] if args.shape else None
     shapes = shapes or (SMOKE_SHAPES if args.cpu_smoke else GPU_SHAPES)
-    providers = _providers(args.cpu_smoke)
+    chosen = providers(args.cpu_smoke)
     if args.providers:
-        providers = {k: v for k, v in providers.items() if k in args.providers.split(",")}
+        chosen = {k: v for k, v in chosen.items() if k in args.providers.split(",")}
 
     rows: list[dict] = []
     for shape in shapes:
@@ -255,7 +262,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         except torch.cuda.OutOfMemoryError:
             print(f"{shape}: the roofline GEMM does not fit")
         _free()
-        for name, fn in providers.items():
+        for name, fn in chosen.items():
             try:
                 rows += _measure(name, fn, shape, dev, dtype, args)
             except torch.cuda.OutOfMemoryError:
@@ -264,16 +271,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     meta = dict(
         date=datetime.now(UTC).isoformat(timespec="seconds"),
-        kernel=KERNEL,
+        kernel=kernel,
         gpu=torch.cuda.get_device_name() if cuda else "cpu-interpreter",
         git_sha=_git_sha(),
-        command=" ".join(["python -m cod_kernels.bench_fused_linear_logprob", *argv]),
+        command=" ".join([f"python -m {module}", *argv]),
     )
     rows = [meta | r | {k: f"{r[k]:.6g}" for k in ("p50", "p20", "p80")} for r in rows]
     _print_table([r | {k: float(r[k]) for k in ("p50", "p20", "p80")} for r in rows])
     if args.csv:
         _write(args.csv, rows)
     return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark; returns the rows it appended."""
+    argv = sys.argv[1:] if argv is None else argv
+    return run_benchmark(
+        argv, kernel=KERNEL, module="cod_kernels.bench_fused_linear_logprob", providers=_providers, mask_frac=1.0
+    )
 
 
 if __name__ == "__main__":

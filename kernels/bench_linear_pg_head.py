@@ -10,25 +10,11 @@ shared convention). ``--cpu-smoke`` runs tiny shapes under the Triton interprete
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from datetime import UTC, datetime
 
 import torch
 
-from cod_kernels.bench_fused_linear_logprob import (
-    COLUMNS,
-    GPU_SHAPES,
-    SMOKE_SHAPES,
-    Provider,
-    _free,
-    _gemm_row,
-    _git_sha,
-    _measure,
-    _print_table,
-    _write,
-)
+from cod_kernels.bench_fused_linear_logprob import COLUMNS, Provider, run_benchmark
 
 __all__ = ["COLUMNS", "main"]
 KERNEL = "linear_pg_head"
@@ -76,53 +62,9 @@ def _providers(cpu_smoke: bool) -> dict[str, Provider]:
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run the benchmark; returns the rows it appended."""
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--csv", default=None, help="append rows here")
-    p.add_argument("--cpu-smoke", action="store_true", help="tiny shapes (interpreter on CPU): tests the script")
-    p.add_argument("--providers", default=None, help="comma-separated subset")
-    p.add_argument("--shape", action="append", default=None, help="T,H,V (repeatable); default: the GPU grid")
-    p.add_argument("--mask-frac", type=float, default=0.7, help="fraction of rows in the loss (RL: responses only)")
-    args = p.parse_args(argv)
-
-    cuda = torch.cuda.is_available()
-    if not cuda:
-        if not args.cpu_smoke:
-            raise SystemExit("no CUDA device: GPU numbers need a GPU (use --cpu-smoke to test the script)")
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before the @triton.jit decorators run
-    dev = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.bfloat16 if cuda and not args.cpu_smoke else torch.float32
-    shapes = [tuple(int(x) for x in s.split(",")) for s in args.shape] if args.shape else None
-    shapes = shapes or (SMOKE_SHAPES if args.cpu_smoke else GPU_SHAPES)
-    providers = _providers(args.cpu_smoke)
-    if args.providers:
-        providers = {k: v for k, v in providers.items() if k in args.providers.split(",")}
-
-    rows: list[dict] = []
-    for shape in shapes:
-        try:
-            rows.append(_gemm_row(shape, dev, dtype))
-        except torch.cuda.OutOfMemoryError:
-            print(f"{shape}: the roofline GEMM does not fit")
-        _free()
-        for name, fn in providers.items():
-            try:
-                rows += _measure(name, fn, shape, dev, dtype, args)
-            except torch.cuda.OutOfMemoryError:
-                print(f"{shape} {name}: out of memory, skipped")
-            _free()
-
-    meta = dict(
-        date=datetime.now(UTC).isoformat(timespec="seconds"),
-        kernel=KERNEL,
-        gpu=torch.cuda.get_device_name() if cuda else "cpu-interpreter",
-        git_sha=_git_sha(),
-        command=" ".join(["python -m cod_kernels.bench_linear_pg_head", *argv]),
+    return run_benchmark(
+        argv, kernel=KERNEL, module="cod_kernels.bench_linear_pg_head", providers=_providers, mask_frac=0.7
     )
-    rows = [meta | r | {k: f"{r[k]:.6g}" for k in ("p50", "p20", "p80")} for r in rows]
-    _print_table([r | {k: float(r[k]) for k in ("p50", "p20", "p80")} for r in rows])
-    if args.csv:
-        _write(args.csv, rows)
-    return rows
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import ROOT, train_cli
+from tests.cli import ROOT, start_train, train_cli
 
 SMALL = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.packs=4"]
 
@@ -86,14 +86,8 @@ def test_ctrl_c_stops_cleanly_and_ends_only_the_processes_it_started(tmp_path):
 
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *SMALL]
-    log = (tmp_path / "train.log").open("w")  # a file, not a pipe: a full pipe would block the trainer
-    proc = subprocess.Popen([*cmd, "run.steps=500", "eval.interval=0"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_train(out, tmp_path / "train.log", *SMALL, "run.steps=500", "eval.interval=0")
     try:
-        deadline = time.time() + 300
-        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
-            assert proc.poll() is None and time.time() < deadline, "training did not reach its first step"
-            time.sleep(0.5)
         started = psutil.Process(proc.pid).children(recursive=True)
         assert started, "the Ray cluster and engine actor run as children of the trainer"
         proc.send_signal(signal.SIGINT)

@@ -4,8 +4,6 @@ same next step as a run that was never stopped."""
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from cod_megatron.config import RunConfig
 from cod_megatron.run_parts import resume_path
-from tests.cli import ROOT, train_cli
+from tests.cli import start_train, train_cli
 
 SMALL = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.interval=0"]
 
@@ -26,16 +24,9 @@ def _rows(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_sigterm_checkpoints_the_finished_step_exits_0_and_resumes_with_the_same_next_step(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *SMALL]
-    log = (tmp_path / "train.log").open("w")
     # checkpointing on, but no periodic save is reached: the checkpoint must come from the stop
-    proc = subprocess.Popen([*cmd, "run.steps=500", "checkpoint.save_interval=1000"], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    proc = start_train(out, tmp_path / "train.log", *SMALL, "run.steps=500", "checkpoint.save_interval=1000")
     try:
-        deadline = time.time() + 300
-        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
-            assert proc.poll() is None and time.time() < deadline, "training did not reach its first step"
-            time.sleep(0.5)
         started = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
