@@ -33,8 +33,14 @@ class ModelConfig:
     params_dtype: Literal["float32", "bfloat16"] = "float32"
     """Parameter dtype: float32 on CPU (tests compare at 1e-5), bfloat16 on GPU."""
     fused_lm_head: bool | None = None
-    """The Triton LM-head -> log-prob kernel (``cod_kernels``) instead of materialised logits; None: on with CUDA.
+    """A fused LM-head kernel (``cod_kernels``) instead of materialised logits; None: on with CUDA.
     True on CPU runs it under ``TRITON_INTERPRET=1`` (tests only: slow)."""
+    fused_lm_head_kernel: Literal["pg_head", "logprob"] = "pg_head"
+    """Which fused head: ``pg_head`` (``linear_pg_head``: the loss gradient inside the forward, per row chunk, cuBLAS
+    GEMMs, dW straight into ``main_grad``; docs/linear_pg_head.md) or ``logprob`` (``fused_linear_logprob``: the
+    first design, log-probs in one Triton kernel, logits recomputed in its backward)."""
+    lm_head_chunk_rows: int = 2048
+    """``pg_head``: loss rows per chunk; one [chunk, V/TP] fp32 logits block is the largest temporary."""
     hf_path: str | None = None
     """Optional HF checkpoint to start from (converted with ``python -m cod_megatron.convert``): a local directory or a
     hub id. When set, the run plays through its tokenizer, chat template and end-of-turn token (``run_renderer``):
@@ -94,5 +100,6 @@ class ModelConfig:
             f"must be a positive whole number (megatron's rotary_base is an int), got {self.rope_theta}",
         )
         require(self.norm_epsilon > 0, f"{prefix}.norm_epsilon", "must be positive")
+        require(self.lm_head_chunk_rows >= 1, f"{prefix}.lm_head_chunk_rows", "must be >= 1")
         if self.rope_scaling_factor is not None:
             require(self.rope_scaling_factor >= 1.0, f"{prefix}.rope_scaling_factor", "must be >= 1")

@@ -228,6 +228,8 @@ class OptimizerConfig:
     clip_grad: float = 1.0
     use_distributed_optimizer: bool = True
     """ZeRO-1 sharding of optimizer state over DP (megatron-core DistributedOptimizer)."""
+    overlap_grad_reduce: bool = False
+    """megatron DDP: start each gradient bucket's DP reduction as soon as its last gradient is accumulated."""
     micro_batch_tokens: int = 16_384
     """Token budget of one packed micro-batch per rank (reference ``max_token_len_per_gpu``)."""
     recompute: Literal["none", "selective", "full"] = "none"

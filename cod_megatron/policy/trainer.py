@@ -23,6 +23,7 @@ from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import packed_policy_loss
 from cod_megatron.policy.microbatches import fixed_shape_microbatches, local_share
 from cod_megatron.policy.model import build_model, transformer_config
+from cod_megatron.policy.pg_head import loss_scale, pg_head, pg_head_loss, pg_loss_fn
 
 
 def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
@@ -91,7 +92,7 @@ class PolicyTrainer:
         chunks = [build_model(cfg.model, layout, config=self.tconfig, vp_stage=v) for v in stages]
         ddp_config = DistributedDataParallelConfig(
             grad_reduce_in_fp32=True,
-            overlap_grad_reduce=False,
+            overlap_grad_reduce=cfg.optimizer.overlap_grad_reduce,
             use_distributed_optimizer=cfg.optimizer.use_distributed_optimizer,
         )
         self.model = [DistributedDataParallel(config=self.tconfig, ddp_config=ddp_config, module=c) for c in chunks]
@@ -131,12 +132,16 @@ class PolicyTrainer:
         self._collect: list | None = None
         fused = cfg.model.fused_lm_head
         self.fused = torch.cuda.is_available() if fused is None else fused
+        self.head_kernel = cfg.model.fused_lm_head_kernel
+        """With ``fused``: ``pg_head`` (loss gradient inside the head) or ``logprob`` (the first kernel)."""
         self.device = next(self.model[0].parameters()).device
         """Where the micro-batches go: the model's own device (batches are packed on the host)."""
 
     # ---- forward/backward ----------------------------------------------------------------------------------
     def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
         batch, offset = next(data_iterator)
+        if self.fused and self.head_kernel == "pg_head":
+            return self._pg_head_step(model, batch, offset)
         batch = batch.to(self.device)  # this rank's share (CP split, SP padding) only
         # Log-probs of the distribution the engines sample from: softmax(logits / rollout.temperature).
         temperature = self.cfg.rollout.temperature
@@ -148,6 +153,30 @@ class PolicyTrainer:
             if self._collect is not None:
                 self._collect.append((logp.detach() * batch.loss_mask, batch))
             return packed_policy_loss(logp, ent, batch, self._denom, self.cfg.algorithm, offset)
+
+        return output, loss_func
+
+    def _pg_head_step(self, model: torch.nn.Module, batch: PackedBatch, offset: int):
+        """The ``pg_head`` forward step: the head computes the loss gradient itself (``policy/pg_head.py``)."""
+        rows = (batch.loss_mask != 0).nonzero().squeeze(1)  # on the host batch: no device sync
+        batch = batch.to(self.device)
+        algo = self.cfg.algorithm
+        train = not self._forward_only and torch.is_grad_enabled()
+        loss_fn = pg_loss_fn(batch, self._denom, algo, offset) if train else None
+        head = pg_head(
+            batch,
+            rows.to(self.device, non_blocking=True),
+            loss_fn,
+            self.cfg.rollout.temperature,
+            self._loss_scale,
+            self.cfg.model.lm_head_chunk_rows,
+        )
+        output = model_forward(model, batch, head)
+
+        def loss_func(output):
+            if self._collect is not None:
+                self._collect.append((output[0].detach() * batch.loss_mask, batch))
+            return pg_head_loss(output, batch, self._denom, algo, offset)
 
         return output, loss_func
 
@@ -167,6 +196,9 @@ class PolicyTrainer:
                 "global sample_ids (pack_episodes sets them)"
             )
         self._denom = (denominators or step_denominators(batches)).to(self.device)
+        self._forward_only = forward_only
+        pg = self.fused and self.head_kernel == "pg_head" and not forward_only
+        self._loss_scale = loss_scale(self.tconfig, self.device) if pg else 1.0  # once per step
         items = [(local_share(b, self.layout), o) for b, o in zip(batches, segment_offsets(batches), strict=True)]
         seq_length = max(b.num_tokens for b, _ in items)  # 1F1B: a hint only, variable_seq_lengths exchanges shapes
         if self.layout.vpp:

@@ -24,6 +24,10 @@ LAYOUTS = {
     "cp2": ["parallel.cp=2", "parallel.engines=2", "optimizer.use_distributed_optimizer=false"],
     "dp2": ["parallel.dp=2", "parallel.engines=2"],
 }
+# the pg_head LM head (loss gradient inside the head, several row chunks) against the logits reference
+PG_HEAD = ["model.fused_lm_head=true", "model.fused_lm_head_kernel=pg_head", "model.lm_head_chunk_rows=8"]
+LAYOUTS["tp2sp_pg_head"] = LAYOUTS["tp2sp"] + PG_HEAD
+LAYOUTS["cp2_pg_head"] = LAYOUTS["cp2"] + PG_HEAD
 
 
 def _worker(rank: int, world: int, name: str, workdir: str):
@@ -83,7 +87,8 @@ def results(tmp_path_factory):
     pp2 = spawn(_worker, 2, "pp2", workdir)
     tp2sp = spawn(_worker, 2, "tp2sp", workdir)
     cp2 = spawn(_worker, 2, "cp2", workdir)
-    return {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2, "tp2sp": tp2sp, "cp2": cp2}
+    out = {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2, "tp2sp": tp2sp, "cp2": cp2}
+    return out | {name: spawn(_worker, 2, name, workdir) for name in ("tp2sp_pg_head", "cp2_pg_head")}
 
 
 def _assert_grads_equal(full: dict, ref: dict):
@@ -92,7 +97,7 @@ def _assert_grads_equal(full: dict, ref: dict):
         torch.testing.assert_close(full[name], g, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
 
 
-@pytest.mark.parametrize("layout", ["tp2", "tp2sp"])
+@pytest.mark.parametrize("layout", ["tp2", "tp2sp", "tp2sp_pg_head"])
 def test_tp2_loss_and_grads_equal_tp1(results, layout):
     ref, tp2 = results["ref"], results[layout]
     for r in tp2:
@@ -116,9 +121,10 @@ def test_loss_and_grads_do_not_depend_on_the_micro_batch_split(results):
             torch.testing.assert_close(grads[name], g, rtol=1e-6, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_cp2_loss_and_grads_equal_cp1(results):
+@pytest.mark.parametrize("layout", ["cp2", "cp2_pg_head"])
+def test_cp2_loss_and_grads_equal_cp1(results, layout):
     # CP ranks hold the same weights; DDP sums their gradients over the DP x CP group
-    ref, cp2 = results["ref"], results["cp2"]
+    ref, cp2 = results["ref"], results[layout]
     for r in cp2:
         assert r["loss"] == pytest.approx(ref["loss"], rel=1e-5)
         _assert_grads_equal(r["grads"], ref["grads"])
