@@ -53,11 +53,11 @@ bench: setup  ## CPU benchmarks: episode packing, credit + packing throughput, e
 	$(PY) -m cod_envs.bench --csv docs/benchmarks/cpu_envs.csv
 
 bench-kernels: setup  ## GPU: fused LM-head loss vs eager / chunked / compile / Liger (table, CSV, PNG)
-	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv
-	$(PY) -m cod_kernels.bench_linear_pg_head --csv docs/benchmarks/kernels.csv --mask-frac 0.7
+	$(PY) -m cod_kernels.bench_linear_pg_head --csv docs/benchmarks/kernels.csv --png docs/benchmarks/linear_pg_head.png
+	$(PY) -m cod_kernels.bench_fused_linear_logprob --csv docs/benchmarks/kernels.csv --png docs/benchmarks/fused_linear_logprob.png
 
 # ---- one lent GPU machine without network (README "Running on a single GPU") ------------------------------------
-GPU_WHEELS := megatron-core==0.19.2 gguf==0.19.0 einops==0.8.2  # einops: megatron imports it lazily (inference paths)
+GPU_WHEELS := megatron-core==0.19.2 gguf==0.19.0 einops==0.8.2 liger-kernel==0.8.5  # einops: megatron imports it lazily; liger: the bench's baseline
 TRANSFER_MIB := 64
 
 gpu-check-wheels: setup  ## download the wheels the GPU machine lacks into wheels/ and check they fit one transfer

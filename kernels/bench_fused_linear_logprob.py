@@ -33,6 +33,7 @@ COLUMNS = [
     "T",
     "H",
     "V",
+    "mask_frac",
     "p50",
     "p20",
     "p80",
@@ -44,6 +45,8 @@ KERNEL = "fused_linear_logprob"
 GPU_SHAPES = [(t, h, v) for t in (8192, 32768) for h, v in ((4096, 131072), (8192, 152064))]
 SMOKE_SHAPES = [(24, 32, 80)]
 MODE_FLOPS = {"forward": 2, "backward": 4, "full": 6}
+COMPILE_MAX_TOKENS = 8192
+"""torch.compile runs only up to this many tokens: compiling and autotuning the larger shapes would eat the budget."""
 
 Provider = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -131,17 +134,21 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
-def _measure(name: str, fn: Provider, shape: tuple[int, int, int], dev: torch.device, dtype, args) -> list[dict]:
-    """forward / backward / full timings (and peak memory on GPU) of one provider at one shape."""
+def _measure(
+    name: str, fn: Provider, shape: tuple[int, int, int], dev: torch.device, dtype, mask_frac: float
+) -> list[dict]:
+    """forward / backward / full timings (and peak memory on GPU) of one provider at one shape and loss fraction."""
     t, h, v = shape
     cuda = dev.type == "cuda"
-    hidden, weight, labels, mask = _inputs(t, h, v, dev, dtype, args.mask_frac)
+    hidden, weight, labels, mask = _inputs(t, h, v, dev, dtype, mask_frac)
     grads = [hidden, weight]
     rows = []
     flop_tokens = int(mask.sum())  # useful work: the loss rows, whatever a provider computes besides
 
     def add(mode: str, metric: str, p50: float, p20: float, p80: float) -> None:
-        rows.append(dict(provider=name, mode=mode, metric=metric, T=t, H=h, V=v, p50=p50, p20=p20, p80=p80))
+        rows.append(
+            dict(provider=name, mode=mode, metric=metric, T=t, H=h, V=v, mask_frac=mask_frac, p50=p50, p20=p20, p80=p80)
+        )
 
     def ms_rows(mode: str, q: tuple[float, float, float]) -> None:
         add(mode, "ms", *q)
@@ -187,6 +194,7 @@ def _gemm_row(shape: tuple[int, int, int], dev: torch.device, dtype) -> dict:
         T=t,
         H=h,
         V=v,
+        mask_frac=1.0,
         **{k: work / (x * 1e-3) / 1e12 for k, x in (("p50", p50), ("p20", p80), ("p80", p20))},
     )
 
@@ -206,22 +214,55 @@ def _write(path: str, rows: list[dict]) -> None:
 def _print_table(rows: list[dict]) -> None:
     """One line per (shape, provider, mode): ms, TFLOP/s, % of the GEMM roofline, peak memory."""
     gemm = {(r["T"], r["H"], r["V"]): r["p50"] for r in rows if r["provider"] == "torch_gemm"}
-    peak = {(r["T"], r["H"], r["V"], r["provider"]): r["p50"] for r in rows if r["metric"] == "peak_mem_gib"}
-    tflops = {(r["T"], r["H"], r["V"], r["provider"], r["mode"]): r["p50"] for r in rows if r["metric"] == "tflops"}
-    head = ("T", "H", "V", "provider", "mode", "ms p50", "TFLOP/s", "%gemm", "peak GiB")
-    print("{:>6} {:>5} {:>7} {:<14} {:<8} {:>10} {:>8} {:>6} {:>8}".format(*head))
+    key = ("T", "H", "V", "mask_frac", "provider")
+    peak = {tuple(r[k] for k in key): r["p50"] for r in rows if r["metric"] == "peak_mem_gib"}
+    tflops = {(*(r[k] for k in key), r["mode"]): r["p50"] for r in rows if r["metric"] == "tflops"}
+    head = ("T", "H", "V", "loss", "provider", "mode", "ms p50", "TFLOP/s", "%gemm", "peak GiB")
+    print("{:>6} {:>5} {:>7} {:>5} {:<14} {:<8} {:>10} {:>8} {:>6} {:>8}".format(*head))
     for r in rows:
         if r["metric"] != "ms":
             continue
         shape = (r["T"], r["H"], r["V"])
-        tf = tflops[(*shape, r["provider"], r["mode"])]
+        tf = tflops[(*(r[k] for k in key), r["mode"])]
         frac = f"{100 * tf / gemm[shape]:.0f}" if gemm.get(shape) else "-"
-        mem = peak.get((*shape, r["provider"]))
+        mem = peak.get(tuple(r[k] for k in key))
         mem_s = f"{mem:.2f}" if mem is not None and r["mode"] == "full" else ""
         print(
-            f"{r['T']:>6} {r['H']:>5} {r['V']:>7} {r['provider']:<14} {r['mode']:<8} {r['p50']:>10.3f} {tf:>8.1f} "
-            f"{frac:>6} {mem_s:>8}"
+            f"{r['T']:>6} {r['H']:>5} {r['V']:>7} {r['mask_frac']:>5.2f} {r['provider']:<14} {r['mode']:<8} "
+            f"{r['p50']:>10.3f} {tf:>8.1f} {frac:>6} {mem_s:>8}"
         )
+
+
+def _plot(path: str, rows: list[dict], title: str) -> None:
+    """Full-step TFLOP/s per provider at each (shape, loss fraction), the GEMM rate of the same run as a line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib not importable: {path} not written")
+        return
+    full = [r for r in rows if r["metric"] == "tflops" and r["mode"] == "full"]
+    groups = sorted({(r["T"], r["H"], r["V"], r["mask_frac"]) for r in full})
+    providers = list(dict.fromkeys(r["provider"] for r in full))
+    value = {(r["T"], r["H"], r["V"], r["mask_frac"], r["provider"]): float(r["p50"]) for r in full}
+    gemm = {(r["T"], r["H"], r["V"]): float(r["p50"]) for r in rows if r["provider"] == "torch_gemm"}
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+    width = 0.8 / max(len(providers), 1)
+    for i, prov in enumerate(providers):
+        xs = [g + (i - (len(providers) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [value.get((*grp, prov), 0.0) for grp in groups], width, label=prov)
+    for g, grp in enumerate(groups):
+        if grp[:3] in gemm:
+            ax.hlines(gemm[grp[:3]], g - 0.45, g + 0.45, colors="k", linestyles="dashed")
+    ax.set_xticks(range(len(groups)), [f"T{t // 1024}K V{v // 1024}K\n{m:.0%} rows" for t, _, v, m in groups])
+    ax.set_ylabel("TFLOP/s, fwd+bwd (6 Tm H V), dashed: GEMM")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 def run_benchmark(
@@ -230,7 +271,8 @@ def run_benchmark(
     kernel: str,
     module: str,
     providers: Callable[[bool], dict[str, Provider]],
-    mask_frac: float,
+    mask_frac: str,
+    gpu_shapes: list[tuple[int, int, int]] = GPU_SHAPES,
 ) -> list[dict]:
     """The shared benchmark driver (this kernel's and ``bench_linear_pg_head``'s): parse ``argv``, time the GEMM
     roofline and every provider of ``providers(cpu_smoke)`` at each shape, print the table, append the CSV."""
@@ -239,8 +281,12 @@ def run_benchmark(
     p.add_argument("--cpu-smoke", action="store_true", help="tiny shapes (interpreter on CPU): tests the script")
     p.add_argument("--providers", default=None, help="comma-separated subset")
     p.add_argument("--shape", action="append", default=None, help="T,H,V (repeatable); default: the GPU grid")
-    p.add_argument("--mask-frac", type=float, default=mask_frac, help="fraction of rows in the loss (RL: responses)")
+    p.add_argument(
+        "--mask-frac", default=mask_frac, help="fraction(s) of rows in the loss, comma-separated (RL: responses)"
+    )
+    p.add_argument("--png", default=None, help="write the full-step TFLOP/s chart here")
     args = p.parse_args(argv)
+    masks = [float(x) for x in str(args.mask_frac).split(",")]
 
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -250,7 +296,7 @@ def run_benchmark(
     dev = torch.device("cuda" if cuda else "cpu")
     dtype = torch.bfloat16 if cuda and not args.cpu_smoke else torch.float32
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shape] if args.shape else None
-    shapes = shapes or (SMOKE_SHAPES if args.cpu_smoke else GPU_SHAPES)
+    shapes = shapes or (SMOKE_SHAPES if args.cpu_smoke else gpu_shapes)
     chosen = providers(args.cpu_smoke)
     if args.providers:
         chosen = {k: v for k, v in chosen.items() if k in args.providers.split(",")}
@@ -262,12 +308,15 @@ def run_benchmark(
         except torch.cuda.OutOfMemoryError:
             print(f"{shape}: the roofline GEMM does not fit")
         _free()
-        for name, fn in chosen.items():
-            try:
-                rows += _measure(name, fn, shape, dev, dtype, args)
-            except torch.cuda.OutOfMemoryError:
-                print(f"{shape} {name}: out of memory, skipped")
-            _free()
+        for frac in masks:
+            for name, fn in chosen.items():
+                if name == "torch_compile" and shape[0] > COMPILE_MAX_TOKENS:
+                    continue
+                try:
+                    rows += _measure(name, fn, shape, dev, dtype, frac)
+                except torch.cuda.OutOfMemoryError:
+                    print(f"{shape} {name}: out of memory, skipped")
+                _free()
 
     meta = dict(
         date=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -280,6 +329,8 @@ def run_benchmark(
     _print_table([r | {k: float(r[k]) for k in ("p50", "p20", "p80")} for r in rows])
     if args.csv:
         _write(args.csv, rows)
+    if args.png:
+        _plot(args.png, rows, f"{kernel} on {meta['gpu']} ({str(dtype).removeprefix('torch.')})")
     return rows
 
 
@@ -287,7 +338,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     """Run the benchmark; returns the rows it appended."""
     argv = sys.argv[1:] if argv is None else argv
     return run_benchmark(
-        argv, kernel=KERNEL, module="cod_kernels.bench_fused_linear_logprob", providers=_providers, mask_frac=1.0
+        argv, kernel=KERNEL, module="cod_kernels.bench_fused_linear_logprob", providers=_providers, mask_frac="1.0"
     )
 
 

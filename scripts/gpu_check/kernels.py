@@ -93,7 +93,7 @@ def main() -> int:
         else determinism(64, 16, 96, torch.float32, "cpu")
     ]
     print(lines[0])
-    lines += summarise(bench(["--csv", args.csv] + (GPU_ARGS if cuda else ["--cpu-smoke"])))
+    lines += summarise(bench(["--csv", args.csv] + (GPU_ARGS if cuda else ["--cpu-smoke", "--mask-frac", "0.5"])))
     for line in lines[1:]:
         print(line)
     print("RESULT " + " | ".join(lines))

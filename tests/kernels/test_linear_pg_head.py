@@ -286,7 +286,9 @@ def test_bench_cpu_smoke_appends_rows_with_the_shared_columns(tmp_path):
     from cod_kernels import bench_fused_linear_logprob, bench_linear_pg_head
 
     path = tmp_path / "kernels.csv"
-    bench_linear_pg_head.main(["--cpu-smoke", "--providers", "triton_pg_head,torch_eager", "--csv", str(path)])
+    png = tmp_path / "chart.png"
+    argv = ["--cpu-smoke", "--providers", "triton_pg_head,torch_eager", "--csv", str(path), "--png", str(png)]
+    bench_linear_pg_head.main(argv + ["--mask-frac", "0.5,1.0"])
     with open(path) as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == bench_linear_pg_head.COLUMNS == bench_fused_linear_logprob.COLUMNS
@@ -295,3 +297,6 @@ def test_bench_cpu_smoke_appends_rows_with_the_shared_columns(tmp_path):
     assert {r["mode"] for r in table if r["provider"] == "triton_pg_head"} == {"forward", "backward", "full"}
     assert all(float(r["p50"]) > 0 for r in table if r["metric"] == "ms")
     assert all("--cpu-smoke" in r["command"] for r in table)
+    # one set of rows per loss fraction; TFLOP/s count only the loss rows (fewer at 50 %: same ms, less work)
+    assert {r["mask_frac"] for r in table if r["provider"] == "triton_pg_head"} == {"0.5", "1.0"}
+    assert png.stat().st_size > 0
