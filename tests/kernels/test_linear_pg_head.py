@@ -6,9 +6,12 @@ float64, so they check the op's chunk loop, row passes, in-place dz, main_grad a
 """
 
 import csv
+import weakref
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
@@ -239,6 +242,66 @@ def test_no_logits_sized_tensor_when_chunks_are_smaller_than_the_loss_rows():
     with LargestAllocation(tm * weight.shape[0]) as ref_watch:  # the detector does see the materialised path
         oracle(hidden.float(), weight, labels, mask, lambda lp, en: simple_pg_loss(lp, en, mask, adv, old))
     assert ref_watch.hits
+
+
+class PeakLiveBytes(TorchDispatchMode):
+    """Peak bytes of the tensors the ops inside the block create and keep alive (storages, counted once; views of
+    ``external`` tensors -- inputs, main_grad -- do not count). The interpreter's uint8 argument copies are left out:
+    compiled Triton reads the tensors in place."""
+
+    def __init__(self, *external: torch.Tensor):
+        super().__init__()
+        self.skip = {t.untyped_storage().data_ptr() for t in external}
+        self.live, self.peak, self.refs = 0, 0, {}
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self.refs[key] -= 1
+        if self.refs[key] == 0:
+            del self.refs[key]
+            self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for x in tree_flatten(out)[0]:
+            if not isinstance(x, torch.Tensor) or x.dtype == torch.uint8:
+                continue
+            storage = x.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if key in self.skip:
+                continue
+            if key not in self.refs:
+                self.refs[key] = 0
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+            self.refs[key] += 1
+            weakref.finalize(x, self._release, key, nbytes)
+        return out
+
+
+def test_peak_extra_memory_is_one_chunk_of_logits_plus_row_vectors():
+    t, h, v = 64, 8, 2000  # V >> H, T: the [chunk, V] block dominates everything else the op allocates
+    hidden, weight, labels, mask, adv, old = case(t=t, h=h, v=v, seed=10, keep=0.8)
+    tm = int(mask.sum())
+
+    def peak(chunk_rows: int) -> int:
+        hid, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+        main_grad = torch.zeros(v, h)
+        with PeakLiveBytes(hid, w, main_grad, labels, mask, adv, old) as watch:
+            out = linear_pg_head(
+                hid,
+                w,
+                labels,
+                mask=mask,
+                grad_fn=simple_pg_grad(mask, adv, old),
+                main_grad=main_grad,
+                chunk_rows=chunk_rows,
+            )
+            out.surrogate.backward()
+        return watch.peak
+
+    small = 4 * (4 * t * h + 8 * t)  # dH, the stored loss-row gradients, a chunk of hidden; [T] vectors
+    assert peak(CHUNK) <= CHUNK * v * 4 + small
+    assert peak(tm) >= tm * v * 4  # the detector does see a whole-rows block
 
 
 def test_rejects_a_wrong_main_grad_both_rows_and_mask_and_a_misshapen_callback_result():
