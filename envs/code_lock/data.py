@@ -13,15 +13,10 @@ from typing import Any
 from cod_envs.code_lock.env import CodeLockOptions
 from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 
-SETTINGS: dict[str, dict[str, Any]] = {
-    "easy": {},
-    "quiet": {"chance_reward": 0.0},
-    "noisy": {"chance_reward": 3.0},
-    "strict": {"scoring": "all"},
-}
-"""``easy``: the defaults (F = 3, W = 4, 2 guesses, chance reward 1, per-word scoring); ``quiet``: no chance reward
-(outcome and reward-to-go credit then see the same update-episode noise); ``noisy``: chance reward 3; ``strict``:
-a combination pays only when every word is right."""
+SETTINGS: dict[str, dict[str, Any]] = {"easy": {}, "hard": {"chance_reward": 2.0}}
+"""``easy``: the defaults (F = 3, W = 4, two guesses, chance reward 1, per-word scoring); ``hard``: chance reward 2,
+twice the chance noise in the lifecycle total for the same signal (the names are the ones ``env.setting`` takes).
+Other values (``chance_reward=0``: no chance noise; ``scoring="all"``) are ``make_rows`` keyword options."""
 
 
 def make_rows(n: int, seed: int, split: str, setting: str = "easy", **options: Any) -> list[dict[str, Any]]:
