@@ -54,15 +54,15 @@ def debug_cpu() -> RunConfig:
     return cfg
 
 
-CODE_LOCK_VOCAB = 40
-"""CodeLock's word vocabulary with a code of F = 3 slots and W = 4 words per slot: one word, one token id."""
+CODE_LOCK_VOCAB = 35
+"""CodeLock's word vocabulary with a code of F = 2 slots and W = 4 words per slot: one word, one token id."""
 
 
 def debug_cpu_code_lock() -> RunConfig:
     """debug_cpu's model, loop and budget on CodeLock (docs/credit_domain.md): the CPU domain where credit decides.
 
-    Packs of 5: three reveal tasks (two guesses each, chance reward 1) and two combination tasks, so an update
-    episode's value shows only at positions 3 and 4. Evaluated in packs of 5 and 8. The warm start teaches hint
+    Packs of 4: two reveal tasks (two guesses each, chance reward 2) and two combination tasks, so an update
+    episode's value shows only at positions 2 and 3. Evaluated in packs of 4 and 8. The warm start teaches hint
     *following* only (combination answers copied from the hint, uniform reveal guesses); writing the revealed words
     into the hint has to come from RL. ``algorithm.credit=outcome`` is the ablation the domain is built for.
     """
@@ -70,6 +70,5 @@ def debug_cpu_code_lock() -> RunConfig:
     cfg.run.name = "debug_cpu_code_lock"
     cfg.model.vocab_size = CODE_LOCK_VOCAB
     cfg.env.train_domains = ["code_lock"]
-    cfg.rollout.pack_size = 5
-    cfg.eval.pack_sizes = [5, 8]
+    cfg.rollout.pack_size = 4
     return cfg

@@ -13,8 +13,8 @@ from typing import Any
 from cod_envs.code_lock.env import CodeLockOptions
 from cod_envs.datagen import check_setting, data_main, distinct_row_seeds, split_bit
 
-SETTINGS: dict[str, dict[str, Any]] = {"easy": {}, "hard": {"chance_reward": 2.0}}
-"""``easy``: the defaults (F = 3, W = 4, two guesses, chance reward 1, per-word scoring); ``hard``: chance reward 2,
+SETTINGS: dict[str, dict[str, Any]] = {"easy": {}, "hard": {"chance_reward": 4.0}}
+"""``easy``: the defaults (F = 2, W = 4, two guesses, chance reward 2, per-word scoring); ``hard``: chance reward 4,
 twice the chance noise in the lifecycle total for the same signal (the names are the ones ``env.setting`` takes).
 Other values (``chance_reward=0``: no chance noise; ``scoring="all"``) are ``make_rows`` keyword options."""
 

@@ -4,8 +4,8 @@ A pack has a secret code of F words (slot i's word is one of ``W`` words ``{lett
 from the pack seed. Tasks 0..F-1 are *reveal* tasks: guess slot j's word in at most ``guesses`` turns ("wrong"
 between turns); whatever happens, the final feedback names the word. They pay ``chance_reward`` for a right guess,
 which is pure chance (the word is unknown until then) and can be influenced by no update episode. Tasks F.. are
-*combination* tasks: answer the whole code in one turn; they pay for the words that are right (``per_word``) or 1
-only when all are (``all``). The hint is the only carrier: update episode j must keep the words already written and
+*combination* tasks: answer the whole code in one turn; they pay 1 for each word that is right (``per_word``) or
+F only when all are (``all``). The hint is the only carrier: update episode j must keep the words already written and
 add word j, and that pays only at positions >= F. ``chance_reward`` is the noise knob (see docs/credit_domain.md).
 Prompts are plain word strings (one word = one token); every malformed response is a defined outcome, never an error.
 """
@@ -49,13 +49,13 @@ def all_code_words(code_length: int, code_words: int) -> tuple[str, ...]:
     return tuple(w for s in range(code_length) for w in slot_words(s, code_words))
 
 
-def vocab(code_length: int = 3, code_words: int = 4) -> tuple[str, ...]:
+def vocab(code_length: int = 2, code_words: int = 4) -> tuple[str, ...]:
     """The full word list (25 + F + F * W words) in token-id order: base words, slot names, code words."""
     return BASE_VOCAB + slot_names(code_length) + all_code_words(code_length, code_words)
 
 
 VOCAB: tuple[str, ...] = vocab()
-"""The default vocabulary (F = 3, W = 4: 40 words)."""
+"""The default vocabulary (F = 2, W = 4: 35 words)."""
 
 
 def slot_of(word: str) -> int:
@@ -89,10 +89,10 @@ def response_words(text: str, cap: int, vocabulary: frozenset[str]) -> list[str]
 class CodeLockOptions:
     """The domain's options; ``chance_reward`` sets how much unrelated chance the lifecycle total carries."""
 
-    code_length: int = 3
+    code_length: int = 2
     code_words: int = 4
     guesses: int = 2
-    chance_reward: float = 1.0
+    chance_reward: float = 2.0
     scoring: Scoring = "per_word"
 
     FIELDS: ClassVar[tuple[str, ...]] = ("code_length", "code_words", "guesses", "chance_reward", "scoring")
@@ -198,9 +198,9 @@ class CodeLock(Environment):
             return self._end(0.0, "format error", format_error=True)
         right = sum(a == c for a, c in zip(answer, self.code, strict=True))
         if self.options.scoring == "per_word":
-            reward = right / self.options.code_length
+            reward = float(right)
         else:
-            reward = float(right == self.options.code_length)
+            reward = float(self.options.code_length) if right == self.options.code_length else 0.0
         return self._end(reward, "correct" if right == self.options.code_length else "wrong")
 
     def _end(self, reward: float, feedback: str, format_error: bool = False) -> StepResult:

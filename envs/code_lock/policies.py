@@ -51,7 +51,7 @@ def _is_update(messages: list[Message]) -> bool:
     return len(words) > 1 and words[1] == "update"
 
 
-def oracle(seed: int = 0, *, code_length: int = 3, code_words: int = 4) -> TextPolicy:
+def oracle(seed: int = 0, *, code_length: int = 2, code_words: int = 4) -> TextPolicy:
     """Update: the previous hint's code words plus the word the feedback names, in slot order. Solve: the hint's
     words for the code; a reveal task's guesses uniformly among the slot's words not yet tried."""
     rng = random.Random(seed)
@@ -70,7 +70,7 @@ def oracle(seed: int = 0, *, code_length: int = 3, code_words: int = 4) -> TextP
     return policy
 
 
-def hint_blind(seed: int = 0, *, code_length: int = 3, code_words: int = 4) -> TextPolicy:
+def hint_blind(seed: int = 0, *, code_length: int = 2, code_words: int = 4) -> TextPolicy:
     """The oracle's guessing without the hint: random code words; always writes the hint ``none``."""
     rng = random.Random(seed)
 
@@ -82,7 +82,7 @@ def hint_blind(seed: int = 0, *, code_length: int = 3, code_words: int = 4) -> T
     return policy
 
 
-def random_policy(seed: int = 0, *, code_length: int = 3, code_words: int = 4, length: int = 4) -> TextPolicy:
+def random_policy(seed: int = 0, *, code_length: int = 2, code_words: int = 4, length: int = 4) -> TextPolicy:
     """An untrained model's stand-in: ``length`` words drawn uniformly from the whole vocabulary, specials included."""
     rng = random.Random(seed)
     words = vocab(code_length, code_words)
@@ -94,4 +94,4 @@ def random_policy(seed: int = 0, *, code_length: int = 3, code_words: int = 4, l
 
 
 POLICIES: dict[str, Callable[..., TextPolicy]] = policy_table(oracle, hint_blind, random_policy)
-"""Name -> factory ``(seed) -> TextPolicy`` with the default options (F = 3, W = 4)."""
+"""Name -> factory ``(seed) -> TextPolicy`` with the default options (F = 2, W = 4)."""
