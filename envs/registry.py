@@ -26,6 +26,7 @@ class Entry:
 
 DOMAINS: dict[str, Entry] = {
     "alchemy_random": Entry("cod_envs.alchemy_random", step_penalty_coef=0.1),
+    "code_lock": Entry("cod_envs.code_lock"),
     "hidden_key": Entry("cod_envs.hidden_key"),
     "hidden_key_chat": Entry("cod_envs.hidden_key.chat"),
     "frozenlake_obscure": Entry("cod_envs.frozenlake_obscure", step_penalty_coef=0.1),

@@ -52,3 +52,23 @@ def debug_cpu() -> RunConfig:
     cfg.optimizer.use_distributed_optimizer = False
     cfg.logging.metrics_jsonl = True
     return cfg
+
+
+CODE_LOCK_VOCAB = 35
+"""CodeLock's word vocabulary with a code of F = 2 slots and W = 4 words per slot: one word, one token id."""
+
+
+def debug_cpu_code_lock() -> RunConfig:
+    """debug_cpu's model, loop and budget on CodeLock (docs/credit_domain.md): the CPU domain where credit decides.
+
+    Packs of 4: two reveal tasks (two guesses each, chance reward 2) and two combination tasks, so an update
+    episode's value shows only at positions 2 and 3. Evaluated in packs of 4 and 8. The warm start teaches hint
+    *following* only (combination answers copied from the hint, uniform reveal guesses); writing the revealed words
+    into the hint has to come from RL. ``algorithm.credit=outcome`` is the ablation the domain is built for.
+    """
+    cfg = debug_cpu()
+    cfg.run.name = "debug_cpu_code_lock"
+    cfg.model.vocab_size = CODE_LOCK_VOCAB
+    cfg.env.train_domains = ["code_lock"]
+    cfg.rollout.pack_size = 4
+    return cfg

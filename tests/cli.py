@@ -8,10 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_cli(out: Path, *overrides: str, timeout: int = 600) -> list[dict]:
-    """``python -m cod_megatron.train --recipe debug_cpu run.output_dir=OUT ...``; the metrics.jsonl rows."""
+def train_cli(out: Path, *overrides: str, timeout: int = 600, recipe: str = "debug_cpu") -> list[dict]:
+    """``python -m cod_megatron.train --recipe RECIPE run.output_dir=OUT ...``; the metrics.jsonl rows."""
     r = subprocess.run(
-        [sys.executable, "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *overrides],
+        [sys.executable, "-m", "cod_megatron.train", "--recipe", recipe, f"run.output_dir={out}", *overrides],
         capture_output=True,
         text=True,
         cwd=ROOT,

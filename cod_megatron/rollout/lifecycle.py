@@ -285,6 +285,7 @@ class TokenResponder:
     episodes: list[Episode] = field(default_factory=list)
     _conv: TokenConversation | None = None
     _raw: dict[str, list] | None = None
+    _raw_messages: list[dict[str, str]] = field(default_factory=list)
     _key: tuple[str, int] = ("solve", 0)
     _logprobs: list[float] = field(default_factory=list)
     _cap: int | None = None
@@ -294,17 +295,24 @@ class TokenResponder:
     def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
         self._key, self._logprobs, self._turn_tokens = (kind, position), [], []
         self._cap = max_tokens
-        if isinstance(prompt, str):  # plain-text prompt: encoded as is, no chat template (HiddenKey)
+        if isinstance(prompt, str):  # plain-text prompt: encoded as is, no chat template (HiddenKey, CodeLock)
             self._conv = None
             ids = self.renderer.encode(prompt)
-            self._raw = {"ids": list(ids), "gen": [False] * len(ids)}
-            return self._generate(ids, [{"role": "user", "content": prompt}])
+            self._raw = {"ids": list(ids), "gen": [False] * len(ids), "turns": [0] * len(ids)}
+            self._raw_messages = [{"role": "user", "content": prompt}]
+            return self._generate(ids, list(self._raw_messages))
         self._conv = TokenConversation.start(self.renderer, prompt)
         return self._generate(self._conv.prompt_ids, self._conv.messages)
 
     def follow(self, observation: str) -> str:  # noqa: D102
-        if self._conv is None:
-            raise RuntimeError("plain-text prompts are single-turn")
+        if self._conv is None:  # plain text: the observation's words follow the last response as they are
+            ids = self.renderer.encode(observation)
+            turn = len(self._turn_tokens)
+            self._raw["ids"] += ids
+            self._raw["gen"] += [False] * len(ids)
+            self._raw["turns"] += [turn] * len(ids)
+            self._raw_messages.append({"role": "user", "content": observation})
+            return self._generate(list(self._raw["ids"]), list(self._raw_messages))
         self._conv.add_observation(observation)
         self._logprobs += [0.0] * (len(self._conv.token_ids) - len(self._logprobs))
         return self._generate(self._conv.prompt_ids, self._conv.messages)
@@ -316,8 +324,7 @@ class TokenResponder:
         if self._conv is not None:
             ids, gen, turns = self._conv.token_ids, self._conv.generated, self._conv.turn_ids
         else:
-            ids, gen = self._raw["ids"], self._raw["gen"]
-            turns = [0] * len(ids)
+            ids, gen, turns = self._raw["ids"], self._raw["gen"], self._raw["turns"]
         kind, position = self._key
         self.episodes.append(
             Episode(
@@ -354,6 +361,8 @@ class TokenResponder:
         else:
             self._raw["ids"] += gen.token_ids
             self._raw["gen"] += [True] * len(gen.token_ids)
+            self._raw["turns"] += [len(self._turn_tokens) - 1] * len(gen.token_ids)
+            self._raw_messages.append({"role": "assistant", "content": text})
         return text
 
 

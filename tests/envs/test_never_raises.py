@@ -124,6 +124,7 @@ PAYLOADS = HUGE_NUMERALS + SMALL_NUMERALS + NESTING + WEIRD + INJECTION + SHELL 
 
 ANSWER_FORMATS: dict[str, list[str]] = {
     "alchemy_random": ["<answer>{p} + {p}</answer>", "<answer>{p}</answer>"],
+    "code_lock": ["{p}", "a0 {p}", "a0 b1 {p}"],
     "hidden_key": ["{p}", "k0 {p}"],
     "hidden_key_chat": ["{p}", "red {p}", "The secret color is {p}."],
     "frozenlake_obscure": ["<answer>Direction {p}</answer>", "<answer>{p}</answer>"],

@@ -40,11 +40,11 @@ def _engine(domain, seed, renderer):
     return RecordingEngine(domain.policies["oracle"](seed), renderer.encode, renderer.end_of_turn_id)
 
 
-@pytest.mark.parametrize("env", ["frozenlake_obscure", "hidden_key"])
+@pytest.mark.parametrize("env", ["frozenlake_obscure", "hidden_key", "code_lock"])
 def test_token_runner_matches_the_text_runner_and_records_every_token(env, renderer):
     from cod_megatron.rollout.renderers import renderer_for
 
-    renderer = renderer_for(env)  # HiddenKey: its own word vocabulary (the env caps responses in those tokens)
+    renderer = renderer_for(env)  # HiddenKey, CodeLock: their word vocabularies (the env caps responses in them)
     domain = registry.load(env)
     pack = _pack(domain, 0)
     params = SamplingParams(max_new_tokens=2048, seed=0)
