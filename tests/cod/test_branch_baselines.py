@@ -94,6 +94,32 @@ def test_b2_k1_hand_computed_with_format_rewards():
     assert all(e.advantage is None for lc in (a, b) for br in lc.branches for e in br.episodes[1:])
 
 
+def test_batch_std_spans_solve_returns_and_branch_returns():
+    # the B2/k1 case above with std_normalization=batch: every advantage divided by the std of all the returns in play
+    a = lifecycle(
+        0,
+        [1.0, 0.0, 1.0],
+        [0.0, -0.1],
+        keep=[1, 0],
+        branches=[(0, 0, -0.1, [("solve", 1, 1.0)]), (1, 1, 0.0, [("solve", 2, 0.0)])],
+    )
+    b = lifecycle(
+        1,
+        [0.0, 1.0, 1.0],
+        [0.0, 0.0],
+        keep=[0, 0],
+        branches=[(0, 1, 0.0, [("solve", 1, 1.0)]), (1, 1, -0.1, [("solve", 2, 1.0)])],
+    )
+    assign_credit([a, b], AlgorithmConfig(adaptive_red=False, update_branches=2, std_normalization="batch"))
+    solve_returns = [2 / 3, 1 / 2, 1.0, 2 / 3, 1.0, 1.0]
+    branch_rets = [0.45, 0.0, 0.45, 0.0, 0.5, 0.5, 0.5, 0.45]
+    scale = float(torch.tensor(solve_returns + branch_rets, dtype=torch.float64).std()) + 1e-6
+    got = advantages(a)
+    assert got[("solve", 1, None)] == pytest.approx(-0.25 / scale, abs=1e-12)
+    assert got[("branch", 0, 0)] == pytest.approx(0.225 / scale, abs=1e-12)
+    assert advantages(b)[("branch", 1, 1)] == pytest.approx(-0.025 / scale, abs=1e-12)
+
+
 def test_b3_k2_hand_computed_with_a_shorter_horizon_at_the_last_update():
     # S = 3, B = 3, k = 2. Update 0: each branch plays tasks 1 and 2 (with its own update at 1 between, untrained):
     # R_b = (r_z + r_x[1] + r_x[2]) / 3. Update 1 has one task left, so K = 1: R_b = (r_z + r_x[2]) / 2.
