@@ -116,3 +116,16 @@ def test_the_lifecycle_continues_from_the_seeded_branch_and_each_branch_from_its
         for j in range(3):
             ups = [u for u in lc.updates() if u.position == j] + [b.update for b in lc.branches if b.position == j]
             assert abs(sum(u.advantage for u in ups)) < 1e-12
+
+
+def test_a_failed_round_with_branches_in_flight_retries_whole_lifecycles_without_hanging():
+    # call 3 holds the lifecycles' solve 1 and their branches' first solves: every thread sees the failure, the
+    # branch threads close their handles, and the retried lifecycles come back whole, branches included
+    engine = EchoEngine(fail_calls={3})
+    res = _manager([engine]).run(_packs(2, size=3), 2, step=1, update_branches=2, branch_horizon=1)
+    assert res.failed == 0 and res.retries == 4 and res.restarts == 1
+    for lc in res.lifecycles:
+        assert len(lc.solves()) == 3 and len(lc.updates()) == 2
+        assert [(br.position, len(br.episodes)) for br in lc.branches] == [(0, 2), (1, 2)]
+    # the failed round sent 4 solves + 4 branch solves; the whole retry is 4 x (5 own + 2 x 2 branch) requests
+    assert engine.batches[:2] == [4, 8] and sum(engine.batches[2:]) == 36
