@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict, Unpack
@@ -221,7 +222,11 @@ def _start_branches(
     tasks: _Tasks, state: PackState, hint: str, env: Environment, prompt: Prompt, j: int, brancher: Brancher
 ) -> None:
     """Start the B - 1 branches of update ``j`` the lifecycle does not continue from, each on a copy of the pack
-    state as it is after task ``j`` (before the lifecycle moves on); each plays up to ``horizon`` tasks."""
+    state as it is after task ``j`` (before the lifecycle moves on); each plays up to ``horizon`` tasks.
+
+    The branches share task ``j``'s ``env`` with the lifecycle only for what an update episode asks of it (its
+    token cap and hint parsing), which reads the environment and never steps it.
+    """
     last = min(j + brancher.horizon, len(tasks.rows) - 1)
     keep = brancher.continuing(j)
     for b in range(brancher.count):
@@ -484,7 +489,7 @@ def run_token_lifecycle(
                 engine=handle, renderer=renderer, params=branch_params, pack_id=pack.pack_id, rollout=rollout
             )
 
-        seed = params.seed if params.seed is not None else 0
+        seed = params.seed if params.seed is not None else secrets.randbits(48)  # unseeded sampling: a fresh draw
         brancher = ThreadBrancher(update_branches, branch_horizon, seed, engine, new_responder)
         options = {**options, "brancher": brancher}
     trace = run_lifecycle(env_cls, [t.data for t in pack.tasks], pack_seed=pack.seed, responder=responder, **options)

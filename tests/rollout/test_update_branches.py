@@ -3,9 +3,11 @@ branch, seeds and the token counter, on HiddenKey through the real manager, batc
 
 import pytest
 
+from cod_envs import registry
 from cod_megatron.cod.credit import assign_credit
 from cod_megatron.config import AlgorithmConfig
-from cod_megatron.engines.interface import Generation
+from cod_megatron.engines.interface import Generation, SamplingParams, TextPolicyEngine
+from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.manager import lifecycle_seed
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.update_branches import continuing_branch
@@ -129,3 +131,21 @@ def test_a_failed_round_with_branches_in_flight_retries_whole_lifecycles_without
         assert [(br.position, len(br.episodes)) for br in lc.branches] == [(0, 2), (1, 2)]
     # the failed round sent 4 solves + 4 branch solves; the whole retry is 4 x (5 own + 2 x 2 branch) requests
     assert engine.batches[:2] == [4, 8] and sum(engine.batches[2:]) == 36
+
+
+def test_an_engine_that_cannot_fork_plays_the_branches_in_the_lifecycles_own_thread():
+    # run_token_lifecycle straight on a text policy (no batcher): branches run at once, in order, same structure
+    domain = registry.load("hidden_key")
+    pack = _packs(1, size=3)[0]
+    engine = TextPolicyEngine(domain.policies["oracle"](5), RENDERER.encode, RENDERER.end_of_turn_id)
+    params = SamplingParams(max_new_tokens=8, seed=11)
+    lc, trace = run_token_lifecycle(
+        domain.env, pack, 0, engine=engine, renderer=RENDERER, params=params, update_branches=2, branch_horizon=2
+    )
+    assert len(trace.episodes) == 5 and [br.position for br in lc.branches] == [0, 1]
+    assert [[(e.kind, e.position) for e in br.episodes] for br in lc.branches] == [
+        [("update", 0), ("solve", 1), ("update", 1), ("solve", 2)],
+        [("update", 1), ("solve", 2)],
+    ]
+    assert [u.branch for u in lc.updates()] == [continuing_branch(11, j, 2) for j in range(2)]
+    assert {br.index for br in lc.branches if br.position == 0} == {1 - continuing_branch(11, 0, 2)}
