@@ -106,7 +106,15 @@ def rollout_schedule(
 
     def generate(index: int):
         packs = source.train_packs(index)
-        return manager.run(packs, cfg.rollout.group_size, step=index, hint_visible=cfg.env.hint_visible)
+        alg = cfg.algorithm
+        return manager.run(
+            packs,
+            cfg.rollout.group_size,
+            step=index,
+            hint_visible=cfg.env.hint_visible,
+            update_branches=alg.update_branches,
+            branch_horizon=alg.branch_horizon,
+        )
 
     if cfg.rollout.off_policy:
         return OffPolicyRollouts(generate, version, first=first_step)

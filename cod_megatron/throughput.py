@@ -66,10 +66,11 @@ def step_throughput(
     lifecycles: list[Lifecycle],
     ranks: list[list[PackedBatch]],
 ) -> dict[str, float]:
-    """:func:`throughput_metrics` of one CoD step: its lifecycles' generated tokens, every DP rank's segments."""
+    """:func:`throughput_metrics` of one CoD step: its lifecycles' generated tokens (update branches included),
+    every DP rank's segments."""
     return throughput_metrics(
         metrics,
-        generated_tokens=sum(e.num_generated for lc in lifecycles for e in lc.episodes),
+        generated_tokens=sum(e.num_generated for lc in lifecycles for e in lc.all_episodes()),
         model=model,
         segment_lengths=[n for rank in ranks for mb in rank for n in mb.cu_seqlens.diff().tolist()],
         gpus=layout.trainer_world_size,

@@ -70,6 +70,8 @@ class Episode:
     """Solve episodes: the length/step penalty taken off a positive outcome (spec 3.1; logged apart, R4)."""
     advantage: float | None = None
     """Set by credit assignment."""
+    branch: int | None = None
+    """Update episodes at a branch point (``algorithm.update_branches`` B > 1): the index b of this branch in 0..B-1."""
 
     def __post_init__(self) -> None:
         n = len(self.token_ids)
@@ -107,12 +109,38 @@ def has_judge_error(episodes: Iterable[Any]) -> bool:
 
 
 @dataclass(kw_only=True)
+class Branch:
+    """A non-continuing branch at update position j: its update episode, then the tasks it played from that hint.
+
+    Only the first episode (the branch's update episode, trained against the branch mean) enters the loss; the
+    branch's solve episodes (and, with ``branch_horizon`` >= 2, its later update episodes) only measure the hint.
+    """
+
+    position: int
+    index: int
+    episodes: list[Episode]
+
+    @property
+    def update(self) -> Episode:
+        """The branch's update episode (written after task ``position`` from the lifecycle's own prompt)."""
+        return self.episodes[0]
+
+    def solve_rewards(self) -> list[float]:
+        """r_x of the tasks the branch played, in position order."""
+        return [e.reward for e in sorted(self.episodes, key=lambda e: e.position) if e.kind == "solve"]
+
+
+@dataclass(kw_only=True)
 class Lifecycle:
-    """Rollout ``rollout`` of ``pack``: S solve episodes and S - 1 update episodes, in order."""
+    """Rollout ``rollout`` of ``pack``: S solve episodes and S - 1 update episodes, in order.
+
+    With update branches, ``branches`` holds the B - 1 non-continuing branches of every update position.
+    """
 
     pack: Pack
     rollout: int
     episodes: list[Episode] = field(default_factory=list)
+    branches: list[Branch] = field(default_factory=list)
 
     def solve_rewards(self) -> list[float]:
         """r_x[i, 0..S-1] in position order."""
@@ -130,7 +158,30 @@ class Lifecycle:
         """The update episodes."""
         return [e for e in self.episodes if e.kind == "update"]
 
+    def all_episodes(self) -> list[Episode]:
+        """Every episode generated for this lifecycle: its own, then those of its update branches."""
+        return [*self.episodes, *(e for br in self.branches for e in br.episodes)]
+
+    def branch_point(self, j: int, horizon: int) -> tuple[list[Episode], list[float], list[list[float]]]:
+        """The B update episodes at position ``j`` in branch order, their r_z, and the solve rewards of the
+        ``horizon`` tasks each one played (the continuing branch's are the lifecycle's own tasks j+1..j+horizon)."""
+        main = [e for e in self.updates() if e.position == j]
+        if len(main) != 1 or main[0].branch is None:
+            raise ValueError(f"lifecycle {self.rollout} of pack {self.pack.pack_id}: no branch point at update {j}")
+        ups = {main[0].branch: (main[0], self.solve_rewards()[j + 1 : j + 1 + horizon])}
+        for br in self.branches:
+            if br.position == j:
+                ups[br.index] = (br.update, br.solve_rewards())
+        if sorted(ups) != list(range(len(ups))) or any(len(r) != horizon for _, r in ups.values()):
+            raise ValueError(
+                f"lifecycle {self.rollout} of pack {self.pack.pack_id}: update {j} has branches {sorted(ups)} with "
+                f"{[len(r) for _, r in ups.values()]} tasks each, want 0..B-1 with {horizon}"
+            )
+        order = [ups[b] for b in range(len(ups))]
+        return [e for e, _ in order], [e.reward for e, _ in order], [r for _, r in order]
+
     @property
     def has_judge_error(self) -> bool:
-        """See :func:`has_judge_error`."""
-        return has_judge_error(self.episodes)
+        """See :func:`has_judge_error` (a judge error inside a branch drops the lifecycle too: its branch baseline
+        would be wrong)."""
+        return has_judge_error(self.all_episodes())

@@ -164,9 +164,28 @@ class AlgorithmConfig:
     len_full_penalty: int = 2_000_000
     """Response tokens per turn at which the token ramp reaches 1."""
     packing_strategy: Literal["cod", "ralph_sample", "ralph_full"] = "cod"
+    update_branches: int = 1
+    """B: update episodes written from the same prompt at every update position; each plays the next
+    ``branch_horizon`` tasks and their mean is the update episodes' baseline (docs/update_branches.md). 1: off."""
+    branch_horizon: int = 1
+    """k: tasks each branch plays after its update episode (fewer where fewer are left); read only when B > 1."""
 
     def check(self, p: str = "algorithm") -> None:
         """Validate."""
+        require(self.update_branches >= 1, f"{p}.update_branches", f"must be >= 1, got {self.update_branches}")
+        require(self.branch_horizon >= 1, f"{p}.branch_horizon", f"must be >= 1, got {self.branch_horizon}")
+        if self.update_branches > 1:
+            require(
+                self.credit == "reward_to_go",
+                f"{p}.credit",
+                f"update_branches > 1 credits update episodes by reward-to-go over the branch horizon; "
+                f"got credit={self.credit!r} (set update_branches=1)",
+            )
+            require(
+                self.returns in ("mean", "discounted"),
+                f"{p}.returns",
+                f"update_branches > 1 takes returns 'mean' or 'discounted', got {self.returns!r}",
+            )
         require(0.0 < self.gamma <= 1.0, f"{p}.gamma", f"must be in (0, 1], got {self.gamma}")
         require(self.window >= 1, f"{p}.window", "must be >= 1")
         require(

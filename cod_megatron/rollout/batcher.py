@@ -10,7 +10,8 @@ flight.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
@@ -34,6 +35,11 @@ class LockstepBatcher:
     def client(self, key: Hashable) -> BatcherClient:
         """The engine handle of one lifecycle thread (``key`` orders it within a batch)."""
         return BatcherClient(self, key)
+
+    def join(self) -> None:
+        """One more live client (a lifecycle's branch thread); call before its thread starts."""
+        with self._cv:
+            self._active += 1
 
     def leave(self) -> None:
         """A client thread is done for good; the others no longer wait for it."""
@@ -84,3 +90,21 @@ class BatcherClient:
     def generate(self, prompt_ids: list[int], params: SamplingParams, messages: Any = None) -> Generation:
         """Queue the request for the next round and wait for it."""
         return self.batcher.submit(self.key, EngineRequest(prompt_ids=list(prompt_ids), params=params))
+
+    def fork(self, key: Hashable) -> BatcherClient:
+        """A handle for a thread this lifecycle starts (an update branch), live until :meth:`close`."""
+        self.batcher.join()
+        return BatcherClient(self.batcher, (self.key, key))
+
+    def close(self) -> None:
+        """The forked thread is done."""
+        self.batcher.leave()
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """This lifecycle waits for its forks and sends nothing meanwhile: the rounds go on without it."""
+        self.batcher.leave()
+        try:
+            yield
+        finally:
+            self.batcher.join()

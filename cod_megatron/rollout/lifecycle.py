@@ -10,14 +10,16 @@ Hints: delimited hints keep the previous hint on a parse failure (R1) and earn t
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict, Unpack
 
 from cod_envs import registry
 from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
-from cod_megatron.cod.episode import Episode, Lifecycle, Pack, has_judge_error
+from cod_megatron.cod.episode import Branch, Episode, Lifecycle, Pack, has_judge_error
 from cod_megatron.cod.hints import (
     INITIAL_HINT,
     UpdateInput,
@@ -30,6 +32,7 @@ from cod_megatron.cod.hints import (
 from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation
 from cod_megatron.engines.interface import RolloutEngine, SamplingParams
+from cod_megatron.rollout.update_branches import ThreadBrancher, branch_seed
 
 Prompt = list[dict[str, str]] | str
 
@@ -98,6 +101,28 @@ def _as_messages(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+class Brancher(Protocol):
+    """Plays the non-continuing update branches of one lifecycle (``algorithm.update_branches``; see
+    :class:`~cod_megatron.rollout.update_branches.ThreadBrancher`)."""
+
+    count: int
+    """B: update episodes written from each update prompt."""
+    horizon: int
+    """k: tasks each branch plays after its update episode (fewer where fewer are left)."""
+
+    def continuing(self, position: int) -> int:
+        """The branch index the lifecycle itself continues from at update ``position``."""
+        ...
+
+    def start(self, position: int, index: int, play: Callable[[Any], Any]) -> None:
+        """Run ``play`` with a fresh responder for branch ``index`` (possibly in another thread)."""
+        ...
+
+    def wait(self, *, reraise: bool = True) -> None:
+        """Wait for every branch started; re-raise a branch's failure."""
+        ...
+
+
 class LifecycleOptions(TypedDict, total=False):
     """How a lifecycle is run, whoever drives it (``run_lifecycle`` and its text and token front ends)."""
 
@@ -109,6 +134,28 @@ class LifecycleOptions(TypedDict, total=False):
     """False renders every solve prompt with the initial hint (the hint-blind control)."""
     rewards: RewardRule | None
     """How outcomes become r_x / r_z; None: the domain's registered step penalty and the spec's hint penalty."""
+    brancher: Brancher | None
+    """Branch every update episode (``algorithm.update_branches`` > 1); None: no branches (evaluation, B = 1)."""
+
+
+@dataclass(frozen=True)
+class _Tasks:
+    """What every task of one lifecycle shares: its domain, rows, pack seed and reward settings."""
+
+    env_cls: type[Environment]
+    rows: list[dict[str, Any]]
+    pack_seed: int
+    env_task_idx: list[int] | None
+    length_limit: int | None
+    hint_visible: bool
+    rule: RewardRule
+    initial: str
+
+    def env(self, j: int, state: PackState) -> Environment:
+        """The environment of task ``j`` on the lifecycle's (or a branch's) pack state."""
+        task_idx = self.env_task_idx[j] if self.env_task_idx else j
+        ctx = TaskContext(row=self.rows[j], pack_seed=self.pack_seed, task_idx=task_idx, pack_size=len(self.rows))
+        return self.env_cls(ctx, state)
 
 
 def run_lifecycle(
@@ -120,25 +167,82 @@ def run_lifecycle(
     **options: Unpack[LifecycleOptions],
 ) -> TextLifecycle:
     """S = len(rows) solve episodes and S - 1 update episodes with one caller-owned pack state."""
-    env_task_idx, length_limit = options.get("env_task_idx"), options.get("length_limit")
-    hint_visible, rewards = options.get("hint_visible", True), options.get("rewards")
+    rewards, brancher = options.get("rewards"), options.get("brancher")
     rule = rewards if rewards is not None else RewardRule(step_penalty_coef=registry.step_penalty_coef(env_cls))
-    state, out = PackState(), TextLifecycle()
-    initial = env_cls.initial_hint() or INITIAL_HINT
-    hint, size = initial, len(rows)
-    for j, row in enumerate(rows):
-        task_idx = env_task_idx[j] if env_task_idx else j
-        env = env_cls(TaskContext(row=row, pack_seed=pack_seed, task_idx=task_idx, pack_size=size), state)
-        solve, messages = _solve_episode(env, j, hint if hint_visible else initial, responder, rule, length_limit)
+    tasks = _Tasks(
+        env_cls=env_cls,
+        rows=rows,
+        pack_seed=pack_seed,
+        env_task_idx=options.get("env_task_idx"),
+        length_limit=options.get("length_limit"),
+        hint_visible=options.get("hint_visible", True),
+        rule=rule,
+        initial=env_cls.initial_hint() or INITIAL_HINT,
+    )
+    out = TextLifecycle()
+    try:
+        _play(tasks, PackState(), tasks.initial, range(len(rows)), responder, out, brancher)
+    except BaseException:
+        if brancher is not None:
+            brancher.wait(reraise=False)
+        raise
+    if brancher is not None:
+        brancher.wait()
+    return out
+
+
+def _play(
+    tasks: _Tasks,
+    state: PackState,
+    hint: str,
+    positions: range,
+    responder: Responder,
+    out: TextLifecycle,
+    brancher: Brancher | None = None,
+) -> None:
+    """Solve the tasks at ``positions`` in order, an update episode between two of them (into ``out``)."""
+    for j in positions:
+        env = tasks.env(j, state)
+        shown = hint if tasks.hint_visible else tasks.initial
+        solve, messages = _solve_episode(env, j, shown, responder, tasks.rule, tasks.length_limit)
         out.hints.append(hint)
         out.solve_rewards.append(solve.reward)
         out.episodes.append(solve)
-        if j == size - 1 or solve.judge_error:  # a judge error drops the lifecycle: no point going on
+        if j == positions[-1] or solve.judge_error:  # a judge error drops the lifecycle: no point going on
             break
-        update, hint = _update_episode(env, hint, solve, messages, responder, rule, length_limit)
+        prompt = _update_prompt(env, hint, solve, messages, tasks.length_limit)
+        if brancher is not None:
+            _start_branches(tasks, state, hint, env, prompt, j, brancher)
+        update, hint = _update_episode(env, hint, prompt, j, responder, tasks.rule)
         out.update_rewards.append(update.reward)
         out.episodes.append(update)
-    return out
+
+
+def _start_branches(
+    tasks: _Tasks, state: PackState, hint: str, env: Environment, prompt: Prompt, j: int, brancher: Brancher
+) -> None:
+    """Start the B - 1 branches of update ``j`` the lifecycle does not continue from, each on a copy of the pack
+    state as it is after task ``j`` (before the lifecycle moves on); each plays up to ``horizon`` tasks.
+
+    The branches share task ``j``'s ``env`` with the lifecycle only for what an update episode asks of it (its
+    token cap and hint parsing), which reads the environment and never steps it.
+    """
+    last = min(j + brancher.horizon, len(tasks.rows) - 1)
+    keep = brancher.continuing(j)
+    for b in range(brancher.count):
+        if b == keep:
+            continue
+        branch_state = copy.deepcopy(state)
+
+        def play(responder: Responder, branch_state: PackState = branch_state) -> TextLifecycle:
+            out = TextLifecycle()
+            update, new_hint = _update_episode(env, hint, prompt, j, responder, tasks.rule)
+            out.update_rewards.append(update.reward)
+            out.episodes.append(update)
+            _play(tasks, branch_state, new_hint, range(j + 1, last + 1), responder, out)
+            return out
+
+        brancher.start(j, b, play)
 
 
 def _solve_episode(
@@ -184,16 +288,10 @@ def _solve_episode(
     return trace, messages
 
 
-def _update_episode(
-    env: Environment,
-    hint: str,
-    solve: TextEpisodeTrace,
-    messages: list[dict[str, str]],
-    responder: Responder,
-    rule: RewardRule,
-    length_limit: int | None,
-) -> tuple[TextEpisodeTrace, str]:
-    """The update episode after ``solve``: its trace and the next hint (the previous one on a parse failure, R1)."""
+def _update_prompt(
+    env: Environment, hint: str, solve: TextEpisodeTrace, messages: list[dict[str, str]], length_limit: int | None
+) -> Prompt:
+    """The update prompt after ``solve`` (the same for every branch written from it)."""
     update_prompt = env.raw_update_prompt(hint, solve.responses[-1], solve.reward, solve.feedback)
     if update_prompt is None:
         trajectory = env.update_trajectory(messages)
@@ -204,7 +302,15 @@ def _update_episode(
         )
         update_input = UpdateInput(hint, messages, solve.reward, solve.feedback)
         update_prompt = build_update_prompt(update_input, length_limit=length_limit, hooks=hooks)
-    response = responder.begin("update", solve.position, update_prompt, env.max_response_tokens("update"))
+    return update_prompt
+
+
+def _update_episode(
+    env: Environment, hint: str, update_prompt: Prompt, position: int, responder: Responder, rule: RewardRule
+) -> tuple[TextEpisodeTrace, str]:
+    """The update episode written after task ``position``: its trace and the next hint (the previous one on a parse
+    failure, R1)."""
+    response = responder.begin("update", position, update_prompt, env.max_response_tokens("update"))
     if env.hint_format == "bare":
         new = env.parse_bare_hint(response)
         parsed, hint = new is not None, new if new is not None else hint
@@ -215,7 +321,7 @@ def _update_episode(
     responder.end(r_z, "", not parsed)
     trace = TextEpisodeTrace(
         kind="update",
-        position=solve.position,
+        position=position,
         prompt=update_prompt,
         responses=[response],
         reward=r_z,
@@ -374,10 +480,33 @@ def run_token_lifecycle(
     engine: RolloutEngine,
     renderer: ChatRenderer,
     params: SamplingParams,
+    update_branches: int = 1,
+    branch_horizon: int = 1,
     **options: Unpack[LifecycleOptions],
 ) -> tuple[Lifecycle, TextLifecycle]:
     """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
-    text trace."""
+    text trace. ``update_branches`` B > 1 writes B update episodes at every update position, each non-continuing
+    one playing the next ``branch_horizon`` tasks (``Lifecycle.branches``; docs/update_branches.md)."""
     responder = TokenResponder(engine=engine, renderer=renderer, params=params, pack_id=pack.pack_id, rollout=rollout)
+    brancher = None
+    if update_branches > 1:
+
+        def new_responder(position: int, index: int, handle: RolloutEngine) -> TokenResponder:
+            seed = None if params.seed is None else branch_seed(params.seed, position, index)
+            branch_params = replace(params, seed=seed)
+            return TokenResponder(
+                engine=handle, renderer=renderer, params=branch_params, pack_id=pack.pack_id, rollout=rollout
+            )
+
+        seed = params.seed if params.seed is not None else secrets.randbits(48)  # unseeded sampling: a fresh draw
+        brancher = ThreadBrancher(update_branches, branch_horizon, seed, engine, new_responder)
+        options = {**options, "brancher": brancher}
     trace = run_lifecycle(env_cls, [t.data for t in pack.tasks], pack_seed=pack.seed, responder=responder, **options)
-    return Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes), trace
+    lc = Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes)
+    if brancher is not None:
+        for e in lc.updates():
+            e.branch = brancher.continuing(e.position)
+        for position, index, branch_responder in sorted(brancher.played, key=lambda p: p[:2]):
+            branch_responder.episodes[0].branch = index
+            lc.branches.append(Branch(position=position, index=index, episodes=branch_responder.episodes))
+    return lc, trace

@@ -86,10 +86,14 @@ class RolloutManager:
         hint_visible: bool = True,
         temperature: float | None = None,
         env_task_idx: list[list[int]] | None = None,
+        update_branches: int = 1,
+        branch_horizon: int = 1,
     ) -> RolloutResult:
         """``group_size`` lifecycles per pack; pack ``k`` goes to engine ``k % len(engines)``.
 
         ``env_task_idx[k]``: the task index each position of pack ``k`` tells its environment (Ralph packing).
+        ``update_branches`` B > 1: B update episodes at every update position, the B - 1 others each playing the next
+        ``branch_horizon`` tasks in threads of their own, in the same lock-step rounds (training only).
         """
         t0 = time.perf_counter()
         jobs = [(k, pack, i) for k, pack in enumerate(packs) for i in range(group_size)]
@@ -101,6 +105,7 @@ class RolloutManager:
         counters = {"retries": 0, "restarts": 0}
         temp = self.temperature if temperature is None else temperature
         settings = dict(step=step, temperature=temp, hint_visible=hint_visible, env_task_idx=env_task_idx)
+        settings |= dict(update_branches=update_branches, branch_horizon=branch_horizon)
 
         def work(engine_idx: int, k: int, pack: Pack, rollout: int) -> None:
             batcher = batchers[engine_idx]
@@ -145,6 +150,8 @@ class RolloutManager:
         temperature: float,
         hint_visible: bool,
         env_task_idx: list[list[int]] | None,
+        update_branches: int,
+        branch_horizon: int,
         counters: dict[str, int],
     ) -> tuple[Lifecycle, TextLifecycle] | None:
         """One lifecycle on its engine's batcher client, retried from its start; None once the retries are spent."""
@@ -166,6 +173,8 @@ class RolloutManager:
                     env_task_idx=env_task_idx[k] if env_task_idx else None,
                     length_limit=self.length_limit,
                     rewards=self.rewards,
+                    update_branches=update_branches,
+                    branch_horizon=branch_horizon,
                 )
             except Exception as exc:
                 with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cod_megatron.cod.episode import Lifecycle
 from cod_megatron.rollout.manager import RolloutResult
 
 
@@ -38,4 +39,13 @@ def rollout_metrics(result: RolloutResult) -> dict[str, float]:
         out["rollout/hint_parse_failure"] = sum(e.format_error for e in updates) / len(updates)
         out["rollout/update_tokens"] = sum(e.num_generated for e in updates) / len(updates)
     out["rollout/truncated"] = float(sum(e.truncated for lc in lcs for e in lc.episodes))
-    return out
+    return out | generated_token_metrics(result.lifecycles)
+
+
+def generated_token_metrics(lifecycles: list[Lifecycle]) -> dict[str, float]:
+    """Tokens the engines generated for the step, every lifecycle counted (a budget compares runs by it):
+    ``rollout/generated_tokens`` in all, ``rollout/branch_generated_tokens`` of them spent on update branches (the
+    non-continuing branches' update episodes and the tasks they played; docs/update_branches.md)."""
+    every = sum(e.num_generated for lc in lifecycles for e in lc.all_episodes())
+    branch = sum(e.num_generated for lc in lifecycles for br in lc.branches for e in br.episodes)
+    return {"rollout/generated_tokens": float(every), "rollout/branch_generated_tokens": float(branch)}

@@ -87,6 +87,10 @@ def test_bad_override_names_the_field(item, field):
         ("algorithm.len_zero_penalty=10 algorithm.len_full_penalty=10", "algorithm.len_full_penalty"),
         ("optimizer.lr_decay_style=cosine optimizer.min_lr=1", "optimizer.min_lr"),
         ("model.hf_path=org/model", "env.warm_start_steps"),  # debug_cpu warm-starts: it would drop the HF weights
+        ("algorithm.update_branches=0", "algorithm.update_branches"),
+        ("algorithm.branch_horizon=0", "algorithm.branch_horizon"),
+        ("algorithm.update_branches=2 algorithm.credit=outcome", "algorithm.credit"),  # branches need reward-to-go
+        ("algorithm.update_branches=2 algorithm.returns=sliding_window_mean", "algorithm.returns"),
     ],
 )
 def test_bad_value_fails_validation_with_dotted_name(item, field):
@@ -94,6 +98,16 @@ def test_bad_value_fails_validation_with_dotted_name(item, field):
     with pytest.raises(ConfigError) as e:
         finalize(cfg)
     assert e.value.field == field
+
+
+def test_update_branches_validate_and_default_to_off():
+    cfg = cod_recipes.get("debug_cpu")
+    assert (cfg.algorithm.update_branches, cfg.algorithm.branch_horizon) == (1, 1)
+    cfg = apply_overrides(
+        cfg, ["algorithm.update_branches=3", "algorithm.branch_horizon=9", "algorithm.returns=discounted"]
+    )
+    finalize(cfg)  # a horizon past the pack's end plays what is left; 'own' / 'outcome' credit stay off with B = 1
+    finalize(apply_overrides(cod_recipes.get("debug_cpu"), ["algorithm.credit=own", "algorithm.branch_horizon=2"]))
 
 
 def test_validation_runs_after_overrides_so_overrides_can_fix_each_other():
