@@ -18,13 +18,17 @@ def test_recipe_validates_and_plays_code_lock():
 
 
 @pytest.mark.slow
-def test_two_steps_end_to_end(tmp_path):
+def test_two_steps_end_to_end_with_update_branches(tmp_path):
+    """Issue 19's CI run: the multi-turn domain with branched update episodes (B 2, each branch plays 2 tasks)."""
     small = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.packs=4"]
+    branches = ["algorithm.update_branches=2", "algorithm.branch_horizon=2"]
     out = tmp_path / "run"
-    rows = train_cli(out, *small, "run.steps=2", "eval.interval=2", recipe="debug_cpu_code_lock")
+    rows = train_cli(out, *small, *branches, "run.steps=2", "eval.interval=2", recipe="debug_cpu_code_lock")
     assert [r["step"] for r in rows] == [0, 1, 2]  # step 0 is the base model's evaluation
     for r in rows[1:]:
         assert {f"rollout/reward_pos_{j}" for j in range(4)} <= set(r) and "rollout/reward_pos_4" not in r
         assert math.isfinite(r["train/loss"]) and r["rollout/lifecycles"] == 8 and r["rollout/failed_lifecycles"] == 0
+        assert r["credit/branch_update_episodes"] == 8 * 3 * 2  # 3 update positions x B per lifecycle
+        assert 0 < r["rollout/branch_generated_tokens"] < r["rollout/generated_tokens"]
     report = json.loads((out / "eval" / "step_2.json").read_text())
     assert len(report["cod_s4"]["mean"]) == 4 and len(report["cod_s8"]["mean"]) == 8
