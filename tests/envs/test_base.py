@@ -69,11 +69,19 @@ def test_domain_hooks_reach_the_registry_only_where_a_domain_offers_them():
     from cod_envs.hidden_key import VOCAB, HiddenKeyOptions
     from cod_envs.hidden_key.warm_start import warm_start_samples
 
+    from cod_envs.code_lock import VOCAB as CODE_LOCK_VOCAB
+    from cod_envs.code_lock import WARM_START as CODE_LOCK_WARM_START
+    from cod_envs.code_lock import CodeLockOptions
+
     for name in registry.DOMAINS:
         domain = registry.load(name)
         if name == "hidden_key":
             assert domain.word_vocabulary == VOCAB
             assert domain.warm_start.samples(6, 11) == warm_start_samples(6, seed=11)
             assert domain.warm_start.cache_key == vars(HiddenKeyOptions())
+        elif name == "code_lock":  # the other word-level toy: its own vocabulary and hint-following warm start
+            assert domain.word_vocabulary == CODE_LOCK_VOCAB
+            assert domain.warm_start.samples(6, 11) == CODE_LOCK_WARM_START.samples(6, 11)
+            assert domain.warm_start.cache_key == vars(CodeLockOptions())
         else:
             assert domain.word_vocabulary is None and domain.warm_start is None, name
