@@ -66,12 +66,11 @@ def test_the_restated_trajectory_matches_the_cod_core_without_icl_examples():
 
 def test_domain_hooks_reach_the_registry_only_where_a_domain_offers_them():
     from cod_envs import registry
-    from cod_envs.hidden_key import VOCAB, HiddenKeyOptions
-    from cod_envs.hidden_key.warm_start import warm_start_samples
-
     from cod_envs.code_lock import VOCAB as CODE_LOCK_VOCAB
     from cod_envs.code_lock import WARM_START as CODE_LOCK_WARM_START
     from cod_envs.code_lock import CodeLockOptions
+    from cod_envs.hidden_key import VOCAB, HiddenKeyOptions
+    from cod_envs.hidden_key.warm_start import warm_start_samples
 
     for name in registry.DOMAINS:
         domain = registry.load(name)
