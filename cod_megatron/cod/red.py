@@ -12,6 +12,9 @@ import torch
 RED_MAX_ITERS = 20
 RED_TOLERANCE = 0.05
 """Bisection stops once the bracket is narrower than this (temperature units)."""
+ZERO_MEAN_RTOL = 1e-12
+"""A token-weighted sum within this fraction of sum |A| n is zero: group-baselined advantages with equal lengths sum
+to exactly 0, and float64 rounding (~1e-16) must not decide whether RED fires (it would at the ceiling T = 99.95)."""
 
 
 def _weighted_sum(adv: torch.Tensor, weights: torch.Tensor, temperature: float) -> float:
@@ -55,7 +58,8 @@ def adaptive_red(
     """Adaptive RED over one set of samples: ``A <- A * exp(A / T)`` if the token-weighted mean of A is negative.
 
     T comes from :func:`red_temperature` so the re-weighted token-weighted sum is about zero (positive advantages
-    amplified, negative damped). A non-negative mean leaves ``advantages`` untouched and T is ``None``.
+    amplified, negative damped). A non-negative mean, or one that is zero up to float rounding
+    (:data:`ZERO_MEAN_RTOL`), leaves ``advantages`` untouched and T is ``None``.
     Returns ``(new_advantages, T, metrics)``; metrics log T (0 when not applied), the mean before and after and
     whether the floor was hit (f(t_min) < 0: no root in range, the mean stays negative) or the ceiling
     (f(t_max) > 0: possible when mean_A is a tiny negative number, since f(t_max) ~ N mean_A + sum n A^2 / t_max).
@@ -74,8 +78,9 @@ def adaptive_red(
     n_tokens = float(w.sum())
     if n_tokens <= 0:
         raise ValueError("adaptive_red: total weight (token count) must be positive")
-    mean_before = float((adv * w).sum()) / n_tokens
-    if mean_before >= 0:
+    total = float((adv * w).sum())
+    mean_before = total / n_tokens
+    if total >= -ZERO_MEAN_RTOL * float((adv.abs() * w).sum()):  # non-negative, or zero up to rounding
         metrics = {
             "red/applied": 0.0,
             "red/temperature": 0.0,

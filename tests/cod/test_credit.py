@@ -71,6 +71,18 @@ def test_red_brings_a_negative_token_mean_to_zero():
     assert abs(after) < 0.25 * abs(before) or res.red_temperature == pytest.approx(0.8484375)
 
 
+def test_red_stays_off_when_the_token_mean_is_zero_but_for_rounding():
+    # every episode has 2 generated tokens, so the token-weighted mean of group-baselined advantages is exactly 0;
+    # in float64 these rewards give -1.1e-16, which must not switch RED on
+    rewards = [[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]
+    lcs = [lifecycle(0, i, r, [0.0, 0.0, 0.0], gen=2) for i, r in enumerate(rewards)]
+    plain = assign_credit(lcs, AlgorithmConfig(adaptive_red=False))
+    assert sum(e.num_generated * e.advantage for e in plain.episodes) < 0  # the rounding the test is about
+    res = assign_credit(lcs, AlgorithmConfig(adaptive_red=True))
+    assert res.red_temperature is None and res.metrics["credit/red/applied"] == 0.0
+    assert [e.advantage for e in res.episodes] == [e.advantage for e in plain.episodes]
+
+
 def test_judge_error_drops_the_whole_lifecycle():
     lcs = [
         lifecycle(0, 0, [1.0, 1.0], [0.0]),
