@@ -68,6 +68,7 @@ def probe(model: torch.nn.Module, encode: Callable[[str], list[int]], eos_id: in
         "solve_none_key_prob_mass": float(none.sum(-1).mean()),
         "follow": float(torch.stack([follow[i, key_ids[k]] for i, (k, _) in enumerate(hinted)]).mean()),
         "write_first": float(write_first.mean()),
+        "write_first_by_key": [round(float(write_first[[k == key for _, k in pairs]].mean()), 4) for key in range(4)],
         "write": float(write.mean()),
         "write_second_top": {words[int(i)]: round(float(v), 4) for v, i in zip(*second_top, strict=True)},
         "write_first_token_entropy": float(first_entropy.mean()),

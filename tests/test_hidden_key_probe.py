@@ -41,4 +41,5 @@ def test_probe_reads_off_a_scripted_policy():
     assert out["solve_none_entropy"] == pytest.approx(0.0, abs=1e-6)
     assert out["follow"] == pytest.approx(1.0) and out["write_first"] == pytest.approx(1.0)
     assert out["write"] == pytest.approx(1.0) and out["write_second_top"]["<eos>"] == pytest.approx(1.0)
+    assert out["write_first_by_key"] == [1.0] * 4
     assert out["uniform_entropy"] == pytest.approx(math.log(4))
