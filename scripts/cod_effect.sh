@@ -2,6 +2,8 @@
 # The CoD effect on HiddenKey and its controls, all on the debug_cpu recipe with the same budget and evaluation:
 # reward-to-go credit for 3 seeds, the outcome and own-episode credit ablations and the hint-blind control.
 # Usage: scripts/cod_effect.sh [OUT_DIR] [extra overrides...]; then scripts/summarize_runs.py OUT_DIR.
+# SEEDS="1234 1 2 3 4" runs reward-to-go at those seeds (default "1 2 3"); CONTROLS=0 skips the three seed-1 controls
+# (docs/robustness.md: SEEDS="1234 1 2 3 4" CONTROLS=0 scripts/cod_effect.sh outputs/robust_5seeds).
 set -euo pipefail
 OUT=${1:-outputs/cod_effect}
 shift || true
@@ -17,7 +19,8 @@ run() {  # name, overrides...
 }
 EXTRA=("$@")
 mkdir -p "$OUT"
-for seed in 1 2 3; do run "reward_to_go_seed$seed" run.seed=$seed; done
+for seed in ${SEEDS:-1 2 3}; do run "reward_to_go_seed$seed" run.seed="$seed"; done
+[[ ${CONTROLS:-1} == 1 ]] || exit 0
 run outcome_seed1 run.seed=1 algorithm.credit=outcome
 run own_seed1 run.seed=1 algorithm.credit=own
 run hint_blind_seed1 run.seed=1 env.hint_visible=false

@@ -3,16 +3,23 @@
 Usage: ``python scripts/summarize_runs.py outputs/cod_effect [--out docs/cod_effect]``. For every run directory it
 reads ``eval/step_0.json`` (the warm-started base model) and the last ``eval/step_N.json`` (held-out pack seeds,
 one rollout per pack, temperature 1) plus the training metrics (mean gap of the last 10 steps, seconds per step
-and its breakdown), and writes ``<out>.md``, ``<out>.json`` and copies of each run's training-curve PNG.
+and its breakdown), and writes ``<out>.md``, ``<out>.json``, ``<out>.csv`` (one row per run) and copies of each
+run's training-curve PNG. Runs named ``<variant>_seed<N>`` also get one row per variant across seeds (mean, sample
+standard deviation, min and max): one seed's interval says nothing about the next seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import re
 import shutil
 import statistics
 from pathlib import Path
+
+SEED_SUFFIX = re.compile(r"_seed\d+$")
 
 
 def _fmt(x: dict) -> str:
@@ -59,6 +66,49 @@ def table(summaries: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _spread(xs: list[float]) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):+.2f} ± {sd:.2f} [{min(xs):+.2f}, {max(xs):+.2f}]"
+
+
+def seed_table(summaries: list[dict]) -> str:
+    """Markdown: one row per variant run at two or more seeds: mean ± sample sd [min, max] over its seeds."""
+    groups: dict[str, list[dict]] = {}
+    for s in summaries:
+        groups.setdefault(SEED_SUFFIX.sub("", s["run"]), []).append(s)
+    lines = [
+        f"| {name} | {len(g)} | {_spread([s['final']['cod_s4']['gap'] for s in g])} | "
+        f"{_spread([s['final']['cod_s8']['gap'] for s in g])} | {_spread([s['train_gap_last10'] for s in g])} |"
+        for name, g in groups.items()
+        if len(g) > 1
+    ]
+    if not lines:
+        return ""
+    head = (
+        "| variant | seeds | final gap, packs of 4 | final gap, packs of 8 | training gap, last 10 steps |\n"
+        "|---|---|---|---|---|\n"
+    )
+    return head + "\n".join(lines) + "\n"
+
+
+def csv_rows(summaries: list[dict]) -> str:
+    """CSV: one row per run, the headline numbers with their 95 % interval bounds."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["run", "steps", "base_gap_s4", "gap_s4", "gap_s4_lo", "gap_s4_hi", "gap_s8", "gap_s8_lo", "gap_s8_hi"]
+        + ["hint_blind_gap_s8", "train_gap_last10"]
+    )
+    for s in summaries:
+        f = s["final"]
+        w.writerow(
+            [s["run"], s["steps"], round(s["base"]["cod_s4"]["gap"], 4)]
+            + [round(x, 4) for k in ("cod_s4", "cod_s8") for x in (f[k]["gap"], *f[k]["gap_ci95"])]
+            + [round(f["hint_blind_s8"]["gap"], 4), round(s["train_gap_last10"], 4)]
+        )
+    return buf.getvalue()
+
+
 def main() -> None:
     """CLI entry."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,7 +120,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summaries, indent=1))
     md = table(summaries)
+    spread = seed_table(summaries)
+    md += f"\nAcross seeds (mean ± sample sd [min, max]):\n\n{spread}" if spread else ""
     args.out.with_suffix(".md").write_text(md)
+    args.out.with_suffix(".csv").write_text(csv_rows(summaries))
     for r in runs:
         if (r / "reward_by_position.png").exists():
             shutil.copy(r / "reward_by_position.png", args.out.parent / f"{args.out.name}_{r.name}.png")
