@@ -50,6 +50,18 @@ class _MainGradWritten(torch.autograd.Function):
         return torch.empty_like(weight)  # skipped by the hook (grad_added_to_main_grad)
 
 
+def head_inputs(hidden_states, output_layer, output_weight, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """What both fused heads take from megatron's output processor: ``[T, H]`` hidden states divided by the sampling
+    temperature (``logits / T = (h / T) W^T``) and the output weight (the shared embedding when tied). The TP region
+    op in front (SP gather, else copy) sums the per-shard hidden gradient in its backward."""
+    weight = output_weight if output_weight is not None else output_layer.weight
+    if output_layer.sequence_parallel:
+        hidden = tensor_parallel.gather_from_sequence_parallel_region(hidden_states, tensor_parallel_output_grad=True)
+    else:
+        hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden_states)
+    return (hidden[:, 0] if temperature == 1.0 else hidden[:, 0] / temperature), weight
+
+
 def pg_head(
     batch: PackedBatch,
     rows: torch.Tensor,
@@ -66,14 +78,7 @@ def pg_head(
     """
 
     def head(hidden_states, output_layer, output_weight, **_):
-        weight = output_weight if output_weight is not None else output_layer.weight
-        if output_layer.sequence_parallel:
-            hidden = tensor_parallel.gather_from_sequence_parallel_region(
-                hidden_states, tensor_parallel_output_grad=True
-            )
-        else:
-            hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden_states)
-        hidden = hidden[:, 0] if temperature == 1.0 else hidden[:, 0] / temperature  # logits / T = (h / T) W^T
+        hidden, weight = head_inputs(hidden_states, output_layer, output_weight, temperature)
         main_grad = getattr(weight, "main_grad", None) if loss_fn is not None else None
         out = linear_pg_head(
             hidden,

@@ -23,7 +23,7 @@ from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import packed_policy_loss
 from cod_megatron.policy.microbatches import fixed_shape_microbatches, local_share
 from cod_megatron.policy.model import build_model, transformer_config
-from cod_megatron.policy.pg_head import loss_scale, pg_head, pg_head_loss, pg_loss_fn
+from cod_megatron.policy.pg_head import head_inputs, loss_scale, pg_head, pg_head_loss, pg_loss_fn
 
 
 def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
@@ -57,21 +57,13 @@ def fused_head(batch: PackedBatch, temperature: float = 1.0):
     per-row max, sum-exp, target logit and entropy sum cross the TP group. ``logits / T = (hidden / T) @ W^T``, so
     the sampling temperature scales the hidden states.
     """
-    from megatron.core import tensor_parallel
-
     from cod_kernels.fused_linear_logprob import fused_linear_logprob
 
     def head(hidden_states, output_layer, output_weight, **_):
-        weight = output_weight if output_weight is not None else output_layer.weight
-        if output_layer.sequence_parallel:
-            hidden = tensor_parallel.gather_from_sequence_parallel_region(
-                hidden_states, tensor_parallel_output_grad=True
-            )
-        else:
-            hidden = tensor_parallel.copy_to_tensor_model_parallel_region(hidden_states)
+        hidden, weight = head_inputs(hidden_states, output_layer, output_weight, temperature)
         rank = parallel_state.get_tensor_model_parallel_rank()
         return fused_linear_logprob(
-            hidden[:, 0] if temperature == 1.0 else hidden[:, 0] / temperature,
+            hidden,
             weight,
             batch.labels,
             batch.loss_mask != 0,
