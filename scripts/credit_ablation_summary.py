@@ -3,9 +3,15 @@
 On CodeLock the in-loop "gap" (positions >= 1 minus position 0) mixes a reveal task into the later positions, so
 this reads the quantity the domain is about: mean held-out reward at the *combination* positions (>= F, the code
 length), with hints shown and hidden, in packs of 4 and 8, plus the training reward at those positions over the
-last 10 steps. Writes ``OUT.md`` (table), ``OUT.csv`` and ``OUT.png`` (curves).
+last 10 steps. Runs named ``<variant>_seed<N>`` are also pooled per variant: the mean over seeds with its 95 % t
+interval, at the last step (the same optimizer steps for every variant) and at the same generated tokens (update
+branches generate more per step, so they are also read at the evaluation whose cumulative generated tokens are
+nearest the smallest total of any run). Only runs that reached ``--steps`` are read. Writes ``OUT.md`` (tables),
+``OUT.csv`` (one row per run and evaluation step), ``OUT.png`` (combination reward by step and by generated
+tokens, variant means with their intervals) and ``OUT_positions.png`` (final reward by pack position in packs of 4
+and 8).
 
-    python scripts/credit_ablation_summary.py outputs/credit_ablation --out docs/credit_ablation
+    python scripts/credit_ablation_summary.py outputs/credit_ablation --out docs/credit_ablation/credit_ablation
 """
 
 from __future__ import annotations
@@ -13,10 +19,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import statistics
 from pathlib import Path
 
+from seed_stats import fmt_ci, mean_ci95
+
 CODE_LENGTH = 2  # CodeLock's default F: positions 0..F-1 reveal, F.. combine
+SEED_SUFFIX = re.compile(r"_seed\d+$")
 
 
 def combination(means: list[float]) -> float:
@@ -24,8 +34,20 @@ def combination(means: list[float]) -> float:
     return statistics.mean(means[CODE_LENGTH:])
 
 
+def cumulative_tokens(run: Path) -> dict[int, float]:
+    """Generated tokens (solves, updates and update branches) summed over training steps 1..s, by step s."""
+    total, out = 0.0, {0: 0.0}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line) if line.strip() else {}
+        if "perf/generated_tokens" in r:
+            total += r["perf/generated_tokens"]
+            out[int(r["step"])] = total
+    return out
+
+
 def run_rows(run: Path) -> list[dict]:
     """One row per evaluation step of ``run``."""
+    tokens = cumulative_tokens(run)
     rows = []
     for f in sorted((run / "eval").glob("step_*.json"), key=lambda p: int(p.stem.split("_")[1])):
         r = json.loads(f.read_text())
@@ -33,9 +55,11 @@ def run_rows(run: Path) -> list[dict]:
             {
                 "run": run.name,
                 "step": int(r["step"]),
+                "generated_tokens": int(tokens.get(int(r["step"]), max(tokens.values()))),
                 **{f"{k}_combination": round(combination(r[k]["mean"]), 3) for k in ("cod_s4", "hint_blind_s4")},
                 **{f"{k}_combination": round(combination(r[k]["mean"]), 3) for k in ("cod_s8", "hint_blind_s8")},
                 "cod_s4_by_position": " ".join(f"{x:.2f}" for x in r["cod_s4"]["mean"]),
+                "cod_s8_by_position": " ".join(f"{x:.2f}" for x in r["cod_s8"]["mean"]),
             }
         )
     return rows
@@ -49,19 +73,13 @@ def training_tail(run: Path, last: int = 10) -> float:
     return statistics.mean(statistics.mean(s[k] for k in keys) for s in steps)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", type=Path, help="the directory scripts/credit_ablation.sh wrote")
-    p.add_argument("--out", type=Path, required=True, help="prefix of the .md / .csv / .png written")
-    args = p.parse_args()
-    runs = sorted(d for d in args.runs.iterdir() if (d / "eval").is_dir() and (d / "metrics.jsonl").exists())
-    table = {r.name: run_rows(r) for r in runs}
-    all_rows = [row for rows in table.values() for row in rows]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(all_rows[0]))
-        writer.writeheader()
-        writer.writerows(all_rows)
+def variant_of(run_name: str) -> str:
+    """``reward_to_go_seed2`` -> ``reward_to_go``."""
+    return SEED_SUFFIX.sub("", run_name)
+
+
+def run_table(table: dict[str, list[dict]], runs: list[Path]) -> list[str]:
+    """Markdown: one row per run."""
     lines = [
         "| run | last step | combination reward, packs of 4: best (step) / final | hints hidden, final "
         "| packs of 8, final | training, last 10 steps | final reward by position (4) |",
@@ -76,8 +94,45 @@ def main() -> None:
             f"{last['cod_s4_combination']:.2f} | {last['hint_blind_s4_combination']:.2f} | "
             f"{last['cod_s8_combination']:.2f} | {training_tail(run):.2f} | {last['cod_s4_by_position']} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
+
+
+def at_tokens(rows: list[dict], budget: float) -> dict:
+    """The evaluation whose cumulative generated tokens are nearest ``budget``."""
+    return min(rows, key=lambda r: abs(r["generated_tokens"] - budget))
+
+
+def variant_table(table: dict[str, list[dict]], runs: list[Path]) -> list[str]:
+    """Markdown: one row per variant, means over its seeds with 95 % t intervals, at equal steps and equal tokens."""
+    groups: dict[str, list[Path]] = {}
+    for run in runs:
+        groups.setdefault(variant_of(run.name), []).append(run)
+    budget = min(table[r.name][-1]["generated_tokens"] for r in runs)
+    lines = [
+        f"| variant | seeds | final (step {max(table[r.name][-1]['step'] for r in runs)}), packs of 4 "
+        "| packs of 8 | hints hidden (4) | training, last 10 steps | best evaluation "
+        f"| at {budget / 1e3:.0f}K generated tokens (step) | generated tokens per step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, members in groups.items():
+        rows = [table[r.name] for r in members]
+        last = [r[-1] for r in rows]
+        same = [at_tokens(r, budget) for r in rows]
+        steps = "/".join(sorted({str(r["step"]) for r in same}))
+        lines.append(
+            f"| {name} | {len(members)} | {fmt_ci([r['cod_s4_combination'] for r in last])} "
+            f"| {fmt_ci([r['cod_s8_combination'] for r in last])} "
+            f"| {fmt_ci([r['hint_blind_s4_combination'] for r in last])} "
+            f"| {fmt_ci([training_tail(r) for r in members])} "
+            f"| {fmt_ci([max(x['cod_s4_combination'] for x in r[1:] or r) for r in rows])} "
+            f"| {fmt_ci([r['cod_s4_combination'] for r in same])} ({steps}) "
+            f"| {statistics.mean(r['generated_tokens'] / max(r['step'], 1) for r in last):.0f} |"
+        )
+    return lines
+
+
+def plot(table: dict[str, list[dict]], runs: list[Path], out: Path) -> None:
+    """OUT.png: combination reward by step and by generated tokens; OUT_positions.png: final reward by position."""
     try:
         import matplotlib
 
@@ -85,16 +140,71 @@ def main() -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, rows in table.items():
-        ax.plot([r["step"] for r in rows], [r["cod_s4_combination"] for r in rows], marker="o", label=name)
-    ax.axhline(0.5, color="k", linestyle="dashed", linewidth=0.8, label="chance (hint-blind)")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("held-out reward, combination positions (of 2)")
-    ax.set_title("CodeLock (debug_cpu_code_lock): credit ablation")
-    ax.legend(fontsize=7)
+    groups: dict[str, list[list[dict]]] = {}
+    for run in runs:
+        groups.setdefault(variant_of(run.name), []).append(table[run.name])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name, rows in groups.items():
+        n = min(len(r) for r in rows)
+        stats = [mean_ci95([r[i]["cod_s4_combination"] for r in rows]) for i in range(n)]
+        m, lo, hi = ([s[k] for s in stats] for k in range(3))
+        for ax, key in zip(axes, ("step", "generated_tokens"), strict=True):
+            x = [statistics.mean(r[i][key] for r in rows) for i in range(n)]
+            ax.plot(x, m, marker="o", label=f"{name} ({len(rows)} seeds)")
+            ax.fill_between(x, lo, hi, alpha=0.15)
+    for ax, label in zip(axes, ("training step", "generated tokens (mean over seeds)"), strict=True):
+        ax.axhline(0.5, color="k", linestyle="dashed", linewidth=0.8, label="chance (hint-blind)")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("held-out reward, combination positions (of 2)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("CodeLock (debug_cpu_code_lock): credit ablation, mean over seeds and 95 % interval")
     fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key, size in zip(axes, ("cod_s4_by_position", "cod_s8_by_position"), (4, 8), strict=True):
+        for name, rows in groups.items():
+            curves = [[float(v) for v in r[-1][key].split()] for r in rows]
+            stats = [mean_ci95([c[j] for c in curves]) for j in range(size)]
+            ax.errorbar(
+                range(size),
+                [s[0] for s in stats],
+                yerr=[[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]],
+                marker="o",
+                capsize=3,
+                label=f"{name} ({len(rows)} seeds)",
+            )
+        ax.set_xlabel(f"pack position (packs of {size}; 0..{CODE_LENGTH - 1} reveal, then combination)")
+        ax.set_xticks(range(size))
+    axes[0].set_ylabel("held-out reward (of 2), final evaluation")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("CodeLock: final reward by pack position, mean over seeds and 95 % interval")
+    fig.tight_layout()
+    fig.savefig(out.parent / f"{out.name}_positions.png", dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", type=Path, help="the directory scripts/credit_ablation.sh wrote")
+    p.add_argument("--out", type=Path, required=True, help="prefix of the .md / .csv / .png written")
+    p.add_argument("--steps", type=int, default=120, help="the runs' length (unfinished runs are left out)")
+    args = p.parse_args()
+    runs = sorted(
+        d
+        for d in args.runs.iterdir()
+        if (d / "eval" / f"step_{args.steps}.json").exists() and (d / "metrics.jsonl").exists()
+    )
+    table = {r.name: run_rows(r) for r in runs}
+    all_rows = [row for rows in table.values() for row in rows]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(all_rows[0]))
+        writer.writeheader()
+        writer.writerows(all_rows)
+    lines = run_table(table, runs)
+    lines += ["", "Per variant: mean over seeds [95 % t interval of the mean].", "", *variant_table(table, runs)]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(table, runs, args.out)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ reads ``eval/step_0.json`` (the warm-started base model) and the last ``eval/ste
 one rollout per pack, temperature 1) plus the training metrics (mean gap of the last 10 steps, seconds per step
 and its breakdown), and writes ``<out>.md``, ``<out>.json``, ``<out>.csv`` (one row per run) and copies of each
 run's training-curve PNG. Runs named ``<variant>_seed<N>`` also get one row per variant across seeds (mean, sample
-standard deviation, min and max): one seed's interval says nothing about the next seed.
+standard deviation, min and max, and the 95 % t interval of the mean): one seed's interval says nothing about the
+next seed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import re
 import shutil
 import statistics
 from pathlib import Path
+
+from seed_stats import fmt_ci
 
 SEED_SUFFIX = re.compile(r"_seed\d+$")
 
@@ -68,11 +71,11 @@ def table(summaries: list[dict]) -> str:
 
 def _spread(xs: list[float]) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):+.2f} ± {sd:.2f} [{min(xs):+.2f}, {max(xs):+.2f}]"
+    return f"{fmt_ci(xs, signed=True)} sd {sd:.2f}, range [{min(xs):+.2f}, {max(xs):+.2f}]"
 
 
 def seed_table(summaries: list[dict]) -> str:
-    """Markdown: one row per variant run at two or more seeds: mean ± sample sd [min, max] over its seeds."""
+    """Markdown: one row per variant run at two or more seeds: mean [95 % t interval], sample sd and range."""
     groups: dict[str, list[dict]] = {}
     for s in summaries:
         groups.setdefault(SEED_SUFFIX.sub("", s["run"]), []).append(s)
@@ -121,7 +124,7 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(summaries, indent=1))
     md = table(summaries)
     spread = seed_table(summaries)
-    md += f"\nAcross seeds (mean ± sample sd [min, max]):\n\n{spread}" if spread else ""
+    md += f"\nAcross seeds (mean [95 % interval of the mean], sample sd, range):\n\n{spread}" if spread else ""
     args.out.with_suffix(".md").write_text(md)
     args.out.with_suffix(".csv").write_text(csv_rows(summaries))
     for r in runs:

@@ -13,11 +13,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("summarize_runs", ROOT / "scripts" / "summarize_runs.py")
+def load_script(name: str = "summarize_runs"):
+    """A script module from scripts/ (it imports its sibling seed_stats, as when run from there)."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_mean_ci95_by_hand():
+    stats = load_script("seed_stats")
+    m, lo, hi = stats.mean_ci95([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2) = 4.303: half width 4.303 / sqrt(3)
+    assert m == 2.0 and hi - m == pytest.approx(2.4843, abs=1e-4) and m - lo == pytest.approx(hi - m)
+    assert stats.mean_ci95([0.5]) == (0.5, 0.5, 0.5)
+    xs = [0.0, 1.0] * 20  # 40 values: the normal quantile
+    assert stats.mean_ci95(xs)[2] - 0.5 == pytest.approx(1.96 * statistics.stdev(xs) / 40**0.5)
 
 
 def curve(gap: float, size: int) -> dict:
@@ -55,9 +67,57 @@ def test_seed_spread_and_csv(tmp_path, monkeypatch, capsys):
     assert len(spread_rows) == 1 and "| outcome |" not in md
     cells = [c.strip() for c in spread_rows[0].strip("|").split("|")]
     assert cells[1] == "3"
-    assert cells[2] == f"{mean:+.2f} ± {sd:.2f} [+0.45, +0.78]"
+    # mean 0.643, sd 0.172, t(0.975, 2) = 4.303: half width 0.428
+    assert cells[2] == f"+0.64 [+0.22, +1.07] sd {sd:.2f}, range [+0.45, +0.78]" and f"{mean:+.2f}" == "+0.64"
     table = list(csv.DictReader(io.StringIO(out.with_suffix(".csv").read_text())))
     assert {r["run"] for r in table} == set(gaps) | {"outcome_seed1"}
     row = next(r for r in table if r["run"] == "reward_to_go_seed1234")
     assert float(row["gap_s4"]) == pytest.approx(0.45) and float(row["train_gap_last10"]) == pytest.approx(0.40)
     assert json.loads(out.with_suffix(".json").read_text())[0]["run"] in table[0]["run"]
+
+
+def fake_code_lock_run(root: Path, name: str, combination: dict[int, float], tokens_per_step: int) -> None:
+    """A CodeLock run: evaluations whose combination positions (2, 3) score ``combination[step]``."""
+    (root / name / "eval").mkdir(parents=True)
+    for step, c in combination.items():
+        report = {"step": step} | {
+            f"{v}_s{n}": {"mean": [1.0, 1.0] + [c if v == "cod" else 0.5] * (n - 2)}
+            for v in ("cod", "hint_blind")
+            for n in (4, 8)
+        }
+        (root / name / "eval" / f"step_{step}.json").write_text(json.dumps(report))
+    rows = [
+        {"step": s, "perf/generated_tokens": tokens_per_step} | {f"rollout/reward_pos_{j}": 1.0 for j in range(4)}
+        for s in range(1, max(combination) + 1)
+    ]
+    (root / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_credit_ablation_pools_seeds_at_equal_steps_and_tokens(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    fake_code_lock_run(runs, "reward_to_go_seed1", {0: 0.5, 20: 0.9, 40: 1.0}, 100)
+    fake_code_lock_run(runs, "reward_to_go_seed2", {0: 0.5, 20: 0.7, 40: 1.2}, 100)
+    # twice the tokens per step: 4000 tokens (the others' total) are spent by step 20
+    fake_code_lock_run(runs, "branches2_seed1", {0: 0.5, 20: 0.6, 40: 0.9}, 200)
+    fake_code_lock_run(runs, "branches2_seed2", {0: 0.5, 20: 0.8, 40: 1.1}, 200)
+    fake_code_lock_run(runs, "outcome_seed1", {0: 0.5, 20: 0.4}, 100)  # unfinished: left out
+    out = tmp_path / "docs" / "ablation"
+    monkeypatch.setattr(sys, "argv", ["x", str(runs), "--out", str(out), "--steps", "40"])
+    load_script("credit_ablation_summary").main()
+    md = out.with_suffix(".md").read_text()
+    assert "outcome" not in md and "at 4K generated tokens" in md
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("|")]
+    row = {c[0]: c for c in cells}
+    # seeds 1.0 and 1.2: mean 1.1, sd 0.1414, t(0.975, 1) = 12.706 -> half width 1.2706
+    assert row["reward_to_go"][1:3] == ["2", "1.10 [-0.17, 2.37]"]
+    assert row["reward_to_go"][7] == "1.10 [-0.17, 2.37] (40)" and row["reward_to_go"][8] == "100"
+    assert row["branches2"][2].startswith("1.00 ") and row["branches2"][7].startswith("0.70 [")
+    assert row["branches2"][7].endswith("(20)") and row["branches2"][8] == "200"
+    assert row["branches2"][6].startswith("1.00 ")  # best evaluation
+    table = list(csv.DictReader(io.StringIO(out.with_suffix(".csv").read_text())))
+    assert {(r["run"], r["step"], r["generated_tokens"]) for r in table if r["run"] == "branches2_seed1"} == {
+        ("branches2_seed1", "0", "0"),
+        ("branches2_seed1", "20", "4000"),
+        ("branches2_seed1", "40", "8000"),
+    }
+    assert (out.parent / "ablation_positions.png").exists() and out.with_suffix(".png").exists()
