@@ -23,7 +23,7 @@ import re
 import statistics
 from pathlib import Path
 
-from seed_stats import fmt_ci, mean_ci95
+from seed_stats import diff_ci95, fmt_ci, mean_ci95
 
 CODE_LENGTH = 2  # CodeLock's default F: positions 0..F-1 reveal, F.. combine
 SEED_SUFFIX = re.compile(r"_seed\d+$")
@@ -131,6 +131,31 @@ def variant_table(table: dict[str, list[dict]], runs: list[Path]) -> list[str]:
     return lines
 
 
+def versus_table(table: dict[str, list[dict]], runs: list[Path], reference: str) -> list[str]:
+    """Markdown: each variant minus ``reference`` (Welch 95 % interval of the difference of the seed means)."""
+    finals: dict[str, list[float]] = {}
+    bests: dict[str, list[float]] = {}
+    for run in runs:
+        rows = table[run.name]
+        finals.setdefault(variant_of(run.name), []).append(rows[-1]["cod_s4_combination"])
+        bests.setdefault(variant_of(run.name), []).append(max(r["cod_s4_combination"] for r in rows[1:] or rows))
+    if len(finals.get(reference, [])) < 2:
+        return []
+
+    def cell(xs: list[float], ys: list[float]) -> str:
+        d, lo, hi = diff_ci95(xs, ys)
+        return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+    lines = [f"| variant minus {reference} | seeds | final, packs of 4 | best evaluation |", "|---|---|---|---|"]
+    for name in finals:
+        if name != reference and len(finals[name]) >= 2:
+            lines.append(
+                f"| {name} | {len(finals[name])} vs {len(finals[reference])} "
+                f"| {cell(finals[name], finals[reference])} | {cell(bests[name], bests[reference])} |"
+            )
+    return lines
+
+
 def plot(table: dict[str, list[dict]], runs: list[Path], out: Path) -> None:
     """OUT.png: combination reward by step and by generated tokens; OUT_positions.png: final reward by position."""
     try:
@@ -187,6 +212,7 @@ def main() -> None:
     p.add_argument("runs", type=Path, help="the directory scripts/credit_ablation.sh wrote")
     p.add_argument("--out", type=Path, required=True, help="prefix of the .md / .csv / .png written")
     p.add_argument("--steps", type=int, default=120, help="the runs' length (unfinished runs are left out)")
+    p.add_argument("--reference", default="reward_to_go", help="the variant the others are compared with")
     args = p.parse_args()
     runs = sorted(
         d
@@ -202,6 +228,8 @@ def main() -> None:
         writer.writerows(all_rows)
     lines = run_table(table, runs)
     lines += ["", "Per variant: mean over seeds [95 % t interval of the mean].", "", *variant_table(table, runs)]
+    versus = versus_table(table, runs, args.reference)
+    lines += ["", "Differences of the seed means [Welch 95 % interval]:", "", *versus] if versus else []
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(table, runs, args.out)

@@ -32,3 +32,15 @@ def fmt_ci(xs: list[float], signed: bool = False) -> str:
     m, lo, hi = mean_ci95(xs)
     f = "{:+.2f}" if signed else "{:.2f}"
     return f"{f.format(m)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def diff_ci95(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """(mean(xs) - mean(ys), low, high): Welch's t interval, its degrees of freedom rounded down (conservative)."""
+    vx, vy = statistics.variance(xs) / len(xs), statistics.variance(ys) / len(ys)
+    d = statistics.mean(xs) - statistics.mean(ys)
+    if vx + vy == 0:
+        return d, d, d
+    df = (vx + vy) ** 2 / (vx**2 / (len(xs) - 1) + vy**2 / (len(ys) - 1))
+    t = T975[max(int(df), 1) - 1] if df < len(T975) + 1 else 1.96
+    half = t * (vx + vy) ** 0.5
+    return d, d - half, d + half

@@ -28,6 +28,9 @@ def test_mean_ci95_by_hand():
     m, lo, hi = stats.mean_ci95([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2) = 4.303: half width 4.303 / sqrt(3)
     assert m == 2.0 and hi - m == pytest.approx(2.4843, abs=1e-4) and m - lo == pytest.approx(hi - m)
     assert stats.mean_ci95([0.5]) == (0.5, 0.5, 0.5)
+    # Welch: var/n 1/3 and 1/3, df = (2/3)^2 / (2 (1/3)^2 / 2) = 4 -> t 2.776, half width 2.776 * sqrt(2/3)
+    d, lo, hi = stats.diff_ci95([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
+    assert d == 3.0 and hi - d == pytest.approx(2.776 * (2 / 3) ** 0.5) and d - lo == pytest.approx(hi - d)
     xs = [0.0, 1.0] * 20  # 40 values: the normal quantile
     assert stats.mean_ci95(xs)[2] - 0.5 == pytest.approx(1.96 * statistics.stdev(xs) / 40**0.5)
 
@@ -107,13 +110,18 @@ def test_credit_ablation_pools_seeds_at_equal_steps_and_tokens(tmp_path, monkeyp
     md = out.with_suffix(".md").read_text()
     assert "outcome" not in md and "at 4K generated tokens" in md
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("|")]
-    row = {c[0]: c for c in cells}
+    row, versus = {}, {}
+    for c in cells:  # a variant's first row is in the per-variant table, its last in the differences
+        row.setdefault(c[0], c)
+        versus[c[0]] = c
     # seeds 1.0 and 1.2: mean 1.1, sd 0.1414, t(0.975, 1) = 12.706 -> half width 1.2706
     assert row["reward_to_go"][1:3] == ["2", "1.10 [-0.17, 2.37]"]
     assert row["reward_to_go"][7] == "1.10 [-0.17, 2.37] (40)" and row["reward_to_go"][8] == "100"
     assert row["branches2"][2].startswith("1.00 ") and row["branches2"][7].startswith("0.70 [")
     assert row["branches2"][7].endswith("(20)") and row["branches2"][8] == "200"
     assert row["branches2"][6].startswith("1.00 ")  # best evaluation
+    # branches2 minus reward_to_go: finals (0.9, 1.1) vs (1.0, 1.2): -0.10, Welch df 2 -> t 4.303 * sqrt(0.02/2 * 2)
+    assert versus["branches2"][1] == "2 vs 2" and versus["branches2"][2] == "-0.10 [-0.71, +0.51]"
     table = list(csv.DictReader(io.StringIO(out.with_suffix(".csv").read_text())))
     assert {(r["run"], r["step"], r["generated_tokens"]) for r in table if r["run"] == "branches2_seed1"} == {
         ("branches2_seed1", "0", "0"),
