@@ -10,7 +10,9 @@ The held-out combination reward mixes hint writing, hint keeping and hint readin
 - ``write_a``: P(update 0's hint starts with the revealed ``a`` word | previous hint ``none``), the first link;
 - ``keep_add``: P(update 1's hint holds both the kept ``a`` word and the revealed ``b`` word, in either order |
   previous hint = the ``a`` word), the second link; ``write_b_first``: P(update 1's first token is the ``b`` word);
-- ``follow``: P(the combination answer = the hint's two words | hint ``aX bY``), hint reading.
+  ``write_b``: P(update 1's hint holds the ``b`` word first, or second after an ``a`` word) (the last link alone);
+- ``follow``: P(the combination answer = the hint's two words | hint ``aX bY``), hint reading; ``follow_b``: P(its
+  ``b`` word is the hint's | it starts with the hint's ``a`` word).
 """
 
 from __future__ import annotations
@@ -54,20 +56,27 @@ def probe(model: torch.nn.Module, encode, words: list[str]) -> dict:
     p1 = next_token_probs(model, [encode(solve(a, "s1")) for a in A])
     top = p0.topk(3)
     write_a = [next_token_probs(model, [encode(update("none", guess, a))])[0, ids[a]] for a, guess in product(A, A)]
-    keep_add, write_b = [], []
+    keep_add, write_b_first, write_b = [], [], []
     for a, b, guess in product(A, B, B):
         prompt = update(a, guess, b)
         keep_add.append(pair_prob(model, encode, prompt, a, b) + pair_prob(model, encode, prompt, b, a))
-        write_b.append(float(next_token_probs(model, [encode(prompt)])[0, ids[b]]))
+        write_b_first.append(float(next_token_probs(model, [encode(prompt)])[0, ids[b]]))
+        write_b.append(write_b_first[-1] + sum(pair_prob(model, encode, prompt, x, b) for x in A))
     follow = [pair_prob(model, encode, solve(f"{a} {b}", "code"), a, b) for a, b in product(A, B)]
+    follow_b = [
+        float(next_token_probs(model, [encode(solve(f"{a} {b}", "code") + f" {a}")])[0, ids[b]])
+        for a, b in product(A, B)
+    ]
     return {
         "reveal_valid_pos0": float(p0[[ids[a] for a in A]].sum()),
         "reveal_valid_pos1": float(p1[:, [ids[b] for b in B]].sum(-1).mean()),
         "reveal_top_pos0": {words[int(i)]: round(float(v), 4) for v, i in zip(*top, strict=True)},
         "write_a": float(torch.stack(write_a).mean()),
-        "write_b_first": sum(write_b) / len(write_b),
+        "write_b_first": sum(write_b_first) / len(write_b_first),
+        "write_b": sum(write_b) / len(write_b),
         "keep_add": sum(keep_add) / len(keep_add),
         "follow": sum(follow) / len(follow),
+        "follow_b": sum(follow_b) / len(follow_b),
     }
 
 

@@ -61,4 +61,5 @@ def test_probe_reads_off_a_scripted_policy():
     assert out["reveal_valid_pos1"] == pytest.approx(1.0)
     assert out["write_a"] == pytest.approx(1.0) and out["write_b_first"] == pytest.approx(1.0)
     assert out["keep_add"] == pytest.approx(0.0, abs=1e-6)  # it never keeps the a word
-    assert out["follow"] == pytest.approx(1.0)
+    assert out["write_b"] == pytest.approx(1.0)
+    assert out["follow"] == pytest.approx(1.0) and out["follow_b"] == pytest.approx(1.0)
