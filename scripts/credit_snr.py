@@ -22,7 +22,7 @@ import torch
 
 from cod_envs.base import Message, TextPolicy
 from cod_envs.code_lock import CodeLock, make_rows, oracle
-from cod_envs.code_lock.env import EOS, NONE
+from cod_envs.words import EOS, NONE
 from cod_megatron.cod.baselines import group_advantages
 from cod_megatron.cod.returns import lifecycle_returns
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle

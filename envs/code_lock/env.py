@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from cod_envs.base import MAX_ACTION_CHARS, Environment, PackState, StepResult, TaskContext
+from cod_envs.words import NONE, SPECIAL, UNK, response_words
 
-SPECIAL: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
 EPISODE: tuple[str, ...] = ("solve", "update")
 FIELDS: tuple[str, ...] = ("hint", "task", "answer", "reward", "feedback", "previous", "new", ":")
 VALUES: tuple[str, ...] = ("none", "0", "1", "correct", "wrong", "format", "error", "the", "word", "was", "code")
 BASE_VOCAB: tuple[str, ...] = SPECIAL + EPISODE + FIELDS + VALUES
 """The 25 fixed words, in token-id order; slot names and code words follow (see :func:`vocab`)."""
-EOS, UNK, NONE, CODE = "<eos>", "<unk>", "none", "code"
+CODE = "code"
 INITIAL_HINT = NONE
 SLOT_LETTERS = "abcdef"
 """Slot i's code words start with letter i, so a hint word names its slot whatever its order in the hint."""
@@ -73,16 +73,6 @@ def draw_code(pack_seed: int, code_length: int, code_words: int) -> tuple[str, .
     """The pack's code: one uniform word per slot, from the pack seed only (shared by the G rollouts)."""
     rng = _rng("code", int(pack_seed), code_length, code_words)
     return tuple(slot_words(s, code_words)[rng.randrange(code_words)] for s in range(code_length))
-
-
-def response_words(text: str, cap: int, vocabulary: frozenset[str]) -> list[str]:
-    """The response as the model's tokens: at most ``cap`` words, cut before the first ``<eos>``; OOV -> ``<unk>``."""
-    out: list[str] = []
-    for word in text[:MAX_ACTION_CHARS].split(None, cap)[:cap]:
-        if word == EOS:
-            break
-        out.append(word if word in vocabulary else UNK)
-    return out
 
 
 @dataclass(frozen=True, kw_only=True)

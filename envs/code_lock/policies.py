@@ -11,8 +11,9 @@ import random
 from collections.abc import Callable
 
 from cod_envs.base import MAX_ACTION_CHARS, Message, TextPolicy
-from cod_envs.code_lock.env import CODE, EOS, NONE, slot_of, slot_words, vocab
+from cod_envs.code_lock.env import CODE, slot_of, slot_words, vocab
 from cod_envs.scripted import policy_table
+from cod_envs.words import EOS, NONE
 
 
 def _words(messages: list[Message], index: int = 0) -> list[str]:

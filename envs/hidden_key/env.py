@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from cod_envs.base import MAX_ACTION_CHARS, Environment, PackState, StepResult, TaskContext
+from cod_envs.words import NONE, SPECIAL, UNK, response_words
 
-SPECIAL: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
 EPISODE: tuple[str, ...] = ("solve", "update")
 FIELDS: tuple[str, ...] = ("hint", "distractor", "answer", "reward", "feedback", "previous", "new", ":")
 VALUES: tuple[str, ...] = ("none", "0", "1", "correct", "wrong", "format", "error", "the", "key", "was")
 BASE_VOCAB: tuple[str, ...] = SPECIAL + EPISODE + FIELDS + VALUES
 """The 24 fixed words, in the order that fixes their token ids; keys and distractors follow (see :func:`vocab`)."""
-EOS, UNK, NONE = "<eos>", "<unk>", "none"
 INITIAL_HINT = NONE
 _FEEDBACK_MAX_WORDS = 6
 """The longest feedback: ``format error the key was kX`` is 6 words; see :meth:`HiddenKey._render`."""
@@ -72,19 +71,6 @@ def draw_distractors(row_seed: int, num_distractors: int, distractor_vocab: int)
     """A task's distractors: uniform with replacement from the D distractor words, from the row seed only."""
     rng = _rng("distractors", int(row_seed), distractor_vocab)
     return tuple(f"d{rng.randrange(distractor_vocab)}" for _ in range(num_distractors))
-
-
-def response_words(text: str, cap: int, vocabulary: frozenset[str]) -> list[str]:
-    """The response as the model's tokens: at most ``cap`` words, cut before the first ``<eos>``; OOV -> ``<unk>``.
-
-    The input is cut to MAX_ACTION_CHARS and split at most ``cap`` times, so any input costs bounded work.
-    """
-    out: list[str] = []
-    for word in text[:MAX_ACTION_CHARS].split(None, cap)[:cap]:
-        if word == EOS:
-            break
-        out.append(word if word in vocabulary else UNK)
-    return out
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,8 +11,9 @@ import random
 from collections.abc import Callable
 
 from cod_envs.base import MAX_ACTION_CHARS, Message, TextPolicy
-from cod_envs.hidden_key.env import EOS, NONE, key_words, vocab
+from cod_envs.hidden_key.env import key_words, vocab
 from cod_envs.scripted import policy_table
+from cod_envs.words import EOS, NONE
 
 
 def _prompt_words(messages: list[Message]) -> list[str]:
