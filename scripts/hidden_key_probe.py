@@ -78,25 +78,9 @@ def probe(model: torch.nn.Module, encode: Callable[[str], list[int]], eos_id: in
 
 def load_policy(ckpt: str) -> tuple[torch.nn.Module, Callable[[str], list[int]], int, list[str]]:
     """A training checkpoint as an HF causal LM on the host (the evaluation path: trainer -> embedded engine)."""
-    from cod_megatron.config import finalize
-    from cod_megatron.engines.embedded import EmbeddedEngine
-    from cod_megatron.eval.checkpoint_policy import load_run_config
-    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.rollout.renderers import run_renderer
-    from cod_megatron.run_parts import engine_kwargs, start_trainer
-    from cod_megatron.sync.weight_sync import WeightSync
+    from cod_megatron.eval.checkpoint_policy import checkpoint_engine
 
-    cfg = load_run_config(ckpt)
-    cfg.checkpoint.load, cfg.env.warm_start_steps, cfg.run.device = ckpt, 0, "cpu"
-    layout = finalize(cfg)
-    renderer = run_renderer(cfg)
-    init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
-    try:
-        trainer = start_trainer(cfg, layout, renderer, with_optimizer=False)
-        engine = EmbeddedEngine(**engine_kwargs(cfg, renderer))
-        WeightSync(cfg.model, [engine]).sync(trainer.model, trainer.step)
-    finally:
-        destroy_distributed()
+    _, engine, renderer = checkpoint_engine(ckpt, device="cpu")
     return engine.model, renderer.encode, renderer.end_of_turn_id, list(renderer.words)
 
 

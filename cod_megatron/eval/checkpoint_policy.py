@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cod_megatron.cod.pack_forming import FormedPack
 from cod_megatron.config import RunConfig, finalize
+
+if TYPE_CHECKING:
+    from cod_megatron.cod.tokenization import ChatRenderer
+    from cod_megatron.engines.embedded import EmbeddedEngine
 
 
 def load_run_config(ckpt: str | Path) -> RunConfig:
@@ -33,6 +37,35 @@ def load_run_config(ckpt: str | Path) -> RunConfig:
     return cfg
 
 
+def checkpoint_engine(
+    ckpt: str | Path, max_new_tokens: int | None = None, device: str | None = None
+) -> tuple[RunConfig, EmbeddedEngine, ChatRenderer]:
+    """(run config, embedded engine holding the checkpoint's weights, renderer): the policy on this host.
+
+    ``device``: None picks this machine's (CUDA when present); the probes pass ``cpu``.
+    """
+    from cod_megatron.engines.embedded import EmbeddedEngine
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.rollout.renderers import run_renderer
+    from cod_megatron.run_parts import engine_kwargs, start_trainer
+    from cod_megatron.sync.weight_sync import WeightSync
+
+    cfg = load_run_config(ckpt)
+    cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0
+    cfg.rollout.max_response_tokens = max_new_tokens or cfg.rollout.max_response_tokens
+    cfg.run.device = device or cfg.run.device
+    layout = finalize(cfg)
+    renderer = run_renderer(cfg)  # the model's tokenizer, whichever domain it is evaluated on
+    init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
+    try:
+        trainer = start_trainer(cfg, layout, renderer, with_optimizer=False)
+        engine = EmbeddedEngine(**engine_kwargs(cfg, renderer))
+        WeightSync(cfg.model, [engine]).sync(trainer.model, trainer.step)
+    finally:
+        destroy_distributed()
+    return cfg, engine, renderer
+
+
 def checkpoint_rollouts(
     ckpt: str | Path,
     domain: Any,
@@ -48,24 +81,9 @@ def checkpoint_rollouts(
     ``max_new_tokens``: the response cap per model call (None: the run's), so that a model trained on a short-answer
     domain can be evaluated on one that needs longer answers.
     """
-    from cod_megatron.engines.embedded import EmbeddedEngine
-    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.rollout.renderers import run_renderer
-    from cod_megatron.run_parts import build_manager, engine_kwargs, start_trainer
-    from cod_megatron.sync.weight_sync import WeightSync
+    from cod_megatron.run_parts import build_manager
 
-    cfg = load_run_config(ckpt)
-    cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0
-    cfg.rollout.max_response_tokens = max_new_tokens or cfg.rollout.max_response_tokens
-    layout = finalize(cfg)
-    renderer = run_renderer(cfg)  # the model's tokenizer, whichever domain it is evaluated on
-    init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
-    try:
-        trainer = start_trainer(cfg, layout, renderer, with_optimizer=False)
-        engine = EmbeddedEngine(**engine_kwargs(cfg, renderer))
-        WeightSync(cfg.model, [engine]).sync(trainer.model, trainer.step)
-    finally:
-        destroy_distributed()
+    cfg, engine, renderer = checkpoint_engine(ckpt, max_new_tokens)
     manager = build_manager(cfg, domain, [engine], renderer, temperature=temperature, run_seed=seed)
     result = manager.run(
         [fp.pack for fp in packs],
