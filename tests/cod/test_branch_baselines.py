@@ -10,21 +10,11 @@ from cod_megatron.cod.episode import Branch, Episode, Lifecycle, Pack, Task
 from cod_megatron.cod.red import adaptive_red
 from cod_megatron.cod.returns import lifecycle_returns
 from cod_megatron.config import AlgorithmConfig
+from tests.cod.toy_episodes import toy_episode
 
 
 def ep(kind: str, j: int, reward: float, *, rollout: int = 0, branch: int | None = None, gen: int = 3) -> Episode:
-    return Episode(
-        pack_id=0,
-        rollout=rollout,
-        kind=kind,
-        position=j,
-        token_ids=[1] * (2 + gen),
-        generated=[False, False] + [True] * gen,
-        rollout_logprobs=[0.0] * (2 + gen),
-        turn_ids=[0] * (2 + gen),
-        reward=reward,
-        branch=branch,
-    )
+    return toy_episode(kind, j, reward, rollout=rollout, gen=gen, branch=branch)
 
 
 def lifecycle(rollout: int, r_x: list[float], r_z: list[float], keep: list[int], branches: list) -> Lifecycle:

@@ -3,8 +3,9 @@
 import pytest
 
 from cod_megatron.cod.credit import assign_credit
-from cod_megatron.cod.episode import Episode, Lifecycle, Pack, Task
+from cod_megatron.cod.episode import Lifecycle, Pack, Task
 from cod_megatron.config import AlgorithmConfig
+from tests.cod.toy_episodes import toy_episode
 
 
 def lifecycle(pack_id: int, rollout: int, r_x: list[float], r_z: list[float], *, judge_error=False, gen=3):
@@ -12,17 +13,8 @@ def lifecycle(pack_id: int, rollout: int, r_x: list[float], r_z: list[float], *,
     pack = Pack(pack_id=pack_id, seed=7 + pack_id, tasks=tasks)
 
     def ep(kind, j, reward):
-        return Episode(
-            pack_id=pack_id,
-            rollout=rollout,
-            kind=kind,
-            position=j,
-            token_ids=[1] * (2 + gen),
-            generated=[False, False] + [True] * gen,
-            rollout_logprobs=[0.0] * (2 + gen),
-            turn_ids=[0] * (2 + gen),
-            reward=reward,
-            judge_error=judge_error and j == 0,
+        return toy_episode(
+            kind, j, reward, pack_id=pack_id, rollout=rollout, gen=gen, judge_error=judge_error and j == 0
         )
 
     eps = [ep("solve", j, r) for j, r in enumerate(r_x)] + [ep("update", j, r) for j, r in enumerate(r_z)]
