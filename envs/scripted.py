@@ -7,6 +7,7 @@ The landmark texts restate the CoD core's (``cod_megatron.cod.hints``) because `
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from cod_envs.base import Message, TextPolicy
@@ -74,3 +75,13 @@ def policy_table(
     """A domain's ``POLICIES``: its three scripted reference factories ``(seed) -> TextPolicy`` under the names the
     evaluation CLI takes (``--policy oracle|hint-blind|random``)."""
     return {"oracle": oracle, "hint-blind": hint_blind, "random": random}
+
+
+def uniform_words(words: tuple[str, ...], seed: int, length: int) -> TextPolicy:
+    """An untrained word model's stand-in: ``length`` words drawn uniformly from ``words``, specials included."""
+    rng = random.Random(seed)
+
+    def policy(messages: list[Message]) -> str:
+        return " ".join(rng.choice(words) for _ in range(length))
+
+    return policy

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from cod_envs.base import MAX_ACTION_CHARS, Message, TextPolicy
 from cod_envs.code_lock.env import CODE, slot_of, slot_words, vocab
-from cod_envs.scripted import policy_table
+from cod_envs.scripted import policy_table, uniform_words
 from cod_envs.words import EOS, NONE
 
 
@@ -85,13 +85,7 @@ def hint_blind(seed: int = 0, *, code_length: int = 2, code_words: int = 4) -> T
 
 def random_policy(seed: int = 0, *, code_length: int = 2, code_words: int = 4, length: int = 4) -> TextPolicy:
     """An untrained model's stand-in: ``length`` words drawn uniformly from the whole vocabulary, specials included."""
-    rng = random.Random(seed)
-    words = vocab(code_length, code_words)
-
-    def policy(messages: list[Message]) -> str:
-        return " ".join(rng.choice(words) for _ in range(length))
-
-    return policy
+    return uniform_words(vocab(code_length, code_words), seed, length)
 
 
 POLICIES: dict[str, Callable[..., TextPolicy]] = policy_table(oracle, hint_blind, random_policy)

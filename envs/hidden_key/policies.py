@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from cod_envs.base import MAX_ACTION_CHARS, Message, TextPolicy
 from cod_envs.hidden_key.env import key_words, vocab
-from cod_envs.scripted import policy_table
+from cod_envs.scripted import policy_table, uniform_words
 from cod_envs.words import EOS, NONE
 
 
@@ -111,13 +111,7 @@ def random_policy(seed: int = 0, *, num_keys: int = 4, distractor_vocab: int = 1
 
     It earns about 1/|V| per solve and makes many format errors and hint parse failures, with no position effect.
     """
-    rng = random.Random(seed)
-    words = vocab(num_keys, distractor_vocab)
-
-    def policy(messages: list[Message]) -> str:
-        return " ".join(rng.choice(words) for _ in range(length))
-
-    return policy
+    return uniform_words(vocab(num_keys, distractor_vocab), seed, length)
 
 
 POLICIES: dict[str, Callable[..., TextPolicy]] = policy_table(oracle, hint_blind, random_policy)
