@@ -34,23 +34,6 @@ def test_a_few_real_steps_of_the_whole_loop_with_ray(tmp_path):
 
 
 @pytest.mark.slow
-def test_update_branches_run_end_to_end_and_count_their_tokens(tmp_path):
-    rows = _train(
-        tmp_path / "run",
-        "run.steps=2",
-        "eval.interval=0",
-        "rollout.backend=inprocess",
-        "algorithm.update_branches=2",
-        "algorithm.branch_horizon=2",
-    )
-    assert [r["step"] for r in rows] == [1, 2]
-    for r in rows:
-        assert math.isfinite(r["train/loss"]) and r["rollout/lifecycles"] == 8 and r["rollout/failed_lifecycles"] == 0
-        # every update episode (3 positions x B = 2 per lifecycle) is credited against its branch mean
-        assert r["credit/branch_update_episodes"] == 8 * 3 * 2
-        assert 0 < r["rollout/branch_generated_tokens"] < r["rollout/generated_tokens"] == r["perf/generated_tokens"]
-
-
 @pytest.mark.slow
 def test_checkpoint_then_resume_gives_the_same_next_step_and_the_checkpoint_evaluates(tmp_path):
     common = ["run.steps=3", "eval.interval=0", "rollout.backend=inprocess"]

@@ -19,8 +19,12 @@ def test_recipe_validates_and_plays_code_lock():
 
 @pytest.mark.slow
 def test_two_steps_end_to_end_with_update_branches(tmp_path):
-    """Issue 19's CI run: the multi-turn domain with branched update episodes (B 2, each branch plays 2 tasks)."""
+    """Issue 19's CI run: the multi-turn domain with branched update episodes (B 2, each branch plays 2 tasks).
+
+    Also the loop's only update-branch run (the Ray path is `test_cod_loop`'s): in-process engines, to keep CI short.
+    """
     small = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.packs=4"]
+    small.append("rollout.backend=inprocess")
     branches = ["algorithm.update_branches=2", "algorithm.branch_horizon=2"]
     out = tmp_path / "run"
     rows = train_cli(out, *small, *branches, "run.steps=2", "eval.interval=2", recipe="debug_cpu_code_lock")
@@ -29,6 +33,6 @@ def test_two_steps_end_to_end_with_update_branches(tmp_path):
         assert {f"rollout/reward_pos_{j}" for j in range(4)} <= set(r) and "rollout/reward_pos_4" not in r
         assert math.isfinite(r["train/loss"]) and r["rollout/lifecycles"] == 8 and r["rollout/failed_lifecycles"] == 0
         assert r["credit/branch_update_episodes"] == 8 * 3 * 2  # 3 update positions x B per lifecycle
-        assert 0 < r["rollout/branch_generated_tokens"] < r["rollout/generated_tokens"]
+        assert 0 < r["rollout/branch_generated_tokens"] < r["rollout/generated_tokens"] == r["perf/generated_tokens"]
     report = json.loads((out / "eval" / "step_2.json").read_text())
     assert len(report["cod_s4"]["mean"]) == 4 and len(report["cod_s8"]["mean"]) == 8
