@@ -30,65 +30,70 @@ LAYOUTS["tp2sp_pg_head"] = LAYOUTS["tp2sp"] + PG_HEAD
 LAYOUTS["cp2_pg_head"] = LAYOUTS["cp2"] + PG_HEAD
 
 
-def _worker(rank: int, world: int, name: str, workdir: str):
+def _worker(rank: int, world: int, names: str, workdir: str):
+    """Every layout of ``names`` ("a+b": the same parallel layout, other model options) in one process group:
+    the pg_head variants share their base layout's processes (two spawns fewer in CI)."""
+    from cod_megatron.config import finalize
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+
+    layouts = names.split("+")
+    layout = finalize(tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[layouts[0]]))
+    init_distributed(layout, rank=rank, world_size=world, seed=7, init_method=init_method())
+    try:
+        return {name: _measure(rank, world, name, workdir) for name in layouts}
+    finally:
+        destroy_distributed()
+
+
+def _measure(rank: int, world: int, name: str, workdir: str) -> dict:
     from cod_megatron.config import finalize
     from cod_megatron.data import concat_packed
     from cod_megatron.data.denominators import step_denominators
-    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.policy.trainer import PolicyTrainer
 
     cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])
     layout = finalize(cfg)
-    init_distributed(layout, rank=rank, world_size=world, seed=7, init_method=init_method())
-    try:
-        trainer = PolicyTrainer(cfg, layout)
-        data = batches(cfg.model.vocab_size)
-        init_ckpt, step_ckpt = os.path.join(workdir, "init"), os.path.join(workdir, "step1")
-        out = {}
-        if name == "ref":
-            trainer.save(init_ckpt, with_optimizer=False)
-        else:
-            trainer.load(init_ckpt, with_optimizer=False)
-        if name != "dp2":
+    trainer = PolicyTrainer(cfg, layout)
+    data = batches(cfg.model.vocab_size)
+    init_ckpt, step_ckpt = os.path.join(workdir, "init"), os.path.join(workdir, "step1")
+    out = {}
+    if name == "ref":
+        trainer.save(init_ckpt, with_optimizer=False)
+    else:
+        trainer.load(init_ckpt, with_optimizer=False)
+    if name != "dp2":
+        for m in trainer.model:
+            m.zero_grad_buffer()
+        out["loss"] = trainer._run(data, forward_only=False)["loss"]
+        out["grads"] = local_grads(trainer)
+    if name == "ref":  # the same segments split into 1 and 2 micro-batches instead of 4
+        for split in ([concat_packed(data)], [concat_packed(data[:2]), concat_packed(data[2:])]):
             for m in trainer.model:
                 m.zero_grad_buffer()
-            out["loss"] = trainer._run(data, forward_only=False)["loss"]
-            out["grads"] = local_grads(trainer)
-        if name == "ref":  # the same segments split into 1 and 2 micro-batches instead of 4
-            for split in ([concat_packed(data)], [concat_packed(data[:2]), concat_packed(data[2:])]):
-                for m in trainer.model:
-                    m.zero_grad_buffer()
-                out.setdefault("splits", []).append(
-                    (trainer._run(split, forward_only=False)["loss"], local_grads(trainer))
-                )
-        if name in ("ref", "dp2"):
-            mine = data if name == "ref" else data[rank::world]  # DP: each rank takes half the micro-batches
-            denom = step_denominators(data)  # the whole step's, over both DP ranks
-            out["step1"] = trainer.train_step(mine, denom)
-            if name == "dp2":
-                trainer.save(step_ckpt, with_optimizer=True)  # weights and Adam moments after one step
-            out["after1"] = trainer.evaluate(mine, denom)["loss"]
-            out["step2"] = trainer.train_step(mine, denom)
-        if name in ("tp2", "pp2"):
-            trainer.load(step_ckpt, with_optimizer=True)
-            out["after1"] = trainer.evaluate(data)["loss"]
-            out["step2"] = trainer.train_step(data)
-        return out
-    finally:
-        destroy_distributed()
+            out.setdefault("splits", []).append((trainer._run(split, forward_only=False)["loss"], local_grads(trainer)))
+    if name in ("ref", "dp2"):
+        mine = data if name == "ref" else data[rank::world]  # DP: each rank takes half the micro-batches
+        denom = step_denominators(data)  # the whole step's, over both DP ranks
+        out["step1"] = trainer.train_step(mine, denom)
+        if name == "dp2":
+            trainer.save(step_ckpt, with_optimizer=True)  # weights and Adam moments after one step
+        out["after1"] = trainer.evaluate(mine, denom)["loss"]
+        out["step2"] = trainer.train_step(mine, denom)
+    if name in ("tp2", "pp2"):
+        trainer.load(step_ckpt, with_optimizer=True)
+        out["after1"] = trainer.evaluate(data)["loss"]
+        out["step2"] = trainer.train_step(data)
+    return out
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("mp"))
-    ref = spawn(_worker, 1, "ref", workdir)[0]
-    dp2 = spawn(_worker, 2, "dp2", workdir)
-    tp2 = spawn(_worker, 2, "tp2", workdir)
-    pp2 = spawn(_worker, 2, "pp2", workdir)
-    tp2sp = spawn(_worker, 2, "tp2sp", workdir)
-    cp2 = spawn(_worker, 2, "cp2", workdir)
-    out = {"ref": ref, "dp2": dp2, "tp2": tp2, "pp2": pp2, "tp2sp": tp2sp, "cp2": cp2}
-    return out | {name: spawn(_worker, 2, name, workdir) for name in ("tp2sp_pg_head", "cp2_pg_head")}
+    out = {}
+    for names in ("ref", "dp2", "tp2", "pp2", "tp2sp+tp2sp_pg_head", "cp2+cp2_pg_head"):
+        ranks = spawn(_worker, 1 if names == "ref" else 2, names, workdir)
+        out |= {name: [r[name] for r in ranks] for name in names.split("+")}
+    return out | {"ref": out["ref"][0]}
 
 
 def _assert_grads_equal(full: dict, ref: dict):
