@@ -15,6 +15,7 @@ def test_recipe_validates_and_plays_code_lock():
     finalize(cfg)  # raises a ConfigError naming the field on a bad value
     assert cfg.env.train_domains == ["code_lock"] and cfg.rollout.pack_size == 4 and cfg.eval.pack_sizes == [4, 8]
     assert cfg.env.warm_start_steps > 0 and cfg.algorithm.credit == "reward_to_go"
+    assert cfg.optimizer.lr == 5e-4  # half debug_cpu's: docs/credit_domain.md, "A lower learning rate"
 
 
 @pytest.mark.slow
