@@ -16,7 +16,7 @@ from typing import Any
 
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.policy.hf_weights import hf_config_from_model, load_hf_weights
+from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
@@ -44,7 +44,7 @@ def start_trainer(
     elif cfg.env.warm_start_steps:
         trainer.load(str(ensure_warm_start(cfg, layout, renderer)), with_optimizer=False)
     elif cfg.model.hf_path:
-        load_hf_weights(trainer.model, hf_weights_dir(cfg.model.hf_path), cfg.model)
+        trainer.load_hf(hf_weights_dir(cfg.model.hf_path))
     return trainer
 
 

@@ -19,6 +19,7 @@ from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch
 from cod_megatron.data.denominators import segment_offsets, step_denominators
 from cod_megatron.policy import checkpoint
+from cod_megatron.policy.hf_weights import load_hf_weights
 from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import packed_policy_loss
 from cod_megatron.policy.microbatches import fixed_shape_microbatches, local_share
@@ -274,7 +275,12 @@ class PolicyTrainer:
         checkpoint.save(path, self.model, self.optimizer if with_optimizer else None, step=self.step)
 
     def load(self, path: str, with_optimizer: bool | None = None) -> None:
-        """Load a checkpoint from :meth:`save` or ``cod_megatron.convert`` (``None``: optimizer if it has one)."""
+        """Load a checkpoint from :meth:`save` or ``cod_megatron.convert`` (``None``: optimizer if it has one).
+
+        Every load that bypasses the optimizer ends in ``reload_model_params``: with bf16 weights megatron's
+        optimizer steps fp32 master copies taken when it was built and writes them back after each step, so
+        without it the first step would replace the loaded weights by the random init (plus one update).
+        """
         if with_optimizer is None:
             with_optimizer = checkpoint.has_optimizer_state(path)
         self.step = checkpoint.load(
@@ -285,3 +291,10 @@ class PolicyTrainer:
         )
         self.scheduler.num_steps = 0
         self.scheduler.step(increment=self.step)  # the schedule is a function of the step: nothing else to restore
+        if not with_optimizer:
+            self.optimizer.reload_model_params()
+
+    def load_hf(self, hf_dir: str) -> None:
+        """Start from the HF safetensors in ``hf_dir`` (this rank's TP/PP slices; no collective)."""
+        load_hf_weights(self.model, hf_dir, self.cfg.model)
+        self.optimizer.reload_model_params()

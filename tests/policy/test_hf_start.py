@@ -135,3 +135,69 @@ def test_checkpoint_load_wins_over_hf_path(hf_dir, tmp_path):
     got = _start(_cfg(hf_dir, f"checkpoint.load={tmp_path / 'ckpt'}"))
     for name, tensor in saved.items():
         assert torch.equal(got[name], tensor), name
+
+
+# ---- bf16: megatron's fp32 master copies must follow every load that bypasses the optimizer ----------------------
+def _bf16_step_at_lr_0(cfg: RunConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Start a bf16 trainer from ``cfg`` (HF weights or checkpoint), take one optimizer step at learning rate 0;
+    returns the weights before and after the step (HF names)."""
+    from cod_megatron import run_parts
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.sync.hf_map import export_hf_weights
+    from tests.policy.parallel_utils import batches
+
+    layout = finalize(cfg)
+    cfg.model.params_dtype = "bfloat16"  # after finalize, which refuses bf16 on CPU: megatron itself runs it here
+    cfg.optimizer.lr = 0.0  # after finalize (lr must be > 0): an exact step leaves every weight where it is
+    init_distributed(layout, master_port=free_port())
+    try:
+        trainer = run_parts.start_trainer(cfg, layout, renderer=None)
+        assert next(trainer.model[0].parameters()).dtype == torch.bfloat16
+        before = {k: v.clone() for k, v in export_hf_weights(trainer.model, cfg.model).items()}
+        trainer.train_step(batches(cfg.model.vocab_size, n=2))
+        after = {k: v.clone() for k, v in export_hf_weights(trainer.model, cfg.model).items()}
+    finally:
+        destroy_distributed()
+    return before, after
+
+
+@pytest.mark.parametrize("distributed_optimizer", [False, True], ids=["float16_optimizer", "distributed_optimizer"])
+def test_bf16_hf_weights_survive_the_first_step(hf_dir, distributed_optimizer):
+    """The weights megatron's optimizer writes back after a step are its fp32 master copies: taken before the HF
+    load, they would be the random init (the whole pre-trained model lost at step 1)."""
+    from safetensors.torch import load_file
+
+    hf = load_file(hf_dir / "model.safetensors")
+    cfg = _cfg(hf_dir, f"optimizer.use_distributed_optimizer={str(distributed_optimizer).lower()}")
+    before, after = _bf16_step_at_lr_0(cfg)
+    for name, tensor in hf.items():
+        assert torch.equal(before[name], tensor.to(torch.bfloat16)), name
+        assert torch.equal(after[name], before[name]), name
+
+
+@pytest.mark.parametrize("distributed_optimizer", [False, True], ids=["float16_optimizer", "distributed_optimizer"])
+def test_bf16_weights_only_checkpoint_survives_the_first_step(hf_dir, tmp_path, distributed_optimizer):
+    """The same for a checkpoint without optimizer state (a warm start, a converted HF checkpoint)."""
+    from cod_megatron import run_parts
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+
+    flag = f"optimizer.use_distributed_optimizer={str(distributed_optimizer).lower()}"
+    cfg = _cfg(hf_dir, flag)
+    layout = finalize(cfg)
+    init_distributed(layout, master_port=free_port())
+    try:  # weights that are neither the init nor the HF ones: HF plus a half
+        trainer = run_parts.start_trainer(cfg, layout, renderer=None)
+        with torch.no_grad():
+            for chunk in trainer.model:
+                for p in chunk.parameters():
+                    p.add_(0.5)
+        trainer.save(str(tmp_path / "ckpt"), with_optimizer=False)
+    finally:
+        destroy_distributed()
+    before, after = _bf16_step_at_lr_0(_cfg(hf_dir, flag, f"checkpoint.load={tmp_path / 'ckpt'}"))
+    from safetensors.torch import load_file
+
+    hf = load_file(hf_dir / "model.safetensors")
+    for name, tensor in hf.items():
+        assert torch.equal(before[name], (tensor + 0.5).to(torch.bfloat16)), name
+        assert torch.equal(after[name], before[name]), name
