@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.policy.hf_weights import hf_config_from_model
@@ -148,9 +150,15 @@ def save_checkpoint(trainer: PolicyTrainer, cfg: RunConfig, step: int) -> Path:
 
 @contextmanager
 def memory_released(engines: list[Any]) -> Iterator[None]:
-    """Colocated engines give their GPU memory back for the train step and take it again after it."""
+    """Colocated engines give their GPU memory back for the train step and take it again after it, also when the
+    step raises (a SIGTERM stop still checkpoints and evaluates with them). The trainer's cached free blocks go back
+    to the driver first: the engines resume into memory the caching allocator would otherwise keep."""
     for engine in engines:
         engine.release_memory()
-    yield
-    for engine in engines:
-        engine.resume_memory()
+    try:
+        yield
+    finally:
+        if engines and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        for engine in engines:
+            engine.resume_memory()

@@ -14,7 +14,7 @@ from pathlib import Path
 from cod_envs import registry
 from cod_megatron import run_parts as parts
 from cod_megatron.cli import handle_common, parser, report
-from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run
+from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run, engines_released_for_train
 from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.eval.in_loop import Evaluator
@@ -102,7 +102,7 @@ def cod_step(step: int, cfg: RunConfig, layout, trainer, sync, schedule, evaluat
             budget, lifecycles = cfg.optimizer.micro_batch_tokens, rollouts.result.lifecycles
             batch = build_step_batch(lifecycles, cfg.algorithm, budget=budget, dp=layout.dp)
         metrics |= rollout_metrics(rollouts.result) | batch.metrics
-    colocated = sync.engines if layout.colocated and not cfg.rollout.off_policy else []  # they share our devices
+    colocated = sync.engines if engines_released_for_train(cfg.rollout, layout) else []  # they share our devices
     with parts.memory_released(colocated), timed(metrics, "train"):
         batch = distributed.broadcast_from_rank0(batch) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else batch
         shard = batch.ranks[distributed.data_parallel_rank()]

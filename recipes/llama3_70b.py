@@ -2,6 +2,7 @@
 
 from cod_megatron.config import RunConfig
 from cod_recipes.common import base_cod
+from cod_recipes.env_vars import SEPARATE_ENGINES_ENV
 from cod_recipes.models import llama3_70b
 
 
@@ -32,6 +33,7 @@ def llama3_70b_cod_64gpu_h100() -> RunConfig:
     cfg.parallel.sequence_parallel = True
     cfg.parallel.engines, cfg.parallel.engine_tp = 4, 8
     cfg.parallel.colocated = False
+    cfg.run.env_vars |= SEPARATE_ENGINES_ENV  # no CUDA-IPC, no memory saver: expandable segments are safe
     cfg.parallel.gpus_per_node = 8
     cfg.optimizer.micro_batch_tokens = 16_384
     cfg.optimizer.recompute = "full"  # 16384 tokens fit in 80 GB only with recompute (see the table)

@@ -10,6 +10,10 @@ def qwen3_8b_cod_8gpu_h100() -> RunConfig:
 
     Colocated: the engines release their memory while the trainer steps and resume it for rollouts, so each
     GPU holds one quarter of the optimizer state (distributed optimizer over DP=4) and half the weights (TP=2).
+    Hence on-policy (``rollout.off_policy=false``): an off-policy producer would be generating while the trainer
+    steps, when the engines are released (validation refuses that combination). The weights reach the engines as
+    CUDA-IPC handles, so no ``expandable_segments`` allocator (see ``cod_megatron/config/colocation.py``). For
+    off-policy rollouts, put the engines on their own GPUs (``parallel.colocated=false``, as the 70B recipe does).
 
     Memory per GPU in GiB (``cod_megatron.config.memory``: bf16 weights, fp32 grads, Adam sharded over DP=4; "other"
     = 5 reserve + 1 released engine, or 5 + 3 engine workspace)::
@@ -31,6 +35,7 @@ def qwen3_8b_cod_8gpu_h100() -> RunConfig:
     cfg.parallel.sequence_parallel = True
     cfg.parallel.engines, cfg.parallel.engine_tp = 8, 1
     cfg.parallel.colocated = True
+    cfg.rollout.off_policy = False  # colocated engines are released during the train step
     cfg.parallel.gpus_per_node = 8
     cfg.optimizer.micro_batch_tokens = 16_384
     cfg.optimizer.recompute = "full"  # 16384 tokens fit in 80 GB only with recompute (see the table)

@@ -54,7 +54,7 @@ if [[ $MODE == cpu ]]; then
   export CUDA_VISIBLE_DEVICES="" TRITON_INTERPRET=1
 else
   unset TRITON_INTERPRET
-  export TRITON_CACHE_DIR=$WORK/triton_cache PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  export TRITON_CACHE_DIR=$WORK/triton_cache  # no expandable_segments: CUDA IPC (pidfd_getfd) and the memory saver refuse it
 fi
 
 mkdir -p "$OUT"

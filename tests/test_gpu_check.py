@@ -79,3 +79,9 @@ def test_the_cpu_mode_runs_every_stage_and_writes_the_summary(tmp_path):
     assert header.startswith("date,kernel,provider") and "torch_gemm" in (out / "kernels.csv").read_text()
     assert (out / "train_step.csv").read_text().splitlines()[0].startswith("path,device,dtype")
     assert "steps=2" in summary and "not the real model" in summary
+
+
+def test_the_gpu_mode_leaves_the_caching_allocator_without_expandable_segments():
+    """CUDA IPC of expandable segments needs pidfd_getfd, which containers refuse; the IPC tests run in this script."""
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
+    assert "PYTORCH_CUDA_ALLOC_CONF" not in script

@@ -1,6 +1,7 @@
 """Typed config tree: sections, the root RunConfig, overrides and the ParallelLayout (all pure Python)."""
 
 from cod_megatron.config.base import ConfigError
+from cod_megatron.config.colocation import engines_released_for_train
 from cod_megatron.config.layout import LayoutError, ParallelConfig, ParallelLayout
 from cod_megatron.config.loop_support import check_loop_can_run
 from cod_megatron.config.model import ModelConfig
@@ -35,5 +36,6 @@ __all__ = [
     "apply_override",
     "apply_overrides",
     "check_loop_can_run",
+    "engines_released_for_train",
     "finalize",
 ]

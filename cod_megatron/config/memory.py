@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass, field
 
 from cod_megatron.config.base import ConfigError
+from cod_megatron.config.colocation import engines_released_for_train
 from cod_megatron.config.layout import ParallelLayout
 from cod_megatron.config.model import ModelConfig
 from cod_megatron.config.root import RunConfig
@@ -160,12 +161,6 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
     else:
         activations, logit_gib = (per_layer * model.num_layers / layout.pp + working) / GIB, logits / GIB
 
-    train = {"weights": weights, "grads (fp32)": grads, "optimizer": optimizer, "activations": activations}
-    train["logits"] = logit_gib
-    if layout.colocated:
-        train["engine (released)"] = ENGINE_RESIDUAL_GIB
-    train["reserve"] = RESERVE_GIB
-
     in_flight = math.ceil(cfg.rollout.packs_per_step * cfg.rollout.group_size / layout.engines)
     kv_tokens = in_flight * cfg.rollout.max_model_len
     engine = {
@@ -173,6 +168,14 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
         "kv cache": kv_tokens * kv_bytes_per_token(model) / layout.engine_tp / GIB,
         "engine workspace": ENGINE_WORKSPACE_GIB,
     }
+
+    train = {"weights": weights, "grads (fp32)": grads, "optimizer": optimizer, "activations": activations}
+    train["logits"] = logit_gib
+    if engines_released_for_train(cfg.rollout, layout):
+        train["engine (released)"] = ENGINE_RESIDUAL_GIB
+    elif layout.colocated:  # kept while the trainer steps (an off-policy producer may be generating)
+        train |= engine
+    train["reserve"] = RESERVE_GIB
     if layout.colocated:
         rollout = {"weights": weights, "grads (fp32)": grads, "optimizer": optimizer, **engine}
         rollout["reserve"] = RESERVE_GIB

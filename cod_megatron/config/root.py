@@ -9,6 +9,7 @@ from typing import Any
 
 from cod_megatron.config import sections
 from cod_megatron.config.base import check_types, require
+from cod_megatron.config.colocation import check_colocation
 from cod_megatron.config.hf_shapes import apply_hf_shapes
 from cod_megatron.config.layout import ParallelConfig, ParallelLayout
 from cod_megatron.config.model import ModelConfig
@@ -72,6 +73,7 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         "a warm start trains a freshly initialised model, so the run would drop the weights of model.hf_path; set 0",
     )
     layout = ParallelLayout.from_config(cfg.parallel, cfg.model)
+    check_colocation(cfg.run, cfg.rollout, layout)
     if cfg.run.output_dir is None:
         cfg.run.output_dir = f"runs/{cfg.run.name}"
     if cfg.run.device == "cpu":

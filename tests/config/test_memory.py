@@ -36,6 +36,7 @@ def small_cfg() -> RunConfig:
     cfg.parallel = ParallelConfig(tp=2, pp=2, dp=2, sequence_parallel=True, engines=8, engine_tp=1, colocated=True)
     cfg.optimizer.micro_batch_tokens = 1000
     cfg.rollout.packs_per_step, cfg.rollout.group_size, cfg.rollout.max_model_len = 2, 4, 12_000
+    cfg.rollout.off_policy = False  # colocated SGLang engines are released during the train step
     return cfg
 
 
