@@ -7,6 +7,7 @@ import json
 import sys
 
 import cod_recipes
+from cod_megatron.capabilities import transformer_engine_layers
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, finalize
 
 
@@ -56,7 +57,13 @@ def render(cfg: RunConfig, layout: ParallelLayout) -> str:
     pull in transformers and the domains."""
     from cod_megatron.rollout.renderers import describe_renderer
 
-    summary = {"config": cfg.to_dict(), "layout": layout.describe(), "tokenizer": describe_renderer(cfg)}
+    _, layers = transformer_engine_layers(cfg.model.params_dtype)
+    summary = {
+        "config": cfg.to_dict(),
+        "layout": layout.describe(),
+        "layers": layers,
+        "tokenizer": describe_renderer(cfg),
+    }
     return json.dumps(summary, indent=2)
 
 

@@ -1,4 +1,4 @@
-"""The project's decoder ``ModuleSpec``: Transformer Engine layers when importable, else local layers with the
+"""The project's decoder ``ModuleSpec``: Transformer Engine layers where they can run, else local layers with the
 project's packed attention and sequence-parallel-aware RMSNorm.
 
 This is the one place where megatron-core's layers are chosen; the model builder never names a layer class.
@@ -19,9 +19,10 @@ from cod_megatron.policy.packed_attention import PackedDotProductAttention
 def decoder_block_spec(
     config: TransformerConfig, vp_stage: int | None = None, use_te: bool | None = None
 ) -> TransformerBlockSubmodules:
-    """The layers of this pipeline stage (and virtual stage); ``use_te=None`` asks :mod:`capabilities`."""
+    """The layers of this pipeline stage (and virtual stage); ``use_te=None``: Transformer Engine where it can run
+    the model's dtype (:func:`capabilities.transformer_engine_layers`)."""
     if use_te is None:
-        use_te = capabilities.has("te")
+        use_te, _ = capabilities.transformer_engine_layers(str(config.params_dtype).removeprefix("torch."))
     block = get_gpt_decoder_block_spec(
         config, use_transformer_engine=use_te, normalization="RMSNorm", vp_stage=vp_stage
     )
