@@ -143,3 +143,38 @@ def test_a_cuda_payload_is_an_ipc_handle_another_process_opens(tmp_path):
     for (name, w), (_, _, t) in zip(want, got, strict=True):
         assert t.dtype == w.dtype and torch.equal(t, w), name
     assert torch.equal(named[0][1].cpu(), torch.full_like(want[0][1], 7.0))
+
+
+PRODUCER = """
+import subprocess, sys, torch
+from tests.engines.test_sglang_ipc import CONSUMER, bucket
+from cod_megatron.engines.sglang.ipc import serialize_named_tensors
+named = bucket("cuda")  # allocated under this process's PYTORCH_CUDA_ALLOC_CONF (the recipe's trainer env)
+proc = subprocess.run([sys.executable, "-c", CONSUMER, sys.argv[1]], input=serialize_named_tensors(named), text=True,
+                      capture_output=True)
+sys.stderr.write(proc.stderr)
+sys.exit(proc.returncode)
+"""
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recipe", ["qwen3_8b_cod_8gpu_h100"])
+def test_cuda_ipc_works_under_the_colocated_recipes_process_env(recipe, tmp_path):
+    """Issue 26 item 2: trainer and server processes started with the recipe's ``run.env_vars`` (no
+    ``expandable_segments``, whose IPC needs ``pidfd_getfd``, refused in containers) pass weights by CUDA IPC."""
+    import cod_recipes
+    from cod_megatron.config import finalize
+    from cod_megatron.config.colocation import ALLOC_CONF, shares_gpus_with_engines
+
+    cfg = cod_recipes.get(recipe)
+    assert shares_gpus_with_engines(cfg.rollout, finalize(cfg))
+    env = {k: v for k, v in os.environ.items() if k != ALLOC_CONF} | cfg.run.env_vars
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    out = tmp_path / "got.pt"
+    proc = subprocess.run(
+        [sys.executable, "-c", PRODUCER, str(out)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.load(out, weights_only=True)
+    for (name, want), (got_name, device, t) in zip(bucket("cpu"), got, strict=True):
+        assert (got_name, device) == (name, "cuda") and torch.equal(t, want), name

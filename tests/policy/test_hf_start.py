@@ -147,7 +147,7 @@ def _bf16_step_at_lr_0(cfg: RunConfig) -> tuple[dict[str, torch.Tensor], dict[st
     from tests.policy.parallel_utils import batches
 
     layout = finalize(cfg)
-    cfg.model.params_dtype = "bfloat16"  # after finalize, which refuses bf16 on CPU: megatron itself runs it here
+    cfg.model.params_dtype = "bfloat16"  # after finalize, which refuses bf16 on CPU (megatron itself runs it there)
     cfg.optimizer.lr = 0.0  # after finalize (lr must be > 0): an exact step leaves every weight where it is
     init_distributed(layout, master_port=free_port())
     try:
@@ -161,28 +161,34 @@ def _bf16_step_at_lr_0(cfg: RunConfig) -> tuple[dict[str, torch.Tensor], dict[st
     return before, after
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("distributed_optimizer", [False, True], ids=["float16_optimizer", "distributed_optimizer"])
-def test_bf16_hf_weights_survive_the_first_step(hf_dir, distributed_optimizer):
+def test_bf16_hf_weights_survive_the_first_step(hf_dir, distributed_optimizer, device):
     """The weights megatron's optimizer writes back after a step are its fp32 master copies: taken before the HF
     load, they would be the random init (the whole pre-trained model lost at step 1)."""
     from safetensors.torch import load_file
 
     hf = load_file(hf_dir / "model.safetensors")
-    cfg = _cfg(hf_dir, f"optimizer.use_distributed_optimizer={str(distributed_optimizer).lower()}")
+    flag = f"optimizer.use_distributed_optimizer={str(distributed_optimizer).lower()}"
+    cfg = _cfg(hf_dir, flag, f"run.device={device}")
     before, after = _bf16_step_at_lr_0(cfg)
     for name, tensor in hf.items():
-        assert torch.equal(before[name], tensor.to(torch.bfloat16)), name
+        assert torch.equal(before[name].cpu(), tensor.to(torch.bfloat16)), name
         assert torch.equal(after[name], before[name]), name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("distributed_optimizer", [False, True], ids=["float16_optimizer", "distributed_optimizer"])
-def test_bf16_weights_only_checkpoint_survives_the_first_step(hf_dir, tmp_path, distributed_optimizer):
+def test_bf16_weights_only_checkpoint_survives_the_first_step(hf_dir, tmp_path, distributed_optimizer, device):
     """The same for a checkpoint without optimizer state (a warm start, a converted HF checkpoint)."""
     from cod_megatron import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
 
     flag = f"optimizer.use_distributed_optimizer={str(distributed_optimizer).lower()}"
-    cfg = _cfg(hf_dir, flag)
+    cfg = _cfg(hf_dir, flag, f"run.device={device}")
     layout = finalize(cfg)
     init_distributed(layout, master_port=free_port())
     try:  # weights that are neither the init nor the HF ones: HF plus a half
@@ -194,10 +200,12 @@ def test_bf16_weights_only_checkpoint_survives_the_first_step(hf_dir, tmp_path, 
         trainer.save(str(tmp_path / "ckpt"), with_optimizer=False)
     finally:
         destroy_distributed()
-    before, after = _bf16_step_at_lr_0(_cfg(hf_dir, flag, f"checkpoint.load={tmp_path / 'ckpt'}"))
+    before, after = _bf16_step_at_lr_0(
+        _cfg(hf_dir, flag, f"run.device={device}", f"checkpoint.load={tmp_path / 'ckpt'}")
+    )
     from safetensors.torch import load_file
 
     hf = load_file(hf_dir / "model.safetensors")
     for name, tensor in hf.items():
-        assert torch.equal(before[name], (tensor + 0.5).to(torch.bfloat16)), name
+        assert torch.equal(before[name].cpu(), (tensor + 0.5).to(torch.bfloat16)), name
         assert torch.equal(after[name], before[name]), name
