@@ -1,20 +1,15 @@
 """Across-seed statistics for the run summaries: a mean with its 95 % Student-t interval.
 
 One seed's held-out interval says how well 64 evaluation packs pin *that* run down, nothing about the next seed;
-the interval of the mean over seeds is the one a variant comparison needs. No SciPy in the project, so the
-two-sided 97.5 % quantiles of Student's t for small degrees of freedom are tabulated (any statistics table).
+the interval of the mean over seeds is the one a variant comparison needs. The t quantiles are the library's
+(``cod_megatron.eval.stats.t975``), so within-run and across-seed intervals use one table.
 """
 
 from __future__ import annotations
 
 import statistics
 
-# t_{0.975, df} for df = 1..30; the normal 1.96 beyond (at most 2 % wider than that at df = 30).
-T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
+from cod_megatron.eval.stats import t975
 
 
 def mean_ci95(xs: list[float]) -> tuple[float, float, float]:
@@ -22,8 +17,7 @@ def mean_ci95(xs: list[float]) -> tuple[float, float, float]:
     m = statistics.mean(xs)
     if len(xs) < 2:
         return m, m, m
-    df = len(xs) - 1
-    half = (T975[df - 1] if df <= len(T975) else 1.96) * statistics.stdev(xs) / len(xs) ** 0.5
+    half = t975(len(xs) - 1) * statistics.stdev(xs) / len(xs) ** 0.5
     return m, m - half, m + half
 
 
@@ -41,6 +35,6 @@ def diff_ci95(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
     if vx + vy == 0:
         return d, d, d
     df = (vx + vy) ** 2 / (vx**2 / (len(xs) - 1) + vy**2 / (len(ys) - 1))
-    t = T975[max(int(df), 1) - 1] if df < len(T975) + 1 else 1.96
+    t = t975(max(int(df), 1))
     half = t * (vx + vy) ** 0.5
     return d, d - half, d + half

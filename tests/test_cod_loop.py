@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cod_megatron.eval.stats import position_stats
 from tests.cli import ROOT, start_train, train_cli
 
 SMALL = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.packs=4"]
@@ -30,6 +31,10 @@ def test_a_few_real_steps_of_the_whole_loop_with_ray(tmp_path):
     assert {"eval/cod_s4_gap", "eval/hint_blind_s8_gap"} <= set(rows[0]) and "eval/cod_s8_pos0" in rows[-1]
     report = json.loads((tmp_path / "run" / "eval" / "step_2.json").read_text())
     assert len(report["cod_s8"]["mean"]) == 8 and report["cod_s4"]["n"] == 4
+    packs = [json.loads(line) for line in (tmp_path / "run" / "eval" / report["packs_file"]).read_text().splitlines()]
+    for key, size, variant in (("cod_s4", 4, "cod"), ("hint_blind_s8", 8, "hint_blind")):  # the raw data behind it
+        mine = [p["rewards"] for p in packs if p["pack_size"] == size and p["variant"] == variant and p["step"] == 2]
+        assert position_stats(mine).mean == pytest.approx(report[key]["mean"]) and len(mine) == report[key]["n"]
     assert (tmp_path / "run" / "reward_by_position.png").stat().st_size > 1000
 
 

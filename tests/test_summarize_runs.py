@@ -32,7 +32,7 @@ def test_mean_ci95_by_hand():
     d, lo, hi = stats.diff_ci95([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
     assert d == 3.0 and hi - d == pytest.approx(2.776 * (2 / 3) ** 0.5) and d - lo == pytest.approx(hi - d)
     xs = [0.0, 1.0] * 20  # 40 values: the normal quantile
-    assert stats.mean_ci95(xs)[2] - 0.5 == pytest.approx(1.96 * statistics.stdev(xs) / 40**0.5)
+    assert stats.mean_ci95(xs)[2] - 0.5 == pytest.approx(1.959964 * statistics.stdev(xs) / 40**0.5)
 
 
 def curve(gap: float, size: int) -> dict:

@@ -284,6 +284,9 @@ class EvalConfig:
     temperature: float = 1.0
     hint_blind: bool = True
     """Also evaluate with every hint hidden (the control: no gap expected)."""
+    data_seed: int | None = None
+    """Seed of the evaluation packs (test rows and their stable pack seeds); None: ``env.data_seed`` (every run so
+    far). Set it to fix a confirmatory run's evaluation packs apart from its training data."""
 
     def check(self, p: str = "eval") -> None:
         """Validate."""

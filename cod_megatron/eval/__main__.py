@@ -2,8 +2,9 @@
 
 Runs evaluation packs with the lifecycle runner and prints one JSON object as the last stdout line
 (``env, setting, policy, packing, packs, pack_size, seed, reward_by_position, ci95_by_position``); with ``--out``
-it also writes that JSON and a PNG of reward versus position. ``openai:<base url>`` evaluates a served model
-through any OpenAI-compatible endpoint; a checkpoint directory written by ``cod_megatron.train``
+it also writes that JSON, the per-pack rewards behind it (``<env>_<setting>_<packing>_packs.jsonl``: policy, pack,
+pack seed, test rows, rewards by position) and a PNG of reward versus position. ``openai:<base url>`` evaluates a
+served model through any OpenAI-compatible endpoint; a checkpoint directory written by ``cod_megatron.train``
 (``.../checkpoints/step_N``) is served by the embedded engine; ``--hint-blind`` evaluates it with every hint hidden.
 """
 
@@ -18,7 +19,7 @@ from cod_envs import registry
 from cod_megatron.cod.episode import Task
 from cod_megatron.cod.pack_forming import form_packs
 from cod_megatron.eval.plot import plot_positions
-from cod_megatron.eval.stats import gap_stats, position_stats
+from cod_megatron.eval.stats import gap_stats, lifecycle_gaps, no_width_reason, position_stats
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
 
 
@@ -60,11 +61,11 @@ def evaluate(
     rows = domain.make_rows(n_rows, seed, "test", setting)
     tasks = [Task(taskset_id=env, row=i, data=r) for i, r in enumerate(rows)]
     formed = form_packs(tasks, pack_size=pack_size, strategy=packing, batch_id=f"eval/{env}/{seed}")[:packs]
-    rewards = []
+    by_pack: list[list[float] | None] = []  # None: the judge's verdict was unusable, the lifecycle is dropped (3.4)
     if checkpoint:
         from cod_megatron.eval.checkpoint_policy import checkpoint_rollouts
 
-        rewards = checkpoint_rollouts(
+        by_pack = checkpoint_rollouts(
             policy,
             domain,
             formed,
@@ -82,22 +83,32 @@ def evaluate(
             env_task_idx=list(fp.env_task_idx),
             hint_visible=hint_visible,
         )
-        if not lc.has_judge_error:  # the judge's verdict was unusable: the lifecycle is dropped (spec 3)
-            rewards.append(lc.solve_rewards)
+        by_pack.append(None if lc.has_judge_error else lc.solve_rewards)
+    rewards = [r for r in by_pack if r is not None]
     stats = position_stats(rewards)
     gap, gap_ci = gap_stats(rewards)
+    name = policy if hint_visible else f"{policy} (hints hidden)"
+    per_pack = [
+        {"policy": name, "pack": k, "pack_seed": fp.pack.seed, "rows": [t.row for t in fp.pack.tasks], "rewards": r}
+        for k, (fp, r) in enumerate(zip(formed, by_pack, strict=True))
+        if r is not None
+    ]
     return {
         "env": env,
         "setting": setting,
-        "policy": policy if hint_visible else f"{policy} (hints hidden)",
+        "policy": name,
         "packing": packing,
         "packs": len(rewards),
         "pack_size": pack_size,
         "seed": seed,
         "reward_by_position": stats.mean,
         "ci95_by_position": [list(ci) for ci in stats.ci95],
+        "ci95_notes": stats.notes,
+        "dropped": len(by_pack) - len(rewards),
         "gap": gap,
         "gap_ci95": list(gap_ci),
+        "gap_ci95_note": no_width_reason(lifecycle_gaps(rewards)),
+        "per_pack": per_pack,
     }
 
 
@@ -144,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
             except (KeyError, FileNotFoundError) as e:
                 print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
                 return 2
+    per_pack = [row for r in results for row in r.pop("per_pack")]
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stem = f"{args.env}_{args.setting}_{args.packing}"
         (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+        (out / f"{stem}_packs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in per_pack))
         curves = {r["policy"]: position_stats_from(r) for r in results}
         plot_positions(curves, out / f"{stem}.png", f"{args.env} ({args.setting}, {args.packing})")
     for r in results:  # one JSON object per line; the last line is a complete result object

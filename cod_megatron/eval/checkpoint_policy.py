@@ -75,8 +75,9 @@ def checkpoint_rollouts(
     temperature: float,
     hint_visible: bool = True,
     max_new_tokens: int | None = None,
-) -> list[list[float]]:
-    """Solve rewards by position, one lifecycle per pack, sampled from the checkpoint's policy.
+) -> list[list[float] | None]:
+    """Solve rewards by position, one lifecycle per pack (in pack order; None where a judge error dropped it),
+    sampled from the checkpoint's policy.
 
     ``max_new_tokens``: the response cap per model call (None: the run's), so that a model trained on a short-answer
     domain can be evaluated on one that needs longer answers.
@@ -92,4 +93,4 @@ def checkpoint_rollouts(
         hint_visible=hint_visible,
         env_task_idx=[list(fp.env_task_idx) for fp in packs],
     )
-    return [lc.solve_rewards() for lc in result.lifecycles if not lc.has_judge_error]
+    return [None if lc.has_judge_error else lc.solve_rewards() for lc in result.lifecycles]

@@ -36,7 +36,8 @@ class PackSource:
     def eval_packs(self, packs: int, pack_size: int) -> list[Pack]:
         """``packs`` packs of distinct test rows with stable seeds (the same at every evaluation)."""
         e = self.cfg.env
-        rows = self.domain.make_rows(packs * pack_size, e.data_seed, "test", e.setting)
+        seed = e.data_seed if self.cfg.eval.data_seed is None else self.cfg.eval.data_seed
+        rows = self.domain.make_rows(packs * pack_size, seed, "test", e.setting)
         tasks = [self._task(rows, i) for i in range(len(rows))]
         return [f.pack for f in form_packs(tasks, pack_size=pack_size, stable_seed=True)]
 

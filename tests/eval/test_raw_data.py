@@ -1,0 +1,68 @@
+"""Every evaluation keeps its raw data: per-pack rewards from which its summary (means, intervals, gap) recomputes;
+evaluation packs have their own seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cod_recipes
+from cod_envs import registry
+from cod_megatron.config import apply_overrides, finalize
+from cod_megatron.eval.__main__ import evaluate, main
+from cod_megatron.eval.stats import gap_stats, position_stats
+from cod_megatron.rollout.pack_source import PackSource
+
+
+def _recomputed(rows: list[dict]) -> tuple[list[float], float]:
+    rewards = [r["rewards"] for r in sorted(rows, key=lambda r: r["pack"])]
+    return position_stats(rewards).mean, gap_stats(rewards)[0]
+
+
+def test_the_cli_summary_recomputes_from_its_per_pack_rows(tmp_path):
+    assert main(["--env", "hidden_key", "--policy", "oracle", "--policy", "random", "--hint-blind", "--packs", "7",
+                 "--pack-size", "4", "--out", str(tmp_path)]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "hidden_key_easy_cod.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "hidden_key_easy_cod_packs.jsonl").read_text().splitlines()]
+    assert len(summary) == 4 and all("per_pack" not in s for s in summary)
+    for s in summary:
+        mine = [r for r in rows if r["policy"] == s["policy"]]
+        assert len(mine) == s["packs"] == 7 and all(len(r["rows"]) == 4 for r in mine)
+        means, gap = _recomputed(mine)
+        assert means == s["reward_by_position"] and gap == s["gap"]
+
+
+def test_a_constant_position_says_why_its_interval_has_no_width():
+    result = evaluate("hidden_key", "oracle", packs=6, pack_size=4)
+    notes = result["ci95_notes"]
+    for mean, (lo, hi), note in zip(result["reward_by_position"], result["ci95_by_position"], notes, strict=True):
+        assert (lo == hi) == (note is not None)
+        if note:
+            assert note == f"all 6 values are {mean:g}"
+
+
+def _packs(*overrides: str):
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), list(overrides))
+    finalize(cfg)
+    source = PackSource(registry.load(cfg.env.train_domains[0]), cfg)
+    return source, [(p.seed, [t.data for t in p.tasks]) for p in source.eval_packs(3, 4)]
+
+
+def test_evaluation_packs_have_their_own_seed():
+    base_source, base = _packs()
+    same_source, same = _packs("eval.data_seed=0")  # env.data_seed is 0: the packs of every run so far
+    other_source, other = _packs("eval.data_seed=5")
+    assert same == base and other != base
+    assert other_source.train_rows == base_source.train_rows  # training data does not move with it
+    moved_source, moved = _packs("env.data_seed=5", "eval.data_seed=0")
+    assert moved == base and moved_source.train_rows != base_source.train_rows
+
+
+@pytest.mark.parametrize("bad", ["eval.data_seed=x"])
+def test_a_bad_eval_seed_names_the_field(bad):
+    from cod_megatron.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(cod_recipes.get("debug_cpu"), [bad])
+    assert err.value.field == "eval.data_seed"
