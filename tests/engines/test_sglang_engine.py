@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
-from cod_megatron.engines.sglang.client import SGLangEngine, update_weights_shared_group
+from cod_megatron.engines.sglang.client import SGLangEngine
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.protocol import (
     SGLANG_ROUTER_VERSION,
@@ -22,6 +22,7 @@ from cod_megatron.engines.sglang.protocol import (
     parse_generation,
 )
 from cod_megatron.engines.sglang.server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
+from cod_megatron.engines.sglang.shared_group import update_weights_shared_group
 from tests.engines.sglang_standin import (
     SAMPLING_KEYS,
     LoopbackTransport,

@@ -3,13 +3,20 @@
 The trainer joins as rank 0 while the engine's ``/init_weights_update_group`` POST is in flight, then a weight sync
 sends every bucket through ``/update_weights_from_distributed`` with one broadcast per tensor; the stand-in's engine
 ends up with exactly the trainer's HF tensors. After a restart (a new server) the trainer joins its new group.
+A server that answers an error while the trainer waits in the join or the broadcast (issue 26, item 5) makes the call
+raise the server's message at once, not after the group's 10-minute timeout, and the half-used group is aborted.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import threading
+import time
+
 import torch
 
 from cod_megatron.engines.sglang.client import SGLangEngine
+from cod_megatron.engines.sglang.protocol import SGLangError
 from cod_megatron.engines.sglang.update_group import connect_engine
 from tests.dist import free_port
 from tests.engines.sglang_standin import GlooTransport, SGLangStandIn
@@ -28,12 +35,16 @@ class Weights:
             self.versions.append(version)
 
 
-def _serve(urls, done, out: str) -> None:
-    """A stand-in server in its own process (the group's name is per process, as between trainer and SGLang)."""
+def _serve(urls, done, out: str | None, failures: dict | None = None) -> None:
+    """A stand-in server in its own process (the group's name is per process, as between trainer and SGLang);
+    ``failures``: paths it answers with an error at once (``SGLangStandIn.failures``)."""
     served = Weights()
     with SGLangStandIn(served, transport=GlooTransport()) as server:
+        server.failures |= failures or {}
         urls.put(server.url)
         done.wait(120)
+        if out is None:
+            return
         torch.save({"params": served.params, "versions": served.versions, "joined": server.transport.joined}, out)
 
 
@@ -72,3 +83,56 @@ def test_a_weight_sync_reaches_the_server_through_its_update_group(tmp_path):
                 assert torch.equal(served["params"][name], t), name
     finally:
         destroy_distributed()
+
+
+def _raised_within(seconds: float, call) -> BaseException | None:
+    """What ``call()`` raised (None if nothing), failing the test if it is still blocked after ``seconds``."""
+    box: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            call()
+            box["exc"] = None
+        except BaseException as exc:
+            box["exc"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s: it waits for the group's timeout"
+    return box["exc"]
+
+
+def test_a_failed_join_post_raises_the_servers_message_at_once():
+    """The server cannot join (its POST answers 400 at once); the trainer's rank 0 would wait in the rendezvous."""
+    with SGLangStandIn(Weights()) as server:
+        server.failures["/init_weights_update_group"] = (400, "Failed to initialize custom process group: no route")
+        engine = SGLangEngine(server.url, transport="distributed")
+        t0 = time.monotonic()
+        exc = _raised_within(20, lambda: connect_engine(engine, "127.0.0.1", free_port(), backend="gloo"))
+    assert isinstance(exc, SGLangError) and exc.status == 400, repr(exc)
+    assert "Failed to initialize custom process group: no route" in str(exc)
+    assert time.monotonic() - t0 < 10 and engine.broadcast is None
+
+
+def test_a_failed_update_post_aborts_the_group_and_raises_the_servers_message():
+    """The server joined the group, then fails the bucket's POST without receiving: the trainer's broadcast would
+    block in gloo until the timeout. The call raises the server's message; the aborted group refuses the next one."""
+    ctx = mp.get_context("spawn")
+    urls, done = ctx.Queue(), ctx.Event()
+    failures = {"/update_weights_from_distributed": (500, "Failed to receive weights: CUDA out of memory")}
+    proc = ctx.Process(target=_serve, args=(urls, done, None, failures))
+    proc.start()
+    try:
+        engine = SGLangEngine(urls.get(timeout=60), transport="distributed")
+        connect_engine(engine, "127.0.0.1", free_port(), backend="gloo")
+        bucket = [("w", torch.ones(4, 4))]
+        t0 = time.monotonic()
+        exc = _raised_within(20, lambda: engine.update_weights(bucket, version=1, last=True))
+        assert isinstance(exc, SGLangError) and exc.status == 500, repr(exc)
+        assert "Failed to receive weights: CUDA out of memory" in str(exc) and time.monotonic() - t0 < 10
+        again = _raised_within(10, lambda: engine.update_weights(bucket, version=2, last=True))
+        assert isinstance(again, RuntimeError) and "aborted" in str(again), repr(again)
+    finally:
+        done.set()
+        proc.join(60)

@@ -1,0 +1,84 @@
+"""A POST whose server joins a collective with this process, and that collective, awaited together.
+
+``/init_weights_update_group`` has the server join the trainer's rendezvous, ``/update_weights_from_distributed``
+has it receive a broadcast; the trainer's side (its rank-0 join, its broadcasts) runs while the POST is in flight.
+When the server answers an error at once (a 4xx/5xx: it cannot reach the rendezvous, a shape it refuses, out of
+memory), it never joins, and the trainer's side would wait for the group's timeout (10 minutes) before the error
+surfaced. So both sides run in daemon threads and the caller waits for whichever ends first:
+
+* one side failed: ``abort`` gives the group up (an NCCL communicator is aborted, so a kernel waiting for the server
+  returns; see :func:`~cod_megatron.engines.sglang.update_group.abort_update_group`) and its error is raised -- the
+  server's message for a failed POST. A thread blocked in gloo or in the TCP rendezvous cannot be interrupted from
+  Python: it is left behind, a daemon, and ends when the peer goes away or at the group's timeout;
+* one side succeeded: the other is awaited (both within ``timeout_s``; past it the group is given up too).
+
+The caller's CUDA device is set in both threads (a new thread starts on device 0), so a broadcast moves its tensors
+to the same GPU it would have used in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def post_with_collective[T](
+    post: Callable[[], T],
+    collective: Callable[[], object],
+    *,
+    abort: Callable[[], None] | None,
+    timeout_s: float,
+    what: str = "weight update",
+) -> T:
+    """``post()``'s answer once both it and ``collective()`` ended; the first failure of either raises at once, after
+    ``abort()`` (module docstring)."""
+    ended: queue.SimpleQueue[tuple[str, BaseException | None, object]] = queue.SimpleQueue()
+    device = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+
+    def run(side: str, fn: Callable[[], object]) -> None:
+        try:
+            if device is not None:
+                torch.cuda.set_device(device)
+            out = fn()
+        except BaseException as exc:  # handed to the caller, never an unhandled thread exception
+            ended.put((side, exc, None))
+        else:
+            ended.put((side, None, out))
+
+    for side, fn in (("POST", post), ("collective", collective)):
+        threading.Thread(target=run, args=(side, fn), name=f"{what}-{side}", daemon=True).start()
+    deadline, pending, answer = time.monotonic() + timeout_s, {"POST", "collective"}, None
+    while pending:
+        try:
+            side, exc, out = ended.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            _give_up(abort, what)
+            late = " and ".join(sorted(pending))
+            raise TimeoutError(f"{what}: the {late} did not end within {timeout_s:.0f} s") from None
+        pending.discard(side)
+        if exc is not None:
+            _give_up(abort, what)
+            raise exc
+        if side == "POST":
+            answer = out
+    return answer  # type: ignore[return-value]
+
+
+def _give_up(abort: Callable[[], None] | None, what: str) -> None:
+    """``abort()``, best effort: the error that made us give up is the one to raise."""
+    if abort is None:
+        return
+    try:
+        abort()
+    except Exception as exc:
+        log.warning("%s: could not give up the update group: %r", what, exc)
+
+
+__all__ = ["post_with_collective"]
