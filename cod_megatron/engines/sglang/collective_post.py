@@ -12,7 +12,11 @@ surfaced. So both sides run in daemon threads and the caller waits for whichever
   Python: it is left behind, a daemon, and ends when the peer goes away or at the group's timeout;
 * one side succeeded: the other is awaited (both within ``timeout_s``; past it the group is given up too).
 
-The caller's CUDA device is set in both threads (a new thread starts on device 0), so a broadcast moves its tensors
+When the POST is made by ANOTHER process (a pipeline stage's source broadcasts, rank 0 POSTs), that process tells
+this one its outcome over a channel both wait on anyway: :func:`collective_until_verdict` runs the collective in a
+daemon thread while the caller waits for that verdict; a failure gives the group up and raises the server's message.
+
+The caller's CUDA device is set in the threads (a new thread starts on device 0), so a broadcast moves its tensors
 to the same GPU it would have used in the caller's thread.
 """
 
@@ -40,20 +44,8 @@ def post_with_collective[T](
     """``post()``'s answer once both it and ``collective()`` ended; the first failure of either raises at once, after
     ``abort()`` (module docstring)."""
     ended: queue.SimpleQueue[tuple[str, BaseException | None, object]] = queue.SimpleQueue()
-    device = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-
-    def run(side: str, fn: Callable[[], object]) -> None:
-        try:
-            if device is not None:
-                torch.cuda.set_device(device)
-            out = fn()
-        except BaseException as exc:  # handed to the caller, never an unhandled thread exception
-            ended.put((side, exc, None))
-        else:
-            ended.put((side, None, out))
-
     for side, fn in (("POST", post), ("collective", collective)):
-        threading.Thread(target=run, args=(side, fn), name=f"{what}-{side}", daemon=True).start()
+        _start(side, fn, ended, what)
     deadline, pending, answer = time.monotonic() + timeout_s, {"POST", "collective"}, None
     while pending:
         try:
@@ -71,6 +63,50 @@ def post_with_collective[T](
     return answer  # type: ignore[return-value]
 
 
+def collective_until_verdict(
+    collective: Callable[[], object],
+    verdict: Callable[[], str | None],
+    *,
+    abort: Callable[[], None],
+    timeout_s: float,
+    what: str = "weight update",
+) -> None:
+    """``collective()`` in a daemon thread while ``verdict()`` (blocking: the POSTing process's outcome, None when its
+    POSTs succeeded, else the error) runs here. A failure is raised at once as a ``RuntimeError`` with that message,
+    after ``abort()``; a success waits for the collective (the servers took part, so it ends) and raises its error."""
+    ended: queue.SimpleQueue[tuple[str, BaseException | None, object]] = queue.SimpleQueue()
+    _start("collective", collective, ended, what)
+    failure = verdict()
+    if failure is not None:
+        _give_up(abort, what)
+        raise RuntimeError(f"{what}: the engine's POST failed (rank 0 says): {failure}")
+    try:
+        _, exc, _ = ended.get(timeout=timeout_s)
+    except queue.Empty:
+        _give_up(abort, what)
+        raise TimeoutError(f"{what}: the collective did not end within {timeout_s:.0f} s of the POSTs") from None
+    if exc is not None:
+        _give_up(abort, what)
+        raise exc
+
+
+def _start(side: str, fn: Callable[[], object], ended: queue.SimpleQueue, what: str) -> None:
+    """``fn()`` in a daemon thread on the caller's CUDA device; ``(side, error or None, result)`` goes to ``ended``."""
+    device = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+
+    def run() -> None:
+        try:
+            if device is not None:
+                torch.cuda.set_device(device)
+            out = fn()
+        except BaseException as exc:  # handed to the caller, never an unhandled thread exception
+            ended.put((side, exc, None))
+        else:
+            ended.put((side, None, out))
+
+    threading.Thread(target=run, name=f"{what}-{side}", daemon=True).start()
+
+
 def _give_up(abort: Callable[[], None] | None, what: str) -> None:
     """``abort()``, best effort: the error that made us give up is the one to raise."""
     if abort is None:
@@ -81,4 +117,4 @@ def _give_up(abort: Callable[[], None] | None, what: str) -> None:
         log.warning("%s: could not give up the update group: %r", what, exc)
 
 
-__all__ = ["post_with_collective"]
+__all__ = ["collective_until_verdict", "post_with_collective"]

@@ -148,7 +148,7 @@ def connect_engine(
     """
     base = engine.group_name.split("#", 1)[0]
     engine.group_name = f"{base}#{next(_SERIAL)}"
-    joined = _Join(master_address, master_port, 1 + engine_tp, engine.group_name, backend)
+    joined = PendingJoin(master_address, master_port, 1 + engine_tp, engine.group_name, backend)
     leave_update_group(engine)
     engine.init_weights_update_group(
         master_address, master_port, 1, 1 + engine_tp, join=joined.join, abort=joined.abort, backend=backend
@@ -160,15 +160,17 @@ def connect_engine(
     return group
 
 
-class _Join:
-    """Rank 0's join of one update group, which a failed ``/init_weights_update_group`` may abandon half-way: a group
-    made after (or while) it was abandoned is given up at once."""
+class PendingJoin:
+    """This process's join of one update group (``join`` blocks, so it runs in a thread), which a failed
+    ``/init_weights_update_group`` may abandon half-way (``abort``): a group made after it was abandoned is given up
+    at once, and ``group()`` refuses."""
 
     def __init__(self, master_address: str, master_port: int, world_size: int, name: str, backend: str):
         self.args, self.backend = (master_address, master_port, world_size, name), backend
         self._lock, self._group, self._abandoned = threading.Lock(), None, False
 
     def join(self) -> None:
+        """:func:`join_update_group`; blocks until every member joined."""
         group = join_update_group(*self.args, backend=self.backend)
         with self._lock:
             self._group = group
@@ -176,12 +178,14 @@ class _Join:
                 abort_update_group(group)
 
     def abort(self) -> None:
+        """Abandon the join; a group already made is given up (:func:`abort_update_group`)."""
         with self._lock:
             self._abandoned = True
             if self._group is not None:
                 abort_update_group(self._group)
 
     def group(self) -> dist.ProcessGroup:
+        """The joined group (raises if the join did not complete or was abandoned)."""
         if self._group is None or self._abandoned:
             raise RuntimeError(f"the update group {self.args[3]} was not joined")
         return self._group
