@@ -9,15 +9,18 @@ raise the server's message at once, not after the group's 10-minute timeout, and
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
 import threading
 import time
 
+import pytest
 import torch
 
 from cod_megatron.engines.sglang.client import SGLangEngine
 from cod_megatron.engines.sglang.protocol import SGLangError
-from cod_megatron.engines.sglang.update_group import connect_engine
+from cod_megatron.engines.sglang.update_group import connect_engine, join_update_group, tensor_broadcaster
 from tests.dist import free_port
 from tests.engines.sglang_standin import GlooTransport, SGLangStandIn
 
@@ -136,3 +139,80 @@ def test_a_failed_update_post_aborts_the_group_and_raises_the_servers_message():
     finally:
         done.set()
         proc.join(60)
+
+
+def _idle_member(port: int, name: str, done, backend: str = "nccl") -> None:
+    """The server's rank of an update group: it joins, then never takes part in a collective."""
+    join_update_group("127.0.0.1", port, 2, name, rank=1, backend=backend)
+    done.wait(120)
+    os._exit(0)
+
+
+def _failing_trainer(port: int, name: str, out: str, backend: str = "nccl") -> None:
+    """Rank 0: a bucket whose POST fails while the NCCL broadcast waits for the server (its communicator cannot
+    form); what happened goes to ``out`` step by step (a hang leaves the last step there)."""
+    from torch.distributed import distributed_c10d as c10d
+
+    def note(**kw) -> None:
+        state.update(kw)
+        with open(out, "w") as f:
+            json.dump(state, f)
+
+    state: dict = {}
+    device = "cuda" if backend == "nccl" else "cpu"
+    if device == "cuda":
+        torch.cuda.set_device(0)
+    group = join_update_group("127.0.0.1", port, 2, name, backend=backend)
+    cast = tensor_broadcaster(group, device)
+    with SGLangStandIn(Weights()) as server:
+        server.failures["/update_weights_from_distributed"] = (500, "Failed to receive weights: CUDA out of memory")
+        engine = SGLangEngine(server.url, transport="distributed", broadcast=cast, abort_group=cast.abort)
+        t0 = time.monotonic()
+        note(step="update")
+        try:
+            engine.update_weights([("w", torch.ones(1 << 20, device=device))], version=1, last=True)
+            note(error=None)
+        except Exception as exc:
+            note(error=f"{type(exc).__name__}: {exc}")
+        note(
+            step="after update",
+            seconds=time.monotonic() - t0,
+            aborted=cast.aborted,
+            gone=group not in c10d._world.pg_map,
+        )
+    x = torch.arange(1 << 20, device=device, dtype=torch.float64)  # exact sums up to 2**53
+    note(step="gpu", total=float((x * 2).sum().item()))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    note(step="done")
+    os._exit(0)
+
+
+@pytest.mark.gpu
+def test_a_failed_update_post_gives_a_waiting_nccl_broadcast_up_and_leaves_the_gpu_usable(tmp_path):
+    """Issue 26 item 5 on a GPU: the NCCL side of a failed bucket. The server joined the group but fails its POST
+    before any receive, so rank 0's broadcast waits for a communicator that cannot form; the call raises the server's
+    message within seconds, the group is aborted (NCCL), and the trainer's GPU still runs work. In child processes
+    (a hang or a crash in NCCL must not take pytest with it)."""
+    from tests.dist import free_port
+
+    ctx = mp.get_context("spawn")
+    port, name, out, done = free_port(), "gpu-abort", str(tmp_path / "trainer.json"), ctx.Event()
+    member = ctx.Process(target=_idle_member, args=(port, name, done))
+    trainer = ctx.Process(target=_failing_trainer, args=(port, name, out))
+    member.start()
+    trainer.start()
+    trainer.join(90)
+    done.set()
+    if trainer.is_alive():
+        trainer.kill()
+    member.join(30)
+    if member.is_alive():
+        member.kill()
+    assert os.path.exists(out), f"the trainer wrote nothing (exit code {trainer.exitcode})"
+    with open(out) as f:
+        state = json.load(f)
+    assert state["step"] == "done", f"the trainer stopped at {state}"
+    assert "Failed to receive weights: CUDA out of memory" in (state["error"] or ""), state
+    assert state["seconds"] < 45 and state["aborted"] and state["gone"], state
+    assert state["total"] == float((1 << 20) * ((1 << 20) - 1)), state

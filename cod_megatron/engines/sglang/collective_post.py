@@ -107,14 +107,23 @@ def _start(side: str, fn: Callable[[], object], ended: queue.SimpleQueue, what: 
     threading.Thread(target=run, name=f"{what}-{side}", daemon=True).start()
 
 
-def _give_up(abort: Callable[[], None] | None, what: str) -> None:
-    """``abort()``, best effort: the error that made us give up is the one to raise."""
+def _give_up(abort: Callable[[], None] | None, what: str, wait_s: float = 30.0) -> None:
+    """``abort()``, best effort and bounded: the error that made us give up is the one to raise, and an abort that
+    itself blocks (an NCCL communicator still being made in the other thread) must not keep the caller waiting."""
     if abort is None:
         return
-    try:
-        abort()
-    except Exception as exc:
-        log.warning("%s: could not give up the update group: %r", what, exc)
+
+    def run() -> None:
+        try:
+            abort()
+        except Exception as exc:
+            log.warning("%s: could not give up the update group: %r", what, exc)
+
+    thread = threading.Thread(target=run, name=f"{what}-abort", daemon=True)
+    thread.start()
+    thread.join(wait_s)
+    if thread.is_alive():
+        log.warning("%s: giving the update group up did not end in %.0f s; raising anyway", what, wait_s)
 
 
 __all__ = ["collective_until_verdict", "post_with_collective"]
