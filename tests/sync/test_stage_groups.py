@@ -14,6 +14,8 @@ import os
 import threading
 import time
 
+import pytest
+
 INIT_ERROR = "Failed to initialize custom process group: no route to the source"
 UPDATE_ERROR = "Failed to receive weights: CUDA out of memory"
 
@@ -88,6 +90,7 @@ def _worker(rank: int, store: str, out: str) -> None:
     os._exit(0)
 
 
+@pytest.mark.dist
 def test_a_failed_post_makes_rank_0_and_the_stage_source_raise_the_servers_message(tmp_path):
     ctx = mp.get_context("spawn")
     outs = [str(tmp_path / f"rank{r}.json") for r in range(2)]
