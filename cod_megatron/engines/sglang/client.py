@@ -327,9 +327,10 @@ class SGLangEngine:
         )
 
     def _lose_group(self) -> None:
-        """A failed ``/update_weights_from_distributed``: give the update group up; later updates refuse."""
-        self._group_lost = True
+        """A failed ``/update_weights_from_distributed``: give the update group up (when this client has one to give
+        up); later updates refuse until a new group is joined."""
         if self.abort_group is not None:
+            self._group_lost = True
             self.abort_group()
 
     def _begin_session(self) -> None:
