@@ -94,7 +94,8 @@ def test_gpu_indices_become_uuids_through_the_nodes_table():
 
 @pytest.mark.gpu
 def test_device_uuids_agree_between_torch_and_nvidia_smi():
-    """The trainer's UUID (torch) and the engine's (nvidia-smi, by the index the process sees) name one GPU alike."""
+    """Issue 26 item 6 on a GPU: the trainer's UUID (torch) and the engine's (nvidia-smi, by the index the process
+    sees) name one GPU alike, so the match of colocated engines to trainer ranks holds on real devices."""
     import torch
 
     from cod_megatron.engines.sglang.devices import local_gpu_uuid, nvidia_smi_uuids
