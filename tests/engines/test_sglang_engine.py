@@ -464,6 +464,33 @@ def test_standin_shared_group_and_tensor_transport(standin):
     assert colocated.health()["weight_version"] == 6 and tiny.buckets[-1] == ([n for n, _ in bucket()], 6, True)
 
 
+def test_a_shared_group_update_whose_post_fails_raises_while_the_broadcast_still_waits(standin):
+    """Issue 26 item 5 for engines sharing one group: the server fails its POST without receiving, so the broadcast
+    (here one whose other members never arrive) would wait for the group's timeout; the call raises at once."""
+    server, _, _ = standin
+    shared = SGLangEngine(server.url)
+    shared.init_weights_update_group("127.0.0.1", 29600, rank_offset=1, world_size=2)
+    server.failures["/update_weights_from_distributed"] = (400, "Failed to receive weights: bad dtype")
+    stuck, aborted, outcome = threading.Event(), [], {}
+
+    def call() -> None:
+        try:
+            update_weights_shared_group(
+                [shared], bucket(), version=7, last=True, broadcast=lambda named: stuck.wait(60),
+                abort=lambda: aborted.append(True),
+            )  # fmt: skip
+        except Exception as exc:
+            outcome["exc"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(15)
+    stuck.set()
+    assert not thread.is_alive(), "the update waited for the broadcast"
+    assert isinstance(outcome.get("exc"), SGLangError) and "bad dtype" in str(outcome["exc"]), outcome
+    assert aborted == [True] and not server.session_open
+
+
 def test_standin_release_resume_and_health(standin):
     server, tiny, _ = standin
     engine = SGLangEngine(server.url, release_tags=("kv_cache", "weights"))
