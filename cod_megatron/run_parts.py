@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import torch
 
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.engines.sglang.devices import colocated_engine_ranks
 from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import RolloutManager
@@ -70,10 +71,16 @@ def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
     )
 
 
-def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout) -> list[list[int]] | None:
+def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout, engines: Sequence[Any]) -> list[list[int]] | None:
     """``WeightSync``'s ``engine_ranks``: set for colocated SGLang engines, whose weights are CUDA-IPC handles made
-    on every trainer rank (embedded engines are sent tensors, disaggregated ones an NCCL broadcast)."""
-    return layout.colocated_engine_ranks() if cfg.rollout.engine == "sglang" and layout.colocated else None
+    on every trainer rank (embedded engines are sent tensors, disaggregated ones an NCCL broadcast). On GPUs each
+    engine TP rank gets the trainer rank on its GPU, matched by device UUID wherever Ray placed it; collective (every
+    rank calls it, ``engines`` on rank 0). On CPU (stand-in servers, shared memory) the layout's index rule."""
+    if not (cfg.rollout.engine == "sglang" and layout.colocated):
+        return None
+    if cfg.run.device != "cuda":
+        return layout.colocated_engine_ranks()
+    return colocated_engine_ranks(engines)
 
 
 def build_manager(

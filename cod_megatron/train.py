@@ -46,7 +46,8 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if rank == 0 else []
     if stop is not None:
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
-    sync = WeightSync(cfg.model, engines, engine_ranks=parts.ipc_engine_ranks(cfg, layout))  # every rank exports
+    ipc_ranks = parts.ipc_engine_ranks(cfg, layout, engines)  # colocated: by GPU UUID (collective)
+    sync = WeightSync(cfg.model, engines, engine_ranks=ipc_ranks)  # every rank exports
     schedule = evaluator = None
     try:
         sync.sync(trainer.model, trainer.step)

@@ -194,6 +194,8 @@ class ParallelLayout:
         Engine ``i`` runs on the job's devices ``i * engine_tp ..`` and trainer rank ``r`` on device ``r``, so engine
         ``i``'s TP rank ``k`` shares a GPU with trainer rank ``i * engine_tp + k``: the rank whose CUDA-IPC payload
         that TP rank loads. (A payload from another GPU fails loudly on the engine: SGLang resolves the device UUID.)
+        That is a guess about the placement: on GPUs the loop matches the GPUs Ray actually assigned, by device UUID
+        (:func:`~cod_megatron.config.device_map.engine_ranks_by_device`); this index rule serves CPU stand-ins.
         """
         if not self.colocated:
             raise ValueError("engine ranks are defined for colocated engines only (parallel.colocated=true)")

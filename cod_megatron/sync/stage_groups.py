@@ -8,6 +8,11 @@ each engine (``/update_weights_from_distributed`` with that group's name) while 
 in it. The bytes go source -> engine; rank 0 only carries the metadata. Engines without such groups (the embedded
 one, test doubles) get the stage forwarded by rank 0 instead (:class:`~cod_megatron.sync.weight_sync.WeightSync`).
 
+After each join and each bucket rank 0 tells the source how its POSTs went, and the source waits on that verdict, not
+on its own collective (which runs in a thread, :mod:`cod_megatron.engines.sglang.collective_post`): a server that
+answered an error never takes part, so the source gives the group up and raises the server's message at once instead
+of waiting for the group's timeout. Rank 0 raises the same error; both forget the stage's groups (joined again).
+
 Groups are made lazily, at the first sync that needs them, and again for an engine whose server changed (a
 restart gives a new URL). Every exchange here is between rank 0 and one stage source; other ranks take no part.
 """
@@ -16,15 +21,25 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from cod_megatron.engines.sglang.update_group import free_port, join_update_group, node_address, tensor_broadcaster
+from cod_megatron.engines.sglang.collective_post import collective_until_verdict
+from cod_megatron.engines.sglang.update_group import (
+    UPDATE_TIMEOUT,
+    PendingJoin,
+    free_port,
+    node_address,
+    tensor_broadcaster,
+)
 from cod_megatron.sync.buckets import bucketed, tensor_nbytes, with_last
 from cod_megatron.sync.stages import StagePlan
+
+_WAIT_S = UPDATE_TIMEOUT.total_seconds()
+"""How long a source waits for its join or broadcast once rank 0's POSTs succeeded (the group's own timeout)."""
 
 
 def accepts_stage_groups(targets: Sequence[Any]) -> bool:
@@ -39,6 +54,16 @@ def _exchange(obj: Any, src: int, group: dist.ProcessGroup) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src, group=group)
     return box[0]
+
+
+def _posted(group: dist.ProcessGroup, post: Callable[[], object]) -> None:
+    """Rank 0: ``post()``, then its outcome to the stage's source (None, or the error it re-raises here)."""
+    try:
+        post()
+    except Exception as exc:
+        _exchange(f"{type(exc).__name__}: {exc}", 0, group)
+        raise
+    _exchange(None, 0, group)
 
 
 class StageGroups:
@@ -71,7 +96,11 @@ class StageGroups:
         _exchange({"names": names, "joins": [(name, world) for _, name, world in joins]}, 0, group)
         for e, name, world in joins:
             address, port = _exchange(None, src, group)
-            e.client.init_weights_update_group(address, port, 1, world, backend=self.backend, group_name=name)
+
+            def post(e=e, name=name, world=world, address=address, port=port) -> None:
+                e.client.init_weights_update_group(address, port, 1, world, backend=self.backend, group_name=name)
+
+            _posted(group, post)
             self._names[(stage, e.client.url)] = name
         return names
 
@@ -83,10 +112,19 @@ class StageGroups:
         src, group, nbytes, n = self.plan.sources[stage], self.plan.groups[stage], 0, 0
         while True:
             header = _exchange(None, src, group)
-            for e, name in zip(targets, names, strict=True):
-                e.client.update_weights_broadcast_elsewhere(
-                    header["meta"], version=version, last=header["last"] and closes, group_name=name
-                )
+
+            def post(header=header) -> None:
+                for e, name in zip(targets, names, strict=True):
+                    e.client.update_weights_broadcast_elsewhere(
+                        header["meta"], version=version, last=header["last"] and closes, group_name=name
+                    )
+
+            try:
+                _posted(group, post)
+            except Exception:
+                for e in targets:  # the source gave every group of this stage up: joined again at the next sync
+                    self._names.pop((stage, e.client.url), None)
+                raise
             n += 1
             nbytes += sum(math.prod(shape) * getattr(torch, dtype).itemsize for _, dtype, shape in header["meta"])
             if header["last"]:
@@ -102,18 +140,34 @@ class StageGroups:
         for name, world in spec["joins"]:
             port = free_port()
             _exchange((node_address(), port), me, group)
-            self._members[name] = join_update_group(node_address(), port, world, name, backend=self.backend)
+            pending = PendingJoin(node_address(), port, world, name, self.backend)
+            collective_until_verdict(
+                pending.join, lambda: _exchange(None, 0, group), abort=pending.abort, timeout_s=_WAIT_S, what=name
+            )
+            self._members[name] = pending.group()
         return spec["names"]
 
     def send(self, stream: Iterator[tuple[str, torch.Tensor]], names: list[str], bucket_bytes: int) -> tuple[int, int]:
         """The source: its stage in buckets, each named to rank 0, then broadcast in every engine's group."""
         me, group = self.plan.sources[self.plan.stage], self.plan.groups[self.plan.stage]
         casts = [tensor_broadcaster(self._members[name], self.device) for name in names]
+
+        def give_up() -> None:  # rank 0 forgets every group of this stage too
+            for name, cast in zip(names, casts, strict=True):
+                cast.abort()
+                self._members.pop(name, None)
+
         nbytes, n = 0, 0
         for bucket, last in with_last(bucketed(stream, bucket_bytes, lambda item: tensor_nbytes(item[1]))):
             meta = [(name, str(t.dtype).removeprefix("torch."), list(t.shape)) for name, t in bucket]
             _exchange({"meta": meta, "last": last}, me, group)
-            for cast in casts:
-                cast(bucket)
+
+            def cast_all(bucket=bucket) -> None:
+                for cast in casts:
+                    cast(bucket)
+
+            collective_until_verdict(
+                cast_all, lambda: _exchange(None, 0, group), abort=give_up, timeout_s=_WAIT_S, what=f"stage {me}"
+            )
             nbytes, n = nbytes + sum(tensor_nbytes(t) for _, t in bucket), n + 1
         return nbytes, n

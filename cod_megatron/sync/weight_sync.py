@@ -38,8 +38,8 @@ class WeightSync:
     """Pushes the policy's weights to the engines; ``version`` is the trainer step they come from.
 
     Built on every rank (with pipeline parallelism the stage plan's groups are created here, collectively); only
-    global rank 0 holds engines. ``engine_ranks`` (``ParallelLayout.colocated_engine_ranks()``, the same on every
-    rank) selects the colocated CUDA-IPC path: engine ``e`` then has ``update_weights_serialized`` and takes the
+    global rank 0 holds engines. ``engine_ranks`` (``run_parts.ipc_engine_ranks``: matched by GPU UUID, the same on
+    every rank) selects the colocated CUDA-IPC path: engine ``e`` then has ``update_weights_serialized`` and takes the
     payloads of ranks ``engine_ranks[e]``.
     """
 

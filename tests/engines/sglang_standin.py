@@ -203,6 +203,9 @@ class SGLangStandIn:
         """Prompts served since the last flush: ``cached_tokens`` is the longest prefix shared with one of them."""
         self.calls: list[tuple[str, Any]] = []
         """Every (path, body) received, for tests."""
+        self.failures: dict[str, tuple[int, str]] = {}
+        """path -> (HTTP status, message): answered at once instead of serving the call, in SGLang's failure shape
+        (``{"success": false, "message": ...}``), e.g. a server that cannot reach the trainer's rendezvous."""
         self._lock = threading.Lock()
         standin = self
 
@@ -273,6 +276,9 @@ class SGLangStandIn:
     def dispatch(self, method: str, path: str, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
         """Route one request; returns (status, body) with SGLang's shapes."""
         self.calls.append((path, body))
+        if path in self.failures:
+            status, message = self.failures[path]
+            return status, {"success": False, "message": message}
         routes = {
             ("POST", "/generate"): self._generate,
             ("GET", "/health"): self._health,

@@ -343,7 +343,7 @@ def test_the_first_weight_sync_reaches_colocated_engines_as_ipc_payloads(tmp_pat
         model_cfg = tiny_cfg("model.num_layers=1").model
         model = _tiny_policy(tiny_cfg("model.num_layers=1"))
         want = export_hf_weights(model, model_cfg)
-        sync = WeightSync(model_cfg, engines, bucket_bytes=8 << 10, engine_ranks=ipc_engine_ranks(cfg, layout))
+        sync = WeightSync(model_cfg, engines, bucket_bytes=8 << 10, engine_ranks=ipc_engine_ranks(cfg, layout, engines))
         sync.sync(model, version=3)
         served = torch.load(record, weights_only=True)
         assert engine.client.health()["server_weight_version"] == "3" and served["versions"] == [3]

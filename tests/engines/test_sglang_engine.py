@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
-from cod_megatron.engines.sglang.client import SGLangEngine, update_weights_shared_group
+from cod_megatron.engines.sglang.client import SGLangEngine
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.protocol import (
     SGLANG_ROUTER_VERSION,
@@ -22,6 +22,7 @@ from cod_megatron.engines.sglang.protocol import (
     parse_generation,
 )
 from cod_megatron.engines.sglang.server import _LAUNCH_FLAGS, SGLangRouterClient, SGLangServerConfig, launch_argv
+from cod_megatron.engines.sglang.shared_group import update_weights_shared_group
 from tests.engines.sglang_standin import (
     SAMPLING_KEYS,
     LoopbackTransport,
@@ -461,6 +462,33 @@ def test_standin_shared_group_and_tensor_transport(standin):
     colocated = SGLangEngine(server.url, transport="tensor", serializer=serializer_for(1))
     colocated.update_weights(bucket(), version=6, last=True)
     assert colocated.health()["weight_version"] == 6 and tiny.buckets[-1] == ([n for n, _ in bucket()], 6, True)
+
+
+def test_a_shared_group_update_whose_post_fails_raises_while_the_broadcast_still_waits(standin):
+    """Issue 26 item 5 for engines sharing one group: the server fails its POST without receiving, so the broadcast
+    (here one whose other members never arrive) would wait for the group's timeout; the call raises at once."""
+    server, _, _ = standin
+    shared = SGLangEngine(server.url)
+    shared.init_weights_update_group("127.0.0.1", 29600, rank_offset=1, world_size=2)
+    server.failures["/update_weights_from_distributed"] = (400, "Failed to receive weights: bad dtype")
+    stuck, aborted, outcome = threading.Event(), [], {}
+
+    def call() -> None:
+        try:
+            update_weights_shared_group(
+                [shared], bucket(), version=7, last=True, broadcast=lambda named: stuck.wait(60),
+                abort=lambda: aborted.append(True),
+            )  # fmt: skip
+        except Exception as exc:
+            outcome["exc"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(15)
+    stuck.set()
+    assert not thread.is_alive(), "the update waited for the broadcast"
+    assert isinstance(outcome.get("exc"), SGLangError) and "bad dtype" in str(outcome["exc"]), outcome
+    assert aborted == [True] and not server.session_open
 
 
 def test_standin_release_resume_and_health(standin):

@@ -3,14 +3,24 @@
 The trainer joins as rank 0 while the engine's ``/init_weights_update_group`` POST is in flight, then a weight sync
 sends every bucket through ``/update_weights_from_distributed`` with one broadcast per tensor; the stand-in's engine
 ends up with exactly the trainer's HF tensors. After a restart (a new server) the trainer joins its new group.
+A server that answers an error while the trainer waits in the join or the broadcast (issue 26, item 5) makes the call
+raise the server's message at once, not after the group's 10-minute timeout, and the half-used group is aborted.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+
+import pytest
 import torch
 
 from cod_megatron.engines.sglang.client import SGLangEngine
-from cod_megatron.engines.sglang.update_group import connect_engine
+from cod_megatron.engines.sglang.protocol import SGLangError
+from cod_megatron.engines.sglang.update_group import connect_engine, join_update_group, tensor_broadcaster
 from tests.dist import free_port
 from tests.engines.sglang_standin import GlooTransport, SGLangStandIn
 
@@ -28,12 +38,16 @@ class Weights:
             self.versions.append(version)
 
 
-def _serve(urls, done, out: str) -> None:
-    """A stand-in server in its own process (the group's name is per process, as between trainer and SGLang)."""
+def _serve(urls, done, out: str | None, failures: dict | None = None) -> None:
+    """A stand-in server in its own process (the group's name is per process, as between trainer and SGLang);
+    ``failures``: paths it answers with an error at once (``SGLangStandIn.failures``)."""
     served = Weights()
     with SGLangStandIn(served, transport=GlooTransport()) as server:
+        server.failures |= failures or {}
         urls.put(server.url)
         done.wait(120)
+        if out is None:
+            return
         torch.save({"params": served.params, "versions": served.versions, "joined": server.transport.joined}, out)
 
 
@@ -72,3 +86,133 @@ def test_a_weight_sync_reaches_the_server_through_its_update_group(tmp_path):
                 assert torch.equal(served["params"][name], t), name
     finally:
         destroy_distributed()
+
+
+def _raised_within(seconds: float, call) -> BaseException | None:
+    """What ``call()`` raised (None if nothing), failing the test if it is still blocked after ``seconds``."""
+    box: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            call()
+            box["exc"] = None
+        except BaseException as exc:
+            box["exc"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s: it waits for the group's timeout"
+    return box["exc"]
+
+
+def test_a_failed_join_post_raises_the_servers_message_at_once():
+    """The server cannot join (its POST answers 400 at once); the trainer's rank 0 would wait in the rendezvous."""
+    with SGLangStandIn(Weights()) as server:
+        server.failures["/init_weights_update_group"] = (400, "Failed to initialize custom process group: no route")
+        engine = SGLangEngine(server.url, transport="distributed")
+        t0 = time.monotonic()
+        exc = _raised_within(20, lambda: connect_engine(engine, "127.0.0.1", free_port(), backend="gloo"))
+    assert isinstance(exc, SGLangError) and exc.status == 400, repr(exc)
+    assert "Failed to initialize custom process group: no route" in str(exc)
+    assert time.monotonic() - t0 < 10 and engine.broadcast is None
+
+
+def test_a_failed_update_post_aborts_the_group_and_raises_the_servers_message():
+    """The server joined the group, then fails the bucket's POST without receiving: the trainer's broadcast would
+    block in gloo until the timeout. The call raises the server's message; the aborted group refuses the next one."""
+    ctx = mp.get_context("spawn")
+    urls, done = ctx.Queue(), ctx.Event()
+    failures = {"/update_weights_from_distributed": (500, "Failed to receive weights: CUDA out of memory")}
+    proc = ctx.Process(target=_serve, args=(urls, done, None, failures))
+    proc.start()
+    try:
+        engine = SGLangEngine(urls.get(timeout=60), transport="distributed")
+        connect_engine(engine, "127.0.0.1", free_port(), backend="gloo")
+        bucket = [("w", torch.ones(4, 4))]
+        t0 = time.monotonic()
+        exc = _raised_within(20, lambda: engine.update_weights(bucket, version=1, last=True))
+        assert isinstance(exc, SGLangError) and exc.status == 500, repr(exc)
+        assert "Failed to receive weights: CUDA out of memory" in str(exc) and time.monotonic() - t0 < 10
+        again = _raised_within(10, lambda: engine.update_weights(bucket, version=2, last=True))
+        assert isinstance(again, RuntimeError) and "aborted" in str(again), repr(again)
+    finally:
+        done.set()
+        proc.join(60)
+
+
+def _idle_member(port: int, name: str, done, backend: str = "nccl") -> None:
+    """The server's rank of an update group: it joins, then never takes part in a collective."""
+    join_update_group("127.0.0.1", port, 2, name, rank=1, backend=backend)
+    done.wait(120)
+    os._exit(0)
+
+
+def _failing_trainer(port: int, name: str, out: str, backend: str = "nccl") -> None:
+    """Rank 0: a bucket whose POST fails while the NCCL broadcast waits for the server (its communicator cannot
+    form); what happened goes to ``out`` step by step (a hang leaves the last step there)."""
+    from torch.distributed import distributed_c10d as c10d
+
+    def note(**kw) -> None:
+        state.update(kw)
+        with open(out, "w") as f:
+            json.dump(state, f)
+
+    state: dict = {}
+    device = "cuda" if backend == "nccl" else "cpu"
+    if device == "cuda":
+        torch.cuda.set_device(0)
+    group = join_update_group("127.0.0.1", port, 2, name, backend=backend)
+    cast = tensor_broadcaster(group, device)
+    with SGLangStandIn(Weights()) as server:
+        server.failures["/update_weights_from_distributed"] = (500, "Failed to receive weights: CUDA out of memory")
+        engine = SGLangEngine(server.url, transport="distributed", broadcast=cast, abort_group=cast.abort)
+        t0 = time.monotonic()
+        note(step="update")
+        try:
+            engine.update_weights([("w", torch.ones(1 << 20, device=device))], version=1, last=True)
+            note(error=None)
+        except Exception as exc:
+            note(error=f"{type(exc).__name__}: {exc}")
+        note(
+            step="after update",
+            seconds=time.monotonic() - t0,
+            aborted=cast.aborted,
+            gone=group not in c10d._world.pg_map,
+        )
+    x = torch.arange(1 << 20, device=device, dtype=torch.float64)  # exact sums up to 2**53
+    note(step="gpu", total=float((x * 2).sum().item()))
+    if device == "cuda":
+        torch.cuda.synchronize()
+    note(step="done")
+    os._exit(0)
+
+
+@pytest.mark.gpu
+def test_a_failed_update_post_gives_a_waiting_nccl_broadcast_up_and_leaves_the_gpu_usable(tmp_path):
+    """Issue 26 item 5 on a GPU: the NCCL side of a failed bucket. The server joined the group but fails its POST
+    before any receive, so rank 0's broadcast waits for a communicator that cannot form; the call raises the server's
+    message within seconds, the group is aborted (NCCL), and the trainer's GPU still runs work. In child processes
+    (a hang or a crash in NCCL must not take pytest with it)."""
+    from tests.dist import free_port
+
+    ctx = mp.get_context("spawn")
+    port, name, out, done = free_port(), "gpu-abort", str(tmp_path / "trainer.json"), ctx.Event()
+    member = ctx.Process(target=_idle_member, args=(port, name, done))
+    trainer = ctx.Process(target=_failing_trainer, args=(port, name, out))
+    member.start()
+    trainer.start()
+    trainer.join(90)
+    done.set()
+    if trainer.is_alive():
+        trainer.kill()
+    member.join(30)
+    if member.is_alive():
+        member.kill()
+    assert os.path.exists(out), f"the trainer wrote nothing (exit code {trainer.exitcode})"
+    with open(out) as f:
+        state = json.load(f)
+    assert state["step"] == "done", f"the trainer stopped at {state}"
+    assert "Failed to receive weights: CUDA out of memory" in (state["error"] or ""), state
+    assert state["seconds"] < 45 and state["aborted"] and state["gone"], state
+    assert state["total"] == float((1 << 20) * ((1 << 20) - 1)), state

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cod_megatron.engines.sglang.devices import resolve_uuids
 from cod_megatron.engines.sglang.protocol import SGLangError
 from cod_megatron.engines.sglang.server import SGLangServerConfig, launch_argv, wait_until_ready
 
@@ -70,6 +71,18 @@ def plan_gpus(gpu_ids: Sequence[int | str], tp_size: int, visible: str | None) -
         return min(ordinals), None
     order = sorted(range(len(ids)), key=lambda i: ordinals[i] if ordinals is not None else i)
     return 0, ",".join(ids[i] for i in order)
+
+
+def server_devices(base_gpu_id: int, visible: str | None, tp_size: int) -> list[str]:
+    """The device of each server TP rank ``k`` (SGLang's ``base_gpu_id + k``) as named on the node: the
+    ``CUDA_VISIBLE_DEVICES`` entry the server sees there (an index or a UUID), else the index itself."""
+    vis = [v.strip() for v in visible.split(",") if v.strip()] if visible else None
+    ordinals = range(base_gpu_id, base_gpu_id + tp_size)
+    if vis is None:
+        return [str(i) for i in ordinals]
+    if base_gpu_id + tp_size > len(vis):
+        raise ValueError(f"TP {tp_size} from base GPU {base_gpu_id} does not fit the visible devices {vis}")
+    return [vis[i] for i in ordinals]
 
 
 def server_argv(cfg: SGLangServerConfig, command: Sequence[str] = ()) -> list[str]:
@@ -130,6 +143,8 @@ class SGLangServerActor:
         self.log_path: Path | None = None
         self.argv: list[str] = []
         self.launches = 0
+        self._placement: tuple[int, str | None] | None = None
+        """The server's ``base_gpu_id`` and ``CUDA_VISIBLE_DEVICES`` (None until started)."""
 
     # ---- lifecycle ----
     def start(self) -> str:
@@ -146,6 +161,7 @@ class SGLangServerActor:
         env.pop("SGLANG_RETURN_ORIGINAL_LOGPROB", None)  # log-probs must be those of the sampled distribution
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
+        self._placement = (base, env.get("CUDA_VISIBLE_DEVICES"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
             port = free_port(host)
@@ -230,6 +246,12 @@ class SGLangServerActor:
         proc.wait(timeout=10)
 
     # ---- inspection ----
+    def device_uuids(self) -> list[str]:
+        """The UUID of each server TP rank's GPU, in TP-rank order (``nvidia-smi`` on this node for indices)."""
+        if self._placement is None:
+            raise RuntimeError(f"{self.name}: the server is not started")
+        return resolve_uuids(server_devices(*self._placement, self.server.tp_size))
+
     def poll(self) -> dict[str, Any]:
         """Whether the server process runs; its pid, exit code, URL and log file."""
         proc = self._proc

@@ -22,11 +22,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.sglang.collective_post import post_with_collective
 from cod_megatron.engines.sglang.protocol import HttpClient, SGLangError, error_message, generate_body, parse_generation
 
 if TYPE_CHECKING:
@@ -70,14 +70,16 @@ class SGLangEngine:
     :meth:`init_weights_update_group` once first); ``"tensor"`` by ``/update_weights_from_tensor`` (CUDA-IPC payloads:
     ``serializer`` for :meth:`update_weights`, or payloads from every trainer rank for
     :meth:`update_weights_serialized`).
-    Each engine has its own update group by default; :func:`update_weights_shared_group` drives several engines that
-    share one group. Not safe to update weights from two threads at once (one session per server).
+    Each engine has its own update group by default; :func:`.shared_group.update_weights_shared_group` drives
+    several engines that share one group. Not safe to update weights from two threads at once (one session per server).
     """
 
     url: str
     stop_token_ids: Sequence[int] = ()
     transport: Literal["distributed", "tensor"] = "distributed"
     broadcast: Broadcast | None = None
+    abort_group: Callable[[], None] | None = None
+    """Gives the update group up after a failed update (set with ``broadcast`` by ``update_group.connect_engine``)."""
     serializer: Serializer | None = None
     group_name: str = "cod_weight_update"
     timeout_s: float = 300.0
@@ -92,6 +94,7 @@ class SGLangEngine:
     weight_version: int = field(init=False, default=-1)
     """Last version this client completed; -1 until the first full update."""
     _session_open: bool = field(init=False, default=False, repr=False)
+    _group_lost: bool = field(init=False, default=False, repr=False)
     _released: bool = field(init=False, default=False, repr=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
@@ -123,19 +126,25 @@ class SGLangEngine:
         world_size: int,
         *,
         join: Callable[[], object] | None = None,
+        abort: Callable[[], None] | None = None,
         backend: str = "nccl",
         group_name: str | None = None,
     ) -> dict[str, Any]:
         """Have the server join the trainer's update group; ``join`` is the trainer's own (blocking) rank-0 init.
 
         The server's ranks are ``rank_offset .. rank_offset + tp - 1`` of ``world_size``; both sides block until all
-        joined, so the POST goes out first and ``join`` runs while it waits (slime's order). ``group_name``: another
-        group than this client's own (a pipeline stage's source hosts it, in another process; ``join`` is None).
+        joined, so the POST goes out and ``join`` runs while it waits (slime's order). If either fails, ``abort``
+        gives the half-made group up and the error (the server's message) is raised at once (:mod:`.collective_post`).
+        ``group_name``: another group than this client's own (a pipeline stage's source hosts it, in another process;
+        ``join`` is None).
         """
         body = self.init_group_body(master_address, master_port, rank_offset, world_size, backend=backend)
         if group_name is not None:
             body["group_name"] = group_name
-        return self._post_during("/init_weights_update_group", body, join)
+        out = self._post_during("/init_weights_update_group", body, join, abort)
+        if group_name is None:
+            self._group_lost = False
+        return out
 
     def init_group_body(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int, *, backend: str = "nccl"
@@ -185,13 +194,18 @@ class SGLangEngine:
             raise ValueError(f"SGLangEngine({self.url}): transport='distributed' needs a broadcast callable")
         if self.transport == "tensor" and self.serializer is None:
             raise ValueError(f"SGLangEngine({self.url}): transport='tensor' needs a serializer. {SERIALIZER_NOTE}")
+        if self.transport == "distributed" and self._group_lost:
+            raise RuntimeError(
+                f"SGLangEngine({self.url}): the update group was aborted after a failed update; join a new one "
+                "(update_group.connect_engine)"
+            )
         body = self.bucket_body(named_tensors, version=version, last=last)
         if self.transport == "distributed":
             tensors = list(named_tensors)
             path, during = "/update_weights_from_distributed", lambda: self.broadcast(tensors)
         else:
             path, during = "/update_weights_from_tensor", None
-        self._in_session(path, body, version=version, last=last, during=during)
+        self._in_session(path, body, version=version, last=last, during=during, abort=self._lose_group)
 
     def update_weights_broadcast_elsewhere(
         self, meta: list[tuple[str, str, list[int]]], *, version: int, last: bool, group_name: str
@@ -219,14 +233,21 @@ class SGLangEngine:
         self._in_session("/update_weights_from_tensor", body, version=version, last=last)
 
     def _in_session(
-        self, path: str, body: dict[str, Any], *, version: int, last: bool, during: Callable[[], object] | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        version: int,
+        last: bool,
+        during: Callable[[], object] | None = None,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         """POST one bucket inside the server's weight-update session: the first bucket opens it, ``last`` closes it
         and sets the version; a failure closes it (so the next update can begin) and re-raises."""
         with self._lock:
             self._begin_session()
             try:
-                self._post_during(path, body, during)
+                self._post_during(path, body, during, abort)
             except BaseException:
                 self._abandon_session()
                 raise
@@ -290,17 +311,27 @@ class SGLangEngine:
             raise SGLangError(f"POST {path}", error_message(out))
         return out
 
-    def _post_during(self, path: str, body: dict[str, Any], during: Callable[[], object] | None) -> dict[str, Any]:
-        """POST in a thread, run ``during`` (a collective the server joins) meanwhile, then await the answer."""
+    def _post_during(
+        self,
+        path: str,
+        body: dict[str, Any],
+        during: Callable[[], object] | None,
+        abort: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """POST while ``during`` (a collective the server joins) runs; the first of them to fail raises at once after
+        ``abort`` (:func:`~.collective_post.post_with_collective`), else the answer once both ended."""
         if during is None:
             return self._post_weights(path, body)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="sglang-post")
-        try:
-            fut: Future = pool.submit(self._post_weights, path, body)
-            during()
-            return fut.result(timeout=self.timeout_s + 5)
-        finally:
-            pool.shutdown(wait=False)
+        return post_with_collective(
+            lambda: self._post_weights(path, body), during, abort=abort, timeout_s=self.timeout_s + 5, what=path
+        )
+
+    def _lose_group(self) -> None:
+        """A failed ``/update_weights_from_distributed``: give the update group up (when this client has one to give
+        up); later updates refuse until a new group is joined."""
+        if self.abort_group is not None:
+            self._group_lost = True
+            self.abort_group()
 
     def _begin_session(self) -> None:
         if not self._session_open:
@@ -321,49 +352,4 @@ class SGLangEngine:
             self._session_open = False
 
 
-def update_weights_shared_group(
-    engines: Sequence[SGLangEngine],
-    named_tensors: list[tuple[str, torch.Tensor]],
-    *,
-    version: int,
-    last: bool,
-    broadcast: Broadcast,
-) -> None:
-    """One bucket to engines that share ONE update group: every POST goes out, then a single broadcast, then answers.
-
-    (Per-engine :meth:`SGLangEngine.update_weights` would broadcast once per engine, which a shared group cannot take.)
-    """
-    for e in engines:
-        if e.transport != "distributed":
-            raise ValueError(f"SGLangEngine({e.url}): a shared update group needs transport='distributed'")
-        e._begin_session()
-    pool = ThreadPoolExecutor(max(1, len(engines)), thread_name_prefix="sglang-post")
-    try:
-        futs = [
-            pool.submit(
-                e._post_weights,
-                "/update_weights_from_distributed",
-                e.bucket_body(named_tensors, version=version, last=last),
-            )
-            for e in engines
-        ]
-        broadcast(list(named_tensors))
-        errors = []
-        for e, f in zip(engines, futs, strict=True):
-            try:
-                f.result(timeout=e.timeout_s + 5)
-            except Exception as exc:  # collect: every engine's session must still be closed
-                errors.append(exc)
-    finally:
-        pool.shutdown(wait=False)
-    if errors:
-        for e in engines:
-            e._abandon_session()
-        raise errors[0]
-    if last:
-        for e in engines:
-            e._end_session()
-            e.weight_version = version
-
-
-__all__ = ["Broadcast", "SERIALIZER_NOTE", "SGLangEngine", "Serializer", "update_weights_shared_group"]
+__all__ = ["Broadcast", "SERIALIZER_NOTE", "SGLangEngine", "Serializer"]

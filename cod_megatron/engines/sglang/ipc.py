@@ -99,7 +99,7 @@ def serializer_for(engine_tp: int) -> Callable[[list[tuple[str, torch.Tensor]]],
         if engine_tp != 1:
             raise ValueError(
                 f"an engine at TP {engine_tp} takes {engine_tp} payloads, each from the trainer rank on its GPU; "
-                "sync colocated engines with WeightSync(engine_ranks=layout.colocated_engine_ranks())"
+                "sync colocated engines with WeightSync(engine_ranks=run_parts.ipc_engine_ranks(cfg, layout, engines))"
             )
         return [serialize_named_tensors(named_tensors)]
 

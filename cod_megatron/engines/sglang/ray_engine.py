@@ -150,6 +150,10 @@ class SGLangRayEngine:
             return {"ok": False, "weight_version": -1, "error": why, "url": self.url}
         return self._need_client().health()
 
+    def device_uuids(self) -> list[str]:
+        """The UUID of each engine TP rank's GPU, in TP-rank order, from the server's owner (its node's view)."""
+        return list(self._call("device_uuids"))
+
     def server_state(self) -> dict[str, Any]:
         """The actor's view of its server: running, pid, exit code, URL, log file."""
         return self._call("poll")

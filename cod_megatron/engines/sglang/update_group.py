@@ -10,7 +10,9 @@ group made any other way would not find the server's keys in the store. The trai
 :func:`join_update_group` makes rank 0's member (it blocks until every server rank has joined, so it runs while the
 engine's ``init_weights_update_group`` POST is in flight); :func:`tensor_broadcaster` is the ``broadcast`` callable an
 :class:`~cod_megatron.engines.sglang.client.SGLangEngine` sends buckets with; :func:`connect_engine` does both for
-one engine. On CPU the backend is gloo (the stand-in server joins with :func:`join_update_group` as its ranks).
+one engine. A POST that fails while the join or a broadcast waits gives the group up (:func:`abort_update_group`,
+through :mod:`.collective_post`). On CPU the backend is gloo (the stand-in server joins with
+:func:`join_update_group` as its ranks).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import socket
-from collections.abc import Callable
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -87,14 +89,47 @@ def join_update_group(
     return group
 
 
-def tensor_broadcaster(group: dist.ProcessGroup, device: str | torch.device = "cpu") -> Callable[[list], None]:
-    """The ``broadcast`` of an SGLang engine: each tensor of a bucket, in order, from rank 0 of ``group``."""
+def abort_update_group(group: dist.ProcessGroup) -> None:
+    """Give ``group`` up after a failed update, while a collective may still wait in it (another thread's).
 
-    def broadcast(named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+    NCCL aborts the communicator (a kernel waiting for the server returns, the GPU stream is free again). gloo has no
+    usable abort (torch 2.14 crashes the process at exit after one), so a gloo group is destroyed: a thread blocked
+    in it stays blocked until the peer goes away or the group's timeout. A group already given up is left alone.
+    """
+    if group not in c10d._world.pg_map:
+        return
+    if dist.get_backend(group) == "nccl":
+        c10d._abort_process_group(group)
+    else:
+        dist.destroy_process_group(group)
+
+
+class GroupBroadcast:
+    """The ``broadcast`` of an SGLang engine: each tensor of a bucket, in order, from rank 0 of ``group``; ``abort``
+    gives the group up after a failed update (every later call refuses: join a new group)."""
+
+    def __init__(self, group: dist.ProcessGroup, device: str | torch.device = "cpu"):
+        self.group, self.aborted = group, False
+        if str(device) == "cuda":  # this thread's GPU, by index: the broadcast may run in another thread
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.device = device
+
+    def __call__(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        if self.aborted:
+            raise RuntimeError("this update group was aborted after a failed update; join a new one")
         for _, tensor in named_tensors:
-            dist.broadcast(tensor.detach().to(device).contiguous(), src=0, group=group)
+            dist.broadcast(tensor.detach().to(self.device).contiguous(), src=0, group=self.group)
 
-    return broadcast
+    def abort(self) -> None:
+        """:func:`abort_update_group`, once."""
+        if not self.aborted:
+            self.aborted = True
+            abort_update_group(self.group)
+
+
+def tensor_broadcaster(group: dist.ProcessGroup, device: str | torch.device = "cpu") -> GroupBroadcast:
+    """The ``broadcast`` of an SGLang engine into ``group`` (a :class:`GroupBroadcast`)."""
+    return GroupBroadcast(group, device)
 
 
 _GROUPS: dict[int, tuple[str, dist.ProcessGroup]] = {}
@@ -113,20 +148,50 @@ def connect_engine(
     """
     base = engine.group_name.split("#", 1)[0]
     engine.group_name = f"{base}#{next(_SERIAL)}"
-    box: dict[str, dist.ProcessGroup] = {}
-    world = 1 + engine_tp
-
-    def join() -> None:
-        box["group"] = join_update_group(master_address, master_port, world, engine.group_name, backend=backend)
-
+    joined = PendingJoin(master_address, master_port, 1 + engine_tp, engine.group_name, backend)
     leave_update_group(engine)
-    engine.init_weights_update_group(master_address, master_port, 1, world, join=join, backend=backend)
-    _GROUPS[id(engine)] = (engine.group_name, box["group"])
-    engine.broadcast = tensor_broadcaster(box["group"], "cuda" if backend == "nccl" else "cpu")
-    return box["group"]
+    engine.init_weights_update_group(
+        master_address, master_port, 1, 1 + engine_tp, join=joined.join, abort=joined.abort, backend=backend
+    )
+    group = joined.group()
+    _GROUPS[id(engine)] = (engine.group_name, group)
+    cast = tensor_broadcaster(group, "cuda" if backend == "nccl" else "cpu")
+    engine.broadcast, engine.abort_group = cast, cast.abort
+    return group
+
+
+class PendingJoin:
+    """This process's join of one update group (``join`` blocks, so it runs in a thread), which a failed
+    ``/init_weights_update_group`` may abandon half-way (``abort``): a group made after it was abandoned is given up
+    at once, and ``group()`` refuses."""
+
+    def __init__(self, master_address: str, master_port: int, world_size: int, name: str, backend: str):
+        self.args, self.backend = (master_address, master_port, world_size, name), backend
+        self._lock, self._group, self._abandoned = threading.Lock(), None, False
+
+    def join(self) -> None:
+        """:func:`join_update_group`; blocks until every member joined."""
+        group = join_update_group(*self.args, backend=self.backend)
+        with self._lock:
+            self._group = group
+            if self._abandoned:
+                abort_update_group(group)
+
+    def abort(self) -> None:
+        """Abandon the join; a group already made is given up (:func:`abort_update_group`)."""
+        with self._lock:
+            self._abandoned = True
+            if self._group is not None:
+                abort_update_group(self._group)
+
+    def group(self) -> dist.ProcessGroup:
+        """The joined group (raises if the join did not complete or was abandoned)."""
+        if self._group is None or self._abandoned:
+            raise RuntimeError(f"the update group {self.args[3]} was not joined")
+        return self._group
 
 
 def leave_update_group(engine: Any) -> None:
     """Destroy this process's member of ``engine``'s current update group, if it has one."""
-    if (old := _GROUPS.pop(id(engine), None)) is not None:
+    if (old := _GROUPS.pop(id(engine), None)) is not None and old[1] in c10d._world.pg_map:  # not aborted already
         dist.destroy_process_group(old[1])
