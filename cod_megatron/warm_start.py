@@ -89,7 +89,7 @@ that defines ``samples``, so that changed code trains a new warm start instead o
 def source_digest(paths: list[Path]) -> str:
     """sha256 over the bytes of ``paths`` (in order, each with its name): the code part of the cache key.
 
-    Coarse on purpose: a comment edit in one of these files also retrains the warm start (a minute on CPU); a
+    Coarse on purpose: a comment edit in one of these files also retrains the warm start (minutes on CPU); a
     hand-bumped version number would be forgotten, and a stale warm start silently changes every result after it.
     """
     h = hashlib.sha256()
