@@ -6,14 +6,17 @@ that each pay only once the other exists. The warm start teaches reading only; w
 
 It is plain maximum likelihood on the answer token, run through the RL path itself: every sample is an
 :class:`~cod_megatron.cod.episode.Episode` with advantage 1, trained on-policy (``old = sg(logp)``, ratio 1, inside
-any clip), whose loss gradient is exactly ``-mean_t grad log p``. It runs in its own :class:`PolicyTrainer`, so the
-RL run starts from the saved weights with a fresh optimizer whether or not the cache was hit.
+any clip), whose loss gradient is exactly ``-mean_t grad log p``. It runs in its own :class:`PolicyTrainer` with its
+own settings (:func:`warm_start_config`: a constant ``env.warm_start_lr``, never the RL run's schedule), so the RL
+run starts from the saved weights with a fresh optimizer whether or not the cache was hit.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -24,7 +27,7 @@ from cod_envs import registry
 from cod_envs.hooks import WarmStart
 from cod_megatron.cod.episode import Episode
 from cod_megatron.cod.tokenization import WordRenderer
-from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.config import AlgorithmConfig, OptimizerConfig, ParallelLayout, RunConfig
 from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
 
@@ -39,22 +42,92 @@ def warm_start_hook(cfg: RunConfig) -> WarmStart:
     return domain.warm_start
 
 
-def cache_dir(cfg: RunConfig) -> Path:
-    """Where the warm start of this model shape, schedule and seed is kept: ``<run dir>/../cache/warm_start/<hash>``."""
-    e = cfg.env
-    key = json.dumps(
-        {
-            "model": cfg.model.__dict__,
-            "steps": e.warm_start_steps,
-            "lr": e.warm_start_lr,
-            "batch": e.warm_start_batch,
-            "seed": cfg.run.seed,
-            "options": warm_start_hook(cfg).cache_key,
-            "version": 1,
-        },
-        sort_keys=True,
-        default=str,
+def warm_start_config(cfg: RunConfig) -> RunConfig:
+    """The warm start's own config: the run's model, seed and layout, and nothing of its RL training settings.
+
+    Optimizer: megatron AdamW at the defaults of :class:`OptimizerConfig` with a constant ``env.warm_start_lr`` (no
+    warmup, no decay, ``run.steps = env.warm_start_steps``): the RL run's ``optimizer.lr_decay_style``,
+    ``warmup_steps``, ``min_lr``, betas, weight decay and clip, and ``run.steps``, do not reach it. Only how the
+    step is executed comes from the run (``micro_batch_tokens``, the distributed optimizer, grad-reduce overlap,
+    recompute). Loss: :class:`AlgorithmConfig`'s defaults (no KL, no entropy bonus), at temperature 1 (the model's
+    own distribution, not the sampling one).
+    """
+    o = cfg.optimizer
+    wcfg = copy.deepcopy(cfg)
+    wcfg.run.steps = cfg.env.warm_start_steps
+    wcfg.optimizer = OptimizerConfig(
+        lr=cfg.env.warm_start_lr,
+        warmup_steps=0,
+        lr_decay_style="constant",
+        micro_batch_tokens=o.micro_batch_tokens,
+        use_distributed_optimizer=o.use_distributed_optimizer,
+        overlap_grad_reduce=o.overlap_grad_reduce,
+        recompute=o.recompute,
     )
+    wcfg.algorithm = AlgorithmConfig(kl_coef=0.0, entropy_coef=0.0)
+    wcfg.rollout.temperature = 1.0
+    return wcfg
+
+
+TRAINING_SOURCES = (
+    "warm_start.py",
+    "policy/trainer.py",
+    "policy/loss.py",
+    "policy/pg_head.py",
+    "policy/logprobs.py",
+    "policy/model.py",
+    "cod/losses.py",
+    "data/episodes.py",
+    "data/denominators.py",
+)
+"""The library files (under ``cod_megatron/``) that define the warm start's training math: this file (samples ->
+episodes -> steps), the trainer (optimizer, scheduler, forward/backward), the loss path and the head, the model
+build, and the packing and denominators. Hashed into the cache key (:func:`source_digest`), with the domain's module
+that defines ``samples``, so that changed code trains a new warm start instead of reusing one it did not produce."""
+
+
+def source_digest(paths: list[Path]) -> str:
+    """sha256 over the bytes of ``paths`` (in order, each with its name): the code part of the cache key.
+
+    Coarse on purpose: a comment edit in one of these files also retrains the warm start (minutes on CPU); a
+    hand-bumped version number would be forgotten, and a stale warm start silently changes every result after it.
+    """
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def cache_key(cfg: RunConfig) -> dict:
+    """Everything that determines the warm start's weights, as plain values.
+
+    The model, the warm start's own optimizer, loss and temperature (:func:`warm_start_config`), its steps, batch
+    and seed, the domain and its hook's ``cache_key``, the device and the trainer layout (they change the float
+    summation order), and :func:`source_digest` of :data:`TRAINING_SOURCES` plus the domain's ``samples`` module.
+    """
+    wcfg, hook = warm_start_config(cfg), warm_start_hook(cfg)
+    p = cfg.parallel
+    here = Path(__file__).resolve().parent
+    sources = [here / s for s in TRAINING_SOURCES] + [Path(inspect.getfile(hook.samples))]
+    return {
+        "model": dataclasses.asdict(cfg.model),
+        "optimizer": dataclasses.asdict(wcfg.optimizer),
+        "algorithm": dataclasses.asdict(wcfg.algorithm),
+        "temperature": wcfg.rollout.temperature,
+        "steps": cfg.env.warm_start_steps,
+        "batch": cfg.env.warm_start_batch,
+        "seed": cfg.run.seed,
+        "domain": cfg.env.train_domains[0],
+        "options": hook.cache_key,
+        "device": cfg.run.device,
+        "layout": [p.tp, p.pp, p.vpp, p.cp, p.ep, p.dp, p.sequence_parallel],
+        "code": source_digest(sources),
+    }
+
+
+def cache_dir(cfg: RunConfig) -> Path:
+    """Where this warm start is kept: ``<run dir>/../cache/warm_start/<hash of cache_key(cfg)>``."""
+    key = json.dumps(cache_key(cfg), sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(cfg.run.output_dir).parent / "cache" / "warm_start" / digest
 
@@ -91,11 +164,7 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
     if broadcast_from_rank0(hit) if many else hit:  # every rank takes the same branch: training is collective
         log.info("warm start: cached %s", out)
         return out
-    wcfg = copy.deepcopy(cfg)
-    wcfg.optimizer.lr = cfg.env.warm_start_lr
-    wcfg.algorithm.kl_coef = wcfg.algorithm.entropy_coef = 0.0
-    wcfg.rollout.temperature = 1.0  # supervised: the model's own distribution, not the sampling one
-    trainer = PolicyTrainer(wcfg, layout)
+    trainer = PolicyTrainer(warm_start_config(cfg), layout)
     t0, metrics = time.perf_counter(), {}
     for step in range(cfg.env.warm_start_steps):
         pairs = hook.samples(cfg.env.warm_start_batch, cfg.run.seed * 100_003 + step)

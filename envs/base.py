@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from cod_envs.utf8 import valid_utf8
+
 logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
@@ -63,6 +65,11 @@ class StepResult:
     turns_used: int
     format_error: bool = False
     """The action could not be parsed (the episode ends with the domain's defined reward)."""
+
+    def __post_init__(self) -> None:
+        # Observation and feedback echo model text in several domains; they become prompts, so they must encode.
+        object.__setattr__(self, "observation", valid_utf8(self.observation))
+        object.__setattr__(self, "feedback", valid_utf8(self.feedback))
 
 
 def extract_answer(text: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cod_envs.base import Message
+from cod_envs.utf8 import valid_utf8
 
 SYSTEM_PROMPT_CUTS = ("\n\n## Hints", "\n\n## Response length limit")
 """The solve system prompt is cut at the first of these: the trajectory shows it without hint and length sections."""
@@ -38,6 +39,6 @@ def trajectory_blocks(messages: list[Message], observation: Callable[[str], str]
         elif role == "assistant" and steps:
             steps[-1] = (steps[-1][0], content)
     for k, (observation, action) in enumerate(steps, start=1):
-        shown = action if action is not None else "(no action)"
+        shown = valid_utf8(action) if action is not None else "(no action)"  # the model's text, as it wrote it
         blocks.append(f"Step {k}:\nObservation: {observation}\nAction: {shown}")
     return blocks

@@ -8,8 +8,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_cli(out: Path, *overrides: str, timeout: int = 600, recipe: str = "debug_cpu") -> list[dict]:
-    """``python -m cod_megatron.train --recipe RECIPE run.output_dir=OUT ...``; the metrics.jsonl rows."""
+def train_cli(
+    out: Path, *overrides: str, timeout: int = 600, recipe: str = "debug_cpu", log: Path | None = None
+) -> list[dict]:
+    """``python -m cod_megatron.train --recipe RECIPE run.output_dir=OUT ...``; the metrics.jsonl rows (its stdout
+    and stderr written to ``log`` if given)."""
     r = subprocess.run(
         [sys.executable, "-m", "cod_megatron.train", "--recipe", recipe, f"run.output_dir={out}", *overrides],
         capture_output=True,
@@ -17,6 +20,8 @@ def train_cli(out: Path, *overrides: str, timeout: int = 600, recipe: str = "deb
         cwd=ROOT,
         timeout=timeout,
     )
+    if log is not None:
+        log.write_text(r.stdout + r.stderr)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 

@@ -43,7 +43,13 @@ def test_sigterm_checkpoints_the_finished_step_exits_0_and_resumes_with_the_same
     assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
 
     # a requeued job: the same command line with checkpoint.load=auto, one more step; vs a run never stopped
-    resumed = train_cli(out, *SMALL, "checkpoint.load=auto", f"run.steps={stopped_at + 1}")[-1]
+    log = tmp_path / "resumed.log"
+    rows = train_cli(out, *SMALL, "checkpoint.load=auto", f"run.steps={stopped_at + 1}", log=log)
+    # metrics.jsonl is appended to: the stopped run's steps, then exactly step N + 1 (a resume that ignored the
+    # checkpoint would replay 1 .. N + 1 and still end on the same last row as the straight run)
+    assert [r["step"] for r in rows] == list(range(1, stopped_at + 2)), [r["step"] for r in rows]
+    assert f"resumed from {ckpt} (step {stopped_at})" in log.read_text(), log.read_text()[-3000:]
+    resumed = rows[-1]
     straight = train_cli(tmp_path / "straight", *SMALL, f"run.steps={stopped_at + 1}")[-1]
     assert resumed["step"] == straight["step"] == stopped_at + 1
     for key in ("train/loss", "train/grad_norm", "rollout/reward_pos_0"):

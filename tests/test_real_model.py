@@ -41,6 +41,16 @@ def _assert_gate(trainer, batch) -> int:
     return n
 
 
+def _weights(trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in trainer.model for p in m.parameters()]
+
+
+def _load_weights(trainer, weights: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, w in zip([p for m in trainer.model for p in m.parameters()], weights, strict=True):
+            p.copy_(w)
+
+
 @pytest.mark.slow
 def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
@@ -68,6 +78,7 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
         assert "## Hints that might help" in text and "<|im_start|>assistant\n" in text
         batch = build_step_batch(result.lifecycles, cfg.algorithm, budget=cfg.optimizer.micro_batch_tokens, dp=1)
         assert _assert_gate(trainer, batch) == sum(e.num_generated for lc in result.lifecycles for e in lc.episodes)
+        old_weights = _weights(trainer)
         metrics = trainer.train_step(batch.ranks[0], batch.denominators)
         assert metrics["old_kl"] == 0.0 and metrics["ratio"] == 1.0 and metrics["update_ok"] == 1.0
         assert 0 < metrics["mismatch_abs_logp_diff"] < 1e-5 and metrics["grad_norm"] > 0
@@ -84,6 +95,13 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
         assert len(result.lifecycles) == 2 and result.failed == 0
         batch = build_step_batch(result.lifecycles, cfg.algorithm, budget=cfg.optimizer.micro_batch_tokens, dp=1)
         assert _assert_gate(trainer, batch) > 0
+        # ... and it tells old weights from new: the step-0 weights fail it on the same rollouts (an engine left on
+        # the old weights, or a trainer that did not step, would not pass above)
+        new_weights = _weights(trainer)
+        _load_weights(trainer, old_weights)
+        with pytest.raises(AssertionError, match="not close"):
+            _assert_gate(trainer, batch)
+        _load_weights(trainer, new_weights)
         metrics = trainer.train_step(batch.ranks[0], batch.denominators)
         assert metrics["update_ok"] == 1.0 and torch.isfinite(torch.tensor(metrics["loss"]))
     finally:

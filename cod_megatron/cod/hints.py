@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cod_envs.trajectory import trajectory_blocks
+from cod_envs.utf8 import valid_utf8
 
 PromptVariant = Literal["v1", "v2"]
 """v1: paper text (8B runs); v2: research/cod_v2 text (27B runs). Spec 2.6 asks for both, selectable."""
@@ -132,6 +133,7 @@ def extract_hint_text(response: str) -> str | None:
 
     Each delimiter must occur exactly once with the start first; an empty or whitespace-only block fails too. A
     response cut before the end delimiter therefore fails, and so does one that quotes a delimiter while reasoning.
+    Lone surrogates in the text become U+FFFD (``cod_envs.utf8``).
     """
     if response.count(HINT_START) != 1 or response.count(HINT_END) != 1:
         return None
@@ -139,7 +141,7 @@ def extract_hint_text(response: str) -> str | None:
     if start > end:
         return None
     text = response[start + len(HINT_START) : end].strip()
-    return text or None
+    return valid_utf8(text) or None  # the hint becomes the next solve prompt: lone surrogates could not encode
 
 
 @dataclass(frozen=True)

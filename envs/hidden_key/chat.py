@@ -23,6 +23,7 @@ from cod_envs.base import MAX_ACTION_CHARS, Environment, Message, PackState, Ste
 from cod_envs.hidden_key.env import HiddenKeyOptions, draw_distractors, draw_key
 from cod_envs.lazy_rows import lazy_make_rows
 from cod_envs.scripted import HINT_SECTION, policy_table, system_prompt_of
+from cod_envs.utf8 import valid_utf8
 
 COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "black", "white")
 """Key ``k{i}`` of the word-level game is ``COLORS[i]`` here (each one token in SmolLM2's vocabulary)."""
@@ -110,12 +111,13 @@ class HiddenKeyChat(Environment):
     def raw_update_prompt(self, previous_hint: str, response: str, reward: float, feedback: str) -> list[Message]:
         """The domain's own update exchange: the note so far, the answer, the result; asks for a new note."""
         answer = " ".join(response[:HINT_MAX_CHARS].split()) or "(nothing)"
-        user = UPDATE_USER.format(note=previous_hint or NO_NOTE, answer=answer, result=feedback)
+        user = valid_utf8(UPDATE_USER.format(note=previous_hint or NO_NOTE, answer=answer, result=feedback))
         return [{"role": "system", "content": UPDATE_SYSTEM}, {"role": "user", "content": user}]
 
     def parse_bare_hint(self, response: str) -> str | None:
-        """The whole update response, whitespace folded and cut to HINT_MAX_CHARS; None when it is empty."""
-        note = " ".join(response[: 4 * HINT_MAX_CHARS].split())[:HINT_MAX_CHARS]
+        """The whole update response, whitespace folded, cut to HINT_MAX_CHARS and made valid UTF-8 (it becomes the
+        next solve prompt's hint); None when it is empty."""
+        note = valid_utf8(" ".join(response[: 4 * HINT_MAX_CHARS].split())[:HINT_MAX_CHARS])
         return note or None
 
     def max_response_tokens(self, kind: Literal["solve", "update"]) -> int:

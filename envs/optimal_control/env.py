@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from cod_envs.base import MAX_ACTION_CHARS, Environment, Message, PackState, StepResult, TaskContext, extract_answer
 from cod_envs.optimal_control.expr import Expression, ExpressionError, parse_answer_xml, parse_expression
+from cod_envs.utf8 import valid_utf8
 
 A_RANGE = (0.55, 1.20)
 B_RANGE = (0.35, 1.5)
@@ -309,5 +310,6 @@ class OptimalControl(Environment):
             submitted = f"Submitted action expression:\n{self.expression.xml()}"
         else:
             raw = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), self.raw_response)
-            submitted = f"Raw agent response; no valid action expression was extracted:\n{raw[:MAX_ACTION_CHARS]}"
+            raw = valid_utf8(raw[:MAX_ACTION_CHARS])  # the model's text: it becomes the update prompt
+            submitted = f"Raw agent response; no valid action expression was extracted:\n{raw}"
         return f"System:\n{system}\n\nTask:\n{task}\n\n{submitted}"

@@ -134,10 +134,19 @@ def test_every_field_has_a_known_type():
             else:
                 yield f"{prefix}{f.name}", v
 
+    def read(obj, name):
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
     cfg = cod_recipes.get("debug_cpu")
-    for name, value in walk(cfg, ""):
+    for name, value in list(walk(cfg, "")):
         text = json.dumps(value) if isinstance(value, (dict, list)) else ("none" if value is None else str(value))
         apply_overrides(cfg, [f"{name}={text}"])
+        # the printed value parses back to itself: same value, same type (a parser that accepted the text but
+        # turned "False" into True or 1e-3 into 0 would otherwise pass)
+        back = read(cfg, name)
+        assert back == value and type(back) is type(value), (name, text, value, back)
     finalize(cfg)
 
 

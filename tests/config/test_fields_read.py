@@ -1,10 +1,13 @@
 """No config field left unread: every leaf of the config tree is read by code outside ``cod_megatron/config``.
 
 A field that validation checks but nothing reads is a promise the run does not keep (``algorithm.hint_penalty`` and
-``algorithm.step_penalty_coef`` were such fields: validated, never applied). A field counts as read when its name
-is loaded as an attribute (``x.hint_penalty``) or through ``getattr(x, "hint_penalty")`` in the library, the
-recipes, the kernels or the scripts, or appears as ``.name`` in the sbatch template. Name-level matching is coarse
-(a common name such as ``seed`` is read by many things), but a field nobody reads at all cannot hide.
+``algorithm.step_penalty_coef`` were such fields: validated, never applied). A field ``<section>.<field>`` counts as
+read when code in the library, the recipes, the kernels or the scripts loads ``<field>`` from something that is that
+section: a chain ``x.<section>.<field>`` (``cfg.rollout.temperature``, ``self.cfg.optimizer.lr``), a name bound to
+one (``o = cfg.optimizer`` then ``o.lr``; a parameter annotated ``algo: AlgorithmConfig`` then ``algo.loss_agg``),
+or ``getattr(<that>, "<field>")``; or when the sbatch template names ``<section>.<field>``. The field's last name
+alone is not enough: ``run.name`` and ``optimizer.name``, ``rollout.temperature`` and ``eval.temperature`` would
+hide each other.
 """
 
 import ast
@@ -21,7 +24,17 @@ READ_INSIDE_CONFIG = {
     # ParallelLayout (config/layout.py) reads it and hands it to megatron-core's initialize_model_parallel as
     # expert_model_parallel_size (ParallelLayout.megatron_kwargs); nothing else needs it.
     "parallel.ep": "ParallelLayout -> expert_model_parallel_size",
+    # ModelConfig.head_dim (config/model.py) resolves it; policy/model.py passes model.head_dim as kv_channels.
+    "model.kv_channels": "ModelConfig.head_dim -> transformer_config(kv_channels=...)",
 }
+
+KNOWN_UNREAD = {
+    # Found when the scan became section-qualified (issue 28): only LengthBudget's namesake field was read. The
+    # rollout never caps a prompt at rollout.max_prompt_tokens; validation only checks it against max_model_len.
+    # Wire it (or drop the field) and delete this entry: the test fails once the field is read.
+    "rollout.max_prompt_tokens": "validated against rollout.max_model_len, never applied to a prompt",
+}
+"""Fields nothing reads yet, each a known gap with its reason; the test holds this list exact."""
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[str]:
@@ -36,20 +49,68 @@ def leaf_fields(cls: type, prefix: str = "") -> list[str]:
     return out
 
 
+SECTION_OF_CLASS = {f.default_factory.__name__: f.name for f in dataclasses.fields(RunConfig)} | {
+    "ParallelLayout": "parallel"
+}
+"""``RolloutConfig`` -> ``rollout``: a parameter annotated with a section's class is that section. The validated
+``ParallelLayout`` carries ``parallel``'s fields to the rest of the library under the same names."""
+SECTIONS = set(SECTION_OF_CLASS.values())
+SECTION_OF_ATTRIBUTE = {s: s for s in SECTIONS} | {"layout": "parallel"}
+"""``x.<attribute>.<field>`` reads ``<section>.<field>``: the sections by name, and ``x.layout`` (a ParallelLayout)."""
+
+
+def _annotated_section(annotation: ast.expr | None) -> str | None:
+    """The section a parameter annotation names (``AlgorithmConfig``, ``"AlgorithmConfig"``, ``config.ModelConfig``,
+    ``ModelConfig | None``), else None."""
+    if annotation is None:
+        return None
+    text = ast.unparse(annotation).strip("'\"")
+    names = [part.strip().rsplit(".", 1)[-1] for part in text.split("|")]
+    return next((SECTION_OF_CLASS[n] for n in names if n in SECTION_OF_CLASS), None)
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Names bound to a section anywhere in the module: ``o = cfg.optimizer``, ``e, o = cfg.env, cfg.optimizer``,
+    parameters annotated with a section class. Per module, not per scope: coarse, but only ever towards 'read'."""
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and (section := _annotated_section(node.annotation)):
+            out[node.arg] = section
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                pairs = [(target, node.value)]
+                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                    pairs = list(zip(target.elts, node.value.elts, strict=False))
+                for t, v in pairs:
+                    if isinstance(t, ast.Name) and isinstance(v, ast.Attribute) and v.attr in SECTION_OF_ATTRIBUTE:
+                        out[t.id] = SECTION_OF_ATTRIBUTE[v.attr]
+    return out
+
+
+def _section_of(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Attribute) and node.attr in SECTION_OF_ATTRIBUTE:
+        return SECTION_OF_ATTRIBUTE[node.attr]
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id)
+    return None
+
+
 def names_read(tree: ast.AST) -> set[str]:
-    """Attribute names loaded in ``tree``, plus literal ``getattr(obj, "name")`` reads."""
-    found = set()
+    """``section.field`` for each field loaded from a section in ``tree`` (attribute or literal ``getattr``)."""
+    aliases, found = _aliases(tree), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-            found.add(node.attr)
+            if section := _section_of(node.value, aliases):
+                found.add(f"{section}.{node.attr}")
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
             and node.func.id == "getattr"
             and len(node.args) >= 2
             and isinstance(node.args[1], ast.Constant)
+            and (section := _section_of(node.args[0], aliases))
         ):
-            found.add(node.args[1].value)
+            found.add(f"{section}.{node.args[1].value}")
     return found
 
 
@@ -61,23 +122,34 @@ def reads_outside_config() -> set[str]:
                 continue
             found |= names_read(ast.parse(path.read_text(), str(path)))
     for template in (ROOT / "slurm").rglob("*.j2"):
-        found |= set(re.findall(r"\.(\w+)", template.read_text()))
+        found |= {f"{a}.{b}" for a, b in re.findall(r"\b(\w+)\.(\w+)", template.read_text()) if a in SECTIONS}
     return found
 
 
 def test_every_config_field_is_read_outside_config():
     read = reads_outside_config()
-    unread = [f for f in leaf_fields(RunConfig) if f.rsplit(".", 1)[-1] not in read and f not in READ_INSIDE_CONFIG]
-    assert not unread, f"config fields validated but never read: {unread}"
+    unread = [f for f in leaf_fields(RunConfig) if f not in read and f not in READ_INSIDE_CONFIG]
+    assert set(unread) == set(KNOWN_UNREAD), (
+        f"config fields validated but never read: {sorted(set(unread) - set(KNOWN_UNREAD))}; "
+        f"known gaps now read (delete them from KNOWN_UNREAD): {sorted(set(KNOWN_UNREAD) - set(unread))}"
+    )
 
 
 def test_the_scan_sees_a_field_read_only_by_validation_as_unread(tmp_path):
     # the check can fail: a section whose field only its own check() reads is reported
     src = "class S:\n    def check(self):\n        return self.only_checked\n"
-    assert "only_checked" in names_read(ast.parse(src))
+    assert not any(r.endswith(".only_checked") for r in names_read(ast.parse(src)))
     library = "def f(cfg):\n    cfg.algorithm.only_set = 1\n    return cfg.algorithm.other\n"
-    assert "only_set" not in names_read(ast.parse(library)) and "other" in names_read(ast.parse(library))
+    assert names_read(ast.parse(library)) == {"algorithm.other"}
+
+
+def test_a_field_of_one_section_does_not_count_for_a_namesake_in_another():
+    # run.name / optimizer.name, rollout.temperature / eval.temperature share their last name part
+    library = "def f(cfg, o):\n    o = cfg.optimizer\n    return cfg.eval.temperature, o.name\n"
+    assert names_read(ast.parse(library)) == {"eval.temperature", "optimizer.name"}
+    annotated = "def g(algo: AlgorithmConfig, m: 'ModelConfig | None'):\n    return getattr(algo, 'gamma'), m.arch\n"
+    assert names_read(ast.parse(annotated)) == {"algorithm.gamma", "model.arch"}
 
 
 def test_the_allow_list_names_real_fields():
-    assert set(READ_INSIDE_CONFIG) <= set(leaf_fields(RunConfig))
+    assert set(READ_INSIDE_CONFIG) | set(KNOWN_UNREAD) <= set(leaf_fields(RunConfig))

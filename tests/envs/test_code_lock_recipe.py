@@ -1,4 +1,5 @@
-"""debug_cpu_code_lock: the recipe validates, and two real steps of the CoD loop run on CodeLock end to end."""
+"""debug_cpu_code_lock: the recipe validates and plays a CodeLock pack through its own renderer, and two real steps
+of the CoD loop run on CodeLock end to end."""
 
 import json
 import math
@@ -6,7 +7,12 @@ import math
 import pytest
 
 import cod_recipes
+from cod_envs import registry
+from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.config import finalize
+from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
+from cod_megatron.rollout.lifecycle import run_token_lifecycle
+from cod_megatron.rollout.renderers import run_renderer
 from tests.cli import train_cli
 
 
@@ -16,6 +22,20 @@ def test_recipe_validates_and_plays_code_lock():
     assert cfg.env.train_domains == ["code_lock"] and cfg.rollout.pack_size == 4 and cfg.eval.pack_sizes == [4, 8]
     assert cfg.env.warm_start_steps > 0 and cfg.algorithm.credit == "reward_to_go"
     assert cfg.optimizer.lr == 5e-4  # half debug_cpu's: docs/credit_domain.md, "A lower learning rate"
+
+    # plays a CodeLock pack at token level as the loop does: the recipe's renderer, pack size, caps and vocabulary
+    domain, renderer = registry.load("code_lock"), run_renderer(cfg)
+    rows = domain.make_rows(cfg.rollout.pack_size, 0, "train", cfg.env.setting)
+    tasks = tuple(Task(taskset_id="code_lock", row=i, data=r) for i, r in enumerate(rows))
+    pack = Pack(pack_id=0, seed=11, tasks=tasks)
+    engine = TextPolicyEngine(domain.policies["oracle"](3), renderer.encode, renderer.end_of_turn_id)
+    params = SamplingParams(max_new_tokens=cfg.rollout.max_response_tokens, seed=0)
+    lc, _ = run_token_lifecycle(domain.env, pack, 0, engine=engine, renderer=renderer, params=params)
+    assert len(lc.solves()) == cfg.rollout.pack_size and len(lc.updates()) == cfg.rollout.pack_size - 1
+    assert sum(lc.solve_rewards()) > 0  # the oracle earns reward: the answers parse in the recipe's vocabulary
+    for episode in lc.episodes:
+        assert max(episode.token_ids) < cfg.model.vocab_size, episode.kind  # every word is a token of the model
+        assert len(episode.token_ids) <= cfg.rollout.max_model_len
 
 
 @pytest.mark.slow

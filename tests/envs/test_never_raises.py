@@ -5,7 +5,9 @@ fixed adversarial corpus: huge numerals (bare, in ``<answer>`` and inside the do
 nesting, NUL bytes, lone surrogates, a megabyte of text, code injection and shell metacharacters; multi-turn
 domains are stepped until done (and once past it). Every call must return a ``StepResult`` with a finite reward
 and string feedback/observation in bounded time, and nothing may be executed on the host. The hint parsers
-(``update_hint`` and every environment's ``parse_bare_hint``) are held to the same standard.
+(``update_hint`` and every environment's ``parse_bare_hint``) are held to the same standard. Every text a domain
+returns (observations, feedback, update prompts, hints) must encode as UTF-8: a lone surrogate the model wrote and
+the domain echoed would make the next prompt fail to encode on the text path.
 """
 
 from __future__ import annotations
@@ -206,6 +208,14 @@ def unguarded(method):
     return getattr(method, "__wrapped__", method)
 
 
+def assert_utf8(text: str, what: str) -> None:
+    """``text`` encodes as UTF-8 (a lone UTF-16 surrogate does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        pytest.fail(f"{what} is not valid UTF-8 ({exc.reason} at {exc.start}): {text[:200]!r}")
+
+
 def timed_step(env: Environment, action: str) -> StepResult:
     t0 = time.perf_counter()
     result = unguarded(type(env).step)(env, action)
@@ -214,6 +224,8 @@ def timed_step(env: Environment, action: str) -> StepResult:
     assert isinstance(result, StepResult)
     assert isinstance(result.reward, float | int) and math.isfinite(result.reward)
     assert isinstance(result.feedback, str) and isinstance(result.observation, str)
+    assert_utf8(result.feedback, f"{env.name} feedback")
+    assert_utf8(result.observation, f"{env.name} observation")
     assert isinstance(result.done, bool) and isinstance(result.turns_used, int)
     return result
 
@@ -231,10 +243,14 @@ def run_episode(env: Environment, actions: list[str], max_steps: int | None = No
     timed_step(env, actions[0])
     feedback = unguarded(type(env).final_feedback)(env)
     assert isinstance(feedback, str)
+    assert_utf8(feedback, f"{env.name} final feedback")
     trajectory = env.update_trajectory(messages[:-1])
     assert trajectory is None or isinstance(trajectory, str)
+    assert_utf8(trajectory or "", f"{env.name} update trajectory")
     update = env.raw_update_prompt("Hints: null", messages[-2]["content"], result.reward, feedback)
     assert update is None or isinstance(update, str) or all(isinstance(m["content"], str) for m in update)
+    for text in [update] if isinstance(update, str) else [m["content"] for m in update or []]:
+        assert_utf8(text, f"{env.name} update prompt")
     assert_pwned_absent()
 
 
@@ -378,6 +394,7 @@ def test_update_hint_never_raises(previous, response):
         out = update_hint(previous, response, on_failure)
         assert time.perf_counter() - t0 < MAX_SECONDS_PER_CALL
         assert isinstance(out, HintUpdate) and isinstance(out.hint, str) and isinstance(out.parsed, bool)
+        assert_utf8(out.hint, "update_hint's hint")
         if not out.parsed and on_failure == "keep":
             assert out.hint == previous
 
@@ -400,12 +417,14 @@ def test_parse_bare_hint_never_raises(name):
             hint = unguarded(type(env).parse_bare_hint)(env, text)
             assert time.perf_counter() - t0 < MAX_SECONDS_PER_CALL
             assert hint is None or isinstance(hint, str)
+            assert_utf8(hint or "", f"{name} hint")
 
     @settings(max_examples=60, deadline=None, database=None)
     @given(text=HINT_TEXT)
     def check(text):
         hint = unguarded(type(env).parse_bare_hint)(env, text)
         assert hint is None or isinstance(hint, str)
+        assert_utf8(hint or "", f"{name} hint")
 
     check()
 

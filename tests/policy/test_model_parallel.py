@@ -45,11 +45,27 @@ def _worker(rank: int, world: int, names: str, workdir: str):
         destroy_distributed()
 
 
+def _count_pg_head_calls() -> list[int]:
+    """Wrap the fused head op the trainer's pg_head path calls (in this spawned worker only); returns its counter."""
+    from cod_megatron.policy import pg_head
+
+    calls, op = [0], pg_head.linear_pg_head
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return op(*args, **kwargs)
+
+    pg_head.linear_pg_head = counted
+    return calls
+
+
 def _measure(rank: int, world: int, name: str, workdir: str) -> dict:
     from cod_megatron.config import finalize
     from cod_megatron.data import concat_packed
     from cod_megatron.data.denominators import step_denominators
     from cod_megatron.policy.trainer import PolicyTrainer
+
+    calls = _count_pg_head_calls()
 
     cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])
     layout = finalize(cfg)
@@ -66,6 +82,7 @@ def _measure(rank: int, world: int, name: str, workdir: str) -> dict:
             m.zero_grad_buffer()
         out["loss"] = trainer._run(data, forward_only=False)["loss"]
         out["grads"] = local_grads(trainer)
+        out["pg_head_calls"] = calls[0]  # the fused head ran (pg_head layouts) or did not (the others)
     if name == "ref":  # the same segments split into 1 and 2 micro-batches instead of 4
         for split in ([concat_packed(data)], [concat_packed(data[:2]), concat_packed(data[2:])]):
             for m in trainer.model:
@@ -102,9 +119,17 @@ def _assert_grads_equal(full: dict, ref: dict):
         torch.testing.assert_close(full[name], g, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
 
 
+def _assert_head_ran(layout: str, ranks: list[dict]):
+    """The pg_head layouts trained through the fused head, the others never: an equal loss from a pg_head layout
+    that fell back to the logits path would prove nothing about the head."""
+    for r in ranks:
+        assert (r["pg_head_calls"] > 0) == layout.endswith("_pg_head"), (layout, r["pg_head_calls"])
+
+
 @pytest.mark.parametrize("layout", ["tp2", "tp2sp", "tp2sp_pg_head"])
 def test_tp2_loss_and_grads_equal_tp1(results, layout):
     ref, tp2 = results["ref"], results[layout]
+    _assert_head_ran(layout, tp2)
     for r in tp2:
         assert r["loss"] == pytest.approx(ref["loss"], rel=1e-5)
     _assert_grads_equal(assemble_tp([r["grads"] for r in tp2]), ref["grads"])
@@ -130,6 +155,7 @@ def test_loss_and_grads_do_not_depend_on_the_micro_batch_split(results):
 def test_cp2_loss_and_grads_equal_cp1(results, layout):
     # CP ranks hold the same weights; DDP sums their gradients over the DP x CP group
     ref, cp2 = results["ref"], results[layout]
+    _assert_head_ran(layout, cp2)
     for r in cp2:
         assert r["loss"] == pytest.approx(ref["loss"], rel=1e-5)
         _assert_grads_equal(r["grads"], ref["grads"])
