@@ -1,6 +1,6 @@
 """Training entry point: ``python -m cod_megatron.train --recipe NAME [overrides] [--dry-run]``.
 
-The CoD loop (spec 2-6): lifecycles on the engines -> credit and packing (``data.step_batch``) -> one Megatron step
+The CoD loop (cod.md 2-6): lifecycles on the engines -> credit and packing (``data.step_batch``) -> one Megatron step
 -> weight sync -> evaluation and checkpoints. Rank 0 owns engines and rollouts; every rank trains its DP share.
 """
 

@@ -1,5 +1,5 @@
 """A short supervised warm start of the base model, cached on disk, for a domain that offers one (the registry's
-``warm_start`` hook: HiddenKey's hint *following*, spec 9.8).
+``warm_start`` hook: HiddenKey's hint *following*, cod.md 9.8).
 
 From scratch, RL cannot get a tiny model to the CoD effect: reading the hint and writing it are two copy skills
 that each pay only once the other exists. The warm start teaches reading only; writing must come from RL.

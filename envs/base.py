@@ -1,4 +1,4 @@
-"""The environment contract shared by every CoD domain (spec 9.0). Plain values in and out.
+"""The environment contract shared by every CoD domain (cod.md 9.0). Plain values in and out.
 
 ``envs`` imports nothing from ``cod_megatron``: an environment is built from its data row, the pack seed, its task
 index, the pack size and a pack-state object that the *caller* owns (one per lifecycle), renders its prompts, takes
@@ -73,7 +73,7 @@ class StepResult:
 
 
 def extract_answer(text: str) -> str | None:
-    """The text between ``<answer>`` and ``</answer>``: each must occur exactly once, in that order (spec 2.5)."""
+    """The text between ``<answer>`` and ``</answer>``: each must occur exactly once, in that order (cod.md 2.5)."""
     text = text[:MAX_ACTION_CHARS]
     if text.count("<answer>") != 1 or text.count("</answer>") != 1:
         return None
@@ -165,11 +165,11 @@ class Environment(ABC):
 
     # ---- optional overrides (None = the CoD core's generic behaviour) -------------------------------------------
     def update_trajectory(self, messages: list[Message]) -> str | None:
-        """This domain's rendering of the solve trajectory inside the generic update prompt (spec 2.6)."""
+        """This domain's rendering of the solve trajectory inside the generic update prompt (cod.md 2.6)."""
         return None
 
     def raw_solve_prompt(self, hint: str) -> str | None:
-        """A plain-text solve prompt that bypasses chat messages (HiddenKey, spec 9.8); the hint is given as is."""
+        """A plain-text solve prompt that bypasses chat messages (HiddenKey, cod.md 9.8); the hint is given as is."""
         return None
 
     def raw_update_prompt(

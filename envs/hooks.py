@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class WarmStart:
-    """A supervised warm start the domain offers before RL (HiddenKey's hint *following*, spec 9.8)."""
+    """A supervised warm start the domain offers before RL (HiddenKey's hint *following*, cod.md 9.8)."""
 
     samples: Callable[[int, int], list[tuple[str, str]]]
     """``samples(n, seed)``: ``n`` (prompt text, answer text) pairs, the same for the same arguments."""

@@ -16,7 +16,7 @@ from cod_envs.hooks import WarmStart
 
 @dataclass(frozen=True)
 class Entry:
-    """Where a domain lives and its reward settings (spec 3.1 / 7.2)."""
+    """Where a domain lives and its reward settings (cod.md 3.1 / 7.2)."""
 
     package: str
     step_penalty_coef: float = 0.0

@@ -1,4 +1,4 @@
-"""The generic update-prompt trajectory (spec 2.6): one implementation for the core and the domains.
+"""The generic update-prompt trajectory (cod.md 2.6): one implementation for the core and the domains.
 
 The CoD core renders it (``cod_megatron.cod.hints.render_trajectory``, which adds its ICL-example filter) for every
 domain without an ``update_trajectory`` override; Grid Navigation appends its final state and PDE Discovery renders

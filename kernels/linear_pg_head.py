@@ -7,7 +7,7 @@ vocab shard starting at global id ``vocab_start``. Per row (``fused_linear_logpr
     logZ = m + log sum_v exp(z_v - m)      log p(y) = z_y - logZ      H = logZ - sum_v p_v z_v
     dz_v = g_logp (1[v=y] - p_v) - g_H p_v (log p_v + H)
 
-Why in the forward (stack.md section 11b): an RL loss is a sum of per-token terms, so dLoss/dlogp_t and
+Why in the forward (docs/linear_pg_head.md): an RL loss is a sum of per-token terms, so dLoss/dlogp_t and
 dLoss/dH_t depend only on token t's own log-prob and entropy (plus detached data: old/ref log-probs, advantages,
 the step's denominators). Once a chunk's (logp, H) are known the caller's ``grad_fn`` gives those two numbers and
 the chunk's logits are turned into dz and consumed at once: 6 Tm H Vl GEMM FLOPs (no recompute), all in

@@ -1,4 +1,4 @@
-"""The CoD hyper-parameters every recipe starts from (cod_spec.md section 7.2, 8B column)."""
+"""The CoD hyper-parameters every recipe starts from (docs/cod.md section 7.2, 8B column)."""
 
 from cod_megatron.config import RunConfig
 from cod_recipes.env_vars import COMMON_ENV

@@ -5,11 +5,11 @@ from cod_recipes.common import base_cod
 from cod_recipes.models import tiny_qwen3
 
 HIDDEN_KEY_VOCAB = 44
-"""HiddenKey's word vocabulary with K = 4 keys and D = 16 distractors (spec 9.8): one word, one token id."""
+"""HiddenKey's word vocabulary with K = 4 keys and D = 16 distractors (cod.md 9.8): one word, one token id."""
 
 
 def debug_cpu() -> RunConfig:
-    """The CoD effect on 2 CPU cores: a tiny megatron-core Qwen3-style GPT learns HiddenKey (spec 9.8) by RL.
+    """The CoD effect on 2 CPU cores: a tiny megatron-core Qwen3-style GPT learns HiddenKey (cod.md 9.8) by RL.
 
     One trainer process (TP = PP = DP = 1, gloo, float32) and one embedded transformers engine as a Ray actor,
     colocated. Packs of 4, G = 8, 8 packs per step; the spec's REC loss with adaptive RED and reward-to-go credit,

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-# Triton kernels must see TRITON_INTERPRET before their @triton.jit decorators run (cpu_stack.md section 5).
+# Triton kernels must see TRITON_INTERPRET before their @triton.jit decorators run (docs/cpu.md).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

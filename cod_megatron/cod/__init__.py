@@ -1,4 +1,4 @@
-"""CoD credit assignment: rewards, returns over a lifecycle, group baselines and adaptive RED (cod_spec.md 3-5).
+"""CoD credit assignment: rewards, returns over a lifecycle, group baselines and adaptive RED (docs/cod.md 3-5).
 
 Pure torch: tensors in, tensors out, no Megatron, no Ray, no process groups.
 """

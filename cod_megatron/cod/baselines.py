@@ -1,4 +1,4 @@
-"""Group-relative baselines: advantage = return - mean over the G rollouts of the same pack (cod_spec.md 4.3).
+"""Group-relative baselines: advantage = return - mean over the G rollouts of the same pack (docs/cod.md 4.3).
 
 Shape legend: L lifecycles, S tasks, P packs. A group is (pack id, episode kind, position j): every rollout
 contributes one return per group, however many turns its episode has, so a group's mean runs over the
@@ -44,7 +44,7 @@ def group_advantages(
     ``std_normalization``: ``none`` (CoD, 4.3); ``group`` divides by the group's unbiased std + ``STD_EPS``;
     ``batch`` divides by the unbiased std of every return in the batch (both kinds, all positions) + ``STD_EPS``.
     A pack with fewer than ``min_group_size`` rollouts raises: G = 1 has no baseline and would silently train on
-    nothing. Pass ``min_group_size=1`` to accept it (spec 4.3: G = 1 gives A = 0, e.g. after filtering).
+    nothing. Pass ``min_group_size=1`` to accept it (cod.md 4.3: G = 1 gives A = 0, e.g. after filtering).
     """
     if solve_returns.dim() != 2 or solve_returns.shape[1] < 1:
         raise ValueError(f"group_advantages: solve_returns must be [L, S], got {tuple(solve_returns.shape)}")

@@ -21,7 +21,7 @@ def branch_returns(
 ) -> torch.Tensor:
     """``R [L, B]`` of each branch's update episode from its format reward ``r_z [L, B]`` and ``r_x [L, B, K]``.
 
-    ``mean``: ``(r_z + sum_t r_x[t]) / (K + 1)``, the spec 4.2 update return cut at the horizon (equal to it when
+    ``mean``: ``(r_z + sum_t r_x[t]) / (K + 1)``, the cod.md 4.2 update return cut at the horizon (equal to it when
     K = S-1-j); ``discounted``: ``r_z + sum_t gamma^(t+1) r_x[t]`` (4.5 cut at the horizon).
     """
     if r_z.dim() != 2 or r_x.dim() != 3 or tuple(r_x.shape[:2]) != tuple(r_z.shape) or r_x.shape[2] < 1:

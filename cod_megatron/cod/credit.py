@@ -1,7 +1,7 @@
 """Credit assignment for a batch of lifecycles: rewards -> returns -> group baselines -> adaptive RED -> episodes.
 
 The glue between the data model and the pure tensor functions: it builds ``r_x [L, S]`` / ``r_z [L, S-1]`` from the
-lifecycles, keeps the ones without a judge-format error (dropped whole, spec section 3), and writes each
+lifecycles, keeps the ones without a judge-format error (dropped whole, cod.md 3), and writes each
 episode's advantage back. A pack left with a single rollout gets advantage 0 (counted), never an error. RED weighs
 every episode by the tokens it trains on. With ``update_branches`` B > 1 every update episode is credited against
 the mean of the B branches written from its own prompt instead (``branch_baselines``, docs/update_branches.md).
@@ -53,7 +53,7 @@ def assign_credit(lifecycles: list[Lifecycle], cfg: AlgorithmConfig) -> CreditRe
     pack_ids = torch.tensor([lc.pack.pack_id for lc in kept])
     branched = cfg.update_branches > 1
     norm = "none" if branched and cfg.std_normalization == "batch" else cfg.std_normalization
-    # a pack left with one rollout (judge errors, exhausted retries, or G = 1 by design) has A = 0 (spec 4.3)
+    # a pack left with one rollout (judge errors, exhausted retries, or G = 1 by design) has A = 0 (cod.md 4.3)
     adv_x, adv_z = group_advantages(ret_x, ret_z, pack_ids, std_normalization=norm, min_group_size=1)
     single = int((torch.unique(pack_ids, return_counts=True)[1] == 1).sum())
     by_branch: dict[int, float] = {}

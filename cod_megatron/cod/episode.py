@@ -67,7 +67,7 @@ class Episode:
     outcome: float | None = None
     """Solve episodes: the environment's raw outcome before the step penalty (``reward`` is r_x, after it)."""
     penalty: float = 0.0
-    """Solve episodes: the length/step penalty taken off a positive outcome (spec 3.1; logged apart, R4)."""
+    """Solve episodes: the length/step penalty taken off a positive outcome (cod.md 3.1; logged apart, R4)."""
     advantage: float | None = None
     """Set by credit assignment."""
     branch: int | None = None
@@ -91,7 +91,7 @@ class Episode:
         return sum(self.generated)
 
     def per_turn_sample_tokens(self) -> int:
-        """Tokens the same episode costs as one sample per model call (the reference's layout, spec 2.8).
+        """Tokens the same episode costs as one sample per model call (the reference's layout, cod.md 2.8).
 
         Each call's sample is the whole conversation so far plus that call's response, so the prefix is encoded
         again for every turn. Compare with ``len(token_ids)``: one segment holding every turn.
@@ -104,7 +104,7 @@ class Episode:
 
 
 def has_judge_error(episodes: Iterable[Any]) -> bool:
-    """A judge-format error in any episode drops the whole lifecycle from training and from means (spec 3.4)."""
+    """A judge-format error in any episode drops the whole lifecycle from training and from means (cod.md 3.4)."""
     return any(e.judge_error for e in episodes)
 
 

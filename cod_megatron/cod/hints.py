@@ -1,4 +1,4 @@
-"""The CoD hint: extraction, the keep-on-failure rule, and the solve/update prompt texts (cod_spec.md 2.4-2.6, R1).
+"""The CoD hint: extraction, the keep-on-failure rule, and the solve/update prompt texts (docs/cod.md 2.4-2.6, R1).
 
 All prompt texts live in this module, verbatim from the spec (the reference's ``CoDPrompts`` and
 ``_augment_system_prompt``), so a wording change is one diff here and the tests compare against the spec's strings.
@@ -16,7 +16,7 @@ from cod_envs.trajectory import trajectory_blocks
 from cod_envs.utf8 import valid_utf8
 
 PromptVariant = Literal["v1", "v2"]
-"""v1: paper text (8B runs); v2: research/cod_v2 text (27B runs). Spec 2.6 asks for both, selectable."""
+"""v1: paper text (8B runs); v2: research/cod_v2 text (27B runs). cod.md 2.6 asks for both, selectable."""
 OnHintParseFailure = Literal["keep", "reset"]
 Message = Mapping[str, str]
 
@@ -97,7 +97,7 @@ _UPDATE_TAIL = """- Keep your updated hints concise if possible, containing the 
 - Make sure that your updated hints can be potentially helpful for other related tasks, rather than specific to the task in the provided trajectory.
 - Use standard Markdown format for your updated hints. Simpler structures (e.g., bullet points) are preferred. If you do need to use sections, you should start from the third level "###", while avoiding "#" and "##".
 """  # noqa: E501
-# In the source the line after the first paragraph is eight spaces, not empty (spec 2.6); spelled out so that no
+# In the source the line after the first paragraph is eight spaces, not empty (cod.md 2.6); spelled out so that no
 # editor or whitespace hook can strip it.
 _UPDATE_HEAD = _UPDATE_INTRO + "\n" + " " * 8 + "\n"
 UPDATE_SYSTEM_PROMPTS: dict[str, str] = {
@@ -129,7 +129,7 @@ ICL_EXAMPLES_MARKER = "Here are some reference examples:"
 
 
 def extract_hint_text(response: str) -> str | None:
-    """The stripped text between the delimiters, or None on a parse failure (spec 2.4, v2 rule).
+    """The stripped text between the delimiters, or None on a parse failure (cod.md 2.4, v2 rule).
 
     Each delimiter must occur exactly once with the start first; an empty or whitespace-only block fails too. A
     response cut before the end delimiter therefore fails, and so does one that quotes a delimiter while reasoning.
@@ -146,7 +146,7 @@ def extract_hint_text(response: str) -> str | None:
 
 @dataclass(frozen=True)
 class HintUpdate:
-    """The hint after an update episode and whether the response parsed (False -> format penalty r_z, spec 3.3)."""
+    """The hint after an update episode and whether the response parsed (False -> format penalty r_z, cod.md 3.3)."""
 
     hint: str
     parsed: bool
@@ -193,19 +193,19 @@ def update_system_prompt(variant: PromptVariant = "v1", length_limit: int | None
 
 
 def format_reward(reward: float, variant: PromptVariant = "v1") -> str:
-    """v1 prints the Python float as is (``0.9625``), v2 three decimals (``0.963``), spec 2.6."""
+    """v1 prints the Python float as is (``0.9625``), v2 three decimals (``0.963``), cod.md 2.6."""
     return f"{reward:.3f}" if variant == "v2" else str(float(reward))
 
 
 def default_feedback(feedback: str | None, reward: float, variant: PromptVariant = "v1") -> str:
-    """The solve episode's final feedback, or ``Reward: <r> (max: 1.0)`` for a workflow without one (spec 2.6)."""
+    """The solve episode's final feedback, or ``Reward: <r> (max: 1.0)`` for a workflow without one (cod.md 2.6)."""
     if feedback is None:
         return f"Reward: {format_reward(reward, variant)} (max: 1.0)"
     return feedback
 
 
 def render_trajectory(messages: Sequence[Message]) -> str:
-    """The generic trajectory text of the update prompt (``_build_trajectory``, spec 2.6).
+    """The generic trajectory text of the update prompt (``_build_trajectory``, cod.md 2.6).
 
     Blocks joined by a blank line: ``System:`` and the stripped solve system prompt, then per user message
     ``Step k:`` / ``Observation:`` (ICL-example suffix removed) / ``Action:`` (the last assistant message before the
@@ -229,7 +229,7 @@ def update_user_prompt(
     include_reward: bool = True,
     suffix: str = "",
 ) -> str:
-    """Update-episode user prompt (spec 2.6): previous hint, two blank lines, trajectory, reward, feedback, the job.
+    """Update-episode user prompt (cod.md 2.6): previous hint, two blank lines, trajectory, reward, feedback, the job.
 
     ``include_reward=False`` and ``suffix`` serve PDE (no ``Reward:`` line; protocol reminder after a blank line).
     """
@@ -245,7 +245,7 @@ def update_user_prompt(
 
 @dataclass(frozen=True)
 class UpdateInput:
-    """What an update episode sees of the solve episode before it (spec 2.3: z_j, trajectory_j, r_x, feedback_j)."""
+    """What an update episode sees of the solve episode before it (cod.md 2.3: z_j, trajectory_j, r_x, feedback_j)."""
 
     previous_hint: str
     solve_messages: Sequence[Message]
@@ -281,7 +281,7 @@ def build_update_prompt(
 ) -> list[dict[str, str]] | str:
     """System + user messages of the update episode after a solve episode, or the domain's own prompt (``hooks.build``).
 
-    ``length_limit`` is ``max_response_tokens_restraint`` (spec 2.7).
+    ``length_limit`` is ``max_response_tokens_restraint`` (cod.md 2.7).
     """
     if hooks.build is not None:
         return hooks.build(update)

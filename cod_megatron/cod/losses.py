@@ -1,4 +1,4 @@
-"""CoD policy losses (cod_spec.md section 6): pure per-token tensor functions and Megatron's loss contract.
+"""CoD policy losses (docs/cod.md section 6): pure per-token tensor functions and Megatron's loss contract.
 
 Legend: T tokens of one packed micro-batch, all inputs are 1-D ``[T]``; S samples (one model call / assistant turn
 each, section 6.8) identified by a per-token ``sample_ids`` tensor that is unique over the whole optimizer step.

@@ -1,4 +1,4 @@
-"""On-policy distillation advantage (spec section 8): per-token reverse KL to a domain teacher.
+"""On-policy distillation advantage (cod.md 8): per-token reverse KL to a domain teacher.
 
 ``A_t = kl_coef * (logp_teacher_t - logp_old_t)``; with ``fix_opd_advantage`` the stale ``logp_old`` is replaced
 by the current ``sg(logp_theta)``, so ``A_t = logp_teacher_t - sg(logp_theta_t)`` for ``kl_coef = 1``. Used with

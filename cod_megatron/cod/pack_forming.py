@@ -1,4 +1,4 @@
-"""Pack forming: group a batch's task rows into packs (spec 2.1, 2.2, 10.5).
+"""Pack forming: group a batch's task rows into packs (cod.md 2.1, 2.2, 10.5).
 
 Rows are grouped by taskset (a pack never mixes tasksets) in their batch order and cut into consecutive chunks of
 ``pack_size``. Strategies:
@@ -10,7 +10,7 @@ Rows are grouped by taskset (a pack never mixes tasksets) in their batch order a
 * ``ralph_full``: every task becomes its own pack of ``pack_size`` identical attempts, no dropping or padding,
   ``env_task_idx = i mod pack_size`` with ``i`` the task's index in its taskset group.
 
-The pack seed must not depend on a process's string-hash salt (spec 2.2 requirement), so both seeds here come
+The pack seed must not depend on a process's string-hash salt (cod.md 2.2 requirement), so both seeds here come
 from SHA-256: the reference's ``stable_pack_seed`` over the rows' identities, or one over (batch id, pack index).
 """
 

@@ -1,4 +1,4 @@
-"""Adaptive RED: re-weight advantages by exp(A / T) when their token-weighted mean is negative (cod_spec.md 5.2).
+"""Adaptive RED: re-weight advantages by exp(A / T) when their token-weighted mean is negative (docs/cod.md 5.2).
 
 Shape legend: any shape, ``advantages`` and ``weights`` alike; a weight is the number of response tokens carrying
 that advantage (per-episode form: ``resp_len``; per-token form: 1 per token, 0 for padding). The two forms agree

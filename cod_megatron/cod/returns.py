@@ -1,4 +1,4 @@
-"""Returns over a lifecycle: which later rewards each solve and update episode is credited with (cod_spec.md 4.2, 4.5).
+"""Returns over a lifecycle: which later rewards each solve and update episode is credited with (docs/cod.md 4.2, 4.5).
 
 Shape legend: L lifecycles (rollouts, all packs together), S tasks per pack.
 ``r_x [L, S]`` solve rewards, ``r_z [L, S-1]`` update format rewards; update episode j is written after task j and

@@ -1,4 +1,4 @@
-"""Per-episode reward scalars from environment outcomes (cod_spec.md section 3).
+"""Per-episode reward scalars from environment outcomes (docs/cod.md section 3).
 
 Units: rewards are dimensionless floats; lengths are response tokens; steps are environment turns.
 """
@@ -61,7 +61,7 @@ def update_reward(parsed: bool, hint_penalty: float = 0.1) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class RewardRule:
-    """How an episode's environment outcome becomes its reward r_x / r_z (spec 3.1, 3.3).
+    """How an episode's environment outcome becomes its reward r_x / r_z (cod.md 3.1, 3.3).
 
     Built once per run from the recipe and the domain's registry entry (``rollout.rewards.reward_rule``); the
     lifecycle runner applies it, so every caller (training, in-loop and checkpoint evaluation) scores alike.

@@ -1,4 +1,4 @@
-"""Token-in/token-out multi-turn rendering with an HF chat template (cod_spec.md 2.5, 2.7, 2.8; R2, R11).
+"""Token-in/token-out multi-turn rendering with an HF chat template (docs/cod.md 2.5, 2.7, 2.8; R2, R11).
 
 An episode is one growing token list: the chat-template prompt (system + first user message + generation prompt),
 then each model response exactly as the engine produced it (never decoded and re-tokenised), then only the *new*
@@ -30,7 +30,7 @@ _PLACEHOLDER = "\x00cod-response-placeholder\x00"
 
 @dataclass(frozen=True)
 class LengthBudget:
-    """The three caps of spec 2.7 (``max_prompt_tokens``, ``max_response_tokens``, ``max_model_len``)."""
+    """The three caps of cod.md 2.7 (``max_prompt_tokens``, ``max_response_tokens``, ``max_model_len``)."""
 
     max_prompt_tokens: int
     max_response_tokens: int
@@ -68,7 +68,7 @@ class BudgetReport:
 class ChatRenderer:
     """Renders chat messages to token ids and computes the per-turn template delta for one tokenizer.
 
-    ``chat_template_kwargs`` are passed to every template call (Qwen3: ``enable_thinking=False``, spec 2.5). Every
+    ``chat_template_kwargs`` are passed to every template call (Qwen3: ``enable_thinking=False``, cod.md 2.5). Every
     encode uses ``add_special_tokens=False`` because the templates already write BOS where the model expects it.
     """
 
@@ -147,7 +147,7 @@ class TokenConversation:
 
     Turn k owns its prompt tokens (the initial prompt for k = 0, the observation delta otherwise) and its response;
     ``turn_ids`` follow ``cod_megatron.cod.episode.Episode``. ``messages`` keeps the text conversation for the
-    update-episode trajectory (spec 2.6).
+    update-episode trajectory (cod.md 2.6).
     """
 
     renderer: ChatRenderer
@@ -207,7 +207,7 @@ class TokenConversation:
         return delta
 
     def check_budget(self, budget: LengthBudget) -> BudgetReport:
-        """Caps of spec 2.7 for the episode so far: the longest prompt, the longest response and the whole row.
+        """Caps of cod.md 2.7 for the episode so far: the longest prompt, the longest response and the whole row.
 
         Awaiting a response, the pending call counts with its prompt only; ``budget.max_new_tokens(len(token_ids))``
         says how many tokens it may still request.
@@ -233,7 +233,7 @@ class TokenConversation:
 
 
 class WordRenderer:
-    """One word = one token, for plain-text domains without a chat template (HiddenKey, spec 9.8).
+    """One word = one token, for plain-text domains without a chat template (HiddenKey, cod.md 9.8).
 
     The same surface as :class:`ChatRenderer` where the runner needs it: ``encode`` for a plain-text prompt,
     ``decode_response`` for a response and ``end_of_turn_id`` for the engine's stop. Responses decode with their

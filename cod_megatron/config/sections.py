@@ -1,6 +1,6 @@
 """The remaining sections of the config tree: run, rollout, algorithm, env, optimizer, checkpoint, logging.
 
-Defaults are the spec's 8B column (cod_spec.md section 7.2) unless a field says otherwise.
+Defaults are the spec's 8B column (docs/cod.md section 7.2) unless a field says otherwise.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class RolloutConfig:
 
 @dataclass(kw_only=True)
 class AlgorithmConfig:
-    """Credit assignment, advantages, RED and the policy loss (cod_spec.md sections 3-6)."""
+    """Credit assignment, advantages, RED and the policy loss (docs/cod.md sections 3-6)."""
 
     credit: Literal["reward_to_go", "outcome", "own"] = "reward_to_go"
     returns: Literal["mean", "discounted", "sliding_window_mean"] = "mean"
@@ -158,7 +158,7 @@ class AlgorithmConfig:
     hint_penalty: float = 0.1
     """Update-episode format penalty (r_z = -hint_penalty on a parse failure)."""
     step_penalty_coef: float | None = None
-    """Solve length-penalty coefficient (spec 3.1); None: the domain's own (its registry entry)."""
+    """Solve length-penalty coefficient (cod.md 3.1); None: the domain's own (its registry entry)."""
     len_zero_penalty: int = 1_000_000
     """Response tokens per turn below which the token ramp of the length penalty is 0 (dead at the defaults)."""
     len_full_penalty: int = 2_000_000
@@ -212,9 +212,9 @@ class EnvConfig:
     num_train_rows: int = 50_000
     data_seed: int = 0
     hint_visible: bool = True
-    """False renders every solve prompt with the initial hint: the hint-blind control (spec 9.8)."""
+    """False renders every solve prompt with the initial hint: the hint-blind control (cod.md 9.8)."""
     warm_start_steps: int = 0
-    """Supervised hint-following steps before RL (HiddenKey only, spec 9.8); cached next to the run directory."""
+    """Supervised hint-following steps before RL (HiddenKey only, cod.md 9.8); cached next to the run directory."""
     warm_start_lr: float = 1e-3
     """The warm start's constant learning rate: it has its own schedule (no warmup, no decay) and default AdamW;
     the RL run's ``optimizer.*`` and ``run.steps`` do not reach it (``cod_megatron.warm_start.warm_start_config``)."""
@@ -271,9 +271,10 @@ class OptimizerConfig:
 
 @dataclass(kw_only=True)
 class EvalConfig:
-    """Periodic evaluation of the training domain on held-out pack seeds (test rows), one rollout per pack (spec 10.1).
+    """Periodic evaluation of the training domain on held-out pack seeds (test rows), one rollout per pack
+    (cod.md 10.1).
 
-    Other domains (cross-domain, spec 10.4) are evaluated from a checkpoint: ``python -m cod_megatron.eval --env
+    Other domains (cross-domain, cod.md 10.4) are evaluated from a checkpoint: ``python -m cod_megatron.eval --env
     NAME --policy <checkpoint dir>``.
     """
 

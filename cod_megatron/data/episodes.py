@@ -1,7 +1,7 @@
 """Episodes -> packed THD micro-batches per data-parallel rank (the "packed long-sequence" part of CoD).
 
 Each episode is one segment: the whole (multi-turn) token sequence once, with the loss on every generated token,
-instead of one sample per model call that re-encodes the growing prefix (spec 2.8, R2). Position ``p`` of a segment
+instead of one sample per model call that re-encodes the growing prefix (cod.md 2.8, R2). Position ``p`` of a segment
 predicts token ``p + 1``, so the per-token loss fields are the episode's fields shifted by one.
 """
 

@@ -1,4 +1,4 @@
-"""An LLM judge for Learn2Ask (spec 9.4) backed by an auxiliary model: implements ``cod_envs.learn2ask.judge.Judge``.
+"""An LLM judge for Learn2Ask (cod.md 9.4) backed by an auxiliary model: implements ``cod_envs.learn2ask.judge.Judge``.
 
 ``EngineJudge`` renders the judge's chat messages with a chat renderer, asks any object with the
 :class:`~cod_megatron.engines.interface.RolloutEngine` ``generate(prompt_ids, params, messages)`` method, and returns

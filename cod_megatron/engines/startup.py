@@ -30,7 +30,7 @@ from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerC
 log = logging.getLogger(__name__)
 
 _CPU_ENGINE_CORES = 0.5
-"""A whole-core actor on a 2-core box starves the trainer and can hang a placement group (cpu_stack.md 6)."""
+"""A whole-core actor on a 2-core box starves the trainer and can hang a placement group (docs/cpu.md)."""
 
 
 class RayEngine:

@@ -1,6 +1,6 @@
 """CPU accommodations for megatron-core's unconditional CUDA calls (applied only when CUDA is absent).
 
-megatron-core assumes a GPU in a handful of places (see shared/reference/cpu_stack.md section 3.3). Nothing here
+megatron-core assumes a GPU in a handful of places (see docs/cpu.md). Nothing here
 edits megatron's files: each accommodation replaces a ``torch.cuda`` entry point or one parallel_state global, or
 rewrites a ``device=`` keyword at call time. The list, and the megatron call that needs each:
 

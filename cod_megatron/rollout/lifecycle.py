@@ -1,4 +1,4 @@
-"""The one lifecycle runner: one rollout of one pack, solve and update episodes alternating (spec 2.3).
+"""The one lifecycle runner: one rollout of one pack, solve and update episodes alternating (cod.md 2.3).
 
 The runner owns the CoD logic (pack state, hints, the generic update prompt, Ralph task indices) and asks a
 *responder* for the model's side of each episode. Two responders: text (any ``TextPolicy``: scripted policies, an
@@ -53,7 +53,7 @@ class Responder(Protocol):
         ...
 
     def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False, **scored: float) -> None:
-        """Close the episode with its reward (``judge_error``: the judge's verdict was unusable, spec 3).
+        """Close the episode with its reward (``judge_error``: the judge's verdict was unusable, cod.md 3).
 
         ``scored``: a solve episode's ``outcome`` (the environment's raw reward) and ``penalty`` (spec R4).
         """
@@ -129,7 +129,7 @@ class LifecycleOptions(TypedDict, total=False):
     env_task_idx: list[int] | None
     """The task index each position tells its environment (Ralph packing); None: the position itself."""
     length_limit: int | None
-    """The response length the prompts ask for (``rollout.response_length_restraint``, spec 2.7)."""
+    """The response length the prompts ask for (``rollout.response_length_restraint``, cod.md 2.7)."""
     hint_visible: bool
     """False renders every solve prompt with the initial hint (the hint-blind control)."""
     rewards: RewardRule | None

@@ -70,7 +70,7 @@ class RolloutManager:
         length_limit: int | None = None,
     ):
         """``rewards``: the run's reward rule (None: the domain's defaults); ``length_limit``: the response length
-        the prompts ask for (``rollout.response_length_restraint``, spec 2.7)."""
+        the prompts ask for (``rollout.response_length_restraint``, cod.md 2.7)."""
         self.engines, self.env_cls, self.renderer = engines, env_cls, renderer
         self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
         self.retries, self.on_restart = retries, on_restart

@@ -1,4 +1,4 @@
-"""Where the training and evaluation packs come from: the domain's generator, split by seed (spec 8, 10.1).
+"""Where the training and evaluation packs come from: the domain's generator, split by seed (cod.md 8, 10.1).
 
 Training packs of step ``s`` take the next ``packs_per_step * pack_size`` train rows (cycling) and the reference's
 batch-id pack seeds; evaluation packs take test rows and stable pack seeds, so every checkpoint meets the same

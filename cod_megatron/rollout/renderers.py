@@ -17,7 +17,7 @@ def renderer_for(domain: str, family: str = "qwen3") -> Any:
     """The renderer a model without an HF checkpoint plays ``domain`` through (the library names no domain).
 
     A domain played by a word-level model brings its vocabulary (the ``word_vocabulary`` hook, e.g. HiddenKey's,
-    spec 9.8) and gets a :class:`WordRenderer` over it; otherwise the project's tiny tokenizer with the family's chat
+    cod.md 9.8) and gets a :class:`WordRenderer` over it; otherwise the project's tiny tokenizer with the family's chat
     template, for CPU runs and tests.
     """
     vocabulary = registry.load(domain).word_vocabulary

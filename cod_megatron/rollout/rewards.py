@@ -1,4 +1,4 @@
-"""The run's reward rule: the recipe's penalties over the domain's registry defaults (spec 3.1, 3.3, 7.2)."""
+"""The run's reward rule: the recipe's penalties over the domain's registry defaults (cod.md 3.1, 3.3, 7.2)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 A lower bound on paper, for choosing a method and sizing buckets: it counts bytes on the busiest link of each
 kind and divides by the stated bandwidth (GB/s = 1e9 B/s; network links full duplex, each direction counted on
 its own; no overlap between plan stages). It does not count HF name conversion, serialisation or the engines'
-own load time, which the published numbers (stack.md section 2) show dominate in practice.
+own load time, which the published numbers show dominate in practice.
 
 * ``broadcast`` (disaggregated): one source rank per PP stage (dp = tp = 0) gathers its stage (TP all-gather on
   NVLink) and broadcasts it in buckets on its own NCCL group with each engine (``sync/stage_groups.py``; stages one

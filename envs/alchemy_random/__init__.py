@@ -1,4 +1,4 @@
-"""Alchemy-Random (cod_spec.md 9.2): hidden per-pack recipe graphs; exports what ``cod_envs.registry`` loads."""
+"""Alchemy-Random (docs/cod.md 9.2): hidden per-pack recipe graphs; exports what ``cod_envs.registry`` loads."""
 
 from __future__ import annotations
 

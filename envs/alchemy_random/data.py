@@ -1,4 +1,4 @@
-"""Alchemy-Random rows (spec 9.2): seeds only (plus the setting's round budget and material mode).
+"""Alchemy-Random rows (cod.md 9.2): seeds only (plus the setting's round budget and material mode).
 
 The row seed matters only for the ``limited`` material count; graphs and targets come from the pack seed. Train seeds
 are even and test seeds odd, so the splits are disjoint for any sizes and generator seed, and ``make_rows(n, ...)``

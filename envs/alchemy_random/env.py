@@ -1,10 +1,10 @@
-"""Alchemy-Random (cod_spec.md 9.2): combine inventory elements to synthesize a target over a hidden recipe graph.
+"""Alchemy-Random (docs/cod.md 9.2): combine inventory elements to synthesize a target over a hidden recipe graph.
 
 The pack seed fixes the tiered recipe DAG and the list of targets (``random.Random(pack_seed)``, drawn in the
 reference's order), so every task and every rollout of a pack shares the graph and a hint that lists discovered
 recipes and failed pairs transfers. Task j's target is entry ``task_idx mod len(list)``. The row seed is used only
 for the material count of ``limited`` mode. Rewards are raw outcomes (1 target made, 0 otherwise); the step penalty
-of spec 3.1 is the CoD core's job.
+of cod.md 3.1 is the CoD core's job.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ class AlchemyRandom(Environment):
         return self.next_turn(self._observation(feedback), feedback)
 
     def final_feedback(self) -> str:
-        """Spec 9.2's final texts: success, the format-error text, out of materials, or out of rounds."""
+        """cod.md 9.2's final texts: success, the format-error text, out of materials, or out of rounds."""
         if self.outcome == "success":
             return SUCCESS_FEEDBACK.format(t=self.target)
         if self.outcome == "format":

@@ -1,4 +1,4 @@
-"""Alchemy-Random's hidden structure (cod_spec.md 9.2): the settings table, the per-pack tiered recipe graph and its
+"""Alchemy-Random's hidden structure (docs/cod.md 9.2): the settings table, the per-pack tiered recipe graph and its
 targets (drawn from ``random.Random(pack_seed)`` in the reference's order), and the solution path of a target.
 """
 
@@ -16,7 +16,7 @@ Pair = tuple[str, str]
 
 @dataclass(frozen=True)
 class Setting:
-    """One column of spec 9.2's parameter table."""
+    """One column of cod.md 9.2's parameter table."""
 
     min_tiers: int
     max_tiers: int
@@ -163,7 +163,7 @@ def solution_path(target: str, recipes: dict[Pair, str]) -> list[tuple[str, str,
 
 
 def base_copies_needed(path: list[tuple[str, str, str]], base: set[str]) -> int:
-    """m of spec 9.2: the most copies of one base element the path consumes (made intermediates are reused)."""
+    """m of cod.md 9.2: the most copies of one base element the path consumes (made intermediates are reused)."""
     need: dict[str, int] = defaultdict(int)
     made: dict[str, int] = defaultdict(int)
     for a, b, product in path:

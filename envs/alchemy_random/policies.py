@@ -1,4 +1,4 @@
-"""Scripted Alchemy-Random policies (spec 9.0, 9.2) that read only the text a model would see.
+"""Scripted Alchemy-Random policies (cod.md 9.0, 9.2) that read only the text a model would see.
 
 The solver parses the target, the tier listing and the inventory from the prompt, collects recipes and failed pairs
 from this episode's feedback lines, executes a known derivation of the target when one exists, and otherwise tries

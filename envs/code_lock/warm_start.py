@@ -1,4 +1,4 @@
-"""CodeLock's supervised warm start: hint *following* only, as HiddenKey's (spec 9.8).
+"""CodeLock's supervised warm start: hint *following* only, as HiddenKey's (cod.md 9.8).
 
 It stands in for an instruction-following LLM: combination prompts whose hint holds some of the code's words (the
 answer copies them, slot by slot, and guesses the rest) and reveal prompts (a uniform guess, a different one after

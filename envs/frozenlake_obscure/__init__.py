@@ -1,4 +1,4 @@
-"""FrozenLake-Obscure (cod_spec.md 9.1): the training domain; exports what ``cod_envs.registry`` loads."""
+"""FrozenLake-Obscure (docs/cod.md 9.1): the training domain; exports what ``cod_envs.registry`` loads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""FrozenLake-Obscure rows (spec 9.1): a seed, a map size and a frozen-tile probability per row, nothing pack-specific.
+"""FrozenLake-Obscure rows (cod.md 9.1): a seed, a map size and a frozen-tile probability per row; nothing
+pack-specific.
 
 Train seeds are even and test seeds odd, so the splits are disjoint for any sizes and any generator seed, and each
 split's rows depend only on (seed, split, setting): ``make_rows(n, ...)`` is a prefix of ``make_rows(n + k, ...)``.

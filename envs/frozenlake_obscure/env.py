@@ -1,9 +1,9 @@
-"""FrozenLake-Obscure (cod_spec.md 9.1): a grid walk whose four action words hide a per-pack direction permutation.
+"""FrozenLake-Obscure (docs/cod.md 9.1): a grid walk whose four action words hide a per-pack direction permutation.
 
 The pack seed fixes which of ``Direction 1..4`` means Down/Right/Up/Left (``random.Random(pack_seed).shuffle``, as in
 the reference), so every task and every rollout of a pack shares it and a hint that states the mapping transfers.
 The row seed alone fixes the map, start and goal. Rewards are raw outcomes (1 goal, 0 otherwise); the step penalty of
-spec 3.1 is the CoD core's job.
+cod.md 3.1 is the CoD core's job.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ DELTAS: dict[str, tuple[int, int]] = {"Down": (1, 0), "Right": (0, 1), "Up": (-1
 
 @dataclass(frozen=True)
 class Setting:
-    """One data setting of spec 9.1's table: map sizes, path-check length, turn budget, pack size."""
+    """One data setting of cod.md 9.1's table: map sizes, path-check length, turn budget, pack size."""
 
     min_size: int
     max_size: int
@@ -147,7 +147,7 @@ def generate_map(
 ) -> tuple[tuple[str, ...], tuple[int, int], tuple[int, int]]:
     """(grid rows of ``F``/``H``/``S``/``G``, start, goal) from the row alone, redrawn until solvable in max_steps.
 
-    Every tile is frozen with probability p; start and goal are distinct cells drawn uniformly (spec 9.1). Seeded
+    Every tile is frozen with probability p; start and goal are distinct cells drawn uniformly (cod.md 9.1). Seeded
     numpy Generator, so the same row gives the same map in every process. Cached: all G rollouts build the same rows.
     """
     rng = np.random.default_rng(seed)
@@ -270,7 +270,7 @@ class FrozenLakeObscure(Environment):
         return self.next_turn(self._observation(feedback), feedback)
 
     def final_feedback(self) -> str:
-        """Spec 9.1's final texts: success, hole, the format-error text, or out of steps."""
+        """cod.md 9.1's final texts: success, hole, the format-error text, or out of steps."""
         if self.outcome == "success":
             return SUCCESS_FEEDBACK
         if self.outcome == "hole":

@@ -1,4 +1,4 @@
-"""Scripted FrozenLake-Obscure policies (spec 9.0, 9.1) that read only the text a model would see.
+"""Scripted FrozenLake-Obscure policies (cod.md 9.0, 9.1) that read only the text a model would see.
 
 The solver keeps the set of the 24 action permutations consistent with what it has observed (moves, edge bumps, the
 hole or goal that ended an episode), plans with BFS over the actions whose direction is certain, and otherwise probes

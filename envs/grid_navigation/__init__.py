@@ -1,4 +1,4 @@
-"""Grid Navigation (cod_spec.md 9.6): exports what ``cod_envs.registry`` loads."""
+"""Grid Navigation (docs/cod.md 9.6): exports what ``cod_envs.registry`` loads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Grid Navigation rows (spec 9.6): a row seed and the setting's parameters, nothing pack-specific.
+"""Grid Navigation rows (cod.md 9.6): a row seed and the setting's parameters, nothing pack-specific.
 
 The landscape and grid size come from the pack seed, so a row is only a seed (which fixes rounds, start and target
 on whatever grid its pack draws) plus the setting. Train seeds are even and test seeds odd, so the splits are

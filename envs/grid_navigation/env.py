@@ -1,4 +1,4 @@
-"""Grid Navigation (cod_spec.md 9.6): rook moves over a hidden cost landscape whose reveals persist across a pack.
+"""Grid Navigation (docs/cod.md 9.6): rook moves over a hidden cost landscape whose reveals persist across a pack.
 
 The pack seed fixes the grid side and the cost landscape (a sum of anisotropic Gaussian bumps, min-max normalised,
 squared, scaled to 0..99), so every task and rollout of a pack shares it. The row seed fixes the round count, the
@@ -25,7 +25,7 @@ Cell = tuple[int, int]
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of spec 9.6's table."""
+    """One row of cod.md 9.6's table."""
 
     min_size: int
     max_size: int
@@ -102,7 +102,7 @@ _MAX_DIGITS = 12
 
 @lru_cache(maxsize=1024)
 def cost_landscape(pack_seed: int, setting: Setting) -> tuple[tuple[int, ...], ...]:
-    """The pack's cost grid (rows of ints 0..99), drawn from ``default_rng(pack_seed)`` as in spec 9.6."""
+    """The pack's cost grid (rows of ints 0..99), drawn from ``default_rng(pack_seed)`` as in cod.md 9.6."""
     rng = np.random.default_rng(pack_seed)
     size = int(rng.integers(setting.min_size, setting.max_size + 1))
     axis = np.linspace(0.0, 1.0, size)
@@ -310,7 +310,7 @@ class GridNavigation(Environment):
         return f"{head}\n\nFinal observed cost grid:\n{self.grid_text()}"
 
     def update_trajectory(self, messages: list[Message]) -> str | None:
-        """The generic trajectory (spec 2.6) plus ``Final environment state:`` with the observed cost grid."""
+        """The generic trajectory (cod.md 2.6) plus ``Final environment state:`` with the observed cost grid."""
         blocks = trajectory_blocks(messages)
         blocks.append(
             "Final environment state:\n"

@@ -1,4 +1,4 @@
-"""Scripted Grid Navigation policies (spec 9.0, 9.6) that read only the text a model would see.
+"""Scripted Grid Navigation policies (cod.md 9.0, 9.6) that read only the text a model would see.
 
 The solver estimates every cell's cost (revealed cells exact, unknown cells from a prior), then searches the
 exact-round route from its position to the target with the lowest estimated mean entered cost (the loss is a mean,

@@ -1,4 +1,4 @@
-"""HiddenKey (spec 9.8): the word-level toy domain; exports what ``cod_envs.registry`` loads.
+"""HiddenKey (cod.md 9.8): the word-level toy domain; exports what ``cod_envs.registry`` loads.
 
 ``make_rows`` is imported lazily so that ``python -m cod_envs.hidden_key.data`` runs its module only once.
 """
@@ -22,7 +22,7 @@ from cod_envs.lazy_rows import lazy_make_rows
 
 ENV = HiddenKey
 WORD_VOCABULARY = VOCAB
-"""Played by a word-level model: one word, one token id (spec 9.8)."""
+"""Played by a word-level model: one word, one token id (cod.md 9.8)."""
 
 __all__ = [
     "BASE_VOCAB",

@@ -1,6 +1,6 @@
 """HiddenKey in natural language, for a pre-trained chat model (domain ``hidden_key_chat``).
 
-The same game as :mod:`cod_envs.hidden_key.env` (spec 9.8): a pack shares one secret drawn from the pack seed, each
+The same game as :mod:`cod_envs.hidden_key.env` (cod.md 9.8): a pack shares one secret drawn from the pack seed, each
 task shows one distractor word, and the secret reaches later tasks only through the hint the model writes. Here the
 keys are colors and the distractors everyday words, the solve prompt is the CoD core's (the domain's system prompt
 plus the spec's hint section, then a user message), and the update prompt is the domain's own short chat exchange,

@@ -1,4 +1,4 @@
-"""HiddenKey (spec 9.8): a word-level toy where only the hint can carry the pack's key from task to task.
+"""HiddenKey (cod.md 9.8): a word-level toy where only the hint can carry the pack's key from task to task.
 
 Small enough for a from-scratch transformer on 2 CPU cores, and a check of the credit wiring: only reward-to-go
 credit gives the update episode a reason to write the key. Prompts are plain word strings (one word = one token),
@@ -75,7 +75,7 @@ def draw_distractors(row_seed: int, num_distractors: int, distractor_vocab: int)
 
 @dataclass(frozen=True, kw_only=True)
 class HiddenKeyOptions:
-    """The domain's options (spec 9.8 table); ``hint_max_tokens=None`` means 2 with reveal_key, else K - 1."""
+    """The domain's options (cod.md 9.8 table); ``hint_max_tokens=None`` means 2 with reveal_key, else K - 1."""
 
     num_keys: int = 4
     num_distractors: int = 1
@@ -254,7 +254,7 @@ class HiddenKey(Environment):
         return " ".join(words)
 
     def max_response_tokens(self, kind: Literal["solve", "update"]) -> int:
-        """``answer_max_tokens`` for a solve response, ``hint_max_tokens`` for an update response (spec 9.8)."""
+        """``answer_max_tokens`` for a solve response, ``hint_max_tokens`` for an update response (cod.md 9.8)."""
         return self.options.answer_max_tokens if kind == "solve" else self.options.hint_cap
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Scripted HiddenKey policies (spec 9.8): they read only the prompt text a model would see.
+"""Scripted HiddenKey policies (cod.md 9.8): they read only the prompt text a model would see.
 
 They fix the curves a trained model is measured against: the oracle shows what a perfect hint writer and reader
 earns by position, hint-blind the flat no-transfer control, random an untrained model's format-error-heavy floor.

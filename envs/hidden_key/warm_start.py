@@ -1,4 +1,4 @@
-"""The supervised warm start of spec 9.8: solve prompts only, answer = the key; the hint shows it 3 times in 4.
+"""The supervised warm start of cod.md 9.8: solve prompts only, answer = the key; the hint shows it 3 times in 4.
 
 It stands in for an instruction-following LLM: it teaches *reading* a hint and the answer format, and never shows
 an update prompt, so *writing* the key into the hint must still come from RL.

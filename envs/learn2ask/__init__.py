@@ -1,4 +1,4 @@
-"""Learn2Ask (cod_spec.md 9.4): ask one more focused question or stop; exports what ``cod_envs.registry`` loads.
+"""Learn2Ask (docs/cod.md 9.4): ask one more focused question or stop; exports what ``cod_envs.registry`` loads.
 
 Dialogue JSONL schema (one object per line; :func:`load_dialogues` reads it, real data is never shipped)::
 

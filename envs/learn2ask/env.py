@@ -1,11 +1,11 @@
-"""Learn2Ask (cod_spec.md 9.4): read a doctor-patient dialogue, then ask one more focused question or say ``<stop />``.
+"""Learn2Ask (docs/cod.md 9.4): read a doctor-patient dialogue, then ask one more focused question or say ``<stop />``.
 
 Single turn. Reward = action_score * (1 + 2 * content) + format, at most 4: a wrong decision scores 0; a right
 ``<stop />`` scores 3 plus format 1 when the response is exactly ``<stop />``; a right question is scored by the
 judge (format and content in [0, 1]). The judge is the class attribute ``judge`` (a :class:`~.judge.Judge`;
 :class:`~.judge.RuleJudge` by default); ``Learn2Ask.with_judge(j)`` gives a class that uses ``j``. A judge failure or
 unparseable verdict never becomes a reward: the step ends with reward 0, feedback ``Judge error: ...`` and
-``env.judge_error = True``, and the runner must drop the whole lifecycle (spec 3.4).
+``env.judge_error = True``, and the runner must drop the whole lifecycle (cod.md 3.4).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The Learn2Ask judge protocol (spec 9.4): chat messages in, verdict text out, so ``cod_envs`` needs no model code.
+"""The Learn2Ask judge protocol (cod.md 9.4): chat messages in, verdict text out, so ``cod_envs`` needs no model code.
 
 In real runs ``cod_megatron.engines.judge.EngineJudge`` backs the protocol with an auxiliary model engine (an
 ``OpenAIChatPolicy`` also satisfies it as is); tests and CPU runs use :class:`RuleJudge`, a deterministic stand-in
 that reads the same prompt a model judge would. A verdict that :func:`parse_verdict` cannot read raises
-:class:`JudgeError`; the environment then flags the episode (``judge_error``) and the lifecycle is dropped (spec 3.4).
+:class:`JudgeError`; the environment then flags the episode (``judge_error``) and the lifecycle is dropped (cod.md 3.4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scripted Learn2Ask policies (spec 9.0) that read only the text a model would see.
+"""Scripted Learn2Ask policies (cod.md 9.0) that read only the text a model would see.
 
 They know the synthetic condition table (as a clinician knows medicine), never the pack's hidden condition. Solves
 read the complaint and the questions already asked from the dialogue; the conditions of that complaint whose key

@@ -1,4 +1,4 @@
-"""Optimal Control (cod_spec.md 9.5): hidden double-integrator dynamics; exports what ``cod_envs.registry`` loads."""
+"""Optimal Control (docs/cod.md 9.5): hidden double-integrator dynamics; exports what ``cod_envs.registry`` loads."""
 
 from __future__ import annotations
 

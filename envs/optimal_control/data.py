@@ -1,4 +1,4 @@
-"""Optimal Control rows (spec 9.5, ``--difficulty hard``): initial state and target per row, nothing pack-specific.
+"""Optimal Control rows (cod.md 9.5, ``--difficulty hard``): initial state and target per row, nothing pack-specific.
 
 Each row carries its own seed (train even, test odd, so the splits are disjoint for any sizes) and the values drawn
 from ``random.Random(row seed)``: x0 ~ U[-2, 2], v0 ~ U[-1.5, 1.5], x_target ~ U[-8, 8], v_target = 0, horizon 12,

@@ -1,4 +1,4 @@
-"""Optimal Control (cod_spec.md 9.5): steer a 1-D double integrator whose dynamics coefficients a, b are hidden.
+"""Optimal Control (docs/cod.md 9.5): steer a 1-D double integrator whose dynamics coefficients a, b are hidden.
 
 The pack seed fixes a ~ U[0.55, 1.20] and b on [-1.5, -0.35] U [0.35, 1.5], so every task and every rollout of a
 pack shares them; the row fixes the initial state and target. The model answers once with a feedback expression
@@ -66,7 +66,7 @@ Reason briefly about the inferred dynamics and feedback law, then end the respon
 - Do not write assignments or statements; submit a single expression.
 - Submit exactly one candidate.
 - Do not write anything after `</answer>`."""  # noqa: E501  (prompt text: one line per paragraph)
-"""Our rendering of ``system.jinja2`` from its description in spec 9.5 (the template's text is not in the spec)."""
+"""Our rendering of ``system.jinja2`` from its description in cod.md 9.5 (the template's text is not in the spec)."""
 
 USER_PROMPT_TEMPLATE = (
     "Initial state: x_0 = {x0:.3f}, v_0 = {v0:.3f}.\n"
@@ -200,7 +200,7 @@ def render_table(rollout: Rollout) -> str:
 
 
 def parse_submission(text: str) -> Expression:
-    """Spec 9.5's parse rules in order: no code fence, one answer block, XML element, nothing after, grammar."""
+    """cod.md 9.5's parse rules in order: no code fence, one answer block, XML element, nothing after, grammar."""
     text = text[:MAX_ACTION_CHARS] if isinstance(text, str) else ""
     if "```" in text:
         raise ExpressionError("Markdown code fences are not allowed")
@@ -217,9 +217,9 @@ class OptimalControl(Environment):
 
     name: ClassVar[str] = "optimal_control"
     format_error_reward: ClassVar[float] = -0.1
-    """Spec 9.5: an unparseable submission scores -0.1 (a runtime failure of a parsed expression scores 0)."""
+    """cod.md 9.5: an unparseable submission scores -0.1 (a runtime failure of a parsed expression scores 0)."""
     include_previous_control_policy: ClassVar[bool] = False
-    """Default of the row flag ``include_previous_control_policy`` (spec 9.5)."""
+    """Default of the row flag ``include_previous_control_policy`` (cod.md 9.5)."""
 
     def __init__(self, ctx: TaskContext, state: PackState):
         super().__init__(ctx, state)
@@ -299,7 +299,7 @@ class OptimalControl(Environment):
         return self.result.feedback if self.result is not None else ""
 
     def update_trajectory(self, messages: list[Message]) -> str | None:
-        """Spec 2.6 override: ``System:`` (stripped), ``Task:`` (user prompt), and the canonical submission."""
+        """cod.md 2.6 override: ``System:`` (stripped), ``Task:`` (user prompt), and the canonical submission."""
         system = next((m["content"] for m in messages if m["role"] == "system"), self.system_prompt())
         for cut in ("\n\n## Hints", "\n\n## Response length limit"):
             idx = system.find(cut)

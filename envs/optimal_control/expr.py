@@ -1,4 +1,4 @@
-"""The controller grammar of Optimal Control (spec 9.5): a whitelisted expression tree and our own tree walker.
+"""The controller grammar of Optimal Control (cod.md 9.5): a whitelisted expression tree and our own tree walker.
 
 Model text is never handed to ``eval``/``exec``/``compile``: ``ast.parse`` only builds a syntax tree, which is then
 checked node by node against the whitelist and evaluated by :class:`Expression`. Cost is bounded at every stage: the
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 VARIABLES: tuple[str, ...] = ("x", "v", "t", "x_target", "v_target", "horizon", "remaining_steps")
-"""The state variables the expression may read (spec 9.5)."""
+"""The state variables the expression may read (cod.md 9.5)."""
 FUNCTION_ARITY: dict[str, tuple[int, int | None]] = {
     "abs": (1, 1),
     "min": (1, None),
@@ -94,7 +94,7 @@ def _pow(a: float, b: float) -> float:
 
 
 def parse_answer_xml(content: str) -> str:
-    """The stripped expression text of ``<action_expression>...</action_expression>`` (spec 9.5 rule 3).
+    """The stripped expression text of ``<action_expression>...</action_expression>`` (cod.md 9.5 rule 3).
 
     A deliberately small XML subset: one element, no attributes, text only (no child elements, comments or CDATA),
     and only the five predefined entities and numeric character references. Stricter than a full XML parser, and

@@ -1,4 +1,4 @@
-"""Scripted Optimal Control policies (spec 9.0, 9.5) that read only the text a model would see.
+"""Scripted Optimal Control policies (cod.md 9.0, 9.5) that read only the text a model would see.
 
 Updates fit the hidden a, b by least squares on the feedback table (v_{t+1} = a v_t + b u_t) and write them into the
 hint; solves read a, b from the hint (the oracle) or assume a = b = 1 (hint-blind, and the oracle before it has a

@@ -1,4 +1,4 @@
-"""PDE Discovery (cod_spec.md 9.7): hidden sparse reaction term; exports what ``cod_envs.registry`` loads."""
+"""PDE Discovery (docs/cod.md 9.7): hidden sparse reaction term; exports what ``cod_envs.registry`` loads."""
 
 from __future__ import annotations
 

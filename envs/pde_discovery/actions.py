@@ -1,4 +1,4 @@
-"""Parsing the PDE Discovery answer (spec 9.7): one XML element per response, tag = action, children = arguments.
+"""Parsing the PDE Discovery answer (cod.md 9.7): one XML element per response, tag = action, children = arguments.
 
 A deliberately small XML subset: no DTD, comments, CDATA or processing instructions (so no entity expansion can be
 provoked), a size cap before the parser sees the text, and argument values read as plain text. Format errors end the

@@ -1,4 +1,4 @@
-"""PDE Discovery rows (spec 9.7, ``get_pde_discovery_data.py``): seed-only training rows, stratified evaluation rows.
+"""PDE Discovery rows (cod.md 9.7, ``get_pde_discovery_data.py``): seed-only training rows, stratified evaluation rows.
 
 Training rows carry a distinct seed (even) and the training family with 1-2 terms; the pack seed picks the hidden
 equation at runtime. Test rows (odd seeds) form the evaluation set: packs of 8 consecutive rows, pack k fixed to

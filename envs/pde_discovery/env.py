@@ -1,4 +1,4 @@
-"""PDE Discovery (cod_spec.md 9.7): identify the hidden reaction term f(u) of u_t = u_xx + f(u) by active sampling.
+"""PDE Discovery (docs/cod.md 9.7): identify the hidden reaction term f(u) of u_t = u_xx + f(u) by active sampling.
 
 The environment seed (``pde_environment_seed`` of the row, else the pack seed) fixes the hidden sparse f and the
 pack's S initial conditions; task p observes trajectory (p - 1) mod S. Up to 6 turns and 6 sampled points per task;
@@ -51,7 +51,7 @@ class PDEDiscovery(Environment):
     name: ClassVar[str] = "pde_discovery"
     update_shows_reward: ClassVar[bool] = False
     update_prompt_suffix: ClassVar[str] = PROTOCOL_REMINDER
-    """Appended to the update user prompt after a blank line (spec 2.6; the runner passes it as ``suffix``)."""
+    """Appended to the update user prompt after a blank line (cod.md 2.6; the runner passes it as ``suffix``)."""
 
     def __init__(self, ctx: TaskContext, state: PackState):
         super().__init__(ctx, state)
@@ -306,7 +306,7 @@ class PDEDiscovery(Environment):
         return self._finish(reward(chosen.coefs, self.problem.coefficients()), feedback)
 
     def metrics(self) -> dict[str, float]:
-        """Evaluation extras (spec 9.7): ``pde_structure_recovery`` (1 if the finalised support is the true one) and
+        """Evaluation extras (cod.md 9.7): ``pde_structure_recovery`` (1 if the finalised support is the true one) and
         ``pde_coefficient_relative_error`` (mean relative error on the true support when it is right, else 1)."""
         truth = self.problem.coefficients()
         got = self.accepted.coefs if self.accepted is not None else {}
@@ -321,5 +321,5 @@ class PDEDiscovery(Environment):
         return self.feedback if self.result is not None else ""
 
     def update_trajectory(self, messages: list[Message]) -> str | None:
-        """The generic trajectory rendering over the within-episode compressed memory (spec 9.7)."""
+        """The generic trajectory rendering over the within-episode compressed memory (cod.md 9.7)."""
         return render_trajectory(messages)

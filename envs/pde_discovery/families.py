@@ -1,4 +1,4 @@
-"""Template families of hidden reaction terms (spec 9.7), written by this project from physically motivated models.
+"""Template families of hidden reaction terms (cod.md 9.7), written by this project from physically motivated models.
 
 The reference reads ``physical_full_train.json`` and ``physical_full_eval_4000.json``, which are not available; these
 tables play their role. A template is a tuple of (term, sign) with sign ``+1``, ``-1`` or ``0`` (drawn at random).

@@ -1,4 +1,4 @@
-"""Numerics of PDE Discovery (spec 9.7): the semi-implicit solver, the pack's hidden equation and initial conditions.
+"""Numerics of PDE Discovery (cod.md 9.7): the semi-implicit solver, the pack's hidden equation and initial conditions.
 
 u_t = u_xx + f(u) on x in [0, 1], t in [0, 1], u(0, t) = u(1, t) = 0. Semi-implicit Euler: on interior points
 (I - dt D2) u^{n+1} = clip(u^n + dt f(u^n), -L, L), then clipped again. The matrix is constant, so its inverse is

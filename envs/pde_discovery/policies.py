@@ -1,4 +1,4 @@
-"""Scripted PDE Discovery policies (spec 9.0, 9.7) that read only the text a model would see.
+"""Scripted PDE Discovery policies (cod.md 9.0, 9.7) that read only the text a model would see.
 
 Solve strategy (oracle and hint-blind alike): sample 6 points at early times spread over x, run a dictionary
 regression on ``merged_all`` (every dataset of the pack, an environment-side memory), re-score the best supports in

@@ -1,4 +1,4 @@
-"""PDE Discovery texts (spec 9.7): our rendering of ``system.jinja2`` / ``user.jinja2`` from their description, the
+"""PDE Discovery texts (cod.md 9.7): our rendering of ``system.jinja2`` / ``user.jinja2`` from their description, the
 within-episode history compression and the update-prompt pieces (the reference's templates are not available)."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def render_user_prompt(
     prior: str | None,
     feedback: str,
 ) -> str:
-    """The user message of one turn (``user.jinja2`` as described in spec 9.7)."""
+    """The user message of one turn (``user.jinja2`` as described in cod.md 9.7)."""
     lines = [
         f"Task {position}/{pack_size} | Step {step}/{max_steps}",
         f"Point budget: {budget}/{point_budget} remaining",
@@ -108,5 +108,5 @@ def compress(messages: list[Message]) -> list[Message]:
 
 
 def render_trajectory(messages: list[Message]) -> str:
-    """The generic update trajectory (spec 2.6) over the compressed memory."""
+    """The generic update trajectory (cod.md 2.6) over the compressed memory."""
     return "\n\n".join(trajectory_blocks(compress(messages)))

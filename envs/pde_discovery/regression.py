@@ -1,4 +1,4 @@
-"""SINDy-style sparse regression of PDE Discovery (spec 9.7): ridge screening, candidate supports, scoring.
+"""SINDy-style sparse regression of PDE Discovery (cod.md 9.7): ridge screening, candidate supports, scoring.
 
 Candidates are refitted by least squares, thresholded, rounded to three decimals and printed with three significant
 digits; each *printed* equation is scored by its maximum absolute error on the dataset, and the lowest error wins.

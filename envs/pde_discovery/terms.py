@@ -1,4 +1,4 @@
-"""The 15-term reaction dictionary of PDE Discovery (spec 9.7) and the equation text it is spoken in.
+"""The 15-term reaction dictionary of PDE Discovery (cod.md 9.7) and the equation text it is spoken in.
 
 Equations are parsed by a small hand-written scanner over the fixed term spellings, never evaluated: a term is
 looked up by its exact text and its column computed by numpy code below. The text is capped before scanning and the
@@ -30,7 +30,7 @@ TERMS: tuple[str, ...] = (
     "u**4/(1+u**4)",
     "u/(1+u+u**2)",
 )
-"""The dictionary, spelled exactly as in actions (spec 9.7)."""
+"""The dictionary, spelled exactly as in actions (cod.md 9.7)."""
 TERM_INDEX: dict[str, int] = {t: i for i, t in enumerate(TERMS)}
 MAX_EQUATION_CHARS = 2_000
 MAX_SUMMANDS = 32
@@ -87,7 +87,7 @@ def evaluate(coefs: Mapping[str, float], u: np.ndarray) -> np.ndarray:
 
 
 def needs_parens(term: str) -> bool:
-    """A term containing ``+`` or ``-`` must be parenthesised after its coefficient (spec 9.7)."""
+    """A term containing ``+`` or ``-`` must be parenthesised after its coefficient (cod.md 9.7)."""
     return "+" in term or "-" in term
 
 
@@ -184,7 +184,7 @@ def vector(coefs: Mapping[str, float]) -> np.ndarray:
 
 
 def reward(submitted: Mapping[str, float], truth: Mapping[str, float]) -> float:
-    """R = 1 / (1 + |c_hat - c|_1 / |c|_1 + max(0, |supp c_hat| - |supp c|)) (spec 9.7)."""
+    """R = 1 / (1 + |c_hat - c|_1 / |c|_1 + max(0, |supp c_hat| - |supp c|)) (cod.md 9.7)."""
     c_hat, c = vector(submitted), vector(truth)
     norm = float(np.abs(c).sum()) or 1.0
     extra = max(0, int(np.count_nonzero(c_hat)) - int(np.count_nonzero(c)))

@@ -1,4 +1,4 @@
-"""TerminalSimulator (cod_spec.md 9.3): a cross-domain evaluation domain; exports what ``cod_envs.registry`` loads."""
+"""TerminalSimulator (docs/cod.md 9.3): a cross-domain evaluation domain; exports what ``cod_envs.registry`` loads."""
 
 from __future__ import annotations
 

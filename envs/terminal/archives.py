@@ -1,4 +1,4 @@
-"""Simulated archives (cod_spec.md 9.3): ``tar`` (c/x/t, z, f, C, long forms), ``zip -r``, ``unzip [-l] [-d]``,
+"""Simulated archives (docs/cod.md 9.3): ``tar`` (c/x/t, z, f, C, long forms), ``zip -r``, ``unzip [-l] [-d]``,
 ``gzip``, ``gunzip``. An archive is a file whose entries (``<archived dir>/<file>`` -> content) are recorded on it;
 entries are listed and extracted from that record, and their total size is capped.
 """

@@ -1,4 +1,4 @@
-"""A Terminal task made concrete (cod_spec.md 9.3): its two machines with their initial files, and the goal checks
+"""A Terminal task made concrete (docs/cod.md 9.3): its two machines with their initial files, and the goal checks
 that grade them afterwards (all must pass for reward 1)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def build_machines(task: Task) -> tuple[Machine, Machine]:
 
 
 def check_passes(check: Check, local: Machine, remote: Machine) -> bool:
-    """One goal check (spec 9.3's semantics; archive format is not compared, extra entries are allowed)."""
+    """One goal check (cod.md 9.3's semantics; archive format is not compared, extra entries are allowed)."""
     node = (remote if check.machine == "remote" else local).fs.get(check.path)
     if check.kind == "file_exists":
         return isinstance(node, File) and (check.content is None or node.content == check.content)

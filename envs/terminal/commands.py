@@ -1,4 +1,4 @@
-"""The command registry of the simulated shell (cod_spec.md 9.3), the helpers its handlers share, and the listing and
+"""The command registry of the simulated shell (docs/cod.md 9.3), the helpers its handlers share, and the listing and
 navigation commands, per-OS messages included. File-changing commands live in :mod:`cod_envs.terminal.file_commands`,
 archives in :mod:`cod_envs.terminal.archives` and remote access in :mod:`cod_envs.terminal.remote`.
 
@@ -36,7 +36,7 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 ALIASES = {"dir": "ls", "type": "cat", "copy": "cp", "move": "mv", "del": "rm", "ren": "mv", "rename": "mv"}
-"""Resolved on every OS (spec 9.3)."""
+"""Resolved on every OS (cod.md 9.3)."""
 FS_MESSAGES = {
     "missing": "No such file or directory",
     "notdir": "Not a directory",

@@ -1,4 +1,4 @@
-"""Terminal rows (spec 9.3): distinct row seeds plus the setting, with the task type recorded as metadata.
+"""Terminal rows (cod.md 9.3): distinct row seeds plus the setting, with the task type recorded as metadata.
 
 Train seeds are even and test seeds odd, so the splits are disjoint for any sizes and generator seed, and
 ``make_rows(n, ...)`` is a prefix of ``make_rows(n + k, ...)``. ``setting`` is ``default`` (everything from the row

@@ -1,4 +1,4 @@
-"""TerminalSimulator (cod_spec.md 9.3): file operations on a simulated local machine and a remote Linux host.
+"""TerminalSimulator (docs/cod.md 9.3): file operations on a simulated local machine and a remote Linux host.
 
 Everything comes from the row seed by default (the tasks of a pack are largely unrelated, as in the reference);
 the ``per_pack`` setting takes the local OS, remote host and remote user from the pack seed instead, so that a

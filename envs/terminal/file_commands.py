@@ -1,4 +1,4 @@
-"""File-changing commands of the simulated shell (cod_spec.md 9.3): ``mkdir``, ``touch``, ``chmod``, ``cp`` / ``copy``,
+"""File-changing commands of the simulated shell (docs/cod.md 9.3): ``mkdir``, ``touch``, ``chmod``, ``cp`` / ``copy``,
 ``mv`` / ``move`` / ``ren``, ``rm`` / ``del``, per-OS messages included; the handler contract is in
 :mod:`cod_envs.terminal.commands`.
 """

@@ -1,4 +1,4 @@
-"""One simulated machine (cod_spec.md 9.3): its OS flavour, user, home, working directory and filesystem.
+"""One simulated machine (docs/cod.md 9.3): its OS flavour, user, home, working directory and filesystem.
 
 Paths typed by the model are resolved here into canonical tuples, Windows style (``C:\\Users\\user``, ``\\x``,
 forward slashes accepted) on a local Windows machine and Unix style elsewhere; ``..`` never climbs above the root,

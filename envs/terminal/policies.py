@@ -1,4 +1,4 @@
-"""Scripted Terminal policies (spec 9.0, 9.3) that read only the text a model would see.
+"""Scripted Terminal policies (cod.md 9.0, 9.3) that read only the text a model would see.
 
 The solver reads the task from the system prompt, plans its operations (:mod:`cod_envs.terminal.plans`) and runs
 one per turn, labelling each command ``[op i scope.op.variant]`` in its reasoning. An operation whose output looks

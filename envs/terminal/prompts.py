@@ -1,4 +1,4 @@
-"""Texts of the Terminal domain (cod_spec.md 9.3): paper Table 6's system prompt (the reference's
+"""Texts of the Terminal domain (docs/cod.md 9.3): paper Table 6's system prompt (the reference's
 ``system.jinja2`` rendered with ``trim_blocks``, final newline dropped), the per-step user message and feedback."""
 
 from __future__ import annotations

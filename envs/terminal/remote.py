@@ -1,4 +1,4 @@
-"""Remote access commands of the simulated shell (cod_spec.md 9.3): ``ssh`` (log in, or run one command), ``exit``,
+"""Remote access commands of the simulated shell (docs/cod.md 9.3): ``ssh`` (log in, or run one command), ``exit``,
 ``scp`` and ``rsync`` between the local machine and the one remote host, with ssh's host and user checks."""
 
 from __future__ import annotations

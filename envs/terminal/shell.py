@@ -1,4 +1,4 @@
-"""The simulated shell (cod_spec.md 9.3): one command line in, its output out, on the virtual machines only.
+"""The simulated shell (docs/cod.md 9.3): one command line in, its output out, on the virtual machines only.
 
 A line is checked (length, command substitution, pipes, redirects), variables are expanded (``%VAR%`` on a local
 Windows shell; ``~``, ``$HOME``, ``$USER``, ``$PWD``, remote ``$IP`` elsewhere), then it is split on ``&&``, ``;``

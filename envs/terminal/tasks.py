@@ -1,4 +1,4 @@
-"""Terminal tasks (cod_spec.md 9.3): 9 single and 8 composite types drawn from ``random.Random(row seed)``, their
+"""Terminal tasks (docs/cod.md 9.3): 9 single and 8 composite types drawn from ``random.Random(row seed)``, their
 initial files with distractors, and their goal checks (graded by :mod:`cod_envs.terminal.checks`).
 
 Draw order follows the reference's ``generate_task``: local OS, remote host and user, composite coin, template.

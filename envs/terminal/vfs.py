@@ -1,4 +1,4 @@
-"""The in-memory filesystem of one simulated machine (cod_spec.md 9.3): nothing here can reach the host.
+"""The in-memory filesystem of one simulated machine (docs/cod.md 9.3): nothing here can reach the host.
 
 A tree of :class:`Dir` and :class:`File` nodes addressed by tuples of names (``("home", "user", "a.txt")``); each
 node carries a 3-digit mode and an owner, and a file may be an archive (``tar``, ``tar.gz``, ``zip``, ``gzip``)

@@ -1,4 +1,4 @@
-"""Tests of cod_megatron.cod, and the cod_spec.md 4.6 / 5.3 worked example (S = 4, G = 2) computed by hand."""
+"""Tests of cod_megatron.cod, and the docs/cod.md 4.6 / 5.3 worked example (S = 4, G = 2) computed by hand."""
 
 import torch
 

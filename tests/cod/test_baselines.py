@@ -1,4 +1,4 @@
-"""Group baselines and advantages (cod_spec.md 4.3, 4.6, 4.7)."""
+"""Group baselines and advantages (docs/cod.md 4.3, 4.6, 4.7)."""
 
 import pytest
 import torch

@@ -163,7 +163,7 @@ def test_branch_returns_discounted_and_normalised_by_hand():
 
 
 def test_full_horizon_continuing_branch_gets_todays_update_return():
-    # k >= S - 1 - j: the continuing branch plays every task it can influence, so its R is spec 4.2's R_z
+    # k >= S - 1 - j: the continuing branch plays every task it can influence, so its R is cod.md 4.2's R_z
     lc = lifecycle(
         0,
         [1.0, 0.0, 1.0, 1.0],

@@ -1,4 +1,4 @@
-"""assign_credit: lifecycles in, advantages on episodes out (spec 4.2-4.3 by hand, RED, judge-error drops)."""
+"""assign_credit: lifecycles in, advantages on episodes out (cod.md 4.2-4.3 by hand, RED, judge-error drops)."""
 
 import pytest
 
@@ -56,7 +56,7 @@ def test_red_brings_a_negative_token_mean_to_zero():
     before = token_mean(plain)
     res = assign_credit(lcs, AlgorithmConfig(adaptive_red=True))
     assert before < 0 and res.red_temperature is not None
-    # bisection stops at a bracket width of 0.05 (spec 5.2), so the mean is near zero, or, when the root lies
+    # bisection stops at a bracket width of 0.05 (cod.md 5.2), so the mean is near zero, or, when the root lies
     # below the 0.8 floor, T is the reference's 0.8484375 and the mean only moves towards zero
     after = token_mean(res)
     assert abs(after) < abs(before)
@@ -95,7 +95,8 @@ def test_incomplete_lifecycle_is_rejected():
 
 
 def test_a_pack_left_with_one_rollout_gets_advantage_zero_and_is_counted():
-    # pack 0 lost a rollout to a judge error, pack 1 has only one rollout left after retries (spec 4.3: G = 1 -> A = 0)
+    # pack 0 lost a rollout to a judge error, pack 1 has only one rollout left after retries
+    # (cod.md 4.3: G = 1 -> A = 0)
     lcs = [
         lifecycle(0, 0, [1.0, 0.0], [0.0]),
         lifecycle(0, 1, [0.0, 1.0], [0.0], judge_error=True),

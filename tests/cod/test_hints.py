@@ -1,4 +1,4 @@
-"""Hint extraction (spec 2.4, v2 rule), R1 keep-previous, and the prompt texts checked against the spec's strings."""
+"""Hint extraction (cod.md 2.4, v2 rule), R1 keep-previous, and the prompt texts checked against the spec's strings."""
 
 import pytest
 

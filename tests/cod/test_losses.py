@@ -1,4 +1,4 @@
-"""CoD policy losses (cod_spec.md section 6): hand-computed values, naive per-sample loops and split invariance."""
+"""CoD policy losses (docs/cod.md section 6): hand-computed values, naive per-sample loops and split invariance."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adaptive RED (cod_spec.md 5.2, 5.3): bisection for T, re-weighting, the floor, untouched non-negative batches."""
+"""Adaptive RED (docs/cod.md 5.2, 5.3): bisection for T, re-weighting, the floor, untouched non-negative batches."""
 
 import math
 
@@ -74,7 +74,7 @@ def test_floor_when_root_below_t_min():
 
 
 def test_ceiling_when_mean_is_barely_negative():
-    # sum A n = 33.25 + 15 + 19 - 67.375 = -0.125 < 0, but f(100) ~ -0.125 + sum n A^2 / 100 > 0 (spec 5.2 says
+    # sum A n = 33.25 + 15 + 19 - 67.375 = -0.125 < 0, but f(100) ~ -0.125 + sum n A^2 / 100 > 0 (cod.md 5.2 says
     # this cannot happen; it can): the reference's bisection then returns 99.9515625
     adv = torch.tensor([0.875, 1.0, 0.0, 1.0, -0.875], dtype=torch.float64)
     tokens = torch.tensor([38.0, 15.0, 5.0, 19.0, 77.0], dtype=torch.float64)

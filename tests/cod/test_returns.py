@@ -1,4 +1,4 @@
-"""Returns over a lifecycle (cod_spec.md 4.2, 4.5, 4.6, 4.7)."""
+"""Returns over a lifecycle (docs/cod.md 4.2, 4.5, 4.6, 4.7)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Rewards (cod_spec.md section 3): step penalty on positive outcomes only, format rewards, filtering."""
+"""Rewards (docs/cod.md section 3): step penalty on positive outcomes only, format rewards, filtering."""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ from tests.cod import assert_close
 
 @pytest.mark.parametrize("k", [1, 4, 8])
 def test_frozenlake_success_in_k_of_8_steps(k):
-    # spec 3.1: FrozenLake success in k of 8 steps scores 1 - 0.0125 k (token ramp is 0 with the 8B thresholds)
+    # cod.md 3.1: FrozenLake success in k of 8 steps scores 1 - 0.0125 k (token ramp is 0 with the 8B thresholds)
     assert solve_reward(1.0, [500] * k, turns_used=k, max_step_num=8) == pytest.approx(1 - 0.0125 * k)
 
 

@@ -1,4 +1,4 @@
-"""Alchemy-Random (spec 9.2): seeds, shared recipe graph, texts, malformed actions, limited mode, hint use."""
+"""Alchemy-Random (cod.md 9.2): seeds, shared recipe graph, texts, malformed actions, limited mode, hint use."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""FrozenLake-Obscure (spec 9.1): seeds, shared permutation, solvable maps, texts, malformed actions, hint use."""
+"""FrozenLake-Obscure (cod.md 9.1): seeds, shared permutation, solvable maps, texts, malformed actions, hint use."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Grid Navigation (spec 9.6): seeds, shared landscape, per-lifecycle reveals, malformed actions, hint use."""
+"""Grid Navigation (cod.md 9.6): seeds, shared landscape, per-lifecycle reveals, malformed actions, hint use."""
 
 import time
 

@@ -1,4 +1,5 @@
-"""HiddenKey (spec 9.8): vocabulary, prompts, parsing, rewards, data rows, scripted policies and the hint-use curves."""
+"""HiddenKey (cod.md 9.8): vocabulary, prompts, parsing, rewards, data rows, scripted policies and the hint-use
+curves."""
 
 import json
 import math

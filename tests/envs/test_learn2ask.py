@@ -1,4 +1,4 @@
-"""Learn2Ask (spec 9.4): rows and loader, synthetic dialogues, reward table, rule judge, judge errors, hint use."""
+"""Learn2Ask (cod.md 9.4): rows and loader, synthetic dialogues, reward table, rule judge, judge errors, hint use."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""The environment contract (spec 9.0) for every registered domain: ``step`` never raises, whatever the model wrote.
+"""The environment contract (cod.md 9.0) for every registered domain: ``step`` never raises, whatever the model wrote.
 
 For each domain in ``cod_envs.registry.DOMAINS`` environments are built from real rows and fed random text and a
 fixed adversarial corpus: huge numerals (bare, in ``<answer>`` and inside the domain's own answer format), deep

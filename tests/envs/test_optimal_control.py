@@ -1,4 +1,4 @@
-"""Optimal Control (spec 9.5): whitelisted controller grammar, hostile inputs, simulation, pack state, hint use."""
+"""Optimal Control (cod.md 9.5): whitelisted controller grammar, hostile inputs, simulation, pack state, hint use."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""PDE Discovery (spec 9.7): rows, families, solver, hidden equation, actions, pack evidence, fuzzing, hint use."""
+"""PDE Discovery (cod.md 9.7): rows, families, solver, hidden equation, actions, pack evidence, fuzzing, hint use."""
 
 import time
 

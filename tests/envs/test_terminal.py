@@ -1,4 +1,4 @@
-"""TerminalSimulator (spec 9.3): rows, tasks and goal checks, the shell's commands and per-OS texts, malformed and
+"""TerminalSimulator (cod.md 9.3): rows, tasks and goal checks, the shell's commands and per-OS texts, malformed and
 hostile actions (never an exception, never a host side effect), scripted policies and hint use."""
 
 import math

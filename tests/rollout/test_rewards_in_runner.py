@@ -1,4 +1,4 @@
-"""Rewards as the runner records them (spec 3.1, 3.3): the step penalty and the hint penalty reach r_x and r_z."""
+"""Rewards as the runner records them (cod.md 3.1, 3.3): the step penalty and the hint penalty reach r_x and r_z."""
 
 import pytest
 

@@ -1,6 +1,6 @@
 """SGLang rollout engines under Ray: an actor per engine owns one SGLang HTTP-server child process on its GPUs.
 
-The shape is slime's (``shared/reference/stack.md`` section 1): one placement group; per engine one actor placed on a
+The shape is slime's (slime's rollout-engine layout): one placement group; per engine one actor placed on a
 bundle that holds the engine's ``engine_tp`` GPUs; the actor picks a port, launches ``python -m sglang.launch_server``
 as a child in its own process group, waits for ``/health`` and reports the URL. ``shutdown`` kills the whole group
 (SGLang's scheduler processes included); an actor killed outright takes the server with it through a parent-death
