@@ -61,6 +61,7 @@ SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
 ReturnToService=2
 KillWait=10
+SchedulerParameters=sched_interval=5,bf_interval=5
 MinJobAge=600
 NodeName=$NODE CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP

@@ -106,7 +106,7 @@ def test_driver_is_the_train_module_with_the_overrides(rendered, name):
     recipe, overrides, _, _ = CASES[name]
     resume = ["checkpoint.load=auto"]  # a requeued job resumes from its newest checkpoint
     expected = shlex.join(["python", "-m", "cod_megatron.train", "--recipe", recipe, *overrides, *resume])
-    assert f"-- {expected}\n" in rendered[name]
+    assert f'"${{COD_DRIVER_PID_FILE}}" \\\n    {expected} 2>&1' in rendered[name]  # exec'd by the pid-recording shell
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -115,7 +115,9 @@ def test_preemption_signal_is_forwarded_to_the_driver_and_the_job_requeues(rende
     assert "#SBATCH --signal=B:TERM@300\n" in text and "#SBATCH --requeue\n" in text
     assert "export RAY_JOB_STOP_WAIT_TIME_S=270\n" in text  # Ray's default (3 s) would SIGKILL the driver
     assert "trap on_preempt TERM" in text
-    assert re.search(r"ray job stop [^\n]*--no-wait \"\$\{JOB_TAG\}\"", text)
+    assert 'head_step kill -TERM "$(cat "${COD_DRIVER_PID_FILE}")"' in text  # the driver alone, not its children
+    assert """-- sh -c 'echo $$ >"$0" && exec "$@"' "${COD_DRIVER_PID_FILE}" """ in text
+    assert re.search(r"ray job stop [^\n]*--no-wait \"\$\{JOB_TAG\}\"", text)  # before the driver has started
     assert 'scontrol requeue "${SLURM_JOB_ID}"' in text
     tail = text[text.index("if ((PREEMPTED)); then") :]
     assert tail.index("exit 0") < tail.index('exit "${rc}"')  # a preempted job exits 0 (afterok chains go on)
