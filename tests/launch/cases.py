@@ -1,6 +1,7 @@
 """The renders the launch tests check: fixed site settings, so nothing from this machine's environment reaches them.
 
-Regenerate the goldens with ``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/launch``.
+Regenerate the goldens with ``make goldens``
+(``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/launch -m "not slow"``).
 """
 
 import re

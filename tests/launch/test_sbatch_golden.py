@@ -1,6 +1,7 @@
 """Rendered sbatch scripts: golden diffs plus the invariants a regenerated golden must not hide.
 
-Regenerate the goldens with ``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/launch``.
+Regenerate the goldens with ``make goldens``
+(``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/launch -m "not slow"``).
 """
 
 import os
