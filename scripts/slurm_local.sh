@@ -10,6 +10,7 @@
 # `debug` holding this node with all its CPUs. The config goes to /etc/slurm/slurm.conf only if that file is absent
 # or was written by this script (the marker line below): a machine's own Slurm is never overwritten.
 set -euo pipefail
+export PATH="/usr/sbin:/sbin:${PATH}"  # the daemons live in sbin, which a non-login PATH may lack
 
 MARKER="# written by cod-megatron scripts/slurm_local.sh"
 CONF=/etc/slurm/slurm.conf
@@ -21,16 +22,19 @@ START_TIMEOUT_S="${COD_SLURM_START_TIMEOUT_S:-60}"
 
 die() { echo "slurm_local.sh: $*" >&2; exit 1; }
 
-install_packages() {  # the project's only system dependency of the Slurm test; apt-get update once per install
-  local missing=()
-  for bin in slurmctld slurmd sbatch munged; do command -v "$bin" >/dev/null || missing+=("$bin"); done
+install_packages() {  # the Slurm test's only system dependencies; `ip` (iproute2) is what the job script reads
+  local missing=() packages=()
+  local -A package_of=([slurmctld]=slurmctld [slurmd]=slurmd [sbatch]=slurm-client [munged]=munge [ip]=iproute2)
+  for bin in slurmctld slurmd sbatch munged ip; do
+    command -v "$bin" >/dev/null || { missing+=("$bin"); packages+=("${package_of[$bin]}"); }
+  done
   ((${#missing[@]} == 0)) && return 0
-  [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]} and not root: cannot apt-get install slurmctld slurmd slurm-client munge"
+  [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]} and not root: cannot apt-get install ${packages[*]}"
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get (the script knows Debian/Ubuntu only)"
-  echo "slurm_local.sh: installing slurmctld slurmd slurm-client munge (apt-get)" >&2
+  echo "slurm_local.sh: installing ${packages[*]} (apt-get)" >&2
   apt-get update -qq || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    slurmctld slurmd slurm-client munge >/dev/null || die "apt-get install slurmctld slurmd slurm-client munge failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null \
+    || die "apt-get install ${packages[*]} failed"
 }
 
 write_conf() {
