@@ -6,8 +6,8 @@ UV := $(VENV)/bin/uv
 RECIPE ?= debug_cpu
 ARGS ?=
 
-.PHONY: setup lock test test-dist lint format train train-70b dry-run list-recipes bench bench-kernels \
-	gpu-check-wheels gpu-check-model gpu-check-cpu clean
+.PHONY: setup lock test test-dist test-slurm goldens lint format train train-70b dry-run list-recipes bench \
+	bench-kernels gpu-check-wheels gpu-check-model gpu-check-cpu clean
 
 setup: $(VENV)/.installed  ## create .venv, install the exact pins of requirements/cpu.lock, then requirements/no-deps.txt
 
@@ -27,6 +27,12 @@ test: setup  ## the CPU test suite (gpu-marked tests skip themselves without CUD
 
 test-dist: setup  ## only the spawned-gloo tests
 	$(PY) -m pytest -q -m dist
+
+test-slurm: setup  ## the launcher on a real one-node Slurm started here (root; apt-installs slurm + munge if missing)
+	$(PY) -m pytest -q tests/launch/test_slurm_e2e.py
+
+goldens: setup  ## rewrite the rendered sbatch goldens (tests/launch/golden/*.sub); review the diff
+	COD_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/launch -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -5,7 +5,9 @@ The launched command is always ``python -m cod_megatron.train --recipe NAME over
 
 * ``local``: a NeMo-Run ``LocalExecutor`` on this machine (the driver starts its own Ray instance).
 * ``slurm``: a NeMo-Run ``SlurmExecutor`` whose task is marked for Ray on Slurm, so NeMo-Run renders
-  ``slurm/ray_cod.sub.j2`` (Ray head + workers in job-scoped Pyxis containers, then the driver as a Ray job).
+  ``slurm/ray_cod.sub.j2`` (Ray head + workers, then the driver as a Ray job), with ``--mode pyxis`` in job-scoped
+  Pyxis containers or with ``--mode bare`` from a virtualenv and checkout on shared storage (no container).
+  The template builds every srun flag itself from exported variables (``cod_megatron/slurm_job.py``).
   NeMo-Run 0.11.1's own ``SlurmRayCluster``/``SlurmRayJob`` hard-code its ``ray.sub.j2`` (container names shared
   between jobs, a NeMo-RL path patch, 8 GPUs per node) and query ``squeue`` even in a dry run, so this goes through
   the Experiment path, which takes the template from ``SlurmExecutor.ray_template``.
@@ -23,49 +25,18 @@ import os
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cod_megatron.cli import report
 from cod_megatron.cli import resolve_recipe as resolve
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run
 from cod_megatron.config.memory import check_fits
+from cod_megatron.slurm_job import MODES, SlurmSettings, gpus_per_node, job_env, ray_runtime_env, split_mounts
+
+__all__ = ["SlurmSettings", "job_env", "main", "ray_runtime_env", "render_sbatch"]
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "ray_cod.sub.j2"
 USE_WITH_RAY_CLUSTER = "use_with_ray_cluster"  # nemo_run.config.USE_WITH_RAY_CLUSTER_KEY
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _split(text: str) -> list[str]:
-    return [m for m in text.split(",") if m]
-
-
-@dataclass(kw_only=True)
-class SlurmSettings:
-    """Site settings of the Slurm executor; each default can come from a ``COD_SLURM_*`` environment variable."""
-
-    account: str = field(default_factory=lambda: _env("COD_SLURM_ACCOUNT", "ACCOUNT"))
-    partition: str = field(default_factory=lambda: _env("COD_SLURM_PARTITION", "batch"))
-    time: str = field(default_factory=lambda: _env("COD_SLURM_TIME", "04:00:00"))
-    container_image: str = field(default_factory=lambda: _env("COD_SLURM_IMAGE", "cod-megatron.sqsh"))
-    """Enroot image (``.sqsh`` or ``docker://...``) built from ``slurm/Dockerfile``."""
-    container_mounts: list[str] = field(default_factory=lambda: _split(_env("COD_SLURM_MOUNTS", "")))
-    """``src:dst`` mounts besides the job directories NeMo-Run mounts itself."""
-    job_dir: str = field(default_factory=lambda: _env("COD_SLURM_JOB_DIR", "/shared/cod-megatron/jobs"))
-    """Directory on shared storage that holds each experiment's code snapshot, scripts and logs."""
-    socket_ifname: str = field(default_factory=lambda: _env("COD_SOCKET_IFNAME", "eth0"))
-    """Interface for NCCL bootstrap and Gloo (``ip -br addr`` on a compute node); the same name on every node."""
-    ssh_host: str | None = field(default_factory=lambda: os.environ.get("COD_SLURM_SSH_HOST"))
-    """``user@login-node`` to submit over SSH; None submits from this machine (a login node)."""
-    signal_lead_s: int = field(default_factory=lambda: int(_env("COD_SLURM_SIGNAL_LEAD_S", "300")))
-    """Slurm sends SIGTERM to the batch script this long before the time limit (``--signal=B:TERM@N``): the driver
-    finishes its step and checkpoints; longer than a step plus a checkpoint save."""
-    requeue: bool = field(default_factory=lambda: _env("COD_SLURM_REQUEUE", "1") == "1")
-    """After a SIGTERM stop the job requeues itself and resumes from its newest checkpoint (``checkpoint.load=auto``);
-    off (0): it exits 0, for an ``afterok`` chain of jobs that resume the same way."""
 
 
 def train_args(recipe: str, overrides: list[str]) -> list[str]:
@@ -80,35 +51,25 @@ def slurm_train_args(recipe: str, overrides: list[str]) -> list[str]:
     return train_args(recipe, overrides if explicit else [*overrides, "checkpoint.load=auto"])
 
 
-def job_env(cfg: RunConfig, settings: SlurmSettings, layout: ParallelLayout) -> dict[str, str]:
-    """Environment of every process of the job; ``COD_RAY_ENV_KEYS`` lists what goes into the Ray runtime env."""
-    env = dict(cfg.run.env_vars)
-    env["NCCL_SOCKET_IFNAME"] = settings.socket_ifname  # NCCL bootstrap and socket transport
-    env["GLOO_SOCKET_IFNAME"] = settings.socket_ifname  # Gloo carries the IPC-handle gathers of weight sync
-    ray_keys = " ".join(env)
-    env["COD_GPUS_PER_NODE"] = str(layout.gpus_per_node)
-    # `ray job stop` (how the script forwards Slurm's SIGTERM) SIGKILLs the driver after this wait: 3 s by default
-    env["RAY_JOB_STOP_WAIT_TIME_S"] = str(max(30, settings.signal_lead_s - 30))
-    env["COD_REQUEUE"] = "1" if settings.requeue else "0"
-    env["COD_RAY_ENV_KEYS"] = ray_keys
-    return env
-
-
-def ray_runtime_env(env: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The Ray ``runtime_env`` the driver builds from the job environment (what ``driver.sh`` computes in bash)."""
-    return {"env_vars": {k: env[k] for k in env["COD_RAY_ENV_KEYS"].split()}}
+def tunnel_job_dir(settings: SlurmSettings) -> str:
+    """The tunnel's ``job_dir``: ``<job_dir>/experiments``. NeMo-Run writes the sbatch script into the experiment's
+    directory, ``<base_dir>/experiments/<title>/<id>``, and sbatch reads it from the tunnel's,
+    ``<tunnel job_dir>/<title>/<id>``: with ``base_dir=<job_dir>`` (a LocalTunnel submit) the two are one directory,
+    and an SSHTunnel rsyncs the experiment directory to the same place on the login node."""
+    return os.path.join(settings.job_dir, "experiments")
 
 
 def slurm_executor(cfg: RunConfig, layout: ParallelLayout, settings: SlurmSettings):
-    """A NeMo-Run ``SlurmExecutor`` sized from the layout: one task per node, every GPU, the cod template."""
+    """A NeMo-Run ``SlurmExecutor`` sized from the layout: one task per node, its GPUs (none on CPU), the cod
+    template. Container image and mounts travel as exported variables: the template builds every srun flag."""
     import nemo_run as run
 
     env = job_env(cfg, settings, layout)
     if settings.ssh_host:
         user, _, host = settings.ssh_host.rpartition("@")
-        tunnel = run.SSHTunnel(host=host, user=user or os.environ.get("USER", ""), job_dir=settings.job_dir)
+        tunnel = run.SSHTunnel(host=host, user=user or os.environ.get("USER", ""), job_dir=tunnel_job_dir(settings))
     else:
-        tunnel = run.LocalTunnel(job_dir=settings.job_dir)
+        tunnel = run.LocalTunnel(job_dir=tunnel_job_dir(settings))
     return run.SlurmExecutor(
         account=settings.account,
         partition=settings.partition,
@@ -118,18 +79,24 @@ def slurm_executor(cfg: RunConfig, layout: ParallelLayout, settings: SlurmSettin
         additional_parameters={"requeue": True} if settings.requeue else None,
         nodes=layout.nodes,
         ntasks_per_node=1,
-        gpus_per_node=layout.gpus_per_node,
+        gpus_per_node=gpus_per_node(cfg, layout) or None,
         exclusive=True,
         mem="0",
-        container_image=settings.container_image,
-        container_mounts=list(settings.container_mounts),
         # NeMo-Run writes `export KEY=value` unquoted; quote here so any value survives bash.
         env_vars={k: shlex.quote(v) for k, v in env.items()},
         tunnel=tunnel,
-        packager=run.GitArchivePackager(),
+        # pyxis: a `git archive` snapshot of HEAD in the job dir; bare: the steps run settings.code_dir itself
+        packager=run.GitArchivePackager() if settings.mode == "pyxis" else run.Packager(),
         ray_template=str(TEMPLATE),  # absolute: NeMo-Run joins it onto its template dir, so this file is used
         poll_estimated_start_time=False,
     )
+
+
+def log_in_task_dir(executor) -> None:
+    """Put the job's logs in its task directory, ``<tunnel job dir>/<task>``. sbatch opens ``--output`` before the
+    script runs, so its folder must exist at submission: NeMo-Run's default for Ray (``<task>/ray/logs``) is created by
+    nothing on the Experiment path, while the task directory always is (its ``configs/`` and ``code/``)."""
+    executor.job_details.folder = os.path.join(executor.tunnel.job_dir, Path(executor.job_dir).name)
 
 
 def slurm_task(recipe: str, overrides: list[str]):
@@ -151,7 +118,7 @@ def render_sbatch(recipe: str, overrides: list[str], settings: SlurmSettings) ->
 
     cfg, layout = resolve(recipe, overrides)
     executor = slurm_executor(cfg, layout, settings)
-    executor.tunnel = run.LocalTunnel(job_dir=settings.job_dir)
+    executor.tunnel = run.LocalTunnel(job_dir=tunnel_job_dir(settings))
     executor.packager = run.Packager()  # nothing to package for a render
     # NeMo-Run's packaging step shells out through invoke, which forwards our stdin; a render reads none.
     with tempfile.TemporaryDirectory(prefix="cod-dryrun-") as tmp, open(os.devnull) as devnull:
@@ -161,6 +128,7 @@ def render_sbatch(recipe: str, overrides: list[str], settings: SlurmSettings) ->
             title, executor=executor, id=f"{title}_dryrun", base_dir=tmp, log_level="ERROR", clean_mode=True
         ) as exp:
             exp.add(slurm_task(recipe, overrides), name=title)
+            log_in_task_dir(exp.jobs[0].executor)
             try:
                 exp.dryrun(log=False, delete_exp_dir=False)
             finally:
@@ -172,15 +140,20 @@ def render_sbatch(recipe: str, overrides: list[str], settings: SlurmSettings) ->
     return text if text.endswith("\n") else text + "\n"
 
 
-def submit_slurm(recipe: str, overrides: list[str], settings: SlurmSettings) -> None:
-    """Package the committed code (git archive), render and ``sbatch`` it; returns once submitted."""
+def submit_slurm(recipe: str, overrides: list[str], settings: SlurmSettings) -> str:
+    """Package the committed code (git archive; pyxis mode), render and ``sbatch`` it; the Slurm job id, once
+    submitted."""
     import nemo_run as run
 
     cfg, layout = resolve(recipe, overrides)
     executor = slurm_executor(cfg, layout, settings)
-    with run.Experiment(cfg.run.name, executor=executor, log_level="INFO") as exp:
+    base_dir = None if settings.ssh_host else settings.job_dir  # see tunnel_job_dir
+    with run.Experiment(cfg.run.name, executor=executor, base_dir=base_dir, log_level="INFO") as exp:
         exp.add(slurm_task(recipe, overrides), name=cfg.run.name)
+        log_in_task_dir(exp.jobs[0].executor)
         exp.run(detach=True)
+        handle = exp.jobs[0].handle  # torchx's `slurm_tunnel://nemo_run/<job id>`
+    return handle.rstrip("/").rpartition("/")[2]
 
 
 def run_local(recipe: str, overrides: list[str], dry_run: bool) -> None:
@@ -212,8 +185,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--account", default=d.account)
     p.add_argument("--partition", default=d.partition)
     p.add_argument("--time", default=d.time)
-    p.add_argument("--image", default=d.container_image, help="enroot image built from slurm/Dockerfile")
-    p.add_argument("--mounts", default=",".join(d.container_mounts), help="comma-separated src:dst mounts")
+    p.add_argument("--mode", choices=MODES, default=d.mode,
+                   help="pyxis: steps in Pyxis/enroot containers; bare: no container, --venv and --code-dir "
+                   "on shared storage")  # fmt: skip
+    p.add_argument("--image", default=d.container_image, help="pyxis: enroot image built from slurm/Dockerfile")
+    p.add_argument("--mounts", default=",".join(d.container_mounts), help="pyxis: comma-separated src:dst mounts")
+    p.add_argument("--venv", default=d.venv, help="bare: the virtualenv the nodes run (default: this one)")
+    p.add_argument("--code-dir", default=d.code_dir, help="bare: the checkout the nodes run (default: this one)")
+    p.add_argument("--mpi", default=d.mpi, help="srun --mpi=TYPE for the node steps (default: none)")
     p.add_argument("--job-dir", default=d.job_dir, help="shared directory for code snapshots, scripts and logs")
     p.add_argument("--socket-ifname", default=d.socket_ifname, help="NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME")
     p.add_argument("--ssh-host", default=d.ssh_host, help="user@login-node; default: submit from this machine")
@@ -222,6 +201,26 @@ def parser() -> argparse.ArgumentParser:
                    help="after a SIGTERM stop exit 0 (for afterok chains) instead of requeueing")  # fmt: skip
     p.add_argument("overrides", nargs="*", help="section.field=value overrides for the recipe")
     return p
+
+
+def settings_from(args: argparse.Namespace) -> SlurmSettings:
+    """The Slurm settings of a parsed command line."""
+    return SlurmSettings(
+        account=args.account,
+        partition=args.partition,
+        time=args.time,
+        mode=args.mode,
+        container_image=args.image,
+        container_mounts=split_mounts(args.mounts),
+        venv=args.venv,
+        code_dir=args.code_dir,
+        mpi=args.mpi,
+        job_dir=args.job_dir,
+        socket_ifname=args.socket_ifname,
+        ssh_host=args.ssh_host,
+        signal_lead_s=args.signal_lead_s,
+        requeue=args.requeue,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,22 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.executor == "local":
         run_local(args.recipe, args.overrides, args.dry_run)
         return 0
-    settings = SlurmSettings(
-        account=args.account,
-        partition=args.partition,
-        time=args.time,
-        container_image=args.image,
-        container_mounts=_split(args.mounts),
-        job_dir=args.job_dir,
-        socket_ifname=args.socket_ifname,
-        ssh_host=args.ssh_host,
-        signal_lead_s=args.signal_lead_s,
-        requeue=args.requeue,
-    )
+    settings = settings_from(args)
+    try:
+        settings.check()
+    except ConfigError as e:
+        return report(e)
     if args.dry_run:
         sys.stdout.write(render_sbatch(args.recipe, args.overrides, settings))
         return 0
-    submit_slurm(args.recipe, args.overrides, settings)
+    print(f"submitted Slurm job {submit_slurm(args.recipe, args.overrides, settings)}")
     return 0
 
 

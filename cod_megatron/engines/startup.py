@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,9 +89,16 @@ _OWN_RAY: list[bool] = []
 
 
 def _init_ray() -> None:
+    """Join the cluster of a Ray job (``RAY_ADDRESS``, set by ``ray job submit`` on Slurm) or start a local one.
+
+    Joining must not size the cluster: Ray refuses ``object_store_memory`` (and CPU counts) for an existing one."""
     import ray
 
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False, logging_level="ERROR")
+    else:
         _OWN_RAY.append(True)
         ray.init(
             include_dashboard=False,

@@ -1,6 +1,7 @@
 """Rendered sbatch scripts: golden diffs plus the invariants a regenerated golden must not hide.
 
-Regenerate the goldens with ``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/launch``.
+Regenerate the goldens with ``make goldens``
+(``COD_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/launch -m "not slow"``).
 """
 
 import os
@@ -13,40 +14,10 @@ import pytest
 
 import cod_recipes
 from cod_megatron.config import finalize
-from cod_megatron.launch import SlurmSettings, job_env, main, ray_runtime_env, render_sbatch
+from cod_megatron.launch import job_env, main, ray_runtime_env, render_sbatch
+from tests.launch.cases import CASES, GPU_CASES, REPO, SETTINGS, normalise
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
-REPO = Path(__file__).resolve().parents[2]
-# Fixed site settings, so nothing from this machine's environment reaches the render.
-SETTINGS = SlurmSettings(
-    account="cod-account",
-    partition="batch",
-    time="04:00:00",
-    container_image="/shared/images/cod-megatron.sqsh",
-    container_mounts=["/shared/data:/data"],
-    job_dir="/shared/cod-megatron/jobs",
-    socket_ifname="ib0",
-    ssh_host=None,
-)
-# name -> (recipe, overrides, nodes)
-CASES = {
-    "qwen3_8b_cod_8gpu_h100": ("qwen3_8b_cod_8gpu_h100", [], 1),
-    "llama3_70b_cod_64gpu_h100": ("llama3_70b_cod_64gpu_h100", [], 8),
-    "llama3_70b_cod_64nodes": ("llama3_70b_cod_64gpu_h100", ["parallel.dp=8", "parallel.engines=32"], 64),
-}
-
-
-def normalise(text: str) -> str:
-    """Machine-specific strings would make goldens flaky; the render must not contain any (checked below)."""
-    for path, tag in ((str(REPO), "<repo>"), (str(Path.home()), "<home>")):
-        if len(path) > 1:
-            text = text.replace(path, tag)
-    return re.sub(r"/cod-dryrun-[^/\s]+", "/<render-tmp>", text)
-
-
-@pytest.fixture(scope="module")
-def rendered():
-    return {name: render_sbatch(recipe, overrides, SETTINGS) for name, (recipe, overrides, _) in CASES.items()}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -61,9 +32,9 @@ def test_rendered_script_matches_golden(rendered, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_render_is_deterministic_and_free_of_machine_paths(rendered, name):
-    recipe, overrides, _ = CASES[name]
+    recipe, overrides, _, settings = CASES[name]
     text = rendered[name]
-    assert render_sbatch(recipe, overrides, SETTINGS) == text
+    assert render_sbatch(recipe, overrides, settings) == text
     for machine_specific in (str(REPO), str(Path.home()), "cod-dryrun-"):
         assert machine_specific not in text
     assert not re.search(r"\d{16,}", text), "a nanosecond timestamp (NeMo-Run's default experiment id) leaked"
@@ -82,8 +53,8 @@ def test_every_srun_kills_its_step_on_a_bad_exit(rendered, name):
     code = [ln for ln in rendered[name].splitlines() if not ln.lstrip().startswith("#")]
     sruns = [ln for ln in code if re.search(r"\bsrun\b", ln)]
     assert sruns == ['step() { srun --kill-on-bad-exit=1 "$@"; }'], "every srun must go through step()"
-    launches = [ln for ln in code if re.match(r"\s*(\w+=\S+ )?(step|container_step)\b", ln)]
-    assert len(launches) >= 3  # head, workers' loop, driver (and the probes)
+    launches = [ln for ln in code if re.search(r"(^|[\s(])(step|node_step|head_step) ", ln)]
+    assert len(launches) >= 6  # head, workers' loop, driver, the probes, ray job stop
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -121,9 +92,9 @@ def test_exactly_one_ray_head(rendered, name):
     assert len(re.findall(r"\bray start --address=", text)) == 1  # workers, in the per-node loop
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", GPU_CASES)
 def test_header_is_sized_from_the_layout(rendered, name):
-    _, _, nodes = CASES[name]
+    _, _, nodes, _ = CASES[name]
     text = rendered[name]
     assert f"#SBATCH --nodes={nodes}\n" in text
     assert "#SBATCH --gpus-per-node=8\n" in text
@@ -133,10 +104,10 @@ def test_header_is_sized_from_the_layout(rendered, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_driver_is_the_train_module_with_the_overrides(rendered, name):
-    recipe, overrides, _ = CASES[name]
+    recipe, overrides, _, _ = CASES[name]
     resume = ["checkpoint.load=auto"]  # a requeued job resumes from its newest checkpoint
     expected = shlex.join(["python", "-m", "cod_megatron.train", "--recipe", recipe, *overrides, *resume])
-    assert f"-- {expected}\n" in rendered[name]
+    assert f'"${{COD_DRIVER_PID_FILE}}" \\\n    {expected} 2>&1' in rendered[name]  # exec'd by the pid-recording shell
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -145,15 +116,17 @@ def test_preemption_signal_is_forwarded_to_the_driver_and_the_job_requeues(rende
     assert "#SBATCH --signal=B:TERM@300\n" in text and "#SBATCH --requeue\n" in text
     assert "export RAY_JOB_STOP_WAIT_TIME_S=270\n" in text  # Ray's default (3 s) would SIGKILL the driver
     assert "trap on_preempt TERM" in text
-    assert re.search(r"ray job stop [^\n]*--no-wait \"\$\{JOB_TAG\}\"", text)
+    assert 'head_step kill -TERM "$(cat "${COD_DRIVER_PID_FILE}")"' in text  # the driver alone, not its children
+    assert """-- sh -c 'echo $$ >"$0" && exec "$@"' "${COD_DRIVER_PID_FILE}" """ in text
+    assert re.search(r"ray job stop [^\n]*--no-wait \"\$\{JOB_TAG\}\"", text)  # before the driver has started
     assert 'scontrol requeue "${SLURM_JOB_ID}"' in text
     tail = text[text.index("if ((PREEMPTED)); then") :]
     assert tail.index("exit 0") < tail.index('exit "${rc}"')  # a preempted job exits 0 (afterok chains go on)
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", GPU_CASES)
 def test_recipe_env_reaches_the_sbatch_script_and_the_ray_runtime_env(rendered, name):
-    recipe, overrides, _ = CASES[name]
+    recipe, overrides, _, _ = CASES[name]
     cfg = cod_recipes.get(recipe)
     layout = finalize(cfg)
     assert cfg.run.env_vars, "GPU recipes carry their NCCL/CUDA settings"
