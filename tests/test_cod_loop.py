@@ -119,8 +119,9 @@ def test_ctrl_c_stops_cleanly_and_ends_only_the_processes_it_started(tmp_path):
 )
 def test_two_trainer_ranks_train_the_same_loop_as_one(tmp_path, split):
     """Rank 0 generates; DP: every rank trains its share; PP (1F1B or interleaved): each stage its layers, and every
-    stage's weights reach the engine on rank 0. The loss and gradient norm equal the one-rank run (the PP run loads
-    the one-rank run's cached warm start, so both start from the same weights)."""
+    stage's weights reach the engine on rank 0. The loss and gradient norm equal the one-rank run: the two-rank run
+    starts from the one-rank run's warm start (``checkpoint.load``; its own layout would train its own warm start,
+    whose cache key includes the layout, since the layout changes the float summation order)."""
     from tests.dist import free_port
 
     common = [
@@ -132,11 +133,12 @@ def test_two_trainer_ranks_train_the_same_loop_as_one(tmp_path, split):
         "parallel.gpus_per_node=3",
     ]
     one = _train(tmp_path / "dp1", *common, "parallel.gpus_per_node=2")
+    (warm,) = [d for d in (tmp_path / "cache" / "warm_start").iterdir() if (d / "done").exists()]
     out = tmp_path / "dp2"
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
          "-m", "cod_megatron.train", "--recipe", "debug_cpu", f"run.output_dir={out}", *SMALL, *common,
-         *split],
+         *split, f"checkpoint.load={warm}"],
         capture_output=True, text=True, cwd=ROOT, timeout=900,
     )  # fmt: skip
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
