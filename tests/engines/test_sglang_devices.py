@@ -100,8 +100,8 @@ def test_device_uuids_agree_between_torch_and_nvidia_smi():
 
     from cod_megatron.engines.sglang.devices import local_gpu_uuid, nvidia_smi_uuids
 
-    if shutil.which("nvidia-smi") is None:
-        pytest.skip("no nvidia-smi on this machine")
+    # the engine side resolves Ray's GPU indices with nvidia-smi: without it colocated engines cannot be matched here
+    assert shutil.which("nvidia-smi") is not None, "nvidia-smi is not on PATH: colocated engines cannot name their GPUs"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     entry = server_devices(torch.cuda.current_device(), visible, 1)
     (engine_side,) = resolve_uuids(entry, nvidia_smi_uuids)
