@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--pp", type=int, default=1, help="pipeline-parallel size")
         s.add_argument("--params-dtype", default="float32", choices=sorted(_DTYPES), help="megatron parameter dtype")
     args = p.parse_args(argv)
-    from cod_megatron.log import setup_logging
+    from cod_megatron.infra.log import setup_logging
     from cod_megatron.policy.distributed import destroy_distributed
 
     setup_logging()

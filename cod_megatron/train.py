@@ -12,22 +12,22 @@ import sys
 from pathlib import Path
 
 from cod_envs import registry
-from cod_megatron import run_parts as parts
-from cod_megatron.cli import handle_common, parser, report
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run, engines_released_for_train
 from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.eval.in_loop import Evaluator
 from cod_megatron.eval.plot import plot_training_positions
-from cod_megatron.log import MetricsWriter, StepProgress, progress_line, setup_logging, timed
+from cod_megatron.infra.cli import handle_common, parser, report
+from cod_megatron.infra.log import MetricsWriter, StepProgress, progress_line, setup_logging, timed
+from cod_megatron.loop import run_parts as parts
+from cod_megatron.loop.preemption import StopRequest
+from cod_megatron.loop.synthetic import run_synthetic
+from cod_megatron.loop.throughput import step_throughput
 from cod_megatron.policy import distributed
-from cod_megatron.preemption import StopRequest
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
-from cod_megatron.synthetic import run_synthetic
-from cod_megatron.throughput import step_throughput
 
 log = logging.getLogger("cod_megatron.train")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cod_megatron import capabilities
+from cod_megatron.infra import capabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_ONLY = ["transformer_engine", "sglang", "sglang_router", "flash_attn", "apex", "megatron.bridge"]
@@ -36,7 +36,7 @@ def test_every_module_imports_with_gpu_libraries_hidden():
                     continue
                 importlib.import_module(info.name)
                 names.append(info.name)
-        from cod_megatron import capabilities
+        from cod_megatron.infra import capabilities
         assert not capabilities.has("te") and not capabilities.has("sglang")
         print(len(names))
     """)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cod_megatron import run_parts
+from cod_megatron.loop import run_parts
 
 
 class _Engine:

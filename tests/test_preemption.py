@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from cod_megatron.config import RunConfig
-from cod_megatron.run_parts import resume_path
+from cod_megatron.loop.run_parts import resume_path
 from tests.cli import start_train, train_cli
 
 SMALL = ["env.warm_start_steps=3", "rollout.packs_per_step=2", "rollout.group_size=4", "eval.interval=0"]

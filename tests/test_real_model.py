@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from cod_envs import registry
-from cod_megatron import run_parts as parts
-from cod_megatron.cli import resolve_recipe
 from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.engines.embedded import EmbeddedEngine
+from cod_megatron.infra.cli import resolve_recipe
+from cod_megatron.loop import run_parts as parts
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync

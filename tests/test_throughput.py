@@ -3,7 +3,7 @@
 import pytest
 
 from cod_megatron.config import ModelConfig
-from cod_megatron.throughput import model_flops, throughput_metrics
+from cod_megatron.loop.throughput import model_flops, throughput_metrics
 
 
 def tiny() -> ModelConfig:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import cod_recipes
-from cod_megatron import warm_start
 from cod_megatron.config import apply_overrides, finalize
+from cod_megatron.loop import warm_start
 from cod_megatron.policy import trainer as trainer_module
 from cod_megatron.rollout.renderers import run_renderer
 
@@ -88,7 +88,7 @@ def test_the_cache_key_covers_the_code_that_trains_the_warm_start(tmp_path, monk
     cfg, _ = _cfg(tmp_path)
     before = warm_start.cache_dir(cfg)
     sources = warm_start.TRAINING_SOURCES
-    assert {"warm_start.py", "policy/trainer.py", "policy/loss.py", "cod/losses.py"} <= set(sources)
+    assert {"loop/warm_start.py", "policy/trainer.py", "policy/loss.py", "cod/losses.py"} <= set(sources)
     # a changed training file (here: the trainer swapped for another file) is a different warm start
     monkeypatch.setattr(warm_start, "TRAINING_SOURCES", tuple(s.replace("trainer.py", "model.py") for s in sources))
     assert warm_start.cache_dir(cfg) != before

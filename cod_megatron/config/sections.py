@@ -217,7 +217,8 @@ class EnvConfig:
     """Supervised hint-following steps before RL (HiddenKey only, cod.md 9.8); cached next to the run directory."""
     warm_start_lr: float = 1e-3
     """The warm start's constant learning rate: it has its own schedule (no warmup, no decay) and default AdamW;
-    the RL run's ``optimizer.*`` and ``run.steps`` do not reach it (``cod_megatron.warm_start.warm_start_config``)."""
+    the RL run's ``optimizer.*`` and ``run.steps`` do not reach it
+    (``cod_megatron.loop.warm_start.warm_start_config``)."""
     warm_start_batch: int = 64
     """Solve prompts per warm-start step."""
 

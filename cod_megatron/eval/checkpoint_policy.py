@@ -45,9 +45,9 @@ def checkpoint_engine(
     ``device``: None picks this machine's (CUDA when present); the probes pass ``cpu``.
     """
     from cod_megatron.engines.embedded import EmbeddedEngine
+    from cod_megatron.loop.run_parts import engine_kwargs, start_trainer
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.rollout.renderers import run_renderer
-    from cod_megatron.run_parts import engine_kwargs, start_trainer
     from cod_megatron.sync.weight_sync import WeightSync
 
     cfg = load_run_config(ckpt)
@@ -82,7 +82,7 @@ def checkpoint_rollouts(
     ``max_new_tokens``: the response cap per model call (None: the run's), so that a model trained on a short-answer
     domain can be evaluated on one that needs longer answers.
     """
-    from cod_megatron.run_parts import build_manager
+    from cod_megatron.loop.run_parts import build_manager
 
     cfg, engine, renderer = checkpoint_engine(ckpt, max_new_tokens)
     manager = build_manager(cfg, domain, [engine], renderer, temperature=temperature, run_seed=seed)

@@ -11,7 +11,7 @@ from megatron.core.transformer.identity_op import IdentityOp
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from cod_megatron import capabilities
+from cod_megatron.infra import capabilities
 from cod_megatron.policy.norm import QKRMSNorm, RMSNorm
 from cod_megatron.policy.packed_attention import PackedDotProductAttention
 

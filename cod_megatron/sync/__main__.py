@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from cod_megatron.cli import parser, resolve
+from cod_megatron.infra.cli import parser, resolve
 from cod_megatron.sync.plan import plan_sync, render
 
 

@@ -9,7 +9,7 @@ import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, engines_released_for_train, finalize
 from cod_megatron.config.colocation import ALLOC_CONF, expandable_segments, shares_gpus_with_engines
 from cod_megatron.config.memory import plan_memory
-from cod_megatron.launch import SlurmSettings, job_env, ray_runtime_env
+from cod_megatron.launch.submit import SlurmSettings, job_env, ray_runtime_env
 
 EXPANDABLE = f'run.env_vars={{"{ALLOC_CONF}": "expandable_segments:True"}}'
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import cod_recipes
-from cod_megatron.cli import handle_common, parser
 from cod_megatron.config import ConfigError, RunConfig, apply_overrides, finalize
+from cod_megatron.infra.cli import handle_common, parser
 
 
 @pytest.mark.parametrize("name", cod_recipes.names())

@@ -122,7 +122,7 @@ def test_engine_refuses_to_serve_without_or_with_partial_weights(setup):
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_the_runs_engine_generates_on_the_runs_device(device):
     """A GPU run's embedded engine lives on the GPU (its rollouts are not generated on the host)."""
-    from cod_megatron.run_parts import engine_kwargs
+    from cod_megatron.loop.run_parts import engine_kwargs
 
     cfg = cod_recipes.get("debug_cpu")
     cfg.run.device = device

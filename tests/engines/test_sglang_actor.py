@@ -319,7 +319,7 @@ def test_the_first_weight_sync_reaches_colocated_engines_as_ipc_payloads(tmp_pat
     """No serializer handed in: colocated engines get SGLang's payload format from start_engines, and the first sync
     as the loop builds it (``run_parts.ipc_engine_ranks``) delivers every HF tensor bit-equal; a restarted engine is
     synced again on its own (one trainer rank: nothing else takes part)."""
-    from cod_megatron.run_parts import ipc_engine_ranks
+    from cod_megatron.loop.run_parts import ipc_engine_ranks
     from cod_megatron.sync.hf_map import export_hf_weights
     from cod_megatron.sync.weight_sync import WeightSync
     from tests.policy.parallel_utils import tiny_cfg

@@ -38,7 +38,7 @@ def _match_worker(rank: int, world: int):
     import torch.distributed as dist
 
     import cod_megatron.engines.sglang.devices as devices
-    from cod_megatron.run_parts import ipc_engine_ranks
+    from cod_megatron.loop.run_parts import ipc_engine_ranks
 
     devices.local_gpu_uuid = lambda: [GPU_B, GPU_A][rank].removeprefix("GPU-")  # torch's spelling: bare
     dist.init_process_group("gloo", init_method=init_method(), rank=rank, world_size=world)

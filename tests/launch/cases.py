@@ -7,7 +7,7 @@ Regenerate the goldens with ``make goldens``
 import re
 from pathlib import Path
 
-from cod_megatron.launch import SlurmSettings
+from cod_megatron.launch.submit import SlurmSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = SlurmSettings(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cod_megatron.launch import render_sbatch
+from cod_megatron.launch.submit import render_sbatch
 from tests.launch.cases import CASES
 
 

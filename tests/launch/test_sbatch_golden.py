@@ -14,7 +14,7 @@ import pytest
 
 import cod_recipes
 from cod_megatron.config import finalize
-from cod_megatron.launch import job_env, main, ray_runtime_env, render_sbatch
+from cod_megatron.launch.submit import job_env, main, ray_runtime_env, render_sbatch
 from tests.launch.cases import CASES, GPU_CASES, REPO, SETTINGS, normalise
 
 GOLDEN_DIR = Path(__file__).parent / "golden"

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from cod_megatron.config import ConfigError
-from cod_megatron.launch import job_env, main
-from cod_megatron.slurm_job import SlurmSettings
+from cod_megatron.launch.slurm_job import SlurmSettings
+from cod_megatron.launch.submit import job_env, main
 from tests.launch.cases import CASES, GPU_CASES, SETTINGS
 
 # srun options the template may use -> whether the option takes a value (Slurm 22.05 `srun --help`; Pyxis's

@@ -91,7 +91,7 @@ def test_a_hub_id_leaves_the_recipe_shapes_alone():
 
 
 def _start(cfg: RunConfig) -> dict[str, torch.Tensor]:
-    from cod_megatron import run_parts
+    from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.sync.hf_map import export_hf_weights
 
@@ -115,7 +115,7 @@ def test_start_trainer_loads_the_hf_weights_exactly(hf_dir):
 
 
 def test_checkpoint_load_wins_over_hf_path(hf_dir, tmp_path):
-    from cod_megatron import run_parts
+    from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.sync.hf_map import export_hf_weights
 
@@ -141,7 +141,7 @@ def test_checkpoint_load_wins_over_hf_path(hf_dir, tmp_path):
 def _bf16_step_at_lr_0(cfg: RunConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Start a bf16 trainer from ``cfg`` (HF weights or checkpoint), take one optimizer step at learning rate 0;
     returns the weights before and after the step (HF names)."""
-    from cod_megatron import run_parts
+    from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.sync.hf_map import export_hf_weights
     from tests.policy.parallel_utils import batches
@@ -184,7 +184,7 @@ def test_bf16_hf_weights_survive_the_first_step(hf_dir, distributed_optimizer, d
 @pytest.mark.parametrize("distributed_optimizer", [False, True], ids=["float16_optimizer", "distributed_optimizer"])
 def test_bf16_weights_only_checkpoint_survives_the_first_step(hf_dir, tmp_path, distributed_optimizer, device):
     """The same for a checkpoint without optimizer state (a warm start, a converted HF checkpoint)."""
-    from cod_megatron import run_parts
+    from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
 
     flag = f"optimizer.use_distributed_optimizer={str(distributed_optimizer).lower()}"

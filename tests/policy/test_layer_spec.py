@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from cod_megatron import capabilities
+from cod_megatron.infra import capabilities
 from tests.policy.parallel_utils import tiny_cfg
 
 
@@ -61,8 +61,8 @@ def test_bf16_gets_local_layers_where_transformer_engine_is_absent(monkeypatch):
 
 @pytest.mark.parametrize("dtype,expect", [("float32", "local layers"), ("bfloat16", "Transformer Engine layers")])
 def test_the_dry_run_prints_the_choice(te_present, dtype, expect):
-    from cod_megatron.cli import render
     from cod_megatron.config import finalize
+    from cod_megatron.infra.cli import render
 
     cfg = tiny_cfg()
     layout = finalize(cfg)

@@ -7,7 +7,7 @@ The launched command is always ``python -m cod_megatron.train --recipe NAME over
 * ``slurm``: a NeMo-Run ``SlurmExecutor`` whose task is marked for Ray on Slurm, so NeMo-Run renders
   ``slurm/ray_cod.sub.j2`` (Ray head + workers, then the driver as a Ray job), with ``--mode pyxis`` in job-scoped
   Pyxis containers or with ``--mode bare`` from a virtualenv and checkout on shared storage (no container).
-  The template builds every srun flag itself from exported variables (``cod_megatron/slurm_job.py``).
+  The template builds every srun flag itself from exported variables (``cod_megatron/launch/slurm_job.py``).
   NeMo-Run 0.11.1's own ``SlurmRayCluster``/``SlurmRayJob`` hard-code its ``ray.sub.j2`` (container names shared
   between jobs, a NeMo-RL path patch, 8 GPUs per node) and query ``squeue`` even in a dry run, so this goes through
   the Experiment path, which takes the template from ``SlurmExecutor.ray_template``.
@@ -27,15 +27,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cod_megatron.cli import report
-from cod_megatron.cli import resolve_recipe as resolve
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run
 from cod_megatron.config.memory import check_fits
-from cod_megatron.slurm_job import MODES, SlurmSettings, gpus_per_node, job_env, ray_runtime_env, split_mounts
+from cod_megatron.infra.cli import report
+from cod_megatron.infra.cli import resolve_recipe as resolve
+from cod_megatron.launch.slurm_job import MODES, SlurmSettings, gpus_per_node, job_env, ray_runtime_env, split_mounts
 
 __all__ = ["SlurmSettings", "job_env", "main", "ray_runtime_env", "render_sbatch"]
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "ray_cod.sub.j2"
+TEMPLATE = Path(__file__).resolve().parents[2] / "slurm" / "ray_cod.sub.j2"
 USE_WITH_RAY_CLUSTER = "use_with_ray_cluster"  # nemo_run.config.USE_WITH_RAY_CLUSTER_KEY
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.log import MetricsWriter
+from cod_megatron.infra.log import MetricsWriter
 
 log = logging.getLogger("cod_megatron.train")
 

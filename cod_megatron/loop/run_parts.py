@@ -19,15 +19,15 @@ import torch
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
+from cod_megatron.loop.warm_start import ensure_warm_start
 from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
-from cod_megatron.warm_start import ensure_warm_start
 
-log = logging.getLogger("cod_megatron.run_parts")
+log = logging.getLogger("cod_megatron.loop.run_parts")
 
 
 def start_trainer(

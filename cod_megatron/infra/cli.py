@@ -7,8 +7,8 @@ import json
 import sys
 
 import cod_recipes
-from cod_megatron.capabilities import transformer_engine_layers
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, finalize
+from cod_megatron.infra.capabilities import transformer_engine_layers
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from types import FrameType
 import torch
 import torch.distributed as dist
 
-log = logging.getLogger("cod_megatron.preemption")
+log = logging.getLogger("cod_megatron.loop.preemption")
 
 EXIT_CODES = {signal.SIGTERM: 0, signal.SIGINT: 130}
 """The process's exit code after a graceful stop, by the signal that asked for it."""

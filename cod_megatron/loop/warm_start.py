@@ -70,7 +70,7 @@ def warm_start_config(cfg: RunConfig) -> RunConfig:
 
 
 TRAINING_SOURCES = (
-    "warm_start.py",
+    "loop/warm_start.py",
     "policy/trainer.py",
     "policy/loss.py",
     "policy/pg_head.py",
@@ -107,7 +107,7 @@ def cache_key(cfg: RunConfig) -> dict:
     """
     wcfg, hook = warm_start_config(cfg), warm_start_hook(cfg)
     p = cfg.parallel
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the package root: TRAINING_SOURCES are relative to it
     sources = [here / s for s in TRAINING_SOURCES] + [Path(inspect.getfile(hook.samples))]
     return {
         "model": dataclasses.asdict(cfg.model),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODES = ("pyxis", "bare")
 """``pyxis``: every node step in a job-scoped Pyxis/enroot container of ``container_image``; ``bare``: no container,
 the steps run ``venv`` and ``code_dir`` from a filesystem every node mounts (clusters without Pyxis)."""
