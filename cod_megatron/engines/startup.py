@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cod_megatron.cod.model_tokenizer import is_local_dir, tokenizer_mismatch
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
@@ -27,6 +26,8 @@ from cod_megatron.engines.sglang.actor import SGLangServerActor
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
+from cod_megatron.models.model_tokenizer import tokenizer_mismatch
+from cod_megatron.models.source import model_source
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +153,17 @@ def _sglang_settings(
 ) -> tuple[SGLangServerConfig, dict[str, Any], dict[str, Any]]:
     """What every SGLang engine of the run is launched with: the server config, the client's and the actor's kwargs."""
     r = cfg.rollout
-    model_path = r.sglang_model_path or cfg.model.hf_path
-    if model_path is None:
+    source = model_source(cfg.model.hf_path) if cfg.model.hf_path else None
+    if r.sglang_model_path is not None:
+        model_path = r.sglang_model_path
+        other = model_source(model_path, "rollout.sglang_model_path")
+        if source is not None and source.offline and other.offline and other.load_path() != source.load_path():
+            if reason := tokenizer_mismatch(source, other):
+                raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
+    elif source is not None:
+        model_path = source.load_path()
+    else:
         raise ConfigError("rollout.sglang_model_path", "SGLang needs an HF directory to launch (or set model.hf_path)")
-    hf = cfg.model.hf_path
-    if hf and model_path != hf and is_local_dir(hf) and is_local_dir(model_path):
-        if reason := tokenizer_mismatch(hf, model_path):
-            raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
     server = SGLangServerConfig(
         model_path=model_path,
         tp_size=layout.engine_tp,
