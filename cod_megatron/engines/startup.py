@@ -27,7 +27,7 @@ from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
 from cod_megatron.models.model_tokenizer import tokenizer_mismatch
-from cod_megatron.models.source import model_source
+from cod_megatron.models.source import local_source, model_source
 
 log = logging.getLogger(__name__)
 
@@ -148,20 +148,28 @@ _SGLANG_CLIENT_KEYS = ("stop_token_ids", "transport", "broadcast", "serializer")
 """What of ``engine_kwargs`` reaches :class:`SGLangEngine` (the rest is for the embedded engine)."""
 
 
+def check_engine_tokenizer(hf_path: str | None, engine_path: str) -> None:
+    """Engines launched from another directory than ``model.hf_path`` must have its tokenizer (checked where both
+    are on this machine; a path only the engines' nodes have is taken as given)."""
+    other = local_source(engine_path)
+    if not hf_path or engine_path == hf_path or other is None:
+        return
+    source = model_source(hf_path)
+    if source.offline and source.load_path() != other.load_path():
+        if reason := tokenizer_mismatch(source, other):
+            raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
+
+
 def _sglang_settings(
     cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]
 ) -> tuple[SGLangServerConfig, dict[str, Any], dict[str, Any]]:
     """What every SGLang engine of the run is launched with: the server config, the client's and the actor's kwargs."""
     r = cfg.rollout
-    source = model_source(cfg.model.hf_path) if cfg.model.hf_path else None
     if r.sglang_model_path is not None:
         model_path = r.sglang_model_path
-        other = model_source(model_path, "rollout.sglang_model_path")
-        if source is not None and source.offline and other.offline and other.load_path() != source.load_path():
-            if reason := tokenizer_mismatch(source, other):
-                raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
-    elif source is not None:
-        model_path = source.load_path()
+        check_engine_tokenizer(cfg.model.hf_path, model_path)
+    elif cfg.model.hf_path:
+        model_path = model_source(cfg.model.hf_path).load_path()
     else:
         raise ConfigError("rollout.sglang_model_path", "SGLang needs an HF directory to launch (or set model.hf_path)")
     server = SGLangServerConfig(

@@ -101,15 +101,20 @@ def model_source(hf_path: str, field: str = "model.hf_path") -> ModelSource:
     """The typed source of a ``model.hf_path`` value (nothing is prepared or downloaded here)."""
     if hf_path.startswith(SCHEME):
         return PackagedSource(packaged_model(hf_path, field), field)
-    path = Path(hf_path).expanduser()
-    if hf_path and path.is_dir():
-        return LocalModel(path)
+    if local := local_source(hf_path):
+        return local
     if HUB_ID.fullmatch(hf_path) and ".." not in hf_path:
         return HubModel(hf_path)
     raise ConfigError(
         field,
         f"{hf_path!r} is neither a directory on this machine, a hub id (name or namespace/name) nor {SCHEME}<package>",
     )
+
+
+def local_source(path: str) -> LocalModel | None:
+    """The directory ``path`` names on this machine, else None (a hub id, or a path only another machine has)."""
+    directory = Path(path).expanduser()
+    return LocalModel(directory) if path and directory.is_dir() else None
 
 
 def resolve_model(model: ModelConfig, prefix: str = "model") -> ModelSource | None:

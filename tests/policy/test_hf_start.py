@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cod_megatron.config import ConfigError, RunConfig, apply_overrides, finalize
+from cod_megatron.models.source import resolve_model
 from tests.dist import free_port
 from tests.policy.parallel_utils import tiny_cfg
 
@@ -54,6 +55,7 @@ def test_shapes_left_at_default_are_filled_from_config_json(hf_dir):
     bare = RunConfig()
     bare.run.device, bare.rollout.engine = "cpu", "embedded"
     bare.model.hf_path = str(hf_dir)
+    resolve_model(bare.model)  # what the command line does before validation
     finalize(bare)
     assert (bare.model.num_layers, bare.model.vocab_size, bare.model.max_position_embeddings) == (4, 44, 2048)
 
@@ -86,7 +88,8 @@ def test_a_hub_id_leaves_the_recipe_shapes_alone():
     cfg = cod_recipes.get("qwen3_8b_cod_8gpu_h100")
     before = cfg.model.num_layers, cfg.model.vocab_size
     apply_overrides(cfg, ["model.num_layers=35"])
-    finalize(cfg)  # offline: "Qwen/Qwen3-8B" is not a local directory, nothing is read
+    resolve_model(cfg.model)  # offline: "Qwen/Qwen3-8B" is not a local directory, nothing is read
+    finalize(cfg)
     assert (cfg.model.num_layers, cfg.model.vocab_size) == (35, before[1])
 
 
