@@ -10,6 +10,7 @@ served model through any OpenAI-compatible endpoint; a checkpoint directory writ
 
 from __future__ import annotations
 
+import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import argparse
 import json
 import sys
