@@ -10,27 +10,31 @@
 
 from __future__ import annotations
 
+import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import argparse
 import os
 import socket
 import sys
 
 from cod_megatron.config import ModelConfig, ParallelConfig, ParallelLayout
+from cod_megatron.infra.process_env import process_rank
 
 _DTYPES = {"float32", "bfloat16"}
 
 
 def _layout(tp: int, pp: int, model: ModelConfig) -> tuple[ParallelLayout, int]:
     """A trainer-only layout over the whole launched world (DP fills what TP x PP leaves)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    me = process_rank()
+    world = me.world_size
     if world == 1 and "MASTER_PORT" not in os.environ:  # a lone process: do not collide on the default port
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             os.environ["MASTER_PORT"] = str(s.getsockname()[1])
     if world % (tp * pp):
         raise SystemExit(f"error: WORLD_SIZE={world} is not a multiple of tp * pp = {tp * pp}")
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    cfg = ParallelConfig(tp=tp, pp=pp, dp=world // (tp * pp), engines=world, engine_tp=1, gpus_per_node=per_node)
+    cfg = ParallelConfig(
+        tp=tp, pp=pp, dp=world // (tp * pp), engines=world, engine_tp=1, gpus_per_node=me.local_world_size
+    )
     return ParallelLayout.from_config(cfg, model), world
 
 
@@ -45,7 +49,7 @@ def _build(args: argparse.Namespace, hf_config_dir: str):
     hf_config = AutoConfig.from_pretrained(hf_config_dir)
     model_cfg = model_config_from_hf(hf_config, params_dtype=args.params_dtype)
     layout, world = _layout(args.tp, args.pp, model_cfg)
-    init_distributed(layout, rank=int(os.environ.get("RANK", "0")), world_size=world)
+    init_distributed(layout, rank=process_rank().rank, world_size=world)
     return hf_config, model_cfg, build_model(model_cfg, layout)
 
 
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         out = hf_to_mcore(args) if args.cmd == "hf-to-mcore" else mcore_to_hf(args)
     finally:
         destroy_distributed()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_rank().is_first:
         print(out)
     return 0
 

@@ -6,6 +6,7 @@ The CoD loop (cod.md 2-6): lifecycles on the engines -> credit and packing (``da
 
 from __future__ import annotations
 
+import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import logging
 import os
 import sys

@@ -271,6 +271,64 @@ class LossOptions:
     """C of 6.7."""
 
 
+class _TokenMeans:
+    """A micro-batch's ``[sum, count]`` metric pairs over its masked-in tokens (count n_i, the same for each)."""
+
+    def __init__(self, mask: torch.Tensor, n: torch.Tensor, dtype: torch.dtype):
+        self.mask, self.n, self.dtype = mask, n, dtype
+        self.metrics: dict[str, torch.Tensor] = {}
+
+    def add(self, name: str, x: torch.Tensor) -> None:
+        """``metrics[name] = [sum_t m_t x_t, n_i]`` (detached)."""
+        self.metrics[name] = torch.stack([(x.detach().to(self.dtype) * self.mask).sum(), self.n])
+
+
+def _check_loss_inputs(cfg: AlgorithmConfig, options: LossOptions, **tensors: torch.Tensor | None) -> None:
+    """One common [T] shape, and every tensor the configured terms need."""
+    _check_same_shape(**tensors)
+    if cfg.kl_coef > 0 and tensors["ref_logp"] is None:
+        raise ValueError("kl_coef > 0 needs ref_logp")
+    if cfg.entropy_coef > 0 and tensors["entropy"] is None:
+        raise ValueError("entropy_coef > 0 needs entropy")
+    if options.rollout_correction != "none" and tensors["rollout_logp"] is None:
+        raise ValueError(f"rollout correction {options.rollout_correction!r} needs rollout_logp")
+
+
+def _surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, cfg: AlgorithmConfig, options: LossOptions
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The configured per-token policy loss (6.2 - 6.4): ``(loss [T], clipped [T], dual-clipped [T] or None)``."""
+    eps = {"eps_low": cfg.clip_eps_low, "eps_high": cfg.clip_eps_high}
+    if cfg.policy_loss in ("rec", "is"):
+        per_token, clipped = rec_loss(
+            logp, old_logp, advantages, **eps, clip_mode=options.clip_mode, importance_weight=cfg.policy_loss == "is"
+        )
+        return per_token, clipped, None
+    if cfg.policy_loss == "ppo":
+        return ppo_loss(logp, old_logp, advantages, **eps, dual_clip=options.dual_clip)
+    raise ValueError(f"unknown policy_loss {cfg.policy_loss!r}")
+
+
+def _regularised(
+    per_token: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    entropy: torch.Tensor | None,
+    cfg: AlgorithmConfig,
+    means: _TokenMeans,
+) -> torch.Tensor:
+    """``per_token + kl_coef k - entropy_coef H`` (6.5, 6.6) for the terms whose inputs are given."""
+    total = per_token
+    if ref_logp is not None:
+        kl = kl_penalty(logp, ref_logp.detach(), cfg.kl_estimator)
+        total = total + cfg.kl_coef * kl
+        means.add("kl", kl)
+    if entropy is not None:
+        total = total + entropy_bonus(entropy, cfg.entropy_coef)
+        means.add("entropy", entropy)
+    return total
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -297,73 +355,39 @@ def policy_loss(
     - ``metrics``: ``[sum, count]`` pairs with count n_i; reducing ``sum / count`` over the step gives the total
       loss for "loss" and token means for the rest.
     """
-    _check_same_shape(
-        logp=logp,
-        old_logp=old_logp,
-        advantages=advantages,
-        loss_mask=loss_mask,
-        sample_ids=sample_ids,
-        entropy=entropy,
-        ref_logp=ref_logp,
-        rollout_logp=rollout_logp,
-    )
-    if cfg.kl_coef > 0 and ref_logp is None:
-        raise ValueError("kl_coef > 0 needs ref_logp")
-    if cfg.entropy_coef > 0 and entropy is None:
-        raise ValueError("entropy_coef > 0 needs entropy")
-    if options.rollout_correction != "none" and rollout_logp is None:
-        raise ValueError(f"rollout correction {options.rollout_correction!r} needs rollout_logp")
+    tensors = {"logp": logp, "old_logp": old_logp, "advantages": advantages, "loss_mask": loss_mask}
+    tensors |= {"sample_ids": sample_ids, "entropy": entropy, "ref_logp": ref_logp, "rollout_logp": rollout_logp}
+    _check_loss_inputs(cfg, options, **tensors)
 
     old_logp, advantages = old_logp.detach(), advantages.detach().to(logp.dtype)
-    eps = {"eps_low": cfg.clip_eps_low, "eps_high": cfg.clip_eps_high}
-    dual = None
-    if cfg.policy_loss in ("rec", "is"):
-        per_token, clipped = rec_loss(
-            logp, old_logp, advantages, **eps, clip_mode=options.clip_mode, importance_weight=cfg.policy_loss == "is"
-        )
-    elif cfg.policy_loss == "ppo":
-        per_token, clipped, dual = ppo_loss(logp, old_logp, advantages, **eps, dual_clip=options.dual_clip)
-    else:
-        raise ValueError(f"unknown policy_loss {cfg.policy_loss!r}")
+    per_token, clipped, dual = _surrogate(logp, old_logp, advantages, cfg, options)
 
     mask = (loss_mask != 0).to(logp.dtype)
     n = mask.sum().detach()
-    metrics: dict[str, torch.Tensor] = {}
-
-    def _mean(name: str, x: torch.Tensor) -> None:
-        metrics[name] = torch.stack([(x.detach().to(logp.dtype) * mask).sum(), n])
-
-    if rollout_logp is not None:
+    means = _TokenMeans(mask, n, logp.dtype)
+    if rollout_logp is not None:  # 6.7
         weight, corrected = rollout_correction(
             old_logp, rollout_logp, loss_mask, sample_ids, mode=options.rollout_correction, cap=options.rollout_cap
         )
         per_token = per_token * weight.to(logp.dtype)
         mis_kl, mis_abs = rollout_mismatch(old_logp, rollout_logp)
-        _mean("rollout_weight", weight)
-        _mean("rollout_corrected_frac", corrected)
-        _mean("mismatch_kl", mis_kl)
-        _mean("mismatch_abs_logp_diff", mis_abs)
-
-    total = per_token
-    if ref_logp is not None:
-        kl = kl_penalty(logp, ref_logp.detach(), cfg.kl_estimator)
-        total = total + cfg.kl_coef * kl
-        _mean("kl", kl)
-    if entropy is not None:
-        total = total + entropy_bonus(entropy, cfg.entropy_coef)
-        _mean("entropy", entropy)
+        means.add("rollout_weight", weight)
+        means.add("rollout_corrected_frac", corrected)
+        means.add("mismatch_kl", mis_kl)
+        means.add("mismatch_abs_logp_diff", mis_abs)
+    total = _regularised(per_token, logp, ref_logp, entropy, cfg, means)
 
     scale = max(denom.num_tokens, 1)
     w = (aggregation_weights(loss_mask, sample_ids, denom, cfg.loss_agg) * scale).to(logp.dtype)
     loss = (w * total).sum()
 
-    metrics["loss"] = torch.stack([loss.detach(), n])
-    _mean("pg_loss", per_token)
-    _mean("logprob", logp)
-    _mean("clip_frac", clipped)
-    _mean("ratio", _ratio(logp.detach(), old_logp))
+    means.metrics["loss"] = torch.stack([loss.detach(), n])
+    means.add("pg_loss", per_token)
+    means.add("logprob", logp)
+    means.add("clip_frac", clipped)
+    means.add("ratio", _ratio(logp.detach(), old_logp))
     log_ratio = (logp.detach() - old_logp) * mask
-    _mean("old_kl", log_ratio.exp() - 1 - log_ratio)  # k3 estimate of KL(old || current): 0 before any update
+    means.add("old_kl", log_ratio.exp() - 1 - log_ratio)  # k3 estimate of KL(old || current): 0 before any update
     if dual is not None:
-        _mean("dual_clip_frac", dual)
-    return loss, n.to(torch.int), metrics
+        means.add("dual_clip_frac", dual)
+    return loss, n.to(torch.int), means.metrics

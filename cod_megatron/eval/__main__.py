@@ -10,17 +10,23 @@ served model through any OpenAI-compatible endpoint; a checkpoint directory writ
 
 from __future__ import annotations
 
+import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cod_envs import registry
+from cod_envs.base import TextPolicy
 from cod_megatron.cod.episode import Task
-from cod_megatron.cod.pack_forming import form_packs
+from cod_megatron.cod.pack_forming import FormedPack, form_packs
 from cod_megatron.eval.plot import plot_positions
 from cod_megatron.eval.stats import gap_stats, lifecycle_gaps, no_width_reason, position_stats
 from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+
+PolicyFactory = Callable[[int], TextPolicy]
+"""``seed -> text policy``: one fresh policy per evaluation pack."""
 
 
 def evaluate(
@@ -43,25 +49,11 @@ def evaluate(
     """
     domain = registry.load(env)
     checkpoint = Path(policy).is_dir()
-    if checkpoint:
-        factories = {}
-    elif policy.startswith("openai:"):
-        from cod_megatron.engines.openai_policy import OpenAIChatPolicy
-
-        url = policy.removeprefix("openai:")
-        factories = {policy: lambda s: OpenAIChatPolicy(url, model=model, temperature=temperature, seed=s)}
-    else:
-        factories = domain.policies
-    if not checkpoint and policy not in factories:
-        raise KeyError(
-            f"policy {policy!r} is not available for {env}; scripted policies: "
-            f"{', '.join(sorted(domain.policies))} (served models and checkpoints come with the engines)"
-        )
+    make_policy = None if checkpoint else policy_factory(env, domain, policy, model=model, temperature=temperature)
     n_rows = packs if packing == "ralph_full" else packs * pack_size
     rows = domain.make_rows(n_rows, seed, "test", setting)
     tasks = [Task(taskset_id=env, row=i, data=r) for i, r in enumerate(rows)]
     formed = form_packs(tasks, pack_size=pack_size, strategy=packing, batch_id=f"eval/{env}/{seed}")[:packs]
-    by_pack: list[list[float] | None] = []  # None: the judge's verdict was unusable, the lifecycle is dropped (3.4)
     if checkpoint:
         from cod_megatron.eval.checkpoint_policy import checkpoint_rollouts
 
@@ -74,30 +66,62 @@ def evaluate(
             hint_visible=hint_visible,
             max_new_tokens=max_new_tokens,
         )
-    for k, fp in enumerate(formed if not checkpoint else []):
+    else:
+        by_pack = text_rollouts(domain, formed, make_policy, seed=seed, hint_visible=hint_visible)
+    name = policy if hint_visible else f"{policy} (hints hidden)"
+    head = {"env": env, "setting": setting, "policy": name, "packing": packing}
+    return head | position_result(formed, by_pack, name, pack_size=pack_size, seed=seed)
+
+
+def policy_factory(env: str, domain: registry.Domain, policy: str, *, model: str, temperature: float) -> PolicyFactory:
+    """The factory of a scripted policy of the domain, or of one served ``openai:<url>`` model.
+
+    Raises KeyError naming the scripted policies when ``policy`` is neither."""
+    if policy.startswith("openai:"):
+        from cod_megatron.engines.openai_policy import OpenAIChatPolicy
+
+        url = policy.removeprefix("openai:")
+        return lambda s: OpenAIChatPolicy(url, model=model, temperature=temperature, seed=s)
+    if policy not in domain.policies:
+        raise KeyError(
+            f"policy {policy!r} is not available for {env}; scripted policies: "
+            f"{', '.join(sorted(domain.policies))} (served models and checkpoints come with the engines)"
+        )
+    return domain.policies[policy]
+
+
+def text_rollouts(
+    domain: registry.Domain, formed: list[FormedPack], make_policy: PolicyFactory, *, seed: int, hint_visible: bool
+) -> list[list[float] | None]:
+    """One text-level lifecycle per formed pack; a pack's entry is None when the judge's verdict was unusable (the
+    lifecycle is dropped, 3.4), else its solve rewards by position."""
+    by_pack: list[list[float] | None] = []
+    for k, fp in enumerate(formed):
         lc = run_text_lifecycle(
             domain.env,
             [t.data for t in fp.pack.tasks],
             pack_seed=fp.pack.seed,
-            policy=factories[policy](seed * 100_003 + k),
+            policy=make_policy(seed * 100_003 + k),
             env_task_idx=list(fp.env_task_idx),
             hint_visible=hint_visible,
         )
         by_pack.append(None if lc.has_judge_error else lc.solve_rewards)
+    return by_pack
+
+
+def position_result(
+    formed: list[FormedPack], by_pack: list[list[float] | None], name: str, *, pack_size: int, seed: int
+) -> dict:
+    """The result's statistics over the packs that were not dropped, and the per-pack rows behind them."""
     rewards = [r for r in by_pack if r is not None]
     stats = position_stats(rewards)
     gap, gap_ci = gap_stats(rewards)
-    name = policy if hint_visible else f"{policy} (hints hidden)"
     per_pack = [
         {"policy": name, "pack": k, "pack_seed": fp.pack.seed, "rows": [t.row for t in fp.pack.tasks], "rewards": r}
         for k, (fp, r) in enumerate(zip(formed, by_pack, strict=True))
         if r is not None
     ]
     return {
-        "env": env,
-        "setting": setting,
-        "policy": name,
-        "packing": packing,
         "packs": len(rewards),
         "pack_size": pack_size,
         "seed": seed,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from cod_megatron.infra.process_env import process_rank
 
 
 class _RankFilter(logging.Filter):
@@ -23,8 +24,8 @@ class _RankFilter(logging.Filter):
 
 
 def setup_logging(level: str = "INFO", *, rank: int | None = None, all_ranks: bool = False) -> None:
-    """Configure the root logger once per process (idempotent)."""
-    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    """Configure the root logger once per process (idempotent); ``rank``: this process's (``None``: the launcher's)."""
+    rank = process_rank().rank if rank is None else rank
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_cod", False):

@@ -20,6 +20,7 @@ and a fixed experiment id (no cluster, no clock in the output) and prints the sb
 
 from __future__ import annotations
 
+import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import argparse
 import os
 import shlex

@@ -7,12 +7,12 @@ of checkpoint/resume and by multi-rank smoke runs of the trainer alone.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.infra.log import MetricsWriter
+from cod_megatron.infra.process_env import process_rank
 
 log = logging.getLogger("cod_megatron.train")
 
@@ -24,8 +24,8 @@ def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
     from cod_megatron.policy.trainer import PolicyTrainer
 
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    init_distributed(layout, rank=rank, world_size=world, seed=cfg.run.seed)
+    me = process_rank()
+    init_distributed(layout, rank=me.rank, world_size=me.world_size, seed=cfg.run.seed)
     try:
         trainer = PolicyTrainer(cfg, layout)
         budget = cfg.optimizer.micro_batch_tokens
@@ -36,7 +36,7 @@ def run_synthetic(cfg: RunConfig, layout: ParallelLayout) -> dict[str, float]:
             for i in range(2)
         ]
         writer = MetricsWriter(
-            Path(cfg.run.output_dir) / "metrics.jsonl" if cfg.logging.metrics_jsonl and rank == 0 else None
+            Path(cfg.run.output_dir) / "metrics.jsonl" if cfg.logging.metrics_jsonl and me.is_first else None
         )
         log.info(
             "SYNTHETIC run (no CoD rollouts yet): %d steps of %s on %d packed micro-batches, layout %s",

@@ -10,6 +10,7 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
 from cod_megatron.config import ParallelLayout
+from cod_megatron.infra.process_env import process_rank
 from cod_megatron.policy import cpu_compat
 
 
@@ -33,7 +34,7 @@ def init_distributed(
     cpu = not torch.cuda.is_available()
     # One process not started by a launcher (torchrun sets WORLD_SIZE): an in-memory store, no port to collide on,
     # even when a MASTER_PORT is inherited from a parent process.
-    lone = world_size == 1 and init_method is None and master_port is None and "WORLD_SIZE" not in os.environ
+    lone = world_size == 1 and init_method is None and master_port is None and not process_rank().launched
     if not dist.is_initialized() and lone:
         if not cpu:
             torch.cuda.set_device(0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -49,6 +51,24 @@ def model_forward(model: torch.nn.Module, batch: PackedBatch, head=None):
     """
     # position_ids=None: with RoPE, megatron derives positions from cu_seqlens (restarting per segment, CP-aware).
     return model(batch.tokens[None], None, None, packed_seq_params=packed_seq_params(batch), output_processor=head)
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """The values one forward(-backward) pass over a step's micro-batches hands to every micro-batch's step.
+
+    Passed as an argument to the forward step (megatron calls it once per micro-batch), never kept on the trainer,
+    so one pass's values cannot leak into the next.
+    """
+
+    denominators: LossDenominators
+    """The step's global loss denominators, on the model's device."""
+    forward_only: bool
+    """No backward (evaluation, log-probs): the ``pg_head`` path then builds no loss-gradient callback."""
+    loss_scale: float = 1.0
+    """megatron's grad scale, read once per step for the ``pg_head`` path (1.0 elsewhere)."""
+    collect: list[tuple[torch.Tensor, PackedBatch]] | None = None
+    """When a list: each micro-batch appends ``(masked log-probs, batch)`` (``compute_logprobs``)."""
 
 
 def fused_head(batch: PackedBatch, temperature: float = 1.0):
@@ -122,7 +142,6 @@ class PolicyTrainer:
         self.tconfig.finalize_model_grads_func = finalize_model_grads
         self.tconfig.no_sync_func = [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
         self.step = 0
-        self._collect: list | None = None
         fused = cfg.model.fused_lm_head
         self.fused = torch.cuda.is_available() if fused is None else fused
         self.head_kernel = cfg.model.fused_lm_head_kernel
@@ -131,10 +150,10 @@ class PolicyTrainer:
         """Where the micro-batches go: the model's own device (batches are packed on the host)."""
 
     # ---- forward/backward ----------------------------------------------------------------------------------
-    def _forward_step(self, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
+    def _forward_step(self, call: StepCall, data_iterator: Iterator[tuple[PackedBatch, int]], model: torch.nn.Module):
         batch, offset = next(data_iterator)
         if self.fused and self.head_kernel == "pg_head":
-            return self._pg_head_step(model, batch, offset)
+            return self._pg_head_step(call, model, batch, offset)
         batch = batch.to(self.device)  # this rank's share (CP split, SP padding) only
         # Log-probs of the distribution the engines sample from: softmax(logits / rollout.temperature).
         temperature = self.cfg.rollout.temperature
@@ -143,40 +162,45 @@ class PolicyTrainer:
         def loss_func(output):
             logits = output[0] if temperature == 1.0 else output[0] / temperature
             logp, ent = output if self.fused else tp_logprobs(logits, batch.labels)
-            if self._collect is not None:
-                self._collect.append((logp.detach() * batch.loss_mask, batch))
-            return packed_policy_loss(logp, ent, batch, self._denom, self.cfg.algorithm, offset)
+            if call.collect is not None:
+                call.collect.append((logp.detach() * batch.loss_mask, batch))
+            return packed_policy_loss(logp, ent, batch, call.denominators, self.cfg.algorithm, offset)
 
         return output, loss_func
 
-    def _pg_head_step(self, model: torch.nn.Module, batch: PackedBatch, offset: int):
+    def _pg_head_step(self, call: StepCall, model: torch.nn.Module, batch: PackedBatch, offset: int):
         """The ``pg_head`` forward step: the head computes the loss gradient itself (``policy/pg_head.py``)."""
         rows = (batch.loss_mask != 0).nonzero().squeeze(1)  # on the host batch: no device sync
         batch = batch.to(self.device)
         algo = self.cfg.algorithm
-        train = not self._forward_only and torch.is_grad_enabled()
-        loss_fn = pg_loss_fn(batch, self._denom, algo, offset) if train else None
+        train = not call.forward_only and torch.is_grad_enabled()
+        loss_fn = pg_loss_fn(batch, call.denominators, algo, offset) if train else None
         head = pg_head(
             batch,
             rows.to(self.device, non_blocking=True),
             loss_fn,
             self.cfg.rollout.temperature,
-            self._loss_scale,
+            call.loss_scale,
             self.cfg.model.lm_head_chunk_rows,
         )
         output = model_forward(model, batch, head)
 
         def loss_func(output):
-            if self._collect is not None:
-                self._collect.append((output[0].detach() * batch.loss_mask, batch))
-            return pg_head_loss(output, batch, self._denom, algo, offset)
+            if call.collect is not None:
+                call.collect.append((output[0].detach() * batch.loss_mask, batch))
+            return pg_head_loss(output, batch, call.denominators, algo, offset)
 
         return output, loss_func
 
     def _run(
-        self, batches: list[PackedBatch], forward_only: bool, denominators: LossDenominators | None = None
+        self,
+        batches: list[PackedBatch],
+        forward_only: bool,
+        denominators: LossDenominators | None = None,
+        collect: list[tuple[torch.Tensor, PackedBatch]] | None = None,
     ) -> dict[str, float]:
-        """Forward (and backward) over ``batches``; ``denominators`` default to these batches alone (DP = 1)."""
+        """Forward (and backward) over ``batches``; ``denominators`` default to these batches alone (DP = 1);
+        ``collect``: see :attr:`StepCall.collect`."""
         if denominators is None and self.layout.dp > 1:
             raise ValueError("with dp > 1 pass the step's LossDenominators over every DP rank's micro-batches")
         if (
@@ -188,17 +212,20 @@ class PolicyTrainer:
                 f"loss_agg={self.cfg.algorithm.loss_agg!r} with given denominators needs batches with "
                 "global sample_ids (pack_episodes sets them)"
             )
-        self._denom = (denominators or step_denominators(batches)).to(self.device)
-        self._forward_only = forward_only
         pg = self.fused and self.head_kernel == "pg_head" and not forward_only
-        self._loss_scale = loss_scale(self.tconfig, self.device) if pg else 1.0  # once per step
+        call = StepCall(
+            denominators=(denominators or step_denominators(batches)).to(self.device),
+            forward_only=forward_only,
+            loss_scale=loss_scale(self.tconfig, self.device) if pg else 1.0,  # once per step
+            collect=collect,
+        )
         items = [(local_share(b, self.layout), o) for b, o in zip(batches, segment_offsets(batches), strict=True)]
         seq_length = max(b.num_tokens for b, _ in items)  # 1F1B: a hint only, variable_seq_lengths exchanges shapes
         if self.layout.vpp:
             items, seq_length = fixed_shape_microbatches(items, self.layout.pp)
         iters = [iter(items) for _ in self.model]
         out = get_forward_backward_func()(
-            forward_step_func=self._forward_step,
+            forward_step_func=partial(self._forward_step, call),
             data_iterator=iters if len(iters) > 1 else iters[0],
             model=self.model if len(self.model) > 1 else self.model[0],
             num_microbatches=len(items),
@@ -260,14 +287,10 @@ class PolicyTrainer:
             raise NotImplementedError("compute_logprobs supports pp = cp = 1")
         for m in self.model:
             m.eval()
-        self._collect = []
-        try:
-            self._run(
-                batches, forward_only=True, denominators=step_denominators(batches) if self.layout.dp > 1 else None
-            )
-            return [logp[: b.num_tokens] for logp, b in self._collect]
-        finally:
-            self._collect = None
+        collected: list[tuple[torch.Tensor, PackedBatch]] = []
+        denominators = step_denominators(batches) if self.layout.dp > 1 else None
+        self._run(batches, forward_only=True, denominators=denominators, collect=collected)
+        return [logp[: b.num_tokens] for logp, b in collected]
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def save(self, path: str, with_optimizer: bool = True) -> None:

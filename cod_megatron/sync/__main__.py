@@ -6,6 +6,7 @@ broadcast, TP-aligned and CUDA-IPC methods.
 
 from __future__ import annotations
 
+import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import sys
 
 from cod_megatron.infra.cli import parser, resolve

@@ -262,64 +262,78 @@ def _fill(g: _Gen, remote: bool, directory: Path, dir_name: str, files: list[str
 
 
 def _composite(g: _Gen, kind: str) -> None:
-    rng, seed = g.rng, g.t.seed
     if kind in ("pack_upload", "download_extract", "pack_upload_extract"):
-        fmt = rng.choice(ARCHIVE_FORMATS)
-        fmt = "zip" if g.t.os_type == "windows" else fmt
-        dir_name = rng.choice(DIRNAMES)
-        files = rng.sample(FILENAMES, rng.randint(2, 4))
-        local_dir, remote_dir = g.local_dir(), g.remote_dir()
-        archive = dir_name + EXTENSIONS[fmt]
-        if kind == "download_extract":
-            entries = tuple((f"{dir_name}/{f}", content_of(f, seed)) for f in files)
-            g.file(True, (*remote_dir, archive), "", archive=fmt, entries=dict(entries))
-            g.directory(False, local_dir)
-            g.t.description = (
-                f"Download '{archive}' from {g.rdisp(remote_dir)}/ and extract its contents to '{g.ldisp(local_dir)}'"
-            )
-            for rel, content in entries:
-                g.check("file_exists", False, (*local_dir, *rel.split("/")), content=content)
-            return
-        entries = _fill(g, False, (*local_dir, dir_name), dir_name, files)
-        g.directory(True, remote_dir)
-        src = g.ldisp((*local_dir, dir_name))
-        if kind == "pack_upload":
-            g.t.description = f"Pack '{src}' into a {fmt} archive and upload it to {g.rdisp(remote_dir)}/"
-            g.check("archive_contains", True, (*remote_dir, archive), entries=entries)
-        else:
-            g.t.description = (
-                f"Pack '{src}' into a {fmt} archive, upload to {g.rdisp(remote_dir)}/, and extract it there"
-            )
-            for rel, content in entries:
-                g.check("file_exists", True, (*remote_dir, *rel.split("/")), content=content)
-        return
-    if kind == "mkdir_upload":
-        name = rng.choice(FILENAMES)
-        content = content_of(name, seed)
-        local_dir = g.local_dir()
-        remote_dir = (*g.remote_home, *rng.sample(DIRNAMES, rng.randint(2, 3)))
-        g.file(False, (*local_dir, name), content)
-        g.distractors(False, local_dir)
-        g.t.description = (
-            f"Create the directory '{unix_display(remote_dir)}' on the remote server, then upload "
-            f"'{g.ldisp((*local_dir, name))}' there"
-        )
-        g.check("dir_exists", True, remote_dir)
-        g.check("file_exists", True, (*remote_dir, name), content=content)
-        return
-    if kind == "download_rename":
-        old = rng.choice(FILENAMES)
-        new = g.other_name(old)
-        content = content_of(old, seed)
-        local_dir, remote_dir = g.local_dir(), g.remote_dir()
-        g.file(True, (*remote_dir, old), content)
+        _archive_composite(g, kind)
+    elif kind == "mkdir_upload":
+        _mkdir_upload(g)
+    elif kind == "download_rename":
+        _download_rename(g)
+    else:
+        _upload_then(g, kind)
+
+
+def _archive_composite(g: _Gen, kind: str) -> None:
+    """pack_upload, download_extract, pack_upload_extract: an archive crosses to the other side."""
+    rng, seed = g.rng, g.t.seed
+    fmt = rng.choice(ARCHIVE_FORMATS)
+    fmt = "zip" if g.t.os_type == "windows" else fmt
+    dir_name = rng.choice(DIRNAMES)
+    files = rng.sample(FILENAMES, rng.randint(2, 4))
+    local_dir, remote_dir = g.local_dir(), g.remote_dir()
+    archive = dir_name + EXTENSIONS[fmt]
+    if kind == "download_extract":
+        entries = tuple((f"{dir_name}/{f}", content_of(f, seed)) for f in files)
+        g.file(True, (*remote_dir, archive), "", archive=fmt, entries=dict(entries))
         g.directory(False, local_dir)
         g.t.description = (
-            f"Download '{old}' from {g.rdisp(remote_dir)}/ and rename it to '{new}' in '{g.ldisp(local_dir)}'"
+            f"Download '{archive}' from {g.rdisp(remote_dir)}/ and extract its contents to '{g.ldisp(local_dir)}'"
         )
-        g.check("file_exists", False, (*local_dir, new), content=content)
-        g.check("file_not_exists", False, (*local_dir, old))
+        for rel, content in entries:
+            g.check("file_exists", False, (*local_dir, *rel.split("/")), content=content)
         return
+    entries = _fill(g, False, (*local_dir, dir_name), dir_name, files)
+    g.directory(True, remote_dir)
+    src = g.ldisp((*local_dir, dir_name))
+    if kind == "pack_upload":
+        g.t.description = f"Pack '{src}' into a {fmt} archive and upload it to {g.rdisp(remote_dir)}/"
+        g.check("archive_contains", True, (*remote_dir, archive), entries=entries)
+    else:
+        g.t.description = f"Pack '{src}' into a {fmt} archive, upload to {g.rdisp(remote_dir)}/, and extract it there"
+        for rel, content in entries:
+            g.check("file_exists", True, (*remote_dir, *rel.split("/")), content=content)
+
+
+def _mkdir_upload(g: _Gen) -> None:
+    rng = g.rng
+    name = rng.choice(FILENAMES)
+    content = content_of(name, g.t.seed)
+    local_dir = g.local_dir()
+    remote_dir = (*g.remote_home, *rng.sample(DIRNAMES, rng.randint(2, 3)))
+    g.file(False, (*local_dir, name), content)
+    g.distractors(False, local_dir)
+    g.t.description = (
+        f"Create the directory '{unix_display(remote_dir)}' on the remote server, then upload "
+        f"'{g.ldisp((*local_dir, name))}' there"
+    )
+    g.check("dir_exists", True, remote_dir)
+    g.check("file_exists", True, (*remote_dir, name), content=content)
+
+
+def _download_rename(g: _Gen) -> None:
+    old = g.rng.choice(FILENAMES)
+    new = g.other_name(old)
+    content = content_of(old, g.t.seed)
+    local_dir, remote_dir = g.local_dir(), g.remote_dir()
+    g.file(True, (*remote_dir, old), content)
+    g.directory(False, local_dir)
+    g.t.description = f"Download '{old}' from {g.rdisp(remote_dir)}/ and rename it to '{new}' in '{g.ldisp(local_dir)}'"
+    g.check("file_exists", False, (*local_dir, new), content=content)
+    g.check("file_not_exists", False, (*local_dir, old))
+
+
+def _upload_then(g: _Gen, kind: str) -> None:
+    """backup_replace, upload_chmod, upload_delete_source: one local file uploaded, plus a second action."""
+    rng, seed = g.rng, g.t.seed
     name = rng.choice(FILENAMES)
     content = content_of(name, seed)
     local_dir, remote_dir = g.local_dir(), g.remote_dir()
