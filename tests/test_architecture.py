@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (  # lowest first; a part imports only par
     ("cod",),  # pure CoD maths: rewards, credit, losses
     ("data",),  # pure packing, built on cod's episodes and denominators
     ("infra",),  # capabilities, the process environment, logging: any part but the pure ones may use it
-    ("models", "pretrained"),  # model families (HF shapes, layer spec, name map, tokenizer rules), model sources
+    ("models",),  # model families (HF shapes, name map, tokenizer rules), the typed model source, packaged models
     ("engines",),  # one RolloutEngine interface and its implementations
     ("rollout", "policy"),  # the two sides of the loop: neither imports the other
     ("sync",),  # above policy (reads its shards), pushes to the engines
