@@ -1,6 +1,6 @@
 """RolloutManager: the G rollouts of every pack of a step, run concurrently on the engines through the runner.
 
-Each lifecycle is a thread that drives :func:`~cod_megatron.rollout.lifecycle.run_token_lifecycle`; the threads
+Each lifecycle is a thread that drives :func:`~cod_megatron.rollout.token_play.run_token_lifecycle`; the threads
 of one engine share a :class:`~cod_megatron.rollout.batcher.LockstepBatcher`, so a step costs about
 (episodes per lifecycle) engine calls per engine instead of one call per episode. A lifecycle is seeded from
 (run seed, step, pack seed, rollout): a resumed run samples the same. A lifecycle whose generation fails is retried
@@ -23,7 +23,8 @@ from cod_megatron.cod.episode import Lifecycle, Pack
 from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.engines.interface import SamplingParams
 from cod_megatron.rollout.batcher import LockstepBatcher
-from cod_megatron.rollout.lifecycle import TextLifecycle, run_token_lifecycle
+from cod_megatron.rollout.lifecycle import TextLifecycle
+from cod_megatron.rollout.token_play import run_token_lifecycle
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import re
 
 from cod_envs.base import Environment, StepResult, extract_answer
 from cod_megatron.cod.hints import HINT_END, HINT_START, INITIAL_HINT
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 
 
 class GuessKey(Environment):
@@ -106,7 +106,7 @@ def test_a_judge_error_marks_and_ends_the_lifecycle_and_token_episodes_carry_it(
     from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
     from cod_megatron.cod.tokenization import ChatRenderer
     from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
-    from cod_megatron.rollout.lifecycle import run_token_lifecycle
+    from cod_megatron.rollout.token_play import run_token_lifecycle
 
     class BrokenJudge:
         def __call__(self, messages) -> str:
