@@ -24,8 +24,10 @@ from cod_megatron.loop.preemption import StopRequest
 from cod_megatron.loop.synthetic import run_synthetic
 from cod_megatron.loop.throughput import step_throughput
 from cod_megatron.policy import distributed
+from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.pack_source import PackSource
+from cod_megatron.rollout.pipeline import RolloutSchedule
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
 
@@ -49,7 +51,8 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
     ipc_ranks = parts.ipc_engine_ranks(cfg, layout, engines)  # colocated: by GPU UUID (collective)
     sync = WeightSync(cfg.model, engines, engine_ranks=ipc_ranks)  # every rank exports
-    schedule = evaluator = None
+    schedule: RolloutSchedule | None = None
+    evaluator: Evaluator | None = None
     try:
         sync.sync(trainer.model, trainer.step)
         if generates:
@@ -83,7 +86,14 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
 
 
 def cod_step(
-    step: int, cfg: RunConfig, layout, proc: ProcessRank, trainer, sync, schedule, evaluator
+    step: int,
+    cfg: RunConfig,
+    layout: ParallelLayout,
+    proc: ProcessRank,
+    trainer: PolicyTrainer,
+    sync: WeightSync,
+    schedule: RolloutSchedule | None,
+    evaluator: Evaluator | None,
 ) -> dict[str, float]:
     """One trainer step; the generating rank (``proc.is_first``) holds ``schedule`` (and ``evaluator``)."""
     metrics, batch, generates = {"weight_version": float(sync.version)}, None, proc.is_first

@@ -25,7 +25,7 @@ from cod_megatron.policy.hf_weights import hf_config_from_model
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import RolloutManager, TrainingRollouts
 from cod_megatron.rollout.pack_source import PackSource
-from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
+from cod_megatron.rollout.pipeline import OffPolicyRollouts, RolloutSchedule, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
 from cod_megatron.rollout.token_play import Renderer
 
@@ -73,7 +73,9 @@ def engine_kwargs(cfg: RunConfig, renderer: Renderer) -> dict[str, Any]:
     )
 
 
-def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout, engines: Sequence[Any]) -> list[list[int]] | None:
+def ipc_engine_ranks(
+    cfg: RunConfig, layout: ParallelLayout, engines: Sequence[InferenceEngine]
+) -> list[list[int]] | None:
     """``WeightSync``'s ``engine_ranks``: set for colocated SGLang engines, whose weights are CUDA-IPC handles made
     on every trainer rank (embedded engines are sent tensors, disaggregated ones an NCCL broadcast). On GPUs each
     engine TP rank gets the trainer rank on its GPU, matched by device UUID wherever Ray placed it; collective (every
@@ -124,7 +126,7 @@ def training_rollouts(cfg: RunConfig, manager: RolloutManager, source: PackSourc
 
 def rollout_schedule(
     cfg: RunConfig, rollouts: TrainingRollouts, version: Callable[[], int], first_step: int
-) -> SyncRollouts | OffPolicyRollouts:
+) -> RolloutSchedule:
     """Training batches generated on demand, or ahead of time by a producer thread (``rollout.off_policy``)."""
     if cfg.rollout.off_policy:
         return OffPolicyRollouts(rollouts.generate, version, first=first_step)
