@@ -6,6 +6,8 @@ thread of its own that plays the next ``horizon`` tasks from its hint on a copy 
 holds its own handle on the lock-step batcher (``BatcherClient.fork``), so the branches of every lifecycle at one
 position reach the engine in the same round as the lifecycles themselves. Drawing the continuing index before
 sampling is the same as drawing it afterwards: the choice never looks at what was written.
+:func:`token_brancher` and :func:`attach_branches` wire this to a token-level lifecycle (its seeds, and the branch
+episodes it hands to credit as ``Lifecycle.branches``).
 """
 
 from __future__ import annotations
