@@ -1,8 +1,10 @@
 """The rollout-engine interfaces: token ids in; token ids and log-probs out.
 
 :class:`RolloutEngine` is what the lifecycle runner drives (one request at a time, from one lifecycle).
-:class:`InferenceEngine` is what the trainer owns (the embedded CPU engine, the SGLang adapter): batched
-generation, weight updates in buckets, memory release for colocation and a health probe. The rollout manager
+:class:`ServingEngine` is what the rollout manager calls (batched generation, a health probe, a restart);
+:class:`InferenceEngine` is what the trainer owns (the embedded CPU engine, its Ray actor, the SGLang adapter): a
+serving engine with weight updates in buckets and memory release for colocation; :class:`SerializedWeightsEngine`
+also takes CUDA-IPC payloads made on every trainer rank (SGLang, colocated). The rollout manager
 puts a batcher between the two, so many concurrent lifecycles share one engine call per round. :class:`TextPolicyEngine`
 puts a text-level policy (scripted reference policies, an OpenAI-compatible endpoint) behind the same interface:
 it answers from the structured messages and tokenises its text, with log-probs it does not know set to 0.

@@ -14,13 +14,13 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
+from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams, ServingEngine
 
 
 class LockstepBatcher:
-    """Serves ``RolloutEngine.generate`` to ``clients`` threads through one :class:`InferenceEngine`."""
+    """Serves ``RolloutEngine.generate`` to ``clients`` threads through one :class:`ServingEngine`."""
 
-    def __init__(self, engine: InferenceEngine, clients: int):
+    def __init__(self, engine: ServingEngine, clients: int):
         self.engine = engine
         self._cv = threading.Condition()
         self._active = clients
