@@ -14,6 +14,7 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cod_envs.base import Message
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams, ServingEngine
 
 
@@ -87,7 +88,9 @@ class BatcherClient:
     def __init__(self, batcher: LockstepBatcher, key: Hashable):
         self.batcher, self.key = batcher, key
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams, messages: Any = None) -> Generation:
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, messages: list[Message] | None = None
+    ) -> Generation:
         """Queue the request for the next round and wait for it."""
         return self.batcher.submit(self.key, EngineRequest(prompt_ids=list(prompt_ids), params=params))
 
