@@ -4,7 +4,7 @@
 ``"model"``): what ``PolicyTrainer.load(path, with_optimizer=False)`` reads, under any TP/PP layout.
 ``mcore-to-hf --ckpt CKPT --hf-config DIR --out DIR [--tp N --pp N]`` writes config.json + safetensors that
 ``AutoModelForCausalLM.from_pretrained`` loads. Both run in one process, or under ``torchrun`` with
-``tp * pp * dp == WORLD_SIZE``. The mapping itself lives in :mod:`cod_megatron.sync.hf_map`; the file side in
+``tp * pp * dp == WORLD_SIZE``. The mapping itself lives in :mod:`cod_megatron.models.hf_names`; the file side in
 :mod:`cod_megatron.policy.hf_weights`.
 """
 
@@ -38,8 +38,8 @@ def _build(args: argparse.Namespace, hf_config_dir: str):
     """Read the HF config, start the process groups and build this rank's (randomly initialised) model."""
     from transformers import AutoConfig
 
+    from cod_megatron.models.hf_config import model_config_from_hf
     from cod_megatron.policy.distributed import init_distributed
-    from cod_megatron.policy.hf_weights import model_config_from_hf
     from cod_megatron.policy.model import build_model
 
     hf_config = AutoConfig.from_pretrained(hf_config_dir)

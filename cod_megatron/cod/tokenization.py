@@ -17,13 +17,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from transformers import PreTrainedTokenizerBase
-
-from cod_megatron.cod.tiny_tokenizer import TemplateFamily
+from typing import Any, Protocol
 
 Message = Mapping[str, str]
+
+
+class ChatTokenizer(Protocol):
+    """What the renderer uses of a tokenizer (an HF ``PreTrainedTokenizerBase`` is one; loading it is
+    :mod:`cod_megatron.models`' job, so this module stays free of transformers)."""
+
+    eos_token: str | None
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any:
+        """The template's rendering (text with ``tokenize=False``)."""
+        ...
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]:
+        """Token ids of ``text``."""
+        ...
+
+    def decode(self, token_ids: Any, skip_special_tokens: bool = ...) -> str:
+        """Text of ``token_ids``."""
+        ...
+
+    def convert_tokens_to_ids(self, tokens: Any) -> Any:
+        """Id of a token string."""
+        ...
+
 
 _PLACEHOLDER = "\x00cod-response-placeholder\x00"
 
@@ -74,7 +94,7 @@ class ChatRenderer:
 
     def __init__(
         self,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: ChatTokenizer,
         *,
         chat_template_kwargs: Mapping[str, Any] | None = None,
         end_of_turn_token: str | None = None,
@@ -83,19 +103,6 @@ class ChatRenderer:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         eot = end_of_turn_token if end_of_turn_token is not None else tokenizer.eos_token
         self.end_of_turn_id: int | None = tokenizer.convert_tokens_to_ids(eot) if eot is not None else None
-
-    @classmethod
-    def for_family(
-        cls, tokenizer: PreTrainedTokenizerBase, family: TemplateFamily, *, enable_thinking: bool = False
-    ) -> ChatRenderer:
-        """Renderer for a Qwen3 (thinking off by default, as in every CoD config) or Llama 3 tokenizer."""
-        if family == "qwen3":
-            return cls(
-                tokenizer, chat_template_kwargs={"enable_thinking": enable_thinking}, end_of_turn_token="<|im_end|>"
-            )
-        if family == "llama3":
-            return cls(tokenizer, end_of_turn_token="<|eot_id|>")
-        raise ValueError(f"unknown chat-template family {family!r}; expected 'qwen3' or 'llama3'")
 
     def render_text(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
         """The template's text for a conversation (no tokenisation)."""

@@ -10,7 +10,6 @@ from typing import Any
 from cod_megatron.config import sections
 from cod_megatron.config.base import check_types, require
 from cod_megatron.config.colocation import check_colocation
-from cod_megatron.config.hf_shapes import apply_hf_shapes
 from cod_megatron.config.layout import ParallelConfig, ParallelLayout
 from cod_megatron.config.model import ModelConfig
 
@@ -57,12 +56,11 @@ class RunConfig:
 def finalize(cfg: RunConfig) -> ParallelLayout:
     """Validate the whole tree once, after overrides, and return the parallel layout.
 
-    With a local ``model.hf_path``, model shape fields left at their defaults are filled from its ``config.json``
-    (see :func:`~cod_megatron.config.hf_shapes.apply_hf_shapes`). Raises
+    ``model.hf_path`` is resolved before it (:func:`cod_megatron.models.source.resolve_model`: the shape fields of a
+    checkpoint on this machine come from its ``config.json``), so the config stays free of model formats. Raises
     :class:`~cod_megatron.config.base.ConfigError` whose ``field`` is the dotted name of the bad value.
     """
     check_types(cfg, "")
-    apply_hf_shapes(cfg.model, "model")  # a local model.hf_path: shapes from its config.json, or a named mismatch
     for f in dataclasses.fields(cfg):
         section = getattr(cfg, f.name)
         if hasattr(section, "check"):

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cod_megatron.cod.model_tokenizer import is_local_dir, tokenizer_mismatch
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
@@ -27,6 +26,8 @@ from cod_megatron.engines.sglang.actor import SGLangServerActor
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
+from cod_megatron.models.model_tokenizer import tokenizer_mismatch
+from cod_megatron.models.source import local_source, model_source
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +149,30 @@ _SGLANG_CLIENT_KEYS = ("stop_token_ids", "transport", "broadcast", "serializer")
 """What of ``engine_kwargs`` reaches :class:`SGLangEngine` (the rest is for the embedded engine)."""
 
 
+def check_engine_tokenizer(hf_path: str | None, engine_path: str) -> None:
+    """Engines launched from another directory than ``model.hf_path`` must have its tokenizer (checked where both
+    are on this machine; a path only the engines' nodes have is taken as given)."""
+    other = local_source(engine_path)
+    if not hf_path or engine_path == hf_path or other is None:
+        return
+    source = model_source(hf_path)
+    if source.offline and source.load_path() != other.load_path():
+        if reason := tokenizer_mismatch(source, other):
+            raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
+
+
 def _sglang_settings(
     cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]
 ) -> tuple[SGLangServerConfig, dict[str, Any], dict[str, Any]]:
     """What every SGLang engine of the run is launched with: the server config, the client's and the actor's kwargs."""
     r = cfg.rollout
-    model_path = r.sglang_model_path or cfg.model.hf_path
-    if model_path is None:
+    if r.sglang_model_path is not None:
+        model_path = r.sglang_model_path
+        check_engine_tokenizer(cfg.model.hf_path, model_path)
+    elif cfg.model.hf_path:
+        model_path = model_source(cfg.model.hf_path).load_path()
+    else:
         raise ConfigError("rollout.sglang_model_path", "SGLang needs an HF directory to launch (or set model.hf_path)")
-    hf = cfg.model.hf_path
-    if hf and model_path != hf and is_local_dir(hf) and is_local_dir(model_path):
-        if reason := tokenizer_mismatch(hf, model_path):
-            raise ConfigError("rollout.sglang_model_path", f"its tokenizer is not model.hf_path's: {reason}")
     server = SGLangServerConfig(
         model_path=model_path,
         tp_size=layout.engine_tp,

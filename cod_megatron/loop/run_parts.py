@@ -21,7 +21,8 @@ from cod_megatron.engines.interface import InferenceEngine, ServingEngine
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
 from cod_megatron.infra.process_env import process_rank
 from cod_megatron.loop.warm_start import ensure_warm_start
-from cod_megatron.policy.hf_weights import hf_config_from_model
+from cod_megatron.models.hf_config import hf_config_from_model
+from cod_megatron.models.source import model_source
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import RolloutManager, TrainingRollouts
 from cod_megatron.rollout.pack_source import PackSource
@@ -49,17 +50,8 @@ def start_trainer(
     elif cfg.env.warm_start_steps:
         trainer.load(str(ensure_warm_start(cfg, layout, renderer)), with_optimizer=False)
     elif cfg.model.hf_path:
-        trainer.load_hf(hf_weights_dir(cfg.model.hf_path))
+        trainer.load_hf(model_source(cfg.model.hf_path).weights_dir())
     return trainer
-
-
-def hf_weights_dir(hf_path: str) -> str:
-    """A local directory as is; a hub id downloaded (config and safetensors only) into the HF cache."""
-    if Path(hf_path).expanduser().is_dir():
-        return str(Path(hf_path).expanduser())
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(hf_path, allow_patterns=["*.json", "*.safetensors"])
 
 
 def engine_kwargs(cfg: RunConfig, renderer: Renderer) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""HF checkpoints <-> megatron-core for the project's Llama / Qwen2 / Qwen3 policies: configs, loading, writing.
+"""HF checkpoints <-> megatron-core for the project's Llama / Qwen2 / Qwen3 policies: loading and writing.
 
-The name and tensor-layout map (and the export of HF tensors) is :mod:`cod_megatron.sync.hf_map`, the one owner
-weight sync uses too; this module maps configs (:func:`model_config_from_hf`, :func:`hf_config_from_model`) and
-does the file side. Loading reads only this rank's slices from the safetensors files (no collective); export
-all-gathers TP shards and writes one safetensors file per pipeline stage (plus an index when PP > 1), so no rank
-holds the whole model.
+The name and tensor-layout map is :mod:`cod_megatron.models.hf_names` and the config map
+:mod:`cod_megatron.models.hf_config` (the model families own both); the TP-gathered export of HF tensors is
+:mod:`cod_megatron.policy.hf_export`, which weight sync streams too. This module does the file side. Loading
+reads only this rank's slices from the safetensors files (no collective); export all-gathers TP shards and writes
+one safetensors file per pipeline stage (plus an index when PP > 1), so no rank holds the whole model.
 """
 
 from __future__ import annotations
@@ -23,54 +23,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from cod_megatron.config import ModelConfig
-from cod_megatron.config.hf_shapes import MCORE_LLAMA3_ROPE, shapes_from_hf
-from cod_megatron.sync.hf_map import export_hf_weights, hf_targets, model_chunks, shard_from_hf, tp_rank_and_size
+from cod_megatron.models.families import family
+from cod_megatron.models.hf_names import hf_targets, model_chunks, shard_from_hf
+from cod_megatron.policy.hf_export import export_hf_weights, tp_rank_and_size
 
 logger = logging.getLogger(__name__)
 
-_HF_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 _SAFETENSORS = "model.safetensors"
 _INDEX = "model.safetensors.index.json"
-
-
-# ---- config ------------------------------------------------------------------------------------------------------
-def model_config_from_hf(hf_config: Any, *, params_dtype: str = "float32") -> ModelConfig:
-    """The :class:`ModelConfig` of an HF Llama / Qwen2 / Qwen3 config; rejects features the policy cannot express.
-
-    The key mapping is :func:`cod_megatron.config.hf_shapes.shapes_from_hf` (validation uses it on config.json).
-    ``params_dtype`` is the megatron parameter dtype (float32 on CPU); the HF checkpoint's dtype does not decide it.
-    """
-    return ModelConfig(**shapes_from_hf(hf_config.to_dict()), params_dtype=params_dtype)
-
-
-def hf_config_from_model(cfg: ModelConfig) -> Any:
-    """The HF config of a :class:`ModelConfig` (inverse of :func:`model_config_from_hf`).
-
-    The embedded rollout engine builds its transformers model from it, so trainer and engine share one shape.
-    """
-    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
-
-    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(cfg.rope_theta)}
-    if cfg.rope_scaling_factor is not None:
-        rope = {"rope_type": "llama3", "rope_theta": float(cfg.rope_theta), "factor": cfg.rope_scaling_factor}
-        rope |= MCORE_LLAMA3_ROPE
-    common: dict[str, Any] = dict(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.ffn_hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_attention_heads,
-        num_key_value_heads=cfg.num_query_groups,
-        head_dim=cfg.head_dim,
-        max_position_embeddings=cfg.max_position_embeddings,
-        rms_norm_eps=cfg.norm_epsilon,
-        tie_word_embeddings=cfg.tie_word_embeddings,
-        rope_parameters=rope,
-        dtype=cfg.params_dtype,
-        architectures=[_HF_CLASSES[cfg.arch]],
-    )
-    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[cfg.arch]
-    return cls(**common)
 
 
 # ---- HF -> megatron ----------------------------------------------------------------------------------------------
@@ -193,7 +153,7 @@ def save_hf(
     if global_rank0:
         config = copy.deepcopy(hf_config)
         config.dtype = dtype or next(p for c in model_chunks(model) for p in c.parameters()).dtype
-        config.architectures = config.architectures or [_HF_CLASSES[cfg.arch]]
+        config.architectures = config.architectures or [family(cfg.arch).hf_causal_lm]
         config.save_pretrained(out_dir)
         logger.info("wrote HF checkpoint %s (%d pipeline file(s))", out_dir, pp_size)
     if distributed:

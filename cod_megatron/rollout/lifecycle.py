@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 
 from cod_envs import registry
 from cod_envs.base import Environment, PackState, TaskContext
+from cod_envs.trajectory import render_trajectory
 from cod_megatron.cod.episode import has_judge_error
 from cod_megatron.cod.hints import (
     INITIAL_HINT,
@@ -27,7 +28,6 @@ from cod_megatron.cod.hints import (
     UpdatePromptHooks,
     augment_system_prompt,
     build_update_prompt,
-    render_trajectory,
     update_hint,
 )
 from cod_megatron.cod.rewards import RewardRule

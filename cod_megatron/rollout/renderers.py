@@ -5,10 +5,12 @@ dry run without loading anything from a hub."""
 from __future__ import annotations
 
 from cod_envs import registry
-from cod_megatron.cod.model_tokenizer import describe_model_tokenizer, model_renderer
-from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
-from cod_megatron.cod.tokenization import ChatRenderer, WordRenderer
+from cod_megatron.cod.tokenization import WordRenderer
 from cod_megatron.config import RunConfig
+from cod_megatron.models.chat_templates import template_renderer
+from cod_megatron.models.families import family as model_family
+from cod_megatron.models.model_tokenizer import describe_model_tokenizer, model_renderer
+from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.rollout.token_play import Renderer
 
 
@@ -22,12 +24,13 @@ def renderer_for(domain: str, family: str = "qwen3") -> Renderer:
     vocabulary = registry.load(domain).word_vocabulary
     if vocabulary is not None:
         return WordRenderer(vocabulary)
-    return ChatRenderer.for_family(build_tiny_tokenizer(family), family)  # type: ignore[arg-type]
+    return template_renderer(build_tiny_tokenizer(family), family)  # type: ignore[arg-type]
 
 
 def _family(cfg: RunConfig) -> str:
-    """The tiny tokenizer's chat-template family for ``model.arch``: Llama 3 for ``llama``, Qwen3's ChatML else."""
-    return "llama3" if cfg.model.arch == "llama" else "qwen3"
+    """The tiny tokenizer's chat-template family for ``model.arch`` (the model family's: Llama 3 for ``llama``, Qwen3's
+    ChatML for the Qwen families)."""
+    return model_family(cfg.model.arch).template
 
 
 def run_renderer(cfg: RunConfig) -> Renderer:

@@ -4,11 +4,11 @@ The wire side of the two disaggregated plans of :mod:`cod_megatron.sync.plan`; w
 does with the tensors is :meth:`InferenceEngine.update_weights <cod_megatron.engines.interface.InferenceEngine>`.
 
 * ``broadcast``: :class:`BroadcastSender` on the trainer's source rank (dp = tp = pp = 0) sends the HF tensors that
-  :func:`~cod_megatron.sync.hf_map.export_hf_weights` gathered (every TP rank runs the export, it is a TP
+  :func:`~cod_megatron.policy.hf_export.export_hf_weights` gathered (every TP rank runs the export, it is a TP
   collective; only the source sends); :class:`BroadcastReceiver` on every engine rank of the group receives them.
 * ``tp_aligned``: :class:`ShardSender` on EVERY trainer TP rank sends its own megatron shards (no TP all-gather, no
   HF conversion on the trainer); :class:`ShardReceiver` on the engine rank receives the shards of all TP ranks and
-  rebuilds full HF tensors with the map's own inverse layout (:func:`~cod_megatron.sync.hf_map.hf_from_shards`).
+  rebuilds full HF tensors with the map's own inverse layout (:func:`~cod_megatron.models.hf_names.hf_from_shards`).
 
 Wire protocol, per group and per bucket (slime / verl style: flattening avoids one collective per tensor):
 
@@ -31,7 +31,7 @@ pinned SGLang expects one broadcast per tensor after each ``/update_weights_from
 ``SGLangEngine.broadcast`` callable), so it does not read these flat buffers. The receivers here are for engines
 whose receiving side we own (the embedded engine in another process, a Ray actor).
 
-TP-aligned mapping (megatron layouts as in :mod:`~cod_megatron.sync.hf_map`). Trainer TP rank ``r`` of ``tp`` holds,
+TP-aligned mapping (megatron layouts as in :mod:`~cod_megatron.models.hf_names`). Trainer TP rank ``r`` of ``tp`` holds,
 per parameter: vocab rows ``r*V/tp:(r+1)*V/tp`` (embedding, output layer); the query groups ``r*ng/tp:(r+1)*ng/tp`` of
 ``linear_qkv`` as ``[groups, (q_per_group + 2) * hd, H]`` (q heads, then k, then v, per group; the qwen2 bias
 likewise); ``linear_fc1`` = ``cat(gate[rows_r], up[rows_r])``; ``linear_proj`` / ``linear_fc2`` the input columns
@@ -62,8 +62,9 @@ import torch.distributed as dist
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.engines.interface import InferenceEngine
+from cod_megatron.models.hf_names import HFTarget, hf_from_shards, hf_targets, model_chunks
+from cod_megatron.policy.hf_export import tp_rank_and_size
 from cod_megatron.sync.buckets import bucketed, with_last
-from cod_megatron.sync.hf_map import HFTarget, hf_from_shards, hf_targets, model_chunks, tp_rank_and_size
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ class BroadcastSender(_BucketSender):
     ) -> dict[str, float]:
         """Send all buckets, then ``done``; returns seconds, bytes and bucket count (like ``WeightSync.sync``).
 
-        ``tensors``: a mapping, or a stream of ``(name, tensor)`` such as :func:`~cod_megatron.sync.hf_map.
+        ``tensors``: a mapping, or a stream of ``(name, tensor)`` such as :func:`~cod_megatron.policy.hf_export.
         iter_hf_weights` (bucketed as it arrives, so the sender never holds the whole model).
         """
         t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Weight sync: the trainer's Megatron weights -> HF names -> bucketed updates to every rollout engine.
 
-The conversion is :func:`cod_megatron.sync.hf_map.hf_weight_stream` (TP shards gathered, fused q/k/v and gate/up
+The conversion is :func:`cod_megatron.policy.hf_export.hf_weight_stream` (TP shards gathered, fused q/k/v and gate/up
 split into HF tensors), the one mapping the checkpoint converter uses too. It is streamed: parameters are gathered
 one at a time into a bucket on their own device, the bucket is sent and dropped, so a rank holds at most one bucket
 plus the parameter being gathered (its shards and its HF tensors) -- never a copy of the model; the stream flags its
@@ -27,9 +27,9 @@ import torch.distributed as dist
 from cod_megatron.config import ModelConfig
 from cod_megatron.engines.interface import InferenceEngine, SerializedWeightsEngine
 from cod_megatron.engines.sglang.ipc import serialize_named_tensors
+from cod_megatron.policy.hf_export import hf_weight_stream, iter_hf_weights
 from cod_megatron.sync.buckets import tensor_nbytes
 from cod_megatron.sync.dist_transport import BroadcastReceiver, BroadcastSender
-from cod_megatron.sync.hf_map import hf_weight_stream, iter_hf_weights
 from cod_megatron.sync.stage_groups import StageGroups
 from cod_megatron.sync.stages import stage_plan
 

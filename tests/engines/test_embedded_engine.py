@@ -11,7 +11,7 @@ from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
-from cod_megatron.policy.hf_weights import hf_config_from_model
+from cod_megatron.models.hf_config import hf_config_from_model
 from cod_megatron.rollout.manager import RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import renderer_for

@@ -51,8 +51,8 @@ def _worker(rank, world, tmp_path, overrides):
 def _hf_tensor_count(cfg) -> int:
     from cod_megatron.config import finalize
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_export import iter_hf_weights
     from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.sync.hf_map import iter_hf_weights
     from tests.dist import free_port
 
     init_distributed(finalize(cfg), master_port=free_port())

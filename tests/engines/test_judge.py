@@ -5,10 +5,10 @@ import pytest
 from cod_envs.base import PackState, TaskContext
 from cod_envs.learn2ask import Learn2Ask, RuleJudge, make_rows
 from cod_envs.learn2ask.conditions import TOPICS
-from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
-from cod_megatron.cod.tokenization import ChatRenderer
 from cod_megatron.engines.interface import Generation, SamplingParams
 from cod_megatron.engines.judge import ChatJudge, EngineJudge
+from cod_megatron.models.chat_templates import template_renderer
+from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
 
 
 class FakeEngine:
@@ -30,7 +30,7 @@ class FakeEngine:
 
 @pytest.fixture(scope="module")
 def renderer():
-    return ChatRenderer.for_family(build_tiny_tokenizer("qwen3"), "qwen3")
+    return template_renderer(build_tiny_tokenizer("qwen3"), "qwen3")
 
 
 def continue_env(judge):

@@ -8,7 +8,7 @@ from cod_envs import registry
 from cod_megatron.config import apply_overrides, finalize
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.startup import RayEngine, shutdown_engines, start_engines
-from cod_megatron.policy.hf_weights import hf_config_from_model
+from cod_megatron.models.hf_config import hf_config_from_model
 from cod_megatron.rollout.manager import RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import renderer_for

@@ -278,12 +278,15 @@ def test_a_server_that_dies_while_starting_fails_start_engines_with_its_log(tmp_
 
 
 def test_engines_loading_another_tokenizer_than_the_trainers_are_refused_before_launch(tmp_path):
-    from cod_megatron.cod.model_tokenizer import tokenizer_mismatch
-    from cod_megatron.cod.tiny_tokenizer import save_tiny_tokenizer
+    from cod_megatron.models.model_tokenizer import tokenizer_mismatch
+    from cod_megatron.models.source import model_source
+    from cod_megatron.models.tiny_tokenizer import save_tiny_tokenizer
 
     qwen, llama = save_tiny_tokenizer(tmp_path / "qwen", "qwen3"), save_tiny_tokenizer(tmp_path / "llama", "llama3")
     copy = save_tiny_tokenizer(tmp_path / "qwen_copy", "qwen3")
-    assert tokenizer_mismatch(str(qwen), str(copy)) is None  # another directory with the same tokenizer is fine
+    assert (
+        tokenizer_mismatch(model_source(str(qwen)), model_source(str(copy))) is None
+    )  # another directory with the same tokenizer is fine
     cfg, layout = sglang_cfg(tmp_path, "inprocess", 1, "http://127.0.0.1:9")
     cfg = apply_overrides(cfg, [f"model.hf_path={qwen}", f"rollout.sglang_model_path={llama}"])
     with pytest.raises(ConfigError) as e:
@@ -320,7 +323,7 @@ def test_the_first_weight_sync_reaches_colocated_engines_as_ipc_payloads(tmp_pat
     as the loop builds it (``run_parts.ipc_engine_ranks``) delivers every HF tensor bit-equal; a restarted engine is
     synced again on its own (one trainer rank: nothing else takes part)."""
     from cod_megatron.loop.run_parts import ipc_engine_ranks
-    from cod_megatron.sync.hf_map import export_hf_weights
+    from cod_megatron.policy.hf_export import export_hf_weights
     from cod_megatron.sync.weight_sync import WeightSync
     from tests.policy.parallel_utils import tiny_cfg
 

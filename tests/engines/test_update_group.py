@@ -56,8 +56,8 @@ def test_a_weight_sync_reaches_the_server_through_its_update_group(tmp_path):
 
     from cod_megatron.config import finalize
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_export import export_hf_weights
     from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.sync.hf_map import export_hf_weights
     from cod_megatron.sync.weight_sync import WeightSync
     from tests.policy.parallel_utils import tiny_cfg
 

@@ -51,8 +51,7 @@ def test_scripted_landmarks_restate_the_core_texts():
 
 
 def test_the_restated_trajectory_matches_the_cod_core_without_icl_examples():
-    from cod_envs.trajectory import trajectory_blocks
-    from cod_megatron.cod.hints import render_trajectory
+    from cod_envs.trajectory import render_trajectory, trajectory_blocks
 
     messages = [
         {"role": "system", "content": "Solve it.\n\n## Hints that might help\nnone\n\n## Response length limit\n9"},

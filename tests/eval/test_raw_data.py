@@ -66,3 +66,19 @@ def test_a_bad_eval_seed_names_the_field(bad):
     with pytest.raises(ConfigError) as err:
         apply_overrides(cod_recipes.get("debug_cpu"), [bad])
     assert err.value.field == "eval.data_seed"
+
+
+def test_evaluation_packs_share_no_row_or_pack_seed_with_training():
+    """docs/robustness.md H7: debug_cpu's held-out packs (64 of 4 and 64 of 8) against its 120 training steps."""
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), [])
+    finalize(cfg)
+    source = PackSource(registry.load(cfg.env.train_domains[0]), cfg)
+    train = [p for step in range(1, cfg.run.steps + 1) for p in source.train_packs(step)]
+    train_rows = {json.dumps(t.data, sort_keys=True) for p in train for t in p.tasks}
+    train_seeds = {p.seed for p in train}
+    assert len(train_rows) == cfg.run.steps * cfg.rollout.packs_per_step * cfg.rollout.pack_size  # 3,840 distinct
+    held_out = [p for size in cfg.eval.pack_sizes for p in source.eval_packs(cfg.eval.packs, size)]
+    rows = [json.dumps(t.data, sort_keys=True) for p in held_out for t in p.tasks]
+    assert (len(rows), len(held_out)) == (768, 128)
+    assert [r for r in rows if r in train_rows] == []
+    assert [p.seed for p in held_out if p.seed in train_seeds] == []

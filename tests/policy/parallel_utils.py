@@ -7,15 +7,14 @@ import re
 import torch
 from megatron.core import parallel_state
 
-import cod_recipes
-from cod_megatron.config import RunConfig, apply_overrides, finalize
+from cod_megatron.config import RunConfig
 from cod_megatron.data import PackedBatch, synthetic_packed_batch
+from cod_megatron.infra.cli import resolve_recipe
 
 
 def tiny_cfg(*overrides: str) -> RunConfig:
-    cfg = cod_recipes.get("debug_cpu")
-    apply_overrides(cfg, ["optimizer.lr=1e-2", "optimizer.clip_grad=0.0", *overrides])
-    finalize(cfg)
+    """debug_cpu with the overrides, resolved and validated as the command line does (``model.hf_path`` too)."""
+    cfg, _ = resolve_recipe("debug_cpu", ["optimizer.lr=1e-2", "optimizer.clip_grad=0.0", *overrides])
     return cfg
 
 

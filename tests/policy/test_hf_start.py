@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cod_megatron.config import ConfigError, RunConfig, apply_overrides, finalize
+from cod_megatron.models.source import resolve_model
 from tests.dist import free_port
 from tests.policy.parallel_utils import tiny_cfg
 
@@ -21,7 +22,7 @@ def hf_llama_config():
     """The debug_cpu model as an HF Llama whose defaulted fields differ from ModelConfig's (arch, RoPE theta, norm
     epsilon): built through the inverse map, so filling from config.json is a round trip."""
     import cod_recipes
-    from cod_megatron.policy.hf_weights import hf_config_from_model
+    from cod_megatron.models.hf_config import hf_config_from_model
 
     model = replace(cod_recipes.get("debug_cpu").model, arch="llama", rope_theta=500000.0, norm_epsilon=1e-5)
     return hf_config_from_model(model)
@@ -54,6 +55,7 @@ def test_shapes_left_at_default_are_filled_from_config_json(hf_dir):
     bare = RunConfig()
     bare.run.device, bare.rollout.engine = "cpu", "embedded"
     bare.model.hf_path = str(hf_dir)
+    resolve_model(bare.model)  # what the command line does before validation
     finalize(bare)
     assert (bare.model.num_layers, bare.model.vocab_size, bare.model.max_position_embeddings) == (4, 44, 2048)
 
@@ -86,14 +88,15 @@ def test_a_hub_id_leaves_the_recipe_shapes_alone():
     cfg = cod_recipes.get("qwen3_8b_cod_8gpu_h100")
     before = cfg.model.num_layers, cfg.model.vocab_size
     apply_overrides(cfg, ["model.num_layers=35"])
-    finalize(cfg)  # offline: "Qwen/Qwen3-8B" is not a local directory, nothing is read
+    resolve_model(cfg.model)  # offline: "Qwen/Qwen3-8B" is not a local directory, nothing is read
+    finalize(cfg)
     assert (cfg.model.num_layers, cfg.model.vocab_size) == (35, before[1])
 
 
 def _start(cfg: RunConfig) -> dict[str, torch.Tensor]:
     from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.sync.hf_map import export_hf_weights
+    from cod_megatron.policy.hf_export import export_hf_weights
 
     layout = finalize(cfg)
     init_distributed(layout, master_port=free_port())
@@ -117,7 +120,7 @@ def test_start_trainer_loads_the_hf_weights_exactly(hf_dir):
 def test_checkpoint_load_wins_over_hf_path(hf_dir, tmp_path):
     from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.sync.hf_map import export_hf_weights
+    from cod_megatron.policy.hf_export import export_hf_weights
 
     cfg = _cfg(hf_dir)
     layout = finalize(cfg)
@@ -143,7 +146,7 @@ def _bf16_step_at_lr_0(cfg: RunConfig) -> tuple[dict[str, torch.Tensor], dict[st
     returns the weights before and after the step (HF names)."""
     from cod_megatron.loop import run_parts
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
-    from cod_megatron.sync.hf_map import export_hf_weights
+    from cod_megatron.policy.hf_export import export_hf_weights
     from tests.policy.parallel_utils import batches
 
     layout = finalize(cfg)

@@ -120,7 +120,7 @@ def reference(hf_dirs) -> dict[str, dict]:
 def _model_cfg(path: str | Path):
     from transformers import AutoConfig
 
-    from cod_megatron.policy.hf_weights import model_config_from_hf
+    from cod_megatron.models.hf_config import model_config_from_hf
 
     return model_config_from_hf(AutoConfig.from_pretrained(path))
 
@@ -166,8 +166,8 @@ def _forward(model, tokens: torch.Tensor, position_ids: torch.Tensor, **kw) -> t
 def _megatron_outputs(model, model_cfg) -> dict:
     """Unpacked logits, packed logits split per segment, and the exported HF tensors of this rank."""
     from cod_megatron.data.packed import pack_segments
+    from cod_megatron.policy.hf_export import export_hf_weights
     from cod_megatron.policy.trainer import packed_seq_params
-    from cod_megatron.sync.hf_map import export_hf_weights
 
     model.eval()
     logits = _forward(model, IDS, torch.arange(IDS.numel()))
@@ -244,7 +244,7 @@ def test_model_config_from_hf_fields(hf_dirs):
 def test_model_config_from_hf_rejects_what_megatron_cannot_express():
     from transformers import LlamaConfig, Qwen2Config
 
-    from cod_megatron.policy.hf_weights import model_config_from_hf
+    from cod_megatron.models.hf_config import model_config_from_hf
 
     with pytest.raises(NotImplementedError, match="yarn"):
         model_config_from_hf(LlamaConfig(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}))

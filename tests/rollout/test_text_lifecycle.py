@@ -103,9 +103,9 @@ def test_a_judge_error_marks_and_ends_the_lifecycle_and_token_episodes_carry_it(
     from cod_envs import registry
     from cod_envs.learn2ask import ENV as Learn2Ask
     from cod_megatron.cod.episode import Pack, Task
-    from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
-    from cod_megatron.cod.tokenization import ChatRenderer
     from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
+    from cod_megatron.models.chat_templates import template_renderer
+    from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
     from cod_megatron.rollout.token_play import run_token_lifecycle
 
     class BrokenJudge:
@@ -117,7 +117,7 @@ def test_a_judge_error_marks_and_ends_the_lifecycle_and_token_episodes_carry_it(
     rows = domain.make_rows(3, 0, "test", "easy")
     text = run_text_lifecycle(env_cls, rows, pack_seed=1, policy=domain.policies["oracle"](0))
     assert text.has_judge_error and len(text.solve_rewards) == 1  # ended at the first verdict
-    renderer = ChatRenderer.for_family(build_tiny_tokenizer("qwen3"), "qwen3")
+    renderer = template_renderer(build_tiny_tokenizer("qwen3"), "qwen3")
     pack = Pack(pack_id=0, seed=1, tasks=tuple(Task(taskset_id="learn2ask", row=i, data=r) for i, r in enumerate(rows)))
     engine = TextPolicyEngine(domain.policies["oracle"](0), renderer.encode, renderer.end_of_turn_id)
     lc, _ = run_token_lifecycle(env_cls, pack, 0, engine=engine, renderer=renderer, params=SamplingParams(512))

@@ -5,18 +5,18 @@ import pytest
 from cod_envs import registry
 from cod_megatron.cod.credit import assign_credit
 from cod_megatron.cod.episode import Pack, Task
-from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
-from cod_megatron.cod.tokenization import ChatRenderer
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data.episodes import pack_episodes
 from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
+from cod_megatron.models.chat_templates import template_renderer
+from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.rollout.text_play import run_text_lifecycle
 from cod_megatron.rollout.token_play import run_token_lifecycle
 
 
 @pytest.fixture(scope="module")
 def renderer():
-    return ChatRenderer.for_family(build_tiny_tokenizer("qwen3"), "qwen3")
+    return template_renderer(build_tiny_tokenizer("qwen3"), "qwen3")
 
 
 def _pack(domain, pack_id, size=3):

@@ -2,9 +2,10 @@
 
 import pytest
 
-from cod_megatron.cod.tiny_tokenizer import build_tiny_tokenizer
-from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation, WordRenderer
+from cod_megatron.cod.tokenization import TokenConversation, WordRenderer
 from cod_megatron.engines.interface import Generation, SamplingParams
+from cod_megatron.models.chat_templates import template_renderer
+from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.rollout.token_play import PlainTextConversation, TokenResponder, start_conversation
 
 WORDS = WordRenderer(["<pad>", "<unk>", "<eos>", "a", "b", "c", "d", "e"])
@@ -37,7 +38,7 @@ def test_a_plain_text_conversation_keeps_the_turn_order_of_a_chat_one():
 
 
 def test_a_chat_prompt_needs_a_chat_template():
-    chat = ChatRenderer.for_family(build_tiny_tokenizer("qwen3"), "qwen3")
+    chat = template_renderer(build_tiny_tokenizer("qwen3"), "qwen3")
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
     assert type(start_conversation(chat, messages)) is TokenConversation
     assert type(start_conversation(WORDS, "a b")) is PlainTextConversation

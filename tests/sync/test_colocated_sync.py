@@ -57,8 +57,8 @@ def reference(tmp_path_factory):
     """A TP 1 checkpoint and its single-rank HF export."""
     from cod_megatron.config import finalize
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_export import export_hf_weights
     from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.sync.hf_map import export_hf_weights
 
     ckpt = str(tmp_path_factory.mktemp("colocated") / "init")
     cfg = tiny_cfg()

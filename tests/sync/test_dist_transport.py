@@ -70,8 +70,9 @@ def _worker(rank: int, world: int) -> dict:
 
     from cod_megatron.config import ParallelConfig, ParallelLayout
     from cod_megatron.engines.embedded import EmbeddedEngine
+    from cod_megatron.models.hf_config import hf_config_from_model
     from cod_megatron.policy import cpu_compat
-    from cod_megatron.policy.hf_weights import hf_config_from_model
+    from cod_megatron.policy.hf_export import export_hf_weights
     from cod_megatron.policy.model import build_model
     from cod_megatron.sync.dist_transport import (
         BroadcastReceiver,
@@ -80,7 +81,6 @@ def _worker(rank: int, world: int) -> dict:
         ShardSender,
         weight_update_group,
     )
-    from cod_megatron.sync.hf_map import export_hf_weights
 
     model_cfg = _model_cfg()
     parallel = ParallelConfig(tp=2, engines=1, engine_tp=1, colocated=False, gpus_per_node=4)

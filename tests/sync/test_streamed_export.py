@@ -87,8 +87,8 @@ class CountingEngine:
 def _measure(tp: int):
     import cod_recipes
     from cod_megatron.config import apply_overrides, finalize
+    from cod_megatron.policy.hf_export import iter_hf_weights
     from cod_megatron.policy.trainer import PolicyTrainer
-    from cod_megatron.sync.hf_map import iter_hf_weights
     from cod_megatron.sync.weight_sync import WeightSync
 
     cfg = apply_overrides(

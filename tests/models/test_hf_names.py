@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cod_megatron.sync.hf_map import HFTarget, hf_from_shards, hf_targets, model_chunks, shard_from_hf
+from cod_megatron.models.hf_names import HFTarget, hf_from_shards, hf_targets, model_chunks, shard_from_hf
 from cod_recipes.models import tiny_qwen3
 
 CFG = tiny_qwen3()  # 4 heads in 2 query groups: q_per_group = 2

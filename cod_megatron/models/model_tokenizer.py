@@ -12,20 +12,14 @@ templates that end turns with plain text.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from cod_megatron.cod.tokenization import ChatRenderer
 from cod_megatron.config import ConfigError, ModelConfig
+from cod_megatron.models.source import HubModel, ModelSource, model_source
 
 _MARK = "cod-end-of-turn-probe"
 _PROBE = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _MARK}]
-
-
-def is_local_dir(hf_path: str) -> bool:
-    """True for a directory on this machine; anything else is taken for a hub id (loaded at start, never at config)."""
-    return Path(hf_path).expanduser().is_dir()
 
 
 def template_kwargs(tokenizer: PreTrainedTokenizerBase) -> dict[str, bool]:
@@ -44,18 +38,20 @@ def end_of_turn_token(tokenizer: PreTrainedTokenizerBase, kwargs: dict[str, bool
     return tokenizer.eos_token
 
 
-def load_model_tokenizer(hf_path: str) -> PreTrainedTokenizerBase:
-    """A local directory without network access; a hub id from the HF cache or the hub (at start only)."""
+def load_model_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
+    """A local (or prepared packaged) directory without network access; a hub id from the HF cache or the hub (at
+    start only)."""
+    path = source.load_path()
     try:
-        return AutoTokenizer.from_pretrained(hf_path, local_files_only=is_local_dir(hf_path))
+        return AutoTokenizer.from_pretrained(path, local_files_only=source.offline)
     except (OSError, ValueError) as e:
-        raise ConfigError("model.hf_path", f"cannot load a tokenizer from {hf_path!r}: {e}") from e
+        raise ConfigError("model.hf_path", f"cannot load a tokenizer from {path!r}: {e}") from e
 
 
 def model_renderer(model: ModelConfig) -> ChatRenderer:
     """The renderer of a model with ``hf_path``, after the startup checks."""
     assert model.hf_path is not None, "model_renderer needs model.hf_path"
-    tok = load_model_tokenizer(model.hf_path)
+    tok = load_model_tokenizer(model_source(model.hf_path))
     if len(tok) > model.vocab_size:
         raise ConfigError(
             "model.vocab_size",
@@ -79,19 +75,20 @@ def model_renderer(model: ModelConfig) -> ChatRenderer:
 
 
 def describe_model_tokenizer(model: ModelConfig) -> str:
-    """One line for the dry run; a local directory is loaded and checked (cheap), a hub id is only named."""
+    """One line for the dry run; a local (or packaged) directory is loaded and checked (cheap), a hub id is only
+    named."""
     assert model.hf_path is not None, "describe_model_tokenizer needs model.hf_path"
-    if not is_local_dir(model.hf_path):
+    if isinstance(model_source(model.hf_path), HubModel):
         return f"{model.hf_path} (the model's own, loaded at start)"
     renderer = model_renderer(model)
     stop = renderer.tokenizer.convert_ids_to_tokens(renderer.end_of_turn_id)
     return f"{model.hf_path} (the model's own: {len(renderer.tokenizer)} tokens, stop {stop})"
 
 
-def tokenizer_mismatch(hf_path: str, other_path: str) -> str | None:
-    """Why the tokenizers of two local directories differ (vocabulary, special tokens, chat template), None if they
-    agree: engines launched from ``other_path`` must read and write the ids of the trainer's vocabulary."""
-    a, b = load_model_tokenizer(hf_path), load_model_tokenizer(other_path)
+def tokenizer_mismatch(source: ModelSource, other: ModelSource) -> str | None:
+    """Why the tokenizers of two sources differ (vocabulary, special tokens, chat template), None if they agree:
+    engines launched from ``other`` must read and write the ids of the trainer's vocabulary."""
+    a, b = load_model_tokenizer(source), load_model_tokenizer(other)
     if a.get_vocab() != b.get_vocab():
         return f"vocabularies differ ({len(a)} vs {len(b)} tokens)"
     if a.all_special_tokens != b.all_special_tokens:

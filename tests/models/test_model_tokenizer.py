@@ -8,10 +8,10 @@ import json
 import pytest
 
 import cod_recipes
-from cod_megatron.cod.tiny_tokenizer import LLAMA3_CHAT_TEMPLATE, QWEN3_CHAT_TEMPLATE, build_tiny_tokenizer
 from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation
 from cod_megatron.config import ConfigError, apply_overrides
 from cod_megatron.infra.cli import handle_common, parser
+from cod_megatron.models.tiny_tokenizer import LLAMA3_CHAT_TEMPLATE, QWEN3_CHAT_TEMPLATE, build_tiny_tokenizer
 from cod_megatron.rollout.renderers import describe_renderer, run_renderer
 
 TEMPLATES = {"qwen3": QWEN3_CHAT_TEMPLATE, "llama3": LLAMA3_CHAT_TEMPLATE}

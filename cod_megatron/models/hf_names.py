@@ -1,8 +1,9 @@
 """The Megatron <-> HF name and layout map of the project's Llama / Qwen2 / Qwen3 policies (the one owner).
 
-Weight sync exports with it (:func:`export_hf_weights`, or per TP shard with :func:`hf_targets` and
-:func:`hf_from_shards` on the receiving side); HF conversion (:mod:`cod_megatron.policy.hf_weights`) loads with
-it (:func:`shard_from_hf`).
+Pure torch (no process groups): the per-layer names are the model family's
+(:attr:`cod_megatron.models.decoder_family.ModelFamily.layer_names`), the layouts are megatron's. HF conversion
+(:mod:`cod_megatron.policy.hf_weights`) loads with it (:func:`shard_from_hf`); the TP-gathered export
+(:mod:`cod_megatron.policy.hf_export`) and weight sync's per-shard receivers reassemble with :func:`hf_from_shards`.
 
 Mechanism: a small explicit name-and-layout mapping, not mbridge. mbridge 0.15.1 builds its own model and
 TransformerConfig (TE spec, ``sequence_parallel = tp > 1``, ``hf_config.rope_theta`` that transformers 5 no longer
@@ -32,10 +33,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-import torch.distributed as dist
-from megatron.core import parallel_state
 
 from cod_megatron.config import ModelConfig
+from cod_megatron.models.families import family
 
 
 @dataclass(frozen=True)
@@ -49,30 +49,12 @@ class HFTarget:
 
 
 _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
-_LAYER_MAP: dict[str, tuple[str, tuple[str, ...]]] = {
-    "input_layernorm.weight": ("replicated", ("input_layernorm.weight",)),
-    "self_attention.linear_qkv.layer_norm_weight": ("replicated", ("input_layernorm.weight",)),  # TE fused norm
-    "self_attention.linear_qkv.weight": (
-        "qkv",
-        ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
-    ),
-    "self_attention.linear_qkv.bias": (
-        "qkv",
-        ("self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"),
-    ),
-    "self_attention.q_layernorm.weight": ("replicated", ("self_attn.q_norm.weight",)),
-    "self_attention.k_layernorm.weight": ("replicated", ("self_attn.k_norm.weight",)),
-    "self_attention.linear_proj.weight": ("row", ("self_attn.o_proj.weight",)),
-    "pre_mlp_layernorm.weight": ("replicated", ("post_attention_layernorm.weight",)),
-    "mlp.linear_fc1.layer_norm_weight": ("replicated", ("post_attention_layernorm.weight",)),  # TE fused norm
-    "mlp.linear_fc1.weight": ("fc1", ("mlp.gate_proj.weight", "mlp.up_proj.weight")),
-    "mlp.linear_fc2.weight": ("row", ("mlp.down_proj.weight",)),
-}
 
 
 def hf_targets(chunk: torch.nn.Module, cfg: ModelConfig) -> Iterator[tuple[str, torch.nn.Parameter, HFTarget]]:
-    """Every parameter of one model chunk with its HF source; unknown parameters are an error, not a skip."""
-    layers = chunk.decoder.layers
+    """Every parameter of one model chunk with its HF source (the per-layer names are the family's); unknown
+    parameters are an error, not a skip."""
+    layers, layer_names = chunk.decoder.layers, family(cfg.arch).layer_names
     for name, param in chunk.named_parameters():
         if name == "embedding.word_embeddings.weight":
             yield name, param, HFTarget("vocab", ("model.embed_tokens.weight",))
@@ -82,19 +64,12 @@ def hf_targets(chunk: torch.nn.Module, cfg: ModelConfig) -> Iterator[tuple[str, 
             yield name, param, HFTarget("vocab", (src,))
         elif name == "decoder.final_layernorm.weight":
             yield name, param, HFTarget("replicated", ("model.norm.weight",))
-        elif (m := _LAYER.match(name)) and m.group(2) in _LAYER_MAP:
+        elif (m := _LAYER.match(name)) and m.group(2) in layer_names:
             hf_layer = layers[int(m.group(1))].layer_number - 1
-            kind, hf = _LAYER_MAP[m.group(2)]
+            kind, hf = layer_names[m.group(2)]
             yield name, param, HFTarget(kind, tuple(f"model.layers.{hf_layer}.{n}" for n in hf))
         else:
             raise KeyError(f"no HF mapping for megatron parameter {name!r}")
-
-
-def tp_rank_and_size() -> tuple[int, int]:
-    """This rank's tensor-parallel (rank, size); ``(0, 1)`` when megatron's groups are not initialised."""
-    if parallel_state.model_parallel_is_initialized():
-        return parallel_state.get_tensor_model_parallel_rank(), parallel_state.get_tensor_model_parallel_world_size()
-    return 0, 1
 
 
 def model_chunks(model: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.nn.Module]:
@@ -158,14 +133,6 @@ def _split(n: int, size: int, what: str) -> int:
 
 
 # ---- megatron -> HF ----------------------------------------------------------------------------------------------
-def _gather_tp(shard: torch.Tensor, size: int) -> list[torch.Tensor]:
-    if size == 1:
-        return [shard]
-    parts = [torch.empty_like(shard) for _ in range(size)]
-    dist.all_gather(parts, shard.contiguous(), group=parallel_state.get_tensor_model_parallel_group())
-    return parts
-
-
 def hf_from_shards(t: HFTarget, parts: list[torch.Tensor], cfg: ModelConfig) -> list[torch.Tensor]:
     """Inverse of :func:`shard_from_hf` over all TP shards (in TP order): the HF tensors named by ``t.hf``."""
     if t.kind == "replicated":
@@ -185,48 +152,3 @@ def hf_from_shards(t: HFTarget, parts: list[torch.Tensor], cfg: ModelConfig) -> 
         q, k, v = full.reshape(ng, q_rows + 2 * hd, *tail).split([q_rows, hd, hd], dim=1)
         return [x.reshape(-1, *tail) for x in (q, k, v)]
     raise AssertionError(t.kind)
-
-
-@torch.no_grad()
-def hf_weight_stream(
-    model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, dtype: torch.dtype | None = None
-) -> Iterator[tuple[str, torch.Tensor, bool]]:
-    """HF tensors of this rank's pipeline stage one parameter at a time, TP shards gathered, on the parameters'
-    device, each with ``True`` on the stream's final tensor: what a streamed weight sync buckets, so that no rank
-    holds more than a bucket of them (the flag closes the update without a look-ahead that would hold a second one).
-
-    Collective over the TP group: all its ranks must run the generator to the end (each parameter is one
-    all-gather). A yielded tensor may be a view of a live parameter: copy it if it must outlive the next optimizer
-    step. A tied last stage (PP > 1) contributes nothing: its output layer is a copy of the first stage's embedding.
-    """
-    _, size = tp_rank_and_size()
-    todo = [
-        (param, target)
-        for chunk in model_chunks(model)
-        for name, param, target in hf_targets(chunk, cfg)
-        if not (name == "output_layer.weight" and cfg.tie_word_embeddings)
-    ]
-    for i, (param, target) in enumerate(todo):
-        parts = _gather_tp(param.detach(), size)
-        tensors = [t.to(dtype=dtype or t.dtype).contiguous() for t in hf_from_shards(target, parts, cfg)]
-        del parts  # the gathered shards go before the consumer sends (an output may still alias one)
-        final = i == len(todo) - 1
-        for j, (hf_name, tensor) in enumerate(zip(target.hf, tensors, strict=True)):
-            yield hf_name, tensor, final and j == len(tensors) - 1
-        del tensors
-
-
-def iter_hf_weights(
-    model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, dtype: torch.dtype | None = None
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """:func:`hf_weight_stream` without the final-tensor flag. Collective over the TP group."""
-    for name, tensor, _ in hf_weight_stream(model, cfg, dtype):
-        yield name, tensor
-
-
-def export_hf_weights(
-    model: torch.nn.Module | Iterable[torch.nn.Module], cfg: ModelConfig, dtype: torch.dtype | None = None
-) -> dict[str, torch.Tensor]:
-    """Every HF tensor of this rank's pipeline stage as CPU copies (the checkpoint writer; weight sync streams
-    :func:`iter_hf_weights` instead). Collective over the TP group."""
-    return {name: t.to("cpu", copy=True) for name, t in iter_hf_weights(model, cfg, dtype)}

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-TemplateFamily = Literal["qwen3", "llama3"]
+from cod_megatron.models.decoder_family import TemplateFamily
 
 QWEN3_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 LLAMA3_SPECIAL_TOKENS = (

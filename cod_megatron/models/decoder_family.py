@@ -1,0 +1,55 @@
+"""What one model family declares (:class:`ModelFamily`) and the per-layer names every dense decoder shares.
+
+The families are plain values (one module each); code that differs by family asks the family, never compares
+``model.arch`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+TemplateFamily = Literal["qwen3", "llama3"]
+"""Chat-template families the project's tiny tokenizer writes (:mod:`cod_megatron.models.chat_templates`)."""
+
+LayerNames = Mapping[str, tuple[str, tuple[str, ...]]]
+"""Megatron parameter name inside ``decoder.layers.<i>.`` -> (layout kind, HF names inside ``model.layers.<i>.``);
+the kinds are those of :class:`cod_megatron.models.hf_names.HFTarget`."""
+
+DENSE_DECODER_LAYER_NAMES: LayerNames = {
+    "input_layernorm.weight": ("replicated", ("input_layernorm.weight",)),
+    "self_attention.linear_qkv.layer_norm_weight": ("replicated", ("input_layernorm.weight",)),  # TE fused norm
+    "self_attention.linear_qkv.weight": (
+        "qkv",
+        ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    ),
+    "self_attention.linear_proj.weight": ("row", ("self_attn.o_proj.weight",)),
+    "pre_mlp_layernorm.weight": ("replicated", ("post_attention_layernorm.weight",)),
+    "mlp.linear_fc1.layer_norm_weight": ("replicated", ("post_attention_layernorm.weight",)),  # TE fused norm
+    "mlp.linear_fc1.weight": ("fc1", ("mlp.gate_proj.weight", "mlp.up_proj.weight")),
+    "mlp.linear_fc2.weight": ("row", ("mlp.down_proj.weight",)),
+}
+"""Llama-style decoder layer (RMSNorm, GQA, SwiGLU, no biases): local-spec names and Transformer Engine's
+fused-norm names both map, so CPU tests and the GPU (TE) trainer share one map."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One decoder family: how it appears in HF checkpoints and what its layers hold."""
+
+    arch: str
+    """``model.arch`` (:class:`cod_megatron.config.ModelConfig`)."""
+    hf_model_type: str
+    """``model_type`` in an HF ``config.json``."""
+    hf_causal_lm: str
+    """The transformers model class (``architectures`` in config.json)."""
+    hf_config_class: str
+    """The transformers config class (built lazily by :func:`cod_megatron.models.hf_config.hf_config_from_model`)."""
+    attention_bias: bool
+    """Whether the family's q/k/v projections carry a bias (an HF ``attention_bias`` elsewhere is refused, since
+    transformers then also adds an o_proj bias that megatron's config cannot express)."""
+    layer_names: LayerNames
+    """Its Megatron <-> HF per-layer names (:data:`DENSE_DECODER_LAYER_NAMES` plus the family's own)."""
+    template: TemplateFamily
+    """Chat-template family of the tiny tokenizer a tiny random model of this family plays through."""

@@ -1,0 +1,33 @@
+"""The registry of model families: ``model.arch`` or an HF ``model_type`` -> :class:`ModelFamily`.
+
+A later family (Qwen3.5) is one more module and one more entry here.
+"""
+
+from __future__ import annotations
+
+from cod_megatron.models.decoder_family import ModelFamily
+from cod_megatron.models.llama import LLAMA
+from cod_megatron.models.qwen2 import QWEN2
+from cod_megatron.models.qwen3 import QWEN3
+
+FAMILIES: dict[str, ModelFamily] = {f.arch: f for f in (LLAMA, QWEN2, QWEN3)}
+
+
+class UnknownModelFamily(NotImplementedError):
+    """An architecture or HF ``model_type`` no family module describes (the message lists the known ones)."""
+
+
+def family(arch: str) -> ModelFamily:
+    """The family of ``model.arch``."""
+    if arch not in FAMILIES:
+        raise UnknownModelFamily(f"model architecture {arch!r} has no family module ({', '.join(FAMILIES)})")
+    return FAMILIES[arch]
+
+
+def family_for_hf(model_type: object) -> ModelFamily:
+    """The family whose HF checkpoints have this ``model_type`` (config.json)."""
+    for f in FAMILIES.values():
+        if f.hf_model_type == model_type:
+            return f
+    known = ", ".join(f.hf_model_type for f in FAMILIES.values())
+    raise UnknownModelFamily(f"HF model_type {model_type!r} is not supported ({known})")
