@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -20,13 +19,16 @@ from cod_megatron.eval.in_loop import Evaluator
 from cod_megatron.eval.plot import plot_training_positions
 from cod_megatron.infra.cli import handle_common, parser, report
 from cod_megatron.infra.log import MetricsWriter, StepProgress, progress_line, setup_logging, timed
+from cod_megatron.infra.process_env import ProcessRank, process_rank
 from cod_megatron.loop import run_parts as parts
 from cod_megatron.loop.preemption import StopRequest
 from cod_megatron.loop.synthetic import run_synthetic
 from cod_megatron.loop.throughput import step_throughput
 from cod_megatron.policy import distributed
+from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.metrics import rollout_metrics
 from cod_megatron.rollout.pack_source import PackSource
+from cod_megatron.rollout.pipeline import RolloutSchedule
 from cod_megatron.rollout.renderers import run_renderer
 from cod_megatron.sync.weight_sync import WeightSync
 
@@ -37,39 +39,42 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     """The CoD loop; returns the last step's metrics. ``stop``: a SIGTERM / Ctrl-C ends it after the step in flight
     (with a checkpoint of that step when checkpointing is on)."""
     check_loop_can_run(cfg, layout)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    proc = process_rank()
+    generates = proc.is_first  # this rank owns the engines, generates every rollout, evaluates and writes metrics
     domain = registry.load(cfg.env.train_domains[0])
     renderer = run_renderer(cfg)
-    distributed.init_distributed(layout, rank=rank, world_size=world, seed=cfg.run.seed)
+    distributed.init_distributed(layout, rank=proc.rank, world_size=proc.world_size, seed=cfg.run.seed)
     out = Path(cfg.run.output_dir)
-    writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and not rank else None)
+    writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and generates else None)
     trainer = parts.start_trainer(cfg, layout, renderer)
-    engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if rank == 0 else []
+    engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if generates else []
     if stop is not None:
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
     ipc_ranks = parts.ipc_engine_ranks(cfg, layout, engines)  # colocated: by GPU UUID (collective)
     sync = WeightSync(cfg.model, engines, engine_ranks=ipc_ranks)  # every rank exports
-    schedule = evaluator = None
+    schedule: RolloutSchedule | None = None
+    evaluator: Evaluator | None = None
     try:
         sync.sync(trainer.model, trainer.step)
-        if rank == 0:
+        if generates:
             resync = lambda engine: sync.sync(trainer.model, sync.version, engines=[engine])  # noqa: E731
             manager = parts.build_manager(cfg, domain, engines, renderer, on_restart=resync)
             source = PackSource(domain, cfg)
-            schedule = parts.rollout_schedule(cfg, manager, source, lambda: sync.version, trainer.step + 1)
+            rollouts = parts.training_rollouts(cfg, manager, source)
+            schedule = parts.rollout_schedule(cfg, rollouts, lambda: sync.version, trainer.step + 1)
             evaluator = Evaluator(manager, source, cfg) if cfg.eval.interval else None
         if evaluator and trainer.step == 0:
             writer.write(0, evaluator.evaluate(0))
         metrics: dict[str, float] = {}
-        with StepProgress(cfg.run.steps, start=trainer.step, enabled=None if rank == 0 else False) as progress:
+        with StepProgress(cfg.run.steps, start=trainer.step, enabled=None if generates else False) as progress:
             for step in range(trainer.step + 1, cfg.run.steps + 1):
                 if stop is not None and stop.agreed():  # every rank stops before the same step
-                    stop_here(cfg, trainer)
+                    parts.stop_here(cfg, trainer)
                     break
-                metrics = cod_step(step, cfg, layout, trainer, sync, schedule, evaluator)
+                metrics = cod_step(step, cfg, layout, proc, trainer, sync, schedule, evaluator)
                 writer.write(step, metrics)
                 progress.update(step, metrics)
-                if rank == 0 and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
+                if generates and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
                     log.info(progress_line(step, cfg.run.steps, metrics))
         if writer.path and writer.path.exists():
             plot_training_positions(writer.path, out / "reward_by_position.png")
@@ -81,22 +86,19 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
         distributed.destroy_distributed()
 
 
-def stop_here(cfg: RunConfig, trainer) -> None:
-    """A requested stop: checkpoint the last finished step (when checkpointing is on and it is not saved yet)."""
-    step, every = trainer.step, cfg.checkpoint.save_interval
-    if every and step and step % every:
-        path = parts.save_checkpoint(trainer, cfg, step)
-        log.warning("stopping: saved %s (resume with checkpoint.load=auto)", path)
-    elif every and step:
-        log.warning("stopping: step %d is already checkpointed (resume with checkpoint.load=auto)", step)
-    else:
-        log.warning("stopping after step %d (checkpointing is off: checkpoint.save_interval=0)", step)
-
-
-def cod_step(step: int, cfg: RunConfig, layout, trainer, sync, schedule, evaluator) -> dict[str, float]:
-    """One trainer step; ``schedule`` (and ``evaluator``) exist on rank 0 only."""
-    metrics, batch = {"weight_version": float(sync.version)}, None
-    if schedule is not None:
+def cod_step(
+    step: int,
+    cfg: RunConfig,
+    layout: ParallelLayout,
+    proc: ProcessRank,
+    trainer: PolicyTrainer,
+    sync: WeightSync,
+    schedule: RolloutSchedule | None,
+    evaluator: Evaluator | None,
+) -> dict[str, float]:
+    """One trainer step; the generating rank (``proc.is_first``) holds ``schedule`` (and ``evaluator``)."""
+    metrics, batch, generates = {"weight_version": float(sync.version)}, None, proc.is_first
+    if generates:
         with timed(metrics, "generate"):  # off-policy: only the wait for the producer
             rollouts, stale = schedule.next(step, trainer.step, cfg.rollout.max_staleness)
         metrics |= {"rollout/staleness": float(trainer.step - rollouts.version), "rollout/stale_dropped": float(stale)}
@@ -106,10 +108,10 @@ def cod_step(step: int, cfg: RunConfig, layout, trainer, sync, schedule, evaluat
         metrics |= rollout_metrics(rollouts.result) | batch.metrics
     colocated = sync.engines if engines_released_for_train(cfg.rollout, layout) else []  # they share our devices
     with parts.memory_released(colocated), timed(metrics, "train"):
-        batch = distributed.broadcast_from_rank0(batch) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else batch
+        batch = distributed.broadcast_from_rank0(batch) if proc.world_size > 1 else batch
         shard = batch.ranks[distributed.data_parallel_rank()]
         metrics |= {f"train/{k}": v for k, v in trainer.train_step(shard, batch.denominators).items()}
-    if schedule is not None:  # rank 0 holds the rollouts and the step's segments
+    if generates:  # the generating rank holds the rollouts and the step's segments
         metrics |= step_throughput(metrics, cfg.model, layout, rollouts.result.lifecycles, batch.ranks)
     if step % cfg.rollout.sync_interval == 0 or step == cfg.run.steps:
         with timed(metrics, "sync"):

@@ -100,6 +100,11 @@ class Environment(ABC):
     update_shows_reward: ClassVar[bool] = True
     format_error_reward: ClassVar[float] = 0.0
     """The domain's reward for an unparseable response (Optimal Control: -0.1)."""
+    update_prompt_suffix: ClassVar[str] = ""
+    """Text the runner appends to the generic update prompt (PDE discovery: its protocol reminder); "" for none."""
+    judge_error: bool = False
+    """Set by a domain whose verdict comes from a judge model when that verdict was unusable (Learn2Ask): the runner
+    then drops the whole lifecycle (cod.md 3.4). Read by the runner after the solve episode ends."""
     _unparseable_result: StepResult | None = None
     """Set by the ``step`` safety net when the domain raised; every later call returns it again."""
     result: StepResult | None = None

@@ -25,7 +25,7 @@ from cod_envs.code_lock import CodeLock, make_rows, oracle
 from cod_envs.words import EOS, NONE
 from cod_megatron.cod.baselines import group_advantages
 from cod_megatron.cod.returns import lifecycle_returns
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 
 
 def coin_flip_writer(seed: int, code_length: int, choices: list[bool]) -> TextPolicy:

@@ -140,6 +140,10 @@ class EmbeddedEngine:
         """Always answers while the process lives."""
         return {"ok": True, "weight_version": self.weight_version, "released": self._released}
 
+    def restart(self) -> None:
+        """Never asked (an in-process engine is never unhealthy); a request to is a bug."""
+        raise RuntimeError("an in-process EmbeddedEngine cannot be restarted (its health is always ok)")
+
 
 def _generator(seed: int | None) -> torch.Generator:
     g = torch.Generator()

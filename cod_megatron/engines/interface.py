@@ -1,8 +1,10 @@
 """The rollout-engine interfaces: token ids in; token ids and log-probs out.
 
 :class:`RolloutEngine` is what the lifecycle runner drives (one request at a time, from one lifecycle).
-:class:`InferenceEngine` is what the trainer owns (the embedded CPU engine, the SGLang adapter): batched
-generation, weight updates in buckets, memory release for colocation and a health probe. The rollout manager
+:class:`ServingEngine` is what the rollout manager calls (batched generation, a health probe, a restart);
+:class:`InferenceEngine` is what the trainer owns (the embedded CPU engine, its Ray actor, the SGLang adapter): a
+serving engine with weight updates in buckets and memory release for colocation; :class:`SerializedWeightsEngine`
+also takes CUDA-IPC payloads made on every trainer rank (SGLang, colocated). The rollout manager
 puts a batcher between the two, so many concurrent lifecycles share one engine call per round. :class:`TextPolicyEngine`
 puts a text-level policy (scripted reference policies, an OpenAI-compatible endpoint) behind the same interface:
 it answers from the structured messages and tokenises its text, with log-probs it does not know set to 0.
@@ -10,8 +12,9 @@ it answers from the structured messages and tokenises its text, with log-probs i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from cod_envs.base import Message, TextPolicy
 
@@ -59,12 +62,27 @@ class EngineRequest:
     params: SamplingParams
 
 
-class InferenceEngine(Protocol):
-    """An engine the trainer owns and keeps in sync with the policy's weights."""
+@runtime_checkable
+class ServingEngine(Protocol):
+    """What the rollout manager calls on an engine: batched generation, a health probe and a restart."""
 
     def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:
         """One generation per request, in order; a request's sample depends only on its prompt and seed."""
         ...
+
+    def health(self) -> dict[str, object]:
+        """``{"ok": bool, "weight_version": int, ...}``; an engine that cannot answer is restarted."""
+        ...
+
+    def restart(self) -> None:
+        """Replace an engine that no longer answers (``health()["ok"]`` False); its weights must be synced again.
+        An engine that is never unhealthy (in-process) raises: it is never asked."""
+        ...
+
+
+@runtime_checkable
+class InferenceEngine(ServingEngine, Protocol):
+    """An engine the trainer owns and keeps in sync with the policy's weights."""
 
     def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], *, version: int, last: bool) -> None:
         """Load one bucket of HF-named full tensors; after the ``last`` bucket the engine serves ``version``."""
@@ -78,8 +96,13 @@ class InferenceEngine(Protocol):
         """Take the memory back before the next weight update and generation."""
         ...
 
-    def health(self) -> dict[str, object]:
-        """``{"ok": bool, "weight_version": int, ...}``; an engine that cannot answer is restarted."""
+
+@runtime_checkable
+class SerializedWeightsEngine(InferenceEngine, Protocol):
+    """An engine that also takes weights as payloads made on every trainer rank (SGLang's colocated CUDA-IPC path)."""
+
+    def update_weights_serialized(self, payloads: Sequence[str], *, version: int, last: bool) -> None:
+        """Load one bucket given as one serialized payload per engine TP rank; after ``last`` it serves ``version``."""
         ...
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
-from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine
 from cod_megatron.engines.sglang.actor import SGLangServerActor
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
@@ -109,7 +109,7 @@ def _init_ray() -> None:
         )
 
 
-def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]) -> list[Any]:
+def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[str, Any]) -> list[InferenceEngine]:
     """``layout.engines`` engines: ``EmbeddedEngine(**engine_kwargs)`` in-process or as Ray actors, or SGLang servers.
 
     For ``rollout.engine=sglang`` see :func:`_start_sglang`; of ``engine_kwargs`` it uses ``stop_token_ids`` and the
@@ -129,7 +129,8 @@ def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
     pg = placement_group([b for per_engine in bundles for b in per_engine], strategy="PACK")
     ray.get(pg.ready(), timeout=cfg.rollout.engine_timeout_s)
     actor_cls = ray.remote(EmbeddedEngine)
-    engines, first = [], 0
+    engines: list[InferenceEngine] = []
+    first = 0
     for per_engine in bundles:
 
         def make(index: int = first, res: dict = per_engine[0]) -> Any:
@@ -273,7 +274,7 @@ def _update_group_joiner(cfg: RunConfig, layout: ParallelLayout) -> Callable[[An
     return lambda client: connect_engine(client, host, free_port(), engine_tp=layout.engine_tp, backend=backend)
 
 
-def shutdown_engines(engines: list[Any]) -> None:
+def shutdown_engines(engines: Sequence[InferenceEngine]) -> None:
     """End the actors this run started, and the local Ray cluster if this process started it (not a caller's)."""
     groups: dict[Any, Any] = {}  # placement groups of SGLang engines, removed once their actors are gone
     for e in engines:

@@ -23,7 +23,7 @@ from cod_megatron.cod.episode import Task
 from cod_megatron.cod.pack_forming import FormedPack, form_packs
 from cod_megatron.eval.plot import plot_positions
 from cod_megatron.eval.stats import gap_stats, lifecycle_gaps, no_width_reason, position_stats
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 
 PolicyFactory = Callable[[int], TextPolicy]
 """``seed -> text policy``: one fresh policy per evaluation pack."""

@@ -8,7 +8,6 @@ between the two.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,21 +17,24 @@ import torch
 
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
+from cod_megatron.engines.interface import InferenceEngine, ServingEngine
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
+from cod_megatron.infra.process_env import process_rank
 from cod_megatron.loop.warm_start import ensure_warm_start
 from cod_megatron.models.hf_config import hf_config_from_model
 from cod_megatron.models.source import model_source
 from cod_megatron.policy.trainer import PolicyTrainer
-from cod_megatron.rollout.manager import RolloutManager
+from cod_megatron.rollout.manager import RolloutManager, TrainingRollouts
 from cod_megatron.rollout.pack_source import PackSource
-from cod_megatron.rollout.pipeline import OffPolicyRollouts, SyncRollouts
+from cod_megatron.rollout.pipeline import OffPolicyRollouts, RolloutSchedule, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
+from cod_megatron.rollout.token_play import Renderer
 
 log = logging.getLogger("cod_megatron.loop.run_parts")
 
 
 def start_trainer(
-    cfg: RunConfig, layout: ParallelLayout, renderer: Any, *, with_optimizer: bool | None = None
+    cfg: RunConfig, layout: ParallelLayout, renderer: Renderer, *, with_optimizer: bool | None = None
 ) -> PolicyTrainer:
     """This rank's trainer: from ``checkpoint.load`` (resume; ``with_optimizer`` None: if saved), else the cached
     warm start, else the HF weights of ``model.hf_path``, else the fresh init.
@@ -52,7 +54,7 @@ def start_trainer(
     return trainer
 
 
-def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
+def engine_kwargs(cfg: RunConfig, renderer: Renderer) -> dict[str, Any]:
     """Arguments of an embedded engine for this model (its HF config, the renderer's end-of-turn stop, the run's
     device: on a GPU run the rollouts are generated there too, not on the host)."""
     return dict(
@@ -63,7 +65,9 @@ def engine_kwargs(cfg: RunConfig, renderer: Any) -> dict[str, Any]:
     )
 
 
-def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout, engines: Sequence[Any]) -> list[list[int]] | None:
+def ipc_engine_ranks(
+    cfg: RunConfig, layout: ParallelLayout, engines: Sequence[InferenceEngine]
+) -> list[list[int]] | None:
     """``WeightSync``'s ``engine_ranks``: set for colocated SGLang engines, whose weights are CUDA-IPC handles made
     on every trainer rank (embedded engines are sent tensors, disaggregated ones an NCCL broadcast). On GPUs each
     engine TP rank gets the trainer rank on its GPU, matched by device UUID wherever Ray placed it; collective (every
@@ -78,12 +82,12 @@ def ipc_engine_ranks(cfg: RunConfig, layout: ParallelLayout, engines: Sequence[A
 def build_manager(
     cfg: RunConfig,
     domain: Domain,
-    engines: list[Any],
-    renderer: Any,
+    engines: Sequence[ServingEngine],
+    renderer: Renderer,
     *,
     temperature: float | None = None,
     run_seed: int | None = None,
-    on_restart: Callable[[Any], None] | None = None,
+    on_restart: Callable[[ServingEngine], None] | None = None,
 ) -> RolloutManager:
     """The rollout manager of ``domain`` on ``engines`` with the run's sampling, retries and reward rule."""
     return RolloutManager(
@@ -100,26 +104,25 @@ def build_manager(
     )
 
 
+def training_rollouts(cfg: RunConfig, manager: RolloutManager, source: PackSource) -> TrainingRollouts:
+    """The run's training batches: ``rollout.group_size`` lifecycles per pack, the algorithm's update branches."""
+    return TrainingRollouts(
+        manager,
+        source,
+        cfg.rollout.group_size,
+        hint_visible=cfg.env.hint_visible,
+        update_branches=cfg.algorithm.update_branches,
+        branch_horizon=cfg.algorithm.branch_horizon,
+    )
+
+
 def rollout_schedule(
-    cfg: RunConfig, manager: RolloutManager, source: PackSource, version: Callable[[], int], first_step: int
-) -> SyncRollouts | OffPolicyRollouts:
+    cfg: RunConfig, rollouts: TrainingRollouts, version: Callable[[], int], first_step: int
+) -> RolloutSchedule:
     """Training batches generated on demand, or ahead of time by a producer thread (``rollout.off_policy``)."""
-
-    def generate(index: int):
-        packs = source.train_packs(index)
-        alg = cfg.algorithm
-        return manager.run(
-            packs,
-            cfg.rollout.group_size,
-            step=index,
-            hint_visible=cfg.env.hint_visible,
-            update_branches=alg.update_branches,
-            branch_horizon=alg.branch_horizon,
-        )
-
     if cfg.rollout.off_policy:
-        return OffPolicyRollouts(generate, version, first=first_step)
-    return SyncRollouts(generate, version)
+        return OffPolicyRollouts(rollouts.generate, version, first=first_step)
+    return SyncRollouts(rollouts.generate, version)
 
 
 def checkpoint_dir(cfg: RunConfig) -> Path:
@@ -142,13 +145,25 @@ def save_checkpoint(trainer: PolicyTrainer, cfg: RunConfig, step: int) -> Path:
     """Trainer checkpoint plus the run's config (what ``cod_megatron.eval --policy DIR`` needs)."""
     path = checkpoint_dir(cfg) / f"step_{step}"
     trainer.save(str(path))  # collective over every rank
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_rank().is_first:
         (path / "run_config.json").write_text(cfg.to_json())
     return path
 
 
+def stop_here(cfg: RunConfig, trainer: PolicyTrainer) -> None:
+    """A requested stop: checkpoint the last finished step (when checkpointing is on and it is not saved yet)."""
+    step, every = trainer.step, cfg.checkpoint.save_interval
+    if every and step and step % every:
+        path = save_checkpoint(trainer, cfg, step)
+        log.warning("stopping: saved %s (resume with checkpoint.load=auto)", path)
+    elif every and step:
+        log.warning("stopping: step %d is already checkpointed (resume with checkpoint.load=auto)", step)
+    else:
+        log.warning("stopping after step %d (checkpointing is off: checkpoint.save_interval=0)", step)
+
+
 @contextmanager
-def memory_released(engines: list[Any]) -> Iterator[None]:
+def memory_released(engines: Sequence[InferenceEngine]) -> Iterator[None]:
     """Colocated engines give their GPU memory back for the train step and take it again after it, also when the
     step raises (a SIGTERM stop still checkpoints and evaluates with them). The trainer's cached free blocks go back
     to the driver first: the engines resume into memory the caching allocator would otherwise keep."""

@@ -14,13 +14,14 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
+from cod_envs.base import Message
+from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams, ServingEngine
 
 
 class LockstepBatcher:
-    """Serves ``RolloutEngine.generate`` to ``clients`` threads through one :class:`InferenceEngine`."""
+    """Serves ``RolloutEngine.generate`` to ``clients`` threads through one :class:`ServingEngine`."""
 
-    def __init__(self, engine: InferenceEngine, clients: int):
+    def __init__(self, engine: ServingEngine, clients: int):
         self.engine = engine
         self._cv = threading.Condition()
         self._active = clients
@@ -87,7 +88,9 @@ class BatcherClient:
     def __init__(self, batcher: LockstepBatcher, key: Hashable):
         self.batcher, self.key = batcher, key
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams, messages: Any = None) -> Generation:
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, messages: list[Message] | None = None
+    ) -> Generation:
         """Queue the request for the next round and wait for it."""
         return self.batcher.submit(self.key, EngineRequest(prompt_ids=list(prompt_ids), params=params))
 

@@ -1,9 +1,12 @@
-"""The one lifecycle runner: one rollout of one pack, solve and update episodes alternating (cod.md 2.3).
+"""The one lifecycle runner, CoD level: one rollout of one pack, solve and update episodes alternating (cod.md 2.3).
 
 The runner owns the CoD logic (pack state, hints, the generic update prompt, Ralph task indices) and asks a
-*responder* for the model's side of each episode. Two responders: text (any ``TextPolicy``: scripted policies, an
-OpenAI-compatible endpoint) for evaluation, and tokens (a :class:`~cod_megatron.engines.interface.RolloutEngine`) for
-training, which records every episode token-in/token-out as an :class:`~cod_megatron.cod.episode.Episode`.
+:class:`Responder` for the model's side of each episode; it imports only ``cod_megatron.cod`` and ``cod_envs``, never
+an engine. Two responders play it: text (:mod:`~cod_megatron.rollout.text_play`, any ``TextPolicy``: scripted
+policies, an OpenAI-compatible endpoint) for evaluation, and tokens (:mod:`~cod_megatron.rollout.token_play`, a
+rollout engine) for training, which records every episode token-in/token-out as an
+:class:`~cod_megatron.cod.episode.Episode`. Update branches are played through a :class:`Brancher`
+(:mod:`~cod_megatron.rollout.update_branches`).
 Hints: delimited hints keep the previous hint on a parse failure (R1) and earn the format penalty; bare hints
 (HiddenKey) are parsed by the environment.
 """
@@ -11,16 +14,14 @@ Hints: delimited hints keep the previous hint on a parse failure (R1) and earn t
 from __future__ import annotations
 
 import copy
-import hashlib
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict, Unpack
 
 from cod_envs import registry
-from cod_envs.base import Environment, PackState, TaskContext, TextPolicy
+from cod_envs.base import Environment, PackState, TaskContext
 from cod_envs.trajectory import render_trajectory
-from cod_megatron.cod.episode import Branch, Episode, Lifecycle, Pack, has_judge_error
+from cod_megatron.cod.episode import has_judge_error
 from cod_megatron.cod.hints import (
     INITIAL_HINT,
     UpdateInput,
@@ -30,9 +31,6 @@ from cod_megatron.cod.hints import (
     update_hint,
 )
 from cod_megatron.cod.rewards import RewardRule
-from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation
-from cod_megatron.engines.interface import RolloutEngine, SamplingParams
-from cod_megatron.rollout.update_branches import ThreadBrancher, branch_seed
 
 Prompt = list[dict[str, str]] | str
 
@@ -96,7 +94,7 @@ class TextLifecycle:
         return has_judge_error(self.episodes)
 
 
-def _as_messages(prompt: Prompt) -> list[dict[str, str]]:
+def as_messages(prompt: Prompt) -> list[dict[str, str]]:
     """Plain-text prompts (HiddenKey) reach text policies as one user message."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -114,7 +112,7 @@ class Brancher(Protocol):
         """The branch index the lifecycle itself continues from at update ``position``."""
         ...
 
-    def start(self, position: int, index: int, play: Callable[[Any], Any]) -> None:
+    def start(self, position: int, index: int, play: Callable[[Responder], TextLifecycle]) -> None:
         """Run ``play`` with a fresh responder for branch ``index`` (possibly in another thread)."""
         ...
 
@@ -257,7 +255,7 @@ def _solve_episode(
             {"role": "system", "content": augment_system_prompt(env.system_prompt(), shown, length_limit)},
             {"role": "user", "content": env.first_observation()},
         ]
-    messages = _as_messages(prompt)
+    messages = as_messages(prompt)
     responses = [responder.begin("solve", j, prompt, env.max_response_tokens("solve"))]
     while True:
         messages.append({"role": "assistant", "content": responses[-1]})
@@ -267,7 +265,7 @@ def _solve_episode(
         messages.append({"role": "user", "content": result.observation})
         responses.append(responder.follow(result.observation))
     feedback = env.final_feedback() or result.feedback
-    judge_error = bool(getattr(env, "judge_error", False))
+    judge_error = env.judge_error
     r_x = rule.solve(result.reward, responder.response_tokens(), result.turns_used, env.max_turns)
     penalty = result.reward - r_x if result.reward > 0 else 0.0
     responder.end(r_x, feedback, result.format_error, judge_error, outcome=result.reward, penalty=penalty)
@@ -298,7 +296,7 @@ def _update_prompt(
         hooks = UpdatePromptHooks(
             render_trajectory=(lambda _m, t=trajectory: t) if trajectory is not None else render_trajectory,
             include_reward=env.update_shows_reward,
-            suffix=getattr(env, "update_prompt_suffix", ""),
+            suffix=env.update_prompt_suffix,
         )
         update_input = UpdateInput(hint, messages, solve.reward, solve.feedback)
         update_prompt = build_update_prompt(update_input, length_limit=length_limit, hooks=hooks)
@@ -328,185 +326,3 @@ def _update_episode(
         format_error=not parsed,
     )
     return trace, hint
-
-
-@dataclass
-class TextResponder:
-    """Answers with a text policy; keeps the conversation so far for multi-turn episodes."""
-
-    policy: TextPolicy
-    count_tokens: Callable[[str], int] = lambda text: len(text.split())
-    """Text policies have no tokenizer: whitespace words stand in for tokens in the (normally dead) token ramp."""
-    _messages: list[dict[str, str]] = field(default_factory=list)
-    _replies: list[str] = field(default_factory=list)
-
-    def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
-        self._messages, self._replies = _as_messages(prompt), []
-        return self._reply()
-
-    def follow(self, observation: str) -> str:  # noqa: D102
-        self._messages.append({"role": "user", "content": observation})
-        return self._reply()
-
-    def response_tokens(self) -> list[int]:  # noqa: D102
-        return [self.count_tokens(t) for t in self._replies]
-
-    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False, **scored: float) -> None:  # noqa: D102
-        self._messages = []
-
-    def _reply(self) -> str:
-        text = self.policy(list(self._messages))
-        self._messages.append({"role": "assistant", "content": text})
-        self._replies.append(text)
-        return text
-
-
-def run_text_lifecycle(
-    env_cls: type[Environment],
-    rows: list[dict[str, Any]],
-    *,
-    pack_seed: int,
-    policy: TextPolicy,
-    **options: Unpack[LifecycleOptions],
-) -> TextLifecycle:
-    """The lifecycle driven by a text policy (evaluation, scripted reference policies, served models)."""
-    return run_lifecycle(env_cls, rows, pack_seed=pack_seed, responder=TextResponder(policy), **options)
-
-
-def call_seed(seed: int, call: int) -> int:
-    """The sampling seed of model call ``call`` of a lifecycle seeded ``seed`` (process-independent)."""
-    digest = hashlib.sha256(f"cod-call/{seed}/{call}".encode()).digest()
-    return int.from_bytes(digest[:6], "big")
-
-
-@dataclass
-class TokenResponder:
-    """Answers through a rollout engine and records each episode token-in/token-out as an ``Episode``."""
-
-    engine: RolloutEngine
-    renderer: ChatRenderer
-    params: SamplingParams
-    pack_id: int
-    rollout: int
-    episodes: list[Episode] = field(default_factory=list)
-    _conv: TokenConversation | None = None
-    _raw: dict[str, list] | None = None
-    _raw_messages: list[dict[str, str]] = field(default_factory=list)
-    _key: tuple[str, int] = ("solve", 0)
-    _logprobs: list[float] = field(default_factory=list)
-    _cap: int | None = None
-    _calls: int = 0
-    _turn_tokens: list[int] = field(default_factory=list)
-
-    def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
-        self._key, self._logprobs, self._turn_tokens = (kind, position), [], []
-        self._cap = max_tokens
-        if isinstance(prompt, str):  # plain-text prompt: encoded as is, no chat template (HiddenKey, CodeLock)
-            self._conv = None
-            ids = self.renderer.encode(prompt)
-            self._raw = {"ids": list(ids), "gen": [False] * len(ids), "turns": [0] * len(ids)}
-            self._raw_messages = [{"role": "user", "content": prompt}]
-            return self._generate(ids, list(self._raw_messages))
-        self._conv = TokenConversation.start(self.renderer, prompt)
-        return self._generate(self._conv.prompt_ids, self._conv.messages)
-
-    def follow(self, observation: str) -> str:  # noqa: D102
-        if self._conv is None:  # plain text: the observation's words follow the last response as they are
-            ids = self.renderer.encode(observation)
-            turn = len(self._turn_tokens)
-            self._raw["ids"] += ids
-            self._raw["gen"] += [False] * len(ids)
-            self._raw["turns"] += [turn] * len(ids)
-            self._raw_messages.append({"role": "user", "content": observation})
-            return self._generate(list(self._raw["ids"]), list(self._raw_messages))
-        self._conv.add_observation(observation)
-        self._logprobs += [0.0] * (len(self._conv.token_ids) - len(self._logprobs))
-        return self._generate(self._conv.prompt_ids, self._conv.messages)
-
-    def response_tokens(self) -> list[int]:  # noqa: D102
-        return list(self._turn_tokens)
-
-    def end(self, reward: float, feedback: str, format_error: bool, judge_error: bool = False, **scored: float) -> None:  # noqa: D102
-        if self._conv is not None:
-            ids, gen, turns = self._conv.token_ids, self._conv.generated, self._conv.turn_ids
-        else:
-            ids, gen, turns = self._raw["ids"], self._raw["gen"], self._raw["turns"]
-        kind, position = self._key
-        self.episodes.append(
-            Episode(
-                pack_id=self.pack_id,
-                rollout=self.rollout,
-                kind=kind,
-                position=position,
-                token_ids=list(ids),
-                generated=list(gen),
-                rollout_logprobs=self._logprobs + [0.0] * (len(ids) - len(self._logprobs)),
-                turn_ids=list(turns),
-                reward=reward,
-                feedback=feedback,
-                format_error=format_error,
-                judge_error=judge_error,
-                outcome=scored.get("outcome"),
-                penalty=scored.get("penalty", 0.0),
-            )
-        )
-
-    def _generate(self, prompt_ids: list[int], messages: list[dict[str, str]]) -> str:
-        params = self.params
-        if self._cap is not None and self._cap < params.max_new_tokens:
-            params = replace(params, max_new_tokens=self._cap)
-        if params.seed is not None:  # one seed per lifecycle; each model call of it draws its own stream
-            params = replace(params, seed=call_seed(params.seed, self._calls))
-        self._calls += 1
-        gen = self.engine.generate(prompt_ids, params, messages)
-        self._turn_tokens.append(len(gen.token_ids))
-        text = gen.text if gen.text is not None else self.renderer.decode_response(gen.token_ids)
-        self._logprobs += [0.0] * (len(prompt_ids) - len(self._logprobs)) + list(gen.logprobs)
-        if self._conv is not None:
-            self._conv.add_response(gen.token_ids, text)
-        else:
-            self._raw["ids"] += gen.token_ids
-            self._raw["gen"] += [True] * len(gen.token_ids)
-            self._raw["turns"] += [len(self._turn_tokens) - 1] * len(gen.token_ids)
-            self._raw_messages.append({"role": "assistant", "content": text})
-        return text
-
-
-def run_token_lifecycle(
-    env_cls: type[Environment],
-    pack: Pack,
-    rollout: int,
-    *,
-    engine: RolloutEngine,
-    renderer: ChatRenderer,
-    params: SamplingParams,
-    update_branches: int = 1,
-    branch_horizon: int = 1,
-    **options: Unpack[LifecycleOptions],
-) -> tuple[Lifecycle, TextLifecycle]:
-    """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
-    text trace. ``update_branches`` B > 1 writes B update episodes at every update position, each non-continuing
-    one playing the next ``branch_horizon`` tasks (``Lifecycle.branches``; docs/update_branches.md)."""
-    responder = TokenResponder(engine=engine, renderer=renderer, params=params, pack_id=pack.pack_id, rollout=rollout)
-    brancher = None
-    if update_branches > 1:
-
-        def new_responder(position: int, index: int, handle: RolloutEngine) -> TokenResponder:
-            seed = None if params.seed is None else branch_seed(params.seed, position, index)
-            branch_params = replace(params, seed=seed)
-            return TokenResponder(
-                engine=handle, renderer=renderer, params=branch_params, pack_id=pack.pack_id, rollout=rollout
-            )
-
-        seed = params.seed if params.seed is not None else secrets.randbits(48)  # unseeded sampling: a fresh draw
-        brancher = ThreadBrancher(update_branches, branch_horizon, seed, engine, new_responder)
-        options = {**options, "brancher": brancher}
-    trace = run_lifecycle(env_cls, [t.data for t in pack.tasks], pack_seed=pack.seed, responder=responder, **options)
-    lc = Lifecycle(pack=pack, rollout=rollout, episodes=responder.episodes)
-    if brancher is not None:
-        for e in lc.updates():
-            e.branch = brancher.continuing(e.position)
-        for position, index, branch_responder in sorted(brancher.played, key=lambda p: p[:2]):
-            branch_responder.episodes[0].branch = index
-            lc.branches.append(Branch(position=position, index=index, episodes=branch_responder.episodes))
-    return lc, trace

@@ -1,11 +1,12 @@
 """RolloutManager: the G rollouts of every pack of a step, run concurrently on the engines through the runner.
 
-Each lifecycle is a thread that drives :func:`~cod_megatron.rollout.lifecycle.run_token_lifecycle`; the threads
+Each lifecycle is a thread that drives :func:`~cod_megatron.rollout.token_play.run_token_lifecycle`; the threads
 of one engine share a :class:`~cod_megatron.rollout.batcher.LockstepBatcher`, so a step costs about
 (episodes per lifecycle) engine calls per engine instead of one call per episode. A lifecycle is seeded from
 (run seed, step, pack seed, rollout): a resumed run samples the same. A lifecycle whose generation fails is retried
 from its start (its partial episodes are dropped), the finished ones are kept; when the engine itself is unhealthy
-it is restarted and ``on_restart`` re-syncs its weights before the retry.
+it is restarted and ``on_restart`` re-syncs its weights before the retry. :class:`TrainingRollouts` is the loop's
+entry: ``generate(step)`` plays step ``step``'s training packs.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cod_envs.base import Environment
 from cod_megatron.cod.episode import Lifecycle, Pack
 from cod_megatron.cod.rewards import RewardRule
-from cod_megatron.engines.interface import SamplingParams
+from cod_megatron.engines.interface import RolloutEngine, SamplingParams, ServingEngine
 from cod_megatron.rollout.batcher import LockstepBatcher
-from cod_megatron.rollout.lifecycle import TextLifecycle, run_token_lifecycle
+from cod_megatron.rollout.lifecycle import TextLifecycle
+from cod_megatron.rollout.pack_source import PackSource
+from cod_megatron.rollout.token_play import Renderer, run_token_lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +55,42 @@ class RolloutResult:
     """Of ``prompt_tokens``, served from the engines' prefix caches (a pack stays on one engine: ``k mod engines``)."""
 
 
+@dataclass(frozen=True)
+class _RunSettings:
+    """How every lifecycle of one ``RolloutManager.run`` call is played (the same for all its threads)."""
+
+    step: int
+    temperature: float
+    hint_visible: bool
+    env_task_idx: list[list[int]] | None
+    update_branches: int
+    branch_horizon: int
+
+
 class RolloutManager:
     """Runs lifecycles of one environment class on a list of engines."""
 
     def __init__(
         self,
-        engines: list[Any],
+        engines: Sequence[ServingEngine],
         env_cls: type[Environment],
-        renderer: Any,
+        renderer: Renderer,
         *,
         max_new_tokens: int,
         temperature: float,
         run_seed: int,
         retries: int = 2,
-        on_restart: Callable[[Any], None] | None = None,
+        on_restart: Callable[[ServingEngine], None] | None = None,
         rewards: RewardRule | None = None,
         length_limit: int | None = None,
     ):
         """``rewards``: the run's reward rule (None: the domain's defaults); ``length_limit``: the response length
-        the prompts ask for (``rollout.response_length_restraint``, cod.md 2.7)."""
-        self.engines, self.env_cls, self.renderer = engines, env_cls, renderer
+        the prompts ask for (``rollout.response_length_restraint``, cod.md 2.7). Every engine must declare what the
+        manager calls (:class:`~cod_megatron.engines.interface.ServingEngine`: a restart included)."""
+        for e in engines:
+            if not isinstance(e, ServingEngine):
+                raise TypeError(f"{type(e).__name__} is not a ServingEngine (generate_batch, health, restart)")
+        self.engines, self.env_cls, self.renderer = list(engines), env_cls, renderer
         self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
         self.retries, self.on_restart = retries, on_restart
         self.rewards, self.length_limit = rewards, length_limit
@@ -103,16 +122,20 @@ class RolloutManager:
         batchers = {e: LockstepBatcher(self.engines[e], len(js)) for e, js in per_engine.items()}
         results: dict[tuple[int, int], tuple[Lifecycle, TextLifecycle] | None] = {}
         counters = {"retries": 0, "restarts": 0}
-        temp = self.temperature if temperature is None else temperature
-        settings = dict(step=step, temperature=temp, hint_visible=hint_visible, env_task_idx=env_task_idx)
-        settings |= dict(update_branches=update_branches, branch_horizon=branch_horizon)
+        settings = _RunSettings(
+            step=step,
+            temperature=self.temperature if temperature is None else temperature,
+            hint_visible=hint_visible,
+            env_task_idx=env_task_idx,
+            update_branches=update_branches,
+            branch_horizon=branch_horizon,
+        )
 
         def work(engine_idx: int, k: int, pack: Pack, rollout: int) -> None:
             batcher = batchers[engine_idx]
             try:
-                results[(k, rollout)] = self._run_one(
-                    engine_idx, batcher.client((k, rollout)), k, pack, rollout, **settings, counters=counters
-                )
+                client = batcher.client((k, rollout))
+                results[(k, rollout)] = self._run_one(engine_idx, client, k, pack, rollout, settings, counters)
             finally:
                 batcher.leave()
 
@@ -141,24 +164,18 @@ class RolloutManager:
     def _run_one(
         self,
         engine_idx: int,
-        client: Any,
+        client: RolloutEngine,
         k: int,
         pack: Pack,
         rollout: int,
-        *,
-        step: int,
-        temperature: float,
-        hint_visible: bool,
-        env_task_idx: list[list[int]] | None,
-        update_branches: int,
-        branch_horizon: int,
+        settings: _RunSettings,
         counters: dict[str, int],
     ) -> tuple[Lifecycle, TextLifecycle] | None:
         """One lifecycle on its engine's batcher client, retried from its start; None once the retries are spent."""
         params = SamplingParams(
             max_new_tokens=self.max_new_tokens,
-            temperature=temperature,
-            seed=lifecycle_seed(self.run_seed, step, pack.seed, rollout),
+            temperature=settings.temperature,
+            seed=lifecycle_seed(self.run_seed, settings.step, pack.seed, rollout),
         )
         for attempt in range(self.retries + 1):
             try:
@@ -169,12 +186,12 @@ class RolloutManager:
                     engine=client,
                     renderer=self.renderer,
                     params=params,
-                    hint_visible=hint_visible,
-                    env_task_idx=env_task_idx[k] if env_task_idx else None,
+                    hint_visible=settings.hint_visible,
+                    env_task_idx=settings.env_task_idx[k] if settings.env_task_idx else None,
                     length_limit=self.length_limit,
                     rewards=self.rewards,
-                    update_branches=update_branches,
-                    branch_horizon=branch_horizon,
+                    update_branches=settings.update_branches,
+                    branch_horizon=settings.branch_horizon,
                 )
             except Exception as exc:
                 with self._lock:
@@ -187,10 +204,34 @@ class RolloutManager:
         """Restart an engine that no longer answers (once per failure, whichever thread notices first)."""
         engine = self.engines[engine_idx]
         with self._lock:
-            if not hasattr(engine, "restart") or engine.health().get("ok", False):
+            if engine.health().get("ok", False):
                 return
             log.warning("engine %d is unhealthy; restarting it", engine_idx)
             engine.restart()
             counters["restarts"] += 1
             if self.on_restart is not None:
                 self.on_restart(engine)
+
+
+@dataclass(frozen=True)
+class TrainingRollouts:
+    """The training batches of a run: step ``s`` plays the source's packs for ``s``, ``group_size`` lifecycles each,
+    with the algorithm's update branches (what the rollout schedules call, on demand or ahead of time)."""
+
+    manager: RolloutManager
+    source: PackSource
+    group_size: int
+    hint_visible: bool = True
+    update_branches: int = 1
+    branch_horizon: int = 1
+
+    def generate(self, step: int) -> RolloutResult:
+        """Every lifecycle of step ``step``'s training packs (seeded by the step: a resumed run samples the same)."""
+        return self.manager.run(
+            self.source.train_packs(step),
+            self.group_size,
+            step=step,
+            hint_visible=self.hint_visible,
+            update_branches=self.update_branches,
+            branch_horizon=self.branch_horizon,
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cod_envs.registry import Domain
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.pack_forming import form_packs
 from cod_megatron.config import RunConfig
@@ -17,7 +18,7 @@ from cod_megatron.config import RunConfig
 class PackSource:
     """Training packs per step and fixed held-out evaluation packs of one domain."""
 
-    def __init__(self, domain: Any, cfg: RunConfig):
+    def __init__(self, domain: Domain, cfg: RunConfig):
         self.domain, self.cfg = domain, cfg
         e = cfg.env
         self.train_rows = domain.make_rows(e.num_train_rows, e.data_seed, "train", e.setting)

@@ -87,3 +87,7 @@ class OffPolicyRollouts:
         """Stop the producer (it finishes the generation in flight) and wait for it."""
         self._stop.set()
         self._thread.join(timeout=600)
+
+
+RolloutSchedule = SyncRollouts | OffPolicyRollouts
+"""Where the generating rank's training batches come from (``rollout.off_policy`` picks)."""

@@ -4,8 +4,6 @@ dry run without loading anything from a hub."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from cod_envs import registry
 from cod_megatron.cod.tokenization import WordRenderer
 from cod_megatron.config import RunConfig
@@ -13,9 +11,10 @@ from cod_megatron.models.chat_templates import template_renderer
 from cod_megatron.models.families import family as model_family
 from cod_megatron.models.model_tokenizer import describe_model_tokenizer, model_renderer
 from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
+from cod_megatron.rollout.token_play import Renderer
 
 
-def renderer_for(domain: str, family: str = "qwen3") -> Any:
+def renderer_for(domain: str, family: str = "qwen3") -> Renderer:
     """The renderer a model without an HF checkpoint plays ``domain`` through (the library names no domain).
 
     A domain played by a word-level model brings its vocabulary (the ``word_vocabulary`` hook, e.g. HiddenKey's,
@@ -34,7 +33,7 @@ def _family(cfg: RunConfig) -> str:
     return model_family(cfg.model.arch).template
 
 
-def run_renderer(cfg: RunConfig) -> Any:
+def run_renderer(cfg: RunConfig) -> Renderer:
     """The one renderer of a run, built from its config: the model plays its training domain through it, in
     training and whenever its checkpoints are evaluated (on any domain).
 

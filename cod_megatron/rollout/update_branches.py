@@ -6,16 +6,24 @@ thread of its own that plays the next ``horizon`` tasks from its hint on a copy 
 holds its own handle on the lock-step batcher (``BatcherClient.fork``), so the branches of every lifecycle at one
 position reach the engine in the same round as the lifecycles themselves. Drawing the continuing index before
 sampling is the same as drawing it afterwards: the choice never looks at what was written.
+:func:`token_brancher` and :func:`attach_branches` wire this to a token-level lifecycle (its seeds, and the branch
+episodes it hands to credit as ``Lifecycle.branches``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 import threading
-from collections.abc import Callable
-from contextlib import nullcontext
-from typing import Any
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
+from typing import Protocol, runtime_checkable
+
+from cod_megatron.cod.episode import Branch, Episode, Lifecycle
+from cod_megatron.engines.interface import RolloutEngine, SamplingParams
+from cod_megatron.rollout.lifecycle import Responder, TextLifecycle
 
 
 def branch_seed(seed: int, position: int, index: int) -> int:
@@ -27,6 +35,33 @@ def branch_seed(seed: int, position: int, index: int) -> int:
 def continuing_branch(seed: int, position: int, count: int) -> int:
     """The branch (0..count-1) the lifecycle continues from at update ``position``: uniform, reproducible."""
     return random.Random(branch_seed(seed, position, -1)).randrange(count)
+
+
+class RecordingResponder(Responder, Protocol):
+    """A responder that keeps the episodes it played (the token responder)."""
+
+    episodes: list[Episode]
+
+
+@runtime_checkable
+class ForkingEngine(RolloutEngine, Protocol):
+    """An engine handle that can hand a branch thread a handle of its own (the lock-step batcher's client)."""
+
+    def fork(self, key: Hashable) -> ForkingEngine:
+        """A handle for a thread this lifecycle starts, live until its :meth:`close`."""
+        ...
+
+    def close(self) -> None:
+        """The forked thread is done."""
+        ...
+
+    def idle(self) -> AbstractContextManager[None]:
+        """This handle sends nothing while the context lasts (the lifecycle waits for its branches)."""
+        ...
+
+
+NewResponder = Callable[[int, int, RolloutEngine], RecordingResponder]
+"""``(position, index, engine handle) -> responder`` of one branch."""
 
 
 class ThreadBrancher:
@@ -41,14 +76,14 @@ class ThreadBrancher:
         count: int,
         horizon: int,
         seed: int,
-        engine: Any,
-        new_responder: Callable[[int, int, Any], Any],
+        engine: RolloutEngine,
+        new_responder: NewResponder,
     ):
         if count < 2 or horizon < 1:
             raise ValueError(f"ThreadBrancher: want count >= 2 and horizon >= 1, got {count}, {horizon}")
         self.count, self.horizon, self.seed = count, horizon, seed
         self.engine, self.new_responder = engine, new_responder
-        self.played: list[tuple[int, int, Any]] = []
+        self.played: list[tuple[int, int, RecordingResponder]] = []
         """(position, index, responder) of every branch started, in start order."""
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -57,15 +92,16 @@ class ThreadBrancher:
         """See :func:`continuing_branch`."""
         return continuing_branch(self.seed, position, self.count)
 
-    def start(self, position: int, index: int, play: Callable[[Any], Any]) -> None:
+    def start(self, position: int, index: int, play: Callable[[Responder], TextLifecycle]) -> None:
         """Play branch ``index`` of update ``position`` (``play(responder)`` runs its episodes)."""
-        fork = getattr(self.engine, "fork", None)
-        handle = fork((position, index)) if fork is not None else self.engine  # registered before we return
-        responder = self.new_responder(position, index, handle)
-        self.played.append((position, index, responder))
-        if fork is None:
+        if not isinstance(self.engine, ForkingEngine):  # no fork: the branch runs at once in this thread
+            responder = self.new_responder(position, index, self.engine)
+            self.played.append((position, index, responder))
             play(responder)
             return
+        handle = self.engine.fork((position, index))  # registered with the batcher before we return
+        responder = self.new_responder(position, index, handle)
+        self.played.append((position, index, responder))
 
         def run() -> None:
             try:
@@ -81,10 +117,38 @@ class ThreadBrancher:
 
     def wait(self, *, reraise: bool = True) -> None:
         """Join every branch; the lifecycle's own handle idles meanwhile so the batcher does not wait for it."""
-        idle = getattr(self.engine, "idle", nullcontext)
-        with idle():
+        idle = self.engine.idle() if isinstance(self.engine, ForkingEngine) else nullcontext()
+        with idle:
             for thread in self._threads:
                 thread.join()
         self._threads = []
         if reraise and self._errors:
             raise self._errors[0]
+
+
+def token_brancher(
+    count: int,
+    horizon: int,
+    engine: RolloutEngine,
+    params: SamplingParams,
+    new_responder: Callable[[RolloutEngine, SamplingParams], RecordingResponder],
+) -> ThreadBrancher:
+    """The brancher of one token-level lifecycle sampled with ``params``: branch ``(position, index)`` samples with
+    :func:`branch_seed` of the lifecycle's seed (unseeded sampling: a fresh draw picks the continuing branches)."""
+
+    def branch_responder(position: int, index: int, handle: RolloutEngine) -> RecordingResponder:
+        seed = None if params.seed is None else branch_seed(params.seed, position, index)
+        return new_responder(handle, replace(params, seed=seed))
+
+    seed = params.seed if params.seed is not None else secrets.randbits(48)
+    return ThreadBrancher(count, horizon, seed, engine, branch_responder)
+
+
+def attach_branches(lc: Lifecycle, brancher: ThreadBrancher) -> None:
+    """Mark each update episode of ``lc`` with the branch it continued from and add the branches it played
+    (``Lifecycle.branches``, in position then index order); a branch's first episode is its update episode."""
+    for e in lc.updates():
+        e.branch = brancher.continuing(e.position)
+    for position, index, responder in sorted(brancher.played, key=lambda p: p[:2]):
+        responder.episodes[0].branch = index
+        lc.branches.append(Branch(position=position, index=index, episodes=responder.episodes))

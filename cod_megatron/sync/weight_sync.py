@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from cod_megatron.config import ModelConfig
-from cod_megatron.engines.interface import InferenceEngine
+from cod_megatron.engines.interface import InferenceEngine, SerializedWeightsEngine
 from cod_megatron.engines.sglang.ipc import serialize_named_tensors
 from cod_megatron.policy.hf_export import hf_weight_stream, iter_hf_weights
 from cod_megatron.sync.buckets import tensor_nbytes
@@ -184,7 +184,9 @@ class WeightSync:
         return nbytes, n
 
 
-def _post_payloads(every: list, targets: list, need: list[list[int]], *, version: int, last: bool) -> None:
+def _post_payloads(
+    every: list, targets: Sequence[SerializedWeightsEngine], need: list[list[int]], *, version: int, last: bool
+) -> None:
     """Rank 0: check that all ranks cut the same bucket, then each engine gets its ranks' payloads in TP order."""
     names = every[0][1]
     for r, (_, theirs) in enumerate(every):

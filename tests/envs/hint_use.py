@@ -1,7 +1,7 @@
 """The hint-use measurement every domain test runs: per-position means and the CoD gap's 95 % CI over packs."""
 
 from cod_megatron.eval.stats import gap_stats, position_stats
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 
 
 def lifecycles(env_cls, rows, policy_factory, n_packs, size=4, **kwargs):

@@ -13,7 +13,7 @@ from cod_envs.alchemy_random.data import main as data_main
 from cod_envs.alchemy_random.env import FORMAT_ERROR_FEEDBACK, AlchemyRandom
 from cod_envs.alchemy_random.graph import solution_path
 from cod_envs.base import PackState, TaskContext
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 from tests.envs.domain_checks import (
     cli_output_is_reproducible,
     disjoint_splits,

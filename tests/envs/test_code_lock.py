@@ -23,7 +23,7 @@ from cod_envs.code_lock import (
 )
 from cod_envs.code_lock.data import main as data_main
 from cod_envs.code_lock.warm_start import warm_start_samples
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 from cod_recipes.debug import CODE_LOCK_VOCAB
 from tests.envs.domain_checks import cli_output_is_reproducible, disjoint_splits, read_jsonl, rows_are_reproducible
 

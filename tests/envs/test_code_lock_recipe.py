@@ -11,8 +11,8 @@ from cod_envs import registry
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.config import finalize
 from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
-from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.renderers import run_renderer
+from cod_megatron.rollout.token_play import run_token_lifecycle
 from tests.cli import train_cli
 
 

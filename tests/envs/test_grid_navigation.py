@@ -13,7 +13,7 @@ from cod_envs.grid_navigation import policies as pol
 from cod_envs.grid_navigation.data import main as data_main
 from cod_envs.grid_navigation.env import REVEALED_KEY, SETTINGS, GridNavigation
 from cod_megatron.cod import hints
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 from tests.envs.hint_use import hint_use
 
 ROWS = make_rows(8, seed=0)

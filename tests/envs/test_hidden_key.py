@@ -29,7 +29,7 @@ from cod_envs.hidden_key import (
     random_policy,
     vocab,
 )
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 
 PACKS = 200
 Z95 = 1.96

@@ -7,7 +7,7 @@ from cod_envs.base import PackState, TaskContext
 from cod_envs.hidden_key import draw_key
 from cod_envs.hidden_key.chat import COLORS, UPDATE_SYSTEM, HiddenKeyChat, hint_blind, named_colors, oracle
 from cod_megatron.cod.hints import HINT_SECTION_HEADER
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 from tests.envs.hint_use import hint_use, oracle_rises_and_hint_blind_is_flat
 
 DOMAIN = registry.load("hidden_key_chat")

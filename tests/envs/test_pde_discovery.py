@@ -24,7 +24,7 @@ from cod_envs.pde_discovery.terms import (
 )
 from cod_megatron.cod import hints
 from cod_megatron.eval.stats import gap_stats
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 from tests.envs.domain_checks import cli_output_is_reproducible, disjoint_splits, read_jsonl, rows_are_reproducible
 from tests.envs.hint_use import hint_use, lifecycles
 

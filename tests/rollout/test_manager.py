@@ -3,11 +3,13 @@
 import dataclasses
 import threading
 
+import pytest
+
 from cod_envs import registry
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
 from cod_megatron.rollout.batcher import LockstepBatcher
-from cod_megatron.rollout.manager import RolloutManager, lifecycle_seed
+from cod_megatron.rollout.manager import RolloutManager, TrainingRollouts, lifecycle_seed
 from cod_megatron.rollout.renderers import renderer_for
 
 RENDERER = renderer_for("hidden_key")
@@ -149,3 +151,47 @@ def test_prompt_tokens_and_prefix_cache_hits_are_counted_per_step():
     metrics = rollout_metrics(res)
     assert metrics["rollout/prefix_cache_hit_rate"] == res.cached_tokens / res.prompt_tokens
     assert _manager([EchoEngine()]).run(_packs(2), 2, step=1).cached_tokens == 0  # an engine without a cache
+
+
+class NoRestartEngine:
+    """Generates and answers health probes, but declares no restart."""
+
+    generate_batch = EchoEngine.generate_batch
+    health = EchoEngine.health
+
+
+def test_an_engine_that_declares_no_restart_is_refused_at_construction():
+    with pytest.raises(TypeError, match="NoRestartEngine is not a ServingEngine"):
+        _manager([EchoEngine(), NoRestartEngine()])
+
+
+def test_every_engine_the_loop_starts_declares_what_the_manager_calls():
+    from cod_megatron.engines.embedded import EmbeddedEngine
+    from cod_megatron.engines.interface import InferenceEngine, SerializedWeightsEngine, ServingEngine
+    from cod_megatron.engines.sglang.client import SGLangEngine
+    from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
+    from cod_megatron.engines.startup import RayEngine
+
+    for cls in (EmbeddedEngine, RayEngine, SGLangRayEngine, SGLangEngine):
+        assert issubclass(cls, ServingEngine) and issubclass(cls, InferenceEngine), cls.__name__
+    for cls in (SGLangRayEngine, SGLangEngine):  # the colocated CUDA-IPC weight path
+        assert issubclass(cls, SerializedWeightsEngine), cls.__name__
+
+
+class StepPacks:
+    """A pack source that records which step's packs were asked for."""
+
+    def __init__(self):
+        self.steps = []
+
+    def train_packs(self, step):
+        self.steps.append(step)
+        return _packs(2)
+
+
+def test_training_rollouts_generate_a_step_by_name_as_the_manager_runs_it():
+    source, engine, direct = StepPacks(), EchoEngine(), EchoEngine()
+    res = TrainingRollouts(_manager([engine]), source, group_size=2, update_branches=1).generate(4)
+    assert source.steps == [4] and len(res.lifecycles) == 4
+    _manager([direct]).run(_packs(2), 2, step=4)
+    assert engine.seeds == direct.seeds  # seeded by the step it was asked for, exactly as a direct run

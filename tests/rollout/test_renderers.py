@@ -7,8 +7,8 @@ from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.tokenization import ChatRenderer, WordRenderer
 from cod_megatron.config import apply_overrides
 from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
-from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.renderers import run_renderer
+from cod_megatron.rollout.token_play import run_token_lifecycle
 
 
 def test_the_word_model_plays_through_its_domains_vocabulary():

@@ -7,10 +7,10 @@ from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.rewards import RewardRule
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
-from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.renderers import renderer_for
 from cod_megatron.rollout.rewards import reward_rule
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
+from cod_megatron.rollout.token_play import run_token_lifecycle
 
 
 def _frozenlake_pack(n_packs: int = 6):

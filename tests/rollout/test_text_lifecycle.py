@@ -5,7 +5,7 @@ import re
 
 from cod_envs.base import Environment, StepResult, extract_answer
 from cod_megatron.cod.hints import HINT_END, HINT_START, INITIAL_HINT
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
 
 
 class GuessKey(Environment):
@@ -106,7 +106,7 @@ def test_a_judge_error_marks_and_ends_the_lifecycle_and_token_episodes_carry_it(
     from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
     from cod_megatron.models.chat_templates import template_renderer
     from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
-    from cod_megatron.rollout.lifecycle import run_token_lifecycle
+    from cod_megatron.rollout.token_play import run_token_lifecycle
 
     class BrokenJudge:
         def __call__(self, messages) -> str:
@@ -122,3 +122,25 @@ def test_a_judge_error_marks_and_ends_the_lifecycle_and_token_episodes_carry_it(
     engine = TextPolicyEngine(domain.policies["oracle"](0), renderer.encode, renderer.end_of_turn_id)
     lc, _ = run_token_lifecycle(env_cls, pack, 0, engine=engine, renderer=renderer, params=SamplingParams(512))
     assert lc.has_judge_error and lc.episodes[-1].judge_error
+
+
+def test_the_env_hooks_the_runner_reads_are_declared_on_the_base_class():
+    assert Environment.update_prompt_suffix == "" and Environment.judge_error is False
+    assert GuessKey(None, None).judge_error is False  # a domain without a judge needs to set nothing
+
+
+def test_the_runner_appends_the_update_prompt_suffix_and_stops_at_a_judge_error():
+    class Reminded(GuessKey):
+        update_prompt_suffix = "REMEMBER: one letter."
+
+    seen = []
+    run_text_lifecycle(Reminded, [{}, {}], pack_seed=0, policy=lambda m: seen.append(m) or oracle(m))
+    assert "REMEMBER: one letter." in seen[1][-1]["content"]
+
+    class Judged(GuessKey):
+        def step(self, action_text: str) -> StepResult:
+            self.judge_error = True  # the verdict was unusable
+            return super().step(action_text)
+
+    lc = run_text_lifecycle(Judged, [{}, {}, {}], pack_seed=0, policy=oracle)
+    assert len(lc.episodes) == 1 and lc.has_judge_error  # the lifecycle is dropped after the first solve

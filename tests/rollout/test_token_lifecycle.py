@@ -10,8 +10,8 @@ from cod_megatron.data.episodes import pack_episodes
 from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
 from cod_megatron.models.chat_templates import template_renderer
 from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
-from cod_megatron.rollout.lifecycle import run_token_lifecycle
-from cod_megatron.rollout.text_lifecycle import run_text_lifecycle
+from cod_megatron.rollout.text_play import run_text_lifecycle
+from cod_megatron.rollout.token_play import run_token_lifecycle
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from cod_envs import registry
 from cod_megatron.cod.credit import assign_credit
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.engines.interface import Generation, SamplingParams, TextPolicyEngine
-from cod_megatron.rollout.lifecycle import run_token_lifecycle
 from cod_megatron.rollout.manager import lifecycle_seed
 from cod_megatron.rollout.metrics import rollout_metrics
+from cod_megatron.rollout.token_play import run_token_lifecycle
 from cod_megatron.rollout.update_branches import continuing_branch
 from tests.rollout.test_manager import RENDERER, EchoEngine, _manager, _packs
 

@@ -301,6 +301,10 @@ class SGLangEngine:
             "url": self.url,
         }
 
+    def restart(self) -> None:
+        """A client cannot restart a server it does not own: :class:`SGLangRayEngine` owns and restarts it."""
+        raise RuntimeError(f"SGLangEngine at {self.url} does not own its server; restart it through SGLangRayEngine")
+
     # ---- internals ----
     def _control(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
         return self.http.request(method, path, body, timeout_s=self.control_timeout_s, idempotent=idempotent)
