@@ -9,7 +9,6 @@ from __future__ import annotations
 import cod_megatron.infra.quiet  # noqa: F401  # isort: skip  (first: filters megatron's known import noise)
 import logging
 import sys
-from pathlib import Path
 
 from cod_envs import registry
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run, engines_released_for_train
@@ -18,7 +17,7 @@ from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.eval.in_loop import Evaluator
 from cod_megatron.eval.plot import plot_training_positions
 from cod_megatron.infra.cli import handle_common, parser, report
-from cod_megatron.infra.log import MetricsWriter, StepProgress, progress_line, setup_logging, timed
+from cod_megatron.infra.log import StepProgress, progress_line, setup_logging, timed
 from cod_megatron.infra.process_env import ProcessRank, process_rank
 from cod_megatron.loop import run_parts as parts
 from cod_megatron.loop.preemption import StopRequest
@@ -44,14 +43,13 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     domain = registry.load(cfg.env.train_domains[0])
     renderer = run_renderer(cfg)
     distributed.init_distributed(layout, rank=proc.rank, world_size=proc.world_size, seed=cfg.run.seed)
-    out = Path(cfg.run.output_dir)
-    writer = MetricsWriter(out / "metrics.jsonl" if cfg.logging.metrics_jsonl and generates else None)
     trainer = parts.start_trainer(cfg, layout, renderer)
+    writer = parts.metrics_writer(cfg, generates, resumed_at=trainer.step)
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if generates else []
     if stop is not None:
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
-    ipc_ranks = parts.ipc_engine_ranks(cfg, layout, engines)  # colocated: by GPU UUID (collective)
-    sync = WeightSync(cfg.model, engines, engine_ranks=ipc_ranks)  # every rank exports
+    # every rank exports; colocated engines' ranks are matched by GPU UUID (a collective)
+    sync = WeightSync(cfg.model, engines, engine_ranks=parts.ipc_engine_ranks(cfg, layout, engines))
     schedule: RolloutSchedule | None = None
     evaluator: Evaluator | None = None
     try:
@@ -77,7 +75,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
                 if generates and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
                     log.info(progress_line(step, cfg.run.steps, metrics))
         if writer.path and writer.path.exists():
-            plot_training_positions(writer.path, out / "reward_by_position.png")
+            plot_training_positions(writer.path, writer.path.parent / "reward_by_position.png")
         return metrics
     finally:  # also on Ctrl-C: engines, the Ray cluster we started and the process groups end with the run
         if schedule is not None:

@@ -43,11 +43,16 @@ def setup_logging(level: str = "INFO", *, rank: int | None = None, all_ranks: bo
 class MetricsWriter:
     """Appends one JSON line of flat ``part/name`` metrics per step, and TensorBoard scalars when it is installed."""
 
-    def __init__(self, path: str | Path | None, tensorboard: bool = True):
+    def __init__(self, path: str | Path | None, tensorboard: bool = True, resumed_at: int = 0):
+        """``resumed_at``: the checkpoint step a run resumed from (0: a fresh start); rows of later steps are dropped,
+        since those steps run again (a run killed between checkpoints would otherwise log them twice)."""
         self.path = Path(path) if path else None
         self._tb = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resumed_at > 0 and self.path.exists():
+                rows = self.path.read_text().splitlines(keepends=True)
+                self.path.write_text("".join(r for r in rows if json.loads(r)["step"] <= resumed_at))
             if tensorboard:
                 try:  # needs the optional `tensorboard` package; JSONL is the record either way
                     from torch.utils.tensorboard import SummaryWriter

@@ -19,6 +19,7 @@ from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.engines.interface import InferenceEngine, ServingEngine
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
+from cod_megatron.infra.log import MetricsWriter
 from cod_megatron.infra.process_env import process_rank
 from cod_megatron.loop.warm_start import ensure_warm_start
 from cod_megatron.models.hf_config import hf_config_from_model
@@ -128,6 +129,13 @@ def rollout_schedule(
 def checkpoint_dir(cfg: RunConfig) -> Path:
     """Where the run's ``step_N`` checkpoints go: ``checkpoint.dir``, else ``<run.output_dir>/checkpoints``."""
     return Path(cfg.checkpoint.dir or Path(cfg.run.output_dir) / "checkpoints")
+
+
+def metrics_writer(cfg: RunConfig, writes: bool, resumed_at: int) -> MetricsWriter:
+    """``<output_dir>/metrics.jsonl`` on the rank that ``writes`` (a no-op writer elsewhere or when switched off); a
+    run resumed at step ``resumed_at`` drops the rows of the steps it runs again."""
+    path = Path(cfg.run.output_dir) / "metrics.jsonl" if writes and cfg.logging.metrics_jsonl else None
+    return MetricsWriter(path, resumed_at=resumed_at)
 
 
 def resume_path(cfg: RunConfig) -> str | None:
