@@ -77,7 +77,8 @@ def _rows(out: Path) -> list[dict]:
 
 def test_debug_recipe_on_real_slurm_runs_is_stopped_requeued_and_resumes_from_its_checkpoint(slurm, tmp_path):
     out, jobs = tmp_path / "run", tmp_path / "jobs"
-    env = {**os.environ, "RAY_PORT": str(_free_port()), "RAY_DASHBOARD_PORT": str(_free_port())}  # sbatch exports them
+    ports = ("RAY_PORT", "RAY_DASHBOARD_PORT", "RAY_DASHBOARD_AGENT_PORT", "RAY_CLIENT_SERVER_PORT")
+    env = {**os.environ} | {name: str(_free_port()) for name in ports}  # sbatch exports them
     cmd = [sys.executable, "-m", "cod_megatron.launch", "--recipe", "debug_cpu", "--executor", "slurm",
            "--mode", "bare", "--partition", "debug", "--account", "cod", "--job-dir", str(jobs),
            "--socket-ifname", "lo", "--time", "00:30:00", *OVERRIDES, f"run.output_dir={out}"]  # fmt: skip
