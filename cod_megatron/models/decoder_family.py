@@ -53,3 +53,25 @@ class ModelFamily:
     """Its Megatron <-> HF per-layer names (:data:`DENSE_DECODER_LAYER_NAMES` plus the family's own)."""
     template: TemplateFamily
     """Chat-template family of the tiny tokenizer a tiny random model of this family plays through."""
+
+    @classmethod
+    def dense(
+        cls,
+        arch: str,
+        hf_prefix: str,
+        *,
+        attention_bias: bool,
+        template: TemplateFamily,
+        extra_names: LayerNames | None = None,
+    ) -> ModelFamily:
+        """A dense decoder whose HF names follow transformers' pattern (``model_type`` = ``arch``,
+        ``<prefix>ForCausalLM``, ``<prefix>Config``), with its layer names beyond :data:`DENSE_DECODER_LAYER_NAMES`."""
+        return cls(
+            arch=arch,
+            hf_model_type=arch,
+            hf_causal_lm=f"{hf_prefix}ForCausalLM",
+            hf_config_class=f"{hf_prefix}Config",
+            attention_bias=attention_bias,
+            layer_names={**DENSE_DECODER_LAYER_NAMES, **(extra_names or {})},
+            template=template,
+        )

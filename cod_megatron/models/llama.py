@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-from cod_megatron.models.decoder_family import DENSE_DECODER_LAYER_NAMES, ModelFamily
+from cod_megatron.models.decoder_family import ModelFamily
 
-LLAMA = ModelFamily(
-    arch="llama",
-    hf_model_type="llama",
-    hf_causal_lm="LlamaForCausalLM",
-    hf_config_class="LlamaConfig",
-    attention_bias=False,
-    layer_names=DENSE_DECODER_LAYER_NAMES,
-    template="llama3",
-)
+LLAMA = ModelFamily.dense("llama", "Llama", attention_bias=False, template="llama3")

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from cod_megatron.models.decoder_family import DENSE_DECODER_LAYER_NAMES, ModelFamily
+from cod_megatron.models.decoder_family import ModelFamily
 
-QWEN2 = ModelFamily(
-    arch="qwen2",
-    hf_model_type="qwen2",
-    hf_causal_lm="Qwen2ForCausalLM",
-    hf_config_class="Qwen2Config",
+QWEN2 = ModelFamily.dense(
+    "qwen2",
+    "Qwen2",
     attention_bias=True,
-    layer_names={
-        **DENSE_DECODER_LAYER_NAMES,
+    template="qwen3",
+    extra_names={
         "self_attention.linear_qkv.bias": (
             "qkv",
             ("self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"),
         ),
     },
-    template="qwen3",
 )
