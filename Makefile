@@ -80,7 +80,7 @@ gpu-check-wheels: setup  ## download the wheels the GPU machine lacks into wheel
 gpu-check-model: setup  ## split the packaged SmolLM2 GGUF into model_parts/ (2 parts + MANIFEST.json with sha256)
 	PY=$(PY) bash scripts/gpu_check.sh --split-model
 
-gpu-check-cpu: setup  ## every gpu_check stage at tiny size on CPU (tests the script; ~1 minute)
+gpu-check-cpu: setup  ## every gpu_check stage at tiny size on CPU (tests the script; ~2 minutes, ~4 under load; at most BUDGET=300 s)
 	PY=$(PY) bash scripts/gpu_check.sh --cpu
 
 clean:

@@ -49,6 +49,8 @@ COMPILE_MAX_TOKENS = 8192
 """torch.compile runs only up to this many tokens: compiling and autotuning the larger shapes would eat the budget."""
 
 Provider = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ProviderBuilder = Callable[[], Provider]
+"""Imports and builds one provider; only the requested ones are called."""
 
 
 def _git_sha() -> str:
@@ -60,10 +62,9 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def _providers(cpu_smoke: bool) -> dict[str, Provider]:
-    """name -> ``f(hidden, weight, labels, mask) -> scalar loss``; the kernel module is imported only here."""
-    from cod_kernels.fused_linear_logprob import fused_linear_logprob
-    from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
+def _providers(cpu_smoke: bool) -> dict[str, ProviderBuilder]:
+    """name -> a builder of ``f(hidden, weight, labels, mask) -> scalar loss``; each builder imports what its provider
+    needs, so ``run_benchmark`` imports and builds only the providers it runs."""
 
     def with_weights(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> Provider:
         def loss(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -79,25 +80,66 @@ def _providers(cpu_smoke: bool) -> dict[str, Provider]:
         return torch.where(m, logp, 0.0), torch.where(m, ent, 0.0)
 
     chunk = 16 if cpu_smoke else 4096
-    out: dict[str, Provider] = {
-        "triton_fused": with_weights(fused_linear_logprob),
-        "torch_eager": with_weights(materialized_linear_logprob),
-        "torch_chunked": with_weights(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk)),
+
+    def triton_fused() -> Provider:
+        from cod_kernels.fused_linear_logprob import fused_linear_logprob
+
+        return with_weights(fused_linear_logprob)
+
+    def torch_eager() -> Provider:
+        from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
+
+        return with_weights(materialized_linear_logprob)
+
+    def torch_chunked() -> Provider:
+        from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob
+
+        return with_weights(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk))
+
+    def torch_compile() -> Provider:
+        return with_weights(torch.compile(plain_torch, dynamic=False))
+
+    out: dict[str, ProviderBuilder] = {
+        "triton_fused": triton_fused,
+        "torch_eager": torch_eager,
+        "torch_chunked": torch_chunked,
     }
     if torch.cuda.is_available():  # inductor on the CPU machine would only time the C++ compiler
-        out["torch_compile"] = with_weights(torch.compile(plain_torch, dynamic=False))
-    try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
-    except ImportError:
-        print("liger_kernel not importable: provider liger_flce skipped")
-    else:
-        flce = LigerFusedLinearCrossEntropyLoss(reduction="sum")
-
-        def liger(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-            return flce(w, h, torch.where(m, y, -100))  # cross-entropy only: no entropy output
-
-        out["liger_flce"] = liger
+        out["torch_compile"] = torch_compile
+    out["liger_flce"] = liger_flce
     return out
+
+
+def liger_flce() -> Provider:
+    """``LigerFusedLinearCrossEntropyLoss`` (cross-entropy only: no entropy output); both benches' Liger provider."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    flce = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+
+    def liger(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return flce(w, h, torch.where(m, y, -100))
+
+    return liger
+
+
+def build_providers(builders: dict[str, ProviderBuilder], requested: str | None) -> dict[str, Provider]:
+    """Build the providers ``requested`` names (comma-separated; every one of ``builders`` when None), in the order of
+    ``builders``. Only those are imported and built. A requested one that cannot be built, or an unknown name, stops
+    the run with its name; without a request a provider that cannot be built is skipped with a message."""
+    names = list(builders) if requested is None else [n for n in requested.split(",") if n]
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        raise SystemExit(f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(builders)}")
+    chosen: dict[str, Provider] = {}
+    for name in (n for n in builders if n in names):
+        try:
+            chosen[name] = builders[name]()
+        except Exception as e:  # an import or build error of any kind (liger raises RuntimeError on some Tritons)
+            why = f"{type(e).__name__}: {e}"
+            if requested is not None:
+                raise SystemExit(f"provider {name} was requested but cannot be built ({why})") from e
+            print(f"provider {name} skipped: cannot be built ({why})")
+    return chosen
 
 
 def _time(fn: Callable[[], object], grad_to_none: list[torch.Tensor], cuda: bool) -> tuple[float, float, float]:
@@ -270,16 +312,17 @@ def run_benchmark(
     *,
     kernel: str,
     module: str,
-    providers: Callable[[bool], dict[str, Provider]],
+    providers: Callable[[bool], dict[str, ProviderBuilder]],
     mask_frac: str,
     gpu_shapes: list[tuple[int, int, int]] = GPU_SHAPES,
 ) -> list[dict]:
-    """The shared benchmark driver (this kernel's and ``bench_linear_pg_head``'s): parse ``argv``, time the GEMM
-    roofline and every provider of ``providers(cpu_smoke)`` at each shape, print the table, append the CSV."""
+    """The shared benchmark driver (this kernel's and ``bench_linear_pg_head``'s): parse ``argv``, build the requested
+    providers of ``providers(cpu_smoke)`` (:func:`build_providers`), time the GEMM roofline and each of them at every
+    shape, print the table, append the CSV."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", default=None, help="append rows here")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny shapes (interpreter on CPU): tests the script")
-    p.add_argument("--providers", default=None, help="comma-separated subset")
+    p.add_argument("--providers", default=None, help="comma-separated subset (only these are imported and built)")
     p.add_argument("--shape", action="append", default=None, help="T,H,V (repeatable); default: the GPU grid")
     p.add_argument(
         "--mask-frac", default=mask_frac, help="fraction(s) of rows in the loss, comma-separated (RL: responses)"
@@ -297,9 +340,7 @@ def run_benchmark(
     dtype = torch.bfloat16 if cuda and not args.cpu_smoke else torch.float32
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shape] if args.shape else None
     shapes = shapes or (SMOKE_SHAPES if args.cpu_smoke else gpu_shapes)
-    chosen = providers(args.cpu_smoke)
-    if args.providers:
-        chosen = {k: v for k, v in chosen.items() if k in args.providers.split(",")}
+    chosen = build_providers(providers(args.cpu_smoke), args.providers)
 
     rows: list[dict] = []
     for shape in shapes:

@@ -20,8 +20,7 @@ import sys
 
 import torch
 
-from cod_kernels.bench_fused_linear_logprob import COLUMNS, Provider, run_benchmark
-from cod_kernels.bench_fused_linear_logprob import _providers as first_kernel_providers
+from cod_kernels.bench_fused_linear_logprob import COLUMNS, Provider, ProviderBuilder, liger_flce, run_benchmark
 
 __all__ = ["COLUMNS", "main"]
 KERNEL = "linear_pg_head"
@@ -35,12 +34,9 @@ def _advantage(labels: torch.Tensor) -> torch.Tensor:
     return ((labels % 7).float() - 3.0) / 3.0
 
 
-def _providers(cpu_smoke: bool) -> dict[str, Provider]:
-    """name -> ``f(hidden, weight, labels, mask) -> scalar loss`` with the same value and gradient."""
-    from cod_kernels.fused_linear_logprob import fused_linear_logprob
-    from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
-    from cod_kernels.linear_pg_head import linear_pg_head
-
+def _providers(cpu_smoke: bool) -> dict[str, ProviderBuilder]:
+    """name -> a builder of ``f(hidden, weight, labels, mask) -> scalar loss`` with the same value and gradient; each
+    builder imports what its provider needs (only the requested ones are built)."""
     chunk = 16 if cpu_smoke else 2048
 
     def via_logprobs(fn) -> Provider:
@@ -50,32 +46,53 @@ def _providers(cpu_smoke: bool) -> dict[str, Provider]:
 
         return loss
 
-    def pg_head(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        adv, n = _advantage(y), m.sum()
+    def triton_pg_head() -> Provider:
+        from cod_kernels.linear_pg_head import linear_pg_head
 
-        def grad_fn(rows: torch.Tensor, logp: torch.Tensor, ent: torch.Tensor):
-            return -adv[rows] / n, torch.full_like(ent, -ENT_COEF) / n
+        def pg_head(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            adv, n = _advantage(y), m.sum()
 
-        out = linear_pg_head(h, w, y, mask=m, grad_fn=grad_fn, chunk_rows=chunk)
-        value = (-(adv * out.logp) - ENT_COEF * out.entropy)[m].sum() / n
-        return value.detach() + out.surrogate
+            def grad_fn(rows: torch.Tensor, logp: torch.Tensor, ent: torch.Tensor):
+                return -adv[rows] / n, torch.full_like(ent, -ENT_COEF) / n
+
+            out = linear_pg_head(h, w, y, mask=m, grad_fn=grad_fn, chunk_rows=chunk)
+            value = (-(adv * out.logp) - ENT_COEF * out.entropy)[m].sum() / n
+            return value.detach() + out.surrogate
+
+        return pg_head
+
+    def triton_fused() -> Provider:
+        from cod_kernels.fused_linear_logprob import fused_linear_logprob
+
+        return via_logprobs(fused_linear_logprob)
+
+    def torch_eager() -> Provider:
+        from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
+
+        return via_logprobs(materialized_linear_logprob)
+
+    def torch_chunked() -> Provider:
+        from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob
+
+        return via_logprobs(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk))
 
     def plain_torch(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         lsm = torch.log_softmax((h @ w.T).float(), dim=-1)  # every row: what torch.compile gets to fuse
         logp, ent = lsm.gather(-1, y[:, None]).squeeze(-1), -(lsm.exp() * lsm).sum(-1)
         return torch.where(m, -(_advantage(y) * logp) - ENT_COEF * ent, 0.0).sum() / m.sum()
 
-    out = {  # pg_head first: on a short budget its rows are the ones that must exist
-        "triton_pg_head": pg_head,
-        "triton_fused": via_logprobs(fused_linear_logprob),
-        "torch_eager": via_logprobs(materialized_linear_logprob),
-        "torch_chunked": via_logprobs(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk)),
+    def torch_compile() -> Provider:
+        return torch.compile(plain_torch, dynamic=False)
+
+    out: dict[str, ProviderBuilder] = {  # pg_head first: on a short budget its rows are the ones that must exist
+        "triton_pg_head": triton_pg_head,
+        "triton_fused": triton_fused,
+        "torch_eager": torch_eager,
+        "torch_chunked": torch_chunked,
     }
     if torch.cuda.is_available():  # inductor on the CPU machine would only time the C++ compiler
-        out["torch_compile"] = torch.compile(plain_torch, dynamic=False)
-    liger = first_kernel_providers(cpu_smoke).get("liger_flce")  # LigerFusedLinearCrossEntropyLoss: CE only
-    if liger is not None:
-        out["liger_flce"] = liger
+        out["torch_compile"] = torch_compile
+    out["liger_flce"] = liger_flce  # LigerFusedLinearCrossEntropyLoss: CE only
     return out
 
 

