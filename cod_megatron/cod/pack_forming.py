@@ -34,11 +34,14 @@ class FormedPack:
     env_task_idx: tuple[int, ...]
 
 
-def stable_pack_seed(tasks: tuple[Task, ...] | list[Task]) -> int:
+def stable_pack_seed(tasks: tuple[Task, ...] | list[Task], salt: int | None = None) -> int:
     """The reference's ``compute_stable_pack_seed``: SHA-256 of the sorted ``[taskset_id, row]`` pairs as compact
-    JSON, first 8 bytes big-endian (a 64-bit seed, not reduced)."""
+    JSON, first 8 bytes big-endian (a 64-bit seed, not reduced). ``salt`` (an evaluation data seed) hashes
+    ``[salt, pairs]`` instead: row indices repeat across data seeds, and domains draw their secret from the pack seed,
+    so without it every data seed would evaluate the same secrets."""
     pairs = sorted([t.taskset_id, t.row] for t in tasks)
-    digest = hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).digest()
+    payload = pairs if salt is None else [salt, pairs]
+    digest = hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 
@@ -57,8 +60,10 @@ def form_packs(
     batch_id: int | str = 0,
     stable_seed: bool = False,
     first_pack_id: int = 0,
+    stable_salt: int | None = None,
 ) -> list[FormedPack]:
-    """Packs of ``pack_size`` from ``rows`` (one batch), in taskset order of first appearance."""
+    """Packs of ``pack_size`` from ``rows`` (one batch), in taskset order of first appearance; ``stable_salt`` goes
+    to ``stable_pack_seed``."""
     if pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
     groups: dict[str, list[Task]] = {}
@@ -83,6 +88,6 @@ def form_packs(
                 raise ValueError(f"unknown packing strategy {strategy!r}")
     out = []
     for k, (tasks, idx) in enumerate(formed):
-        seed = stable_pack_seed(tasks) if stable_seed else batch_pack_seed(batch_id, k)
+        seed = stable_pack_seed(tasks, stable_salt) if stable_seed else batch_pack_seed(batch_id, k)
         out.append(FormedPack(pack=Pack(pack_id=first_pack_id + k, seed=seed, tasks=tasks), env_task_idx=idx))
     return out

@@ -289,8 +289,9 @@ class EvalConfig:
     hint_blind: bool = True
     """Also evaluate with every hint hidden (the control: no gap expected)."""
     data_seed: int | None = None
-    """Seed of the evaluation packs (test rows and their stable pack seeds); None: ``env.data_seed`` (every run so
-    far). Set it to fix a confirmatory run's evaluation packs apart from its training data."""
+    """Seed of the evaluation packs (test rows, and a salt of their stable pack seeds, which draw the secrets; 0 keeps
+    the reference's unsalted seeds); None: ``env.data_seed`` (0 in every committed run). Set it to give a
+    confirmatory run evaluation packs that nothing was chosen on."""
 
     def check(self, p: str = "eval") -> None:
         """Validate."""

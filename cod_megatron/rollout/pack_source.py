@@ -35,12 +35,14 @@ class PackSource:
         return [f.pack for f in formed]
 
     def eval_packs(self, packs: int, pack_size: int) -> list[Pack]:
-        """``packs`` packs of distinct test rows with stable seeds (the same at every evaluation)."""
+        """``packs`` packs of distinct test rows with stable seeds (the same at every evaluation). The evaluation
+        data seed also salts the pack seeds, which draw HiddenKey's key and CodeLock's code (row indices repeat across
+        data seeds); seed 0, that of every committed evaluation, keeps the reference's unsalted seeds."""
         e = self.cfg.env
         seed = e.data_seed if self.cfg.eval.data_seed is None else self.cfg.eval.data_seed
         rows = self.domain.make_rows(packs * pack_size, seed, "test", e.setting)
         tasks = [self._task(rows, i) for i in range(len(rows))]
-        return [f.pack for f in form_packs(tasks, pack_size=pack_size, stable_seed=True)]
+        return [f.pack for f in form_packs(tasks, pack_size=pack_size, stable_seed=True, stable_salt=seed or None)]
 
     def _task(self, rows: list[dict[str, Any]], i: int) -> Task:
         return Task(taskset_id=self.domain.name, row=i, data=rows[i])

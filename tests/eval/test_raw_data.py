@@ -68,17 +68,45 @@ def test_a_bad_eval_seed_names_the_field(bad):
     assert err.value.field == "eval.data_seed"
 
 
-def test_evaluation_packs_share_no_row_or_pack_seed_with_training():
-    """docs/robustness.md H7: debug_cpu's held-out packs (64 of 4 and 64 of 8) against its 120 training steps."""
-    cfg = apply_overrides(cod_recipes.get("debug_cpu"), [])
+def _train_and_held_out(recipe: str, overrides: list[str]) -> tuple[object, list, list]:
+    cfg = apply_overrides(cod_recipes.get(recipe), overrides)
     finalize(cfg)
     source = PackSource(registry.load(cfg.env.train_domains[0]), cfg)
     train = [p for step in range(1, cfg.run.steps + 1) for p in source.train_packs(step)]
+    held_out = [p for size in cfg.eval.pack_sizes for p in source.eval_packs(cfg.eval.packs, size)]
+    return cfg, train, held_out
+
+
+PREREGISTERED = ["eval.data_seed=20261207"]  # docs/preregistration/2026-12-07_code_lock_credit.md
+
+
+@pytest.mark.parametrize(
+    "recipe, overrides",
+    [
+        ("debug_cpu", []),
+        ("debug_cpu_code_lock", PREREGISTERED),
+        ("debug_cpu_code_lock", [*PREREGISTERED, "env.setting=hard"]),
+    ],
+    ids=["debug_cpu", "code_lock_prereg_easy", "code_lock_prereg_hard"],
+)
+def test_evaluation_packs_share_no_row_or_pack_seed_with_training(recipe, overrides):
+    """docs/robustness.md H7: the held-out packs (64 of 4 and 64 of 8) against the 120 training steps, for debug_cpu
+    and for the pre-registered CodeLock runs."""
+    cfg, train, held_out = _train_and_held_out(recipe, overrides)
     train_rows = {json.dumps(t.data, sort_keys=True) for p in train for t in p.tasks}
     train_seeds = {p.seed for p in train}
     assert len(train_rows) == cfg.run.steps * cfg.rollout.packs_per_step * cfg.rollout.pack_size  # 3,840 distinct
-    held_out = [p for size in cfg.eval.pack_sizes for p in source.eval_packs(cfg.eval.packs, size)]
     rows = [json.dumps(t.data, sort_keys=True) for p in held_out for t in p.tasks]
     assert (len(rows), len(held_out)) == (768, 128)
     assert [r for r in rows if r in train_rows] == []
     assert [p.seed for p in held_out if p.seed in train_seeds] == []
+
+
+def test_the_preregistered_evaluation_packs_are_fresh():
+    """The pre-registration's packs share no pack seed or row with the evaluation packs the recipe's learning rate
+    was chosen on (eval.data_seed unset: env.data_seed's)."""
+    _, _, used = _train_and_held_out("debug_cpu_code_lock", [])
+    _, _, fresh = _train_and_held_out("debug_cpu_code_lock", PREREGISTERED)
+    used_rows = {json.dumps(t.data, sort_keys=True) for p in used for t in p.tasks}
+    assert {p.seed for p in fresh} & {p.seed for p in used} == set()
+    assert [t.data for p in fresh for t in p.tasks if json.dumps(t.data, sort_keys=True) in used_rows] == []
