@@ -17,9 +17,9 @@ seed table (``rtg_seeds.json`` through ``docs/robustness/seed_table.py``), the p
 Removed, not covered (issue 28; each document says so where the numbers stood, keeping the command that makes them),
 because their raw data was not committed: the training-reward column ("training, last 10 steps") of the credit
 ablation tables (it needs the runs' ``metrics.jsonl``); the one-run CodeLock tables of ``docs/credit_domain.md``;
-the one-seed HiddenKey learning comparison of ``docs/update_branches.md``; the per-step 20-step-window table of
-``docs/robustness.md`` (``docs/robustness/windows.py`` regenerates it once the rerun of seeds 1234 and 1 commits its
-``metrics.jsonl``), and the prose numbers quoted from those runs.
+the one-seed HiddenKey learning comparison of ``docs/update_branches.md``; the 20-step windows of run
+``rtg_seed1234`` (code before the RED fix) in ``docs/robustness.md``, and the prose numbers quoted from those runs.
+The windows of the rerun of seeds 1234 and 1 (``docs/robustness/rerun_2026-12-07/*/metrics.jsonl``) are covered.
 """
 
 from __future__ import annotations
@@ -279,14 +279,31 @@ def eval_noise(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rtg_seed_table(path: Path) -> str:
-    """docs/robustness.md's seed table: ``docs/robustness/seed_table.py``'s output from ``summarize_runs.py``'s JSON."""
-    spec = importlib.util.spec_from_file_location("seed_table", ROOT / "docs" / "robustness" / "seed_table.py")
+def _robustness_script(name: str):
+    """A script of ``docs/robustness/`` loaded as a module (they live beside the data they summarise)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / "robustness" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def rtg_seed_table(path: Path) -> str:
+    """docs/robustness.md's seed table: ``docs/robustness/seed_table.py``'s output from ``summarize_runs.py``'s JSON."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        module.main(path)
+        _robustness_script("seed_table").main(path)
+    return out.getvalue()
+
+
+WINDOW_RUNS = ("reward_to_go_seed1234", "reward_to_go_seed1")
+RERUN = "docs/robustness/rerun_2026-12-07"
+
+
+def robustness_windows(path: Path) -> str:
+    """docs/robustness.md's 20-step windows of the rerun's ``metrics.jsonl`` (``docs/robustness/windows.py``)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _robustness_script("windows").main([path.parent.parent / run for run in WINDOW_RUNS])
     return out.getvalue()
 
 
@@ -332,6 +349,16 @@ TABLES = [
         tuple(f"docs/robustness/{n}" for n in HIDDEN_KEY_PROBES[1:]),
     ),
     Table("eval_noise", "docs/robustness.md", "docs/robustness/eval_noise_seed1234_afc02a1.jsonl", eval_noise),
+    Table(
+        "robustness_windows",
+        "docs/robustness.md",
+        f"{RERUN}/{WINDOW_RUNS[0]}/metrics.jsonl",
+        robustness_windows,
+        tuple(f"{RERUN}/{run}/metrics.jsonl" for run in WINDOW_RUNS[1:])
+        + tuple(
+            str(p.relative_to(ROOT)) for run in WINDOW_RUNS for p in sorted((ROOT / RERUN / run).glob("eval/*.json"))
+        ),
+    ),
 ]
 
 

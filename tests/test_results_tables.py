@@ -43,6 +43,7 @@ def _copy_tables(rt, root: Path) -> None:
         ),
         ("docs/credit_domain.md", "| 0.98 / 0.98 / **0.01** / **0.01** |", "| 0.98 / 0.98 / **0.02** / **0.01** |"),
         ("docs/robustness.md", "| rtg_seed1234/step_80 | 0.020 |", "| rtg_seed1234/step_80 | 0.021 |"),
+        ("docs/robustness.md", "| reward_to_go_seed1 | 101-120 | +0.64 |", "| reward_to_go_seed1 | 101-120 | +0.65 |"),
         (
             "docs/credit_ablation/lr5e-4.md",
             "| reward_to_go_seed3 | 120 | 1.55 (120)",

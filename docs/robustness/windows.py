@@ -35,11 +35,16 @@ def rows(run: Path) -> list[str]:
     return out
 
 
-if __name__ == "__main__":
+def main(runs: list[Path]) -> None:
+    """Print the table of ``runs``."""
     print(
         "| run | steps | training gap | pos-0 reward | entropy | grad norm median / max | RED applied | "
         "solve format err | hint parse fail | held-out gap (4) at end |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for arg in sys.argv[1:]:
-        print("\n".join(rows(Path(arg))))
+    for run in runs:
+        print("\n".join(rows(run)))
+
+
+if __name__ == "__main__":
+    main([Path(arg) for arg in sys.argv[1:]])
