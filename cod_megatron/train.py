@@ -40,7 +40,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     check_loop_can_run(cfg, layout)
     proc = process_rank()
     generates = proc.is_first  # this rank owns the engines, generates every rollout, evaluates and writes metrics
-    domain = registry.load(cfg.env.train_domains[0])
+    domains = [registry.load(d.name) for d in cfg.env.domains()]
     renderer = run_renderer(cfg)
     distributed.init_distributed(layout, rank=proc.rank, world_size=proc.world_size, seed=cfg.run.seed)
     trainer = parts.start_trainer(cfg, layout, renderer)
@@ -56,8 +56,8 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
         sync.sync(trainer.model, trainer.step)
         if generates:
             resync = lambda engine: sync.sync(trainer.model, sync.version, engines=[engine])  # noqa: E731
-            manager = parts.build_manager(cfg, domain, engines, renderer, on_restart=resync)
-            source = PackSource(domain, cfg)
+            manager = parts.build_manager(cfg, domains, engines, renderer, on_restart=resync)
+            source = PackSource(domains, cfg)
             rollouts = parts.training_rollouts(cfg, manager, source)
             schedule = parts.rollout_schedule(cfg, rollouts, lambda: sync.version, trainer.step + 1)
             evaluator = Evaluator(manager, source, cfg) if cfg.eval.interval else None

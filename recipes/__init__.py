@@ -6,7 +6,7 @@ Imported as ``cod_recipes`` (PyPI already has a ``recipes`` package).
 from collections.abc import Callable
 
 from cod_megatron.config import RunConfig
-from cod_recipes.debug import debug_cpu, debug_cpu_code_lock
+from cod_recipes.debug import debug_cpu, debug_cpu_code_lock, debug_cpu_mix
 from cod_recipes.llama3_70b import llama3_70b_cod_64gpu_h100
 from cod_recipes.qwen3_8b import qwen3_8b_cod_8gpu_h100
 from cod_recipes.smollm2 import smollm2_135m_cod_1gpu, smollm2_135m_cod_cpu
@@ -16,6 +16,7 @@ RECIPES: dict[str, Callable[[], RunConfig]] = {
     for f in (
         debug_cpu,
         debug_cpu_code_lock,
+        debug_cpu_mix,
         smollm2_135m_cod_cpu,
         smollm2_135m_cod_1gpu,
         qwen3_8b_cod_8gpu_h100,

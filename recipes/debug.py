@@ -76,3 +76,22 @@ def debug_cpu_code_lock() -> RunConfig:
     # (final combination reward 0.58 -> 1.07, 5 seeds; docs/credit_domain.md, "A lower learning rate")
     cfg.optimizer.lr = 5e-4
     return cfg
+
+
+MIX_VOCAB = 57
+"""HiddenKey's 44 words, then CodeLock's 13 others (``rollout.renderers.shared_vocabulary``)."""
+
+
+def debug_cpu_mix() -> RunConfig:
+    """Two domains in one CPU run (issue 32): HiddenKey and CodeLock 1:1, each step's 8 packs split 4 + 4, each pack
+    within one domain, one word vocabulary for both, each domain's warm start in every warm-start batch by weight.
+
+    debug_cpu's model, loop, budget and learning rate (1e-3; not tuned for the mixture); evaluated on each domain's
+    held-out packs (``eval/hidden_key/...``, ``eval/code_lock/...``); RED over the whole batch
+    (``algorithm.red_level=domain`` fits one temperature per domain).
+    """
+    cfg = debug_cpu()
+    cfg.run.name = "debug_cpu_mix"
+    cfg.model.vocab_size = MIX_VOCAB
+    cfg.env.train_domains = ["hidden_key@1", "code_lock@1"]
+    return cfg

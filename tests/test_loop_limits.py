@@ -8,11 +8,19 @@ import pytest
 
 import cod_recipes
 from cod_megatron.config import ConfigError, apply_overrides, check_loop_can_run, finalize
+from cod_megatron.rollout.renderers import run_vocabulary
 from tests.cli import ROOT
 
 CASES = [
-    (["env.train_domains=hidden_key,frozenlake_obscure"], "env.train_domains"),
+    # a mixture of a word-level and a chat domain: one tokenizer cannot serve both (issue 32 lifted one domain per run)
+    (["env.train_domains=hidden_key,frozenlake_obscure"], "env.vocabulary_domains"),
 ]
+
+
+def _refused_before_start(cfg, layout) -> None:
+    """What the entry points check before starting anything: the loop's limits and the run's vocabulary."""
+    check_loop_can_run(cfg, layout)
+    run_vocabulary(cfg)
 
 
 @pytest.mark.parametrize("overrides,field", CASES)
@@ -20,7 +28,7 @@ def test_finalize_accepts_but_the_loop_check_names_the_field(overrides, field):
     cfg = apply_overrides(cod_recipes.get("debug_cpu"), overrides)
     layout = finalize(cfg)  # a valid layout: dry runs and planners take it
     with pytest.raises(ConfigError) as e:
-        check_loop_can_run(cfg, layout)
+        _refused_before_start(cfg, layout)
     assert e.value.field == field
     synthetic = apply_overrides(cod_recipes.get("debug_cpu"), [*overrides, "run.mode=synthetic"])
     check_loop_can_run(synthetic, finalize(synthetic))  # the policy-only check runs any layout

@@ -100,3 +100,18 @@ def test_source_digest_changes_with_one_byte(tmp_path):
     first = warm_start.source_digest([f])
     f.write_text("lr = 2\n")
     assert warm_start.source_digest([f]) != first
+
+
+def test_a_mixtures_warm_start_splits_each_batch_by_weight(tmp_path):
+    """Issue 32: each domain's own samples, by the training packs' quota rule; one domain's are its hook's."""
+    cfg, _ = _cfg(tmp_path, "env.train_domains=hidden_key@3,code_lock@1", "env.warm_start_batch=8")
+    hooks = warm_start.warm_start_hooks(cfg)
+    assert [h.domain for h in hooks] == ["hidden_key", "code_lock"]
+    pairs = warm_start.warm_start_samples(cfg, hooks, step=0)
+    seed = cfg.run.seed * 100_003
+    assert pairs == hooks[0].hook.samples(6, seed) + hooks[1].hook.samples(2, seed)
+    one, _ = _cfg(tmp_path, "env.warm_start_batch=8")
+    (hook,) = warm_start.warm_start_hooks(one)
+    assert warm_start.warm_start_samples(one, [hook], step=3) == hook.hook.samples(8, seed + 3)
+    mixed_key, single_key = warm_start.cache_key(cfg), warm_start.cache_key(one)
+    assert mixed_key["domain"] == ["hidden_key@3", "code_lock@1"] and single_key["domain"] == "hidden_key"

@@ -16,7 +16,7 @@ import torch
 from cod_megatron.cod.baselines import STD_EPS, group_advantages
 from cod_megatron.cod.branch_baselines import branch_advantages, branch_returns
 from cod_megatron.cod.episode import Episode, Lifecycle
-from cod_megatron.cod.red import adaptive_red
+from cod_megatron.cod.red import adaptive_red, adaptive_red_by_group
 from cod_megatron.cod.returns import lifecycle_returns
 from cod_megatron.config import AlgorithmConfig
 
@@ -61,10 +61,12 @@ def assign_credit(lifecycles: list[Lifecycle], cfg: AlgorithmConfig) -> CreditRe
         adv_x, by_branch = _branch_credit(kept, cfg, ret_x, adv_x)
     episodes: list[Episode] = []
     values: list[float] = []
+    owner: dict[int, str] = {}  # id(episode) -> its domain (the pack's taskset), for RED per domain
     for i, lc in enumerate(kept):
         trained = [*lc.episodes, *(br.update for br in lc.branches)]
         for e in sorted(trained, key=lambda e: (e.position, e.kind != "solve", e.branch or 0)):
             episodes.append(e)
+            owner[id(e)] = lc.pack.tasks[0].taskset_id
             if e.kind == "solve":
                 values.append(float(adv_x[i, e.position]))
             else:
@@ -72,7 +74,11 @@ def assign_credit(lifecycles: list[Lifecycle], cfg: AlgorithmConfig) -> CreditRe
     adv = torch.tensor(values, dtype=torch.float64)
     weights = torch.tensor([e.num_generated for e in episodes], dtype=torch.float64)
     temperature, metrics = None, {}
-    if cfg.adaptive_red and weights.sum() > 0:
+    if cfg.adaptive_red and weights.sum() > 0 and cfg.red_level == "domain":
+        adv, metrics = adaptive_red_by_group(
+            adv, weights, [owner[id(e)] for e in episodes], t_min=cfg.red_temperature_min, t_max=cfg.red_temperature_max
+        )
+    elif cfg.adaptive_red and weights.sum() > 0:
         adv, temperature, metrics = adaptive_red(
             adv, weights, t_min=cfg.red_temperature_min, t_max=cfg.red_temperature_max
         )

@@ -101,3 +101,27 @@ def adaptive_red(
         "red/ceiling_hit": float(_weighted_sum(adv, w, t_max) > 0),
     }
     return new.to(advantages.dtype), temperature, metrics
+
+
+def adaptive_red_by_group(
+    advantages: torch.Tensor,
+    weights: torch.Tensor,
+    groups: list[str],
+    *,
+    t_min: float = 0.8,
+    t_max: float = 100.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`adaptive_red` within each group (a mixture's domains): one temperature per group, fitted to its own
+    samples only. Metrics are :func:`adaptive_red`'s per group, as ``<group>/red/...``; a group without tokens is
+    left as it is."""
+    if len(groups) != advantages.numel():
+        raise ValueError(f"adaptive_red_by_group: {len(groups)} groups for {advantages.numel()} advantages")
+    out, metrics = advantages.clone(), {}
+    for g in dict.fromkeys(groups):
+        mask = torch.tensor([x == g for x in groups])
+        if float(weights[mask].sum()) <= 0:
+            continue
+        new, _, m = adaptive_red(advantages[mask], weights[mask], t_min=t_min, t_max=t_max)
+        out[mask] = new
+        metrics |= {f"{g}/{k}": v for k, v in m.items()}
+    return out, metrics

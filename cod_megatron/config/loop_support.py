@@ -17,11 +17,6 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
     if cfg.run.mode != "cod":
         return
     require(
-        len(cfg.env.train_domains) == 1,
-        "env.train_domains",
-        f"the CoD loop trains one domain per run, got {cfg.env.train_domains}",
-    )
-    require(
         not (cfg.rollout.engine == "sglang" and layout.colocated and layout.pp > 1),
         "parallel.pp",
         f"colocated SGLang engines load CUDA-IPC handles from the trainer rank on each GPU, which needs every HF "

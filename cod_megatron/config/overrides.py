@@ -54,7 +54,8 @@ def _parse(text: str, tp: Any, name: str) -> Any:
         except json.JSONDecodeError:
             if origin is dict:
                 raise ConfigError(name, f"expected a JSON object, got {text!r}") from None
-            value = [v for v in text.split(",") if v]
+            bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text  # [a,b] as Hydra writes it
+            value = [v.strip() for v in bare.split(",") if v.strip()]
         if origin is tuple and isinstance(value, list):
             value = tuple(value)
         if not matches(value, tp):

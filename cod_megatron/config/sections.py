@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cod_megatron.config.base import require
+from cod_megatron.config.train_domains import TrainDomain, parse_train_domains
 
 
 @dataclass(kw_only=True)
@@ -146,6 +147,9 @@ class AlgorithmConfig:
     window: int = 2
     std_normalization: Literal["none", "group", "batch"] = "none"
     adaptive_red: bool = True
+    red_level: Literal["batch", "domain"] = "batch"
+    """Adaptive RED over the whole step, or one temperature per training domain of a mixture (the reference's
+    ``red_weight_adaptive_level: taskset``): a domain's advantages then never re-weight another's."""
     red_temperature_min: float = 0.8
     red_temperature_max: float = 100.0
     policy_loss: Literal["rec", "is", "ppo"] = "rec"
@@ -208,7 +212,14 @@ class EnvConfig:
     """Which CoD domains are trained and evaluated (the environments live in ``envs/``)."""
 
     train_domains: list[str] = field(default_factory=lambda: ["frozenlake_obscure"])
+    """``NAME[:SETTING][@WEIGHT]`` each (``config/train_domains.py``): every step's packs are split between them by
+    weight, each pack within one domain."""
     setting: Literal["easy", "hard"] = "easy"
+    """The setting of a training domain whose entry names none."""
+    vocabulary_domains: list[str] = field(default_factory=list)
+    """The domains whose word vocabularies, merged in this order, make a word-level model's vocabulary (HiddenKey,
+    CodeLock); empty: the training domains'. Its own field, so a one-domain run (a teacher, a cross-domain
+    evaluation) can share a mixture's vocabulary. Ignored when ``model.hf_path`` names the model's own tokenizer."""
     num_train_rows: int = 50_000
     data_seed: int = 0
     hint_visible: bool = True
@@ -222,9 +233,13 @@ class EnvConfig:
     warm_start_batch: int = 64
     """Solve prompts per warm-start step."""
 
+    def domains(self) -> list[TrainDomain]:
+        """The parsed ``train_domains`` (validated by :meth:`check`)."""
+        return parse_train_domains(self.train_domains, self.setting)
+
     def check(self, p: str = "env") -> None:
         """Validate."""
-        require(len(self.train_domains) > 0, f"{p}.train_domains", "must name at least one domain")
+        parse_train_domains(self.train_domains, self.setting, f"{p}.train_domains")
         require(self.num_train_rows >= 1, f"{p}.num_train_rows", "must be >= 1")
         require(self.warm_start_steps >= 0, f"{p}.warm_start_steps", "must be >= 0")
         require(self.warm_start_lr > 0, f"{p}.warm_start_lr", "must be > 0")

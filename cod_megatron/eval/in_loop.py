@@ -36,11 +36,21 @@ def pack_row(step: int, size: int, variant: str, pack: Pack, rewards: list[float
 
 
 class Evaluator:
-    """Runs the evaluation packs of :class:`PackSource` at each configured pack size."""
+    """Runs the evaluation packs of :class:`PackSource` at each configured pack size, for each training domain.
+
+    A one-domain run's names are unprefixed (``eval/cod_s4_gap``, ``cod_s4``, ``step_0_s4.png``); a mixture prefixes
+    each with its domain (``eval/hidden_key/cod_s4_gap``, ``hidden_key/cod_s4``, ``step_0_hidden_key_s4.png``) and
+    its per-pack rows carry ``domain``."""
 
     def __init__(self, manager: RolloutManager, source: PackSource, cfg: RunConfig):
         self.manager, self.cfg = manager, cfg
-        self.packs = {s: source.eval_packs(cfg.eval.packs, s) for s in cfg.eval.pack_sizes}
+        names = [d.name for d in source.domains]
+        self.prefixes = [f"{n}/" for n in names] if len(names) > 1 else [""]
+        self.packs = {
+            (prefix, s): source.eval_packs(cfg.eval.packs, s, domain=d)
+            for d, prefix in enumerate(self.prefixes)
+            for s in cfg.eval.pack_sizes
+        }
         self.out = Path(cfg.run.output_dir) / "eval"
 
     def evaluate(self, step: int) -> dict[str, float]:
@@ -49,7 +59,7 @@ class Evaluator:
         metrics: dict[str, float] = {}
         rows: list[dict[str, Any]] = []
         variants = [("cod", True)] + ([("hint_blind", False)] if self.cfg.eval.hint_blind else [])
-        for size, packs in self.packs.items():
+        for (prefix, size), packs in self.packs.items():
             curves = {}
             for name, visible in variants:
                 res = self.manager.run(
@@ -57,11 +67,12 @@ class Evaluator:
                 )
                 kept = [lc for lc in res.lifecycles if not lc.has_judge_error]
                 rewards = [lc.solve_rewards() for lc in kept]
-                rows += [pack_row(step, size, name, lc.pack, lc.solve_rewards()) for lc in kept]
+                tag = {"domain": prefix[:-1]} if prefix else {}
+                rows += [pack_row(step, size, name, lc.pack, lc.solve_rewards()) | tag for lc in kept]
                 stats = position_stats(rewards)
                 gap, ci = gap_stats(rewards)
                 curves[name] = stats
-                report[f"{name}_s{size}"] = {
+                report[f"{prefix}{name}_s{size}"] = {
                     "mean": stats.mean,
                     "ci95": stats.ci95,
                     "ci95_notes": stats.notes,
@@ -71,9 +82,10 @@ class Evaluator:
                     "gap_ci95": ci,
                     "gap_ci95_note": no_width_reason(lifecycle_gaps(rewards)),
                 }
-                metrics[f"eval/{name}_s{size}_gap"] = gap
-                metrics[f"eval/{name}_s{size}_pos0"] = stats.mean[0]
-            plot_positions(curves, self.out / f"step_{step}_s{size}.png", f"step {step}, packs of {size}")
+                metrics[f"eval/{prefix}{name}_s{size}_gap"] = gap
+                metrics[f"eval/{prefix}{name}_s{size}_pos0"] = stats.mean[0]
+            png = self.out / f"step_{step}_{prefix.replace('/', '_')}s{size}.png"
+            plot_positions(curves, png, f"step {step}, {prefix}packs of {size}")
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / f"step_{step}.json").write_text(json.dumps(report, indent=1))
         (self.out / f"step_{step}_packs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

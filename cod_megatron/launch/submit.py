@@ -239,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.dry_run or args.skip_memory_check):
                 return 2
     if not args.dry_run:
+        from cod_megatron.rollout.renderers import run_vocabulary  # here: the launcher's import stays light
+
         try:
             check_loop_can_run(cfg, layout)
+            run_vocabulary(cfg)  # domains whose word vocabularies cannot be merged
         except ConfigError as e:
             return report(e)
     if args.executor == "local":

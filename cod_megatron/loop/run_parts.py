@@ -25,7 +25,7 @@ from cod_megatron.loop.warm_start import ensure_warm_start
 from cod_megatron.models.hf_config import hf_config_from_model
 from cod_megatron.models.source import model_source
 from cod_megatron.policy.trainer import PolicyTrainer
-from cod_megatron.rollout.manager import RolloutManager, TrainingRollouts
+from cod_megatron.rollout.manager import DomainPlay, RolloutManager, TrainingRollouts
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.pipeline import OffPolicyRollouts, RolloutSchedule, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
@@ -82,7 +82,7 @@ def ipc_engine_ranks(
 
 def build_manager(
     cfg: RunConfig,
-    domain: Domain,
+    domains: Domain | Sequence[Domain],
     engines: Sequence[ServingEngine],
     renderer: Renderer,
     *,
@@ -90,17 +90,17 @@ def build_manager(
     run_seed: int | None = None,
     on_restart: Callable[[ServingEngine], None] | None = None,
 ) -> RolloutManager:
-    """The rollout manager of ``domain`` on ``engines`` with the run's sampling, retries and reward rule."""
+    """The rollout manager of ``domains`` on ``engines`` with the run's sampling, retries and reward rule."""
+    domains = [domains] if isinstance(domains, Domain) else domains
     return RolloutManager(
         engines,
-        domain.env,
+        {d.name: DomainPlay(d.env, reward_rule(cfg.algorithm, d)) for d in domains},
         renderer,
         max_new_tokens=cfg.rollout.max_response_tokens,
         temperature=cfg.rollout.temperature if temperature is None else temperature,
         run_seed=cfg.run.seed if run_seed is None else run_seed,
         retries=cfg.rollout.lifecycle_retries,
         on_restart=on_restart,
-        rewards=reward_rule(cfg.algorithm, domain),
         length_limit=cfg.rollout.response_length_restraint,
     )
 

@@ -1,5 +1,5 @@
-"""A short supervised warm start of the base model, cached on disk, for a domain that offers one (the registry's
-``warm_start`` hook: HiddenKey's hint *following*, cod.md 9.8).
+"""A short supervised warm start of the base model, cached on disk, for the training domains that offer one (the
+registry's ``warm_start`` hook: HiddenKey's hint *following*, cod.md 9.8; a mixture's batches mix them by weight).
 
 From scratch, RL cannot get a tiny model to the CoD effect: reading the hint and writing it are two copy skills
 that each pay only once the other exists. The warm start teaches reading only; writing must come from RL.
@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cod_envs import registry
@@ -30,16 +31,42 @@ from cod_megatron.cod.tokenization import WordRenderer
 from cod_megatron.config import AlgorithmConfig, OptimizerConfig, ParallelLayout, RunConfig
 from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
+from cod_megatron.rollout.pack_source import pack_quotas
 
 log = logging.getLogger(__name__)
 
 
-def warm_start_hook(cfg: RunConfig) -> WarmStart:
-    """The warm start the training domain (``env.train_domains[0]``) offers; a ValueError when it offers none."""
-    domain = registry.load(cfg.env.train_domains[0])
-    if domain.warm_start is None:
-        raise ValueError(f"env.warm_start_steps > 0, but domain {domain.name!r} offers no warm start")
-    return domain.warm_start
+@dataclass(frozen=True)
+class DomainWarmStart:
+    """One training domain's warm start and its weight in the run (a mixture splits each batch by weight)."""
+
+    domain: str
+    weight: float
+    hook: WarmStart
+
+
+def warm_start_hooks(cfg: RunConfig) -> list[DomainWarmStart]:
+    """The warm starts the training domains offer (a domain without one is left out of a mixture's); a ValueError
+    when none offers one."""
+    hooks = [
+        DomainWarmStart(d.name, d.weight, hook)
+        for d in cfg.env.domains()
+        if (hook := registry.load(d.name).warm_start) is not None
+    ]
+    if not hooks:
+        names = ", ".join(d.name for d in cfg.env.domains())
+        raise ValueError(f"env.warm_start_steps > 0, but no training domain ({names}) offers a warm start")
+    return hooks
+
+
+def warm_start_samples(cfg: RunConfig, hooks: list[DomainWarmStart], step: int) -> list[tuple[str, str]]:
+    """Step ``step``'s (prompt, answer) pairs: ``env.warm_start_batch`` of them, split between the domains by weight
+    with the training packs' quota rule; one domain's are exactly its hook's."""
+    n, seed = cfg.env.warm_start_batch, cfg.run.seed * 100_003 + step
+    if len(hooks) == 1:
+        return hooks[0].hook.samples(n, seed)
+    quotas = pack_quotas([h.weight for h in hooks], n, step + 1)
+    return [pair for h, q in zip(hooks, quotas, strict=True) if q for pair in h.hook.samples(q, seed)]
 
 
 def warm_start_config(cfg: RunConfig) -> RunConfig:
@@ -105,10 +132,11 @@ def cache_key(cfg: RunConfig) -> dict:
     and seed, the domain and its hook's ``cache_key``, the device and the trainer layout (they change the float
     summation order), and :func:`source_digest` of :data:`TRAINING_SOURCES` plus the domain's ``samples`` module.
     """
-    wcfg, hook = warm_start_config(cfg), warm_start_hook(cfg)
+    wcfg, hooks = warm_start_config(cfg), warm_start_hooks(cfg)
     p = cfg.parallel
     here = Path(__file__).resolve().parent.parent  # the package root: TRAINING_SOURCES are relative to it
-    sources = [here / s for s in TRAINING_SOURCES] + [Path(inspect.getfile(hook.samples))]
+    sources = [here / s for s in TRAINING_SOURCES] + [Path(inspect.getfile(h.hook.samples)) for h in hooks]
+    one = len(hooks) == 1  # a one-domain key as before the mixtures (its cached warm starts stay valid)
     return {
         "model": dataclasses.asdict(cfg.model),
         "optimizer": dataclasses.asdict(wcfg.optimizer),
@@ -117,8 +145,8 @@ def cache_key(cfg: RunConfig) -> dict:
         "steps": cfg.env.warm_start_steps,
         "batch": cfg.env.warm_start_batch,
         "seed": cfg.run.seed,
-        "domain": cfg.env.train_domains[0],
-        "options": hook.cache_key,
+        "domain": hooks[0].domain if one else [f"{h.domain}@{h.weight:g}" for h in hooks],
+        "options": hooks[0].hook.cache_key if one else [h.hook.cache_key for h in hooks],
         "device": cfg.run.device,
         "layout": [p.tp, p.pp, p.vpp, p.cp, p.ep, p.dp, p.sequence_parallel],
         "code": source_digest(sources),
@@ -156,7 +184,7 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
     from cod_megatron.policy.distributed import broadcast_from_rank0, data_parallel_rank
     from cod_megatron.policy.trainer import PolicyTrainer
 
-    hook = warm_start_hook(cfg)
+    hooks = warm_start_hooks(cfg)
     many = dist.is_initialized() and dist.get_world_size() > 1
     lead = not many or dist.get_rank() == 0
     out = cache_dir(cfg)
@@ -167,7 +195,7 @@ def ensure_warm_start(cfg: RunConfig, layout: ParallelLayout, renderer: WordRend
     trainer = PolicyTrainer(warm_start_config(cfg), layout)
     t0, metrics = time.perf_counter(), {}
     for step in range(cfg.env.warm_start_steps):
-        pairs = hook.samples(cfg.env.warm_start_batch, cfg.run.seed * 100_003 + step)
+        pairs = warm_start_samples(cfg, hooks, step)
         episodes = [supervised_episode(renderer, p, a, i) for i, (p, a) in enumerate(pairs)]
         ranks, _ = pack_episodes(episodes, budget=cfg.optimizer.micro_batch_tokens, dp=layout.dp)
         mine = ranks[data_parallel_rank()]  # every rank builds the same samples and takes its DP share

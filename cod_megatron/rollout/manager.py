@@ -15,7 +15,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,15 @@ def lifecycle_seed(run_seed: int, step: int, pack_seed: int, rollout: int) -> in
     """The sampling seed of one lifecycle (process-independent)."""
     digest = hashlib.sha256(f"cod-lifecycle/{run_seed}/{step}/{pack_seed}/{rollout}".encode()).digest()
     return int.from_bytes(digest[:6], "big")
+
+
+@dataclass(frozen=True)
+class DomainPlay:
+    """How the packs of one domain are played: its environment class and reward rule (None: the domain's
+    registered defaults). A manager holds one per domain of the run, keyed by the packs' taskset id."""
+
+    env_cls: type[Environment]
+    rewards: RewardRule | None = None
 
 
 @dataclass
@@ -68,12 +77,12 @@ class _RunSettings:
 
 
 class RolloutManager:
-    """Runs lifecycles of one environment class on a list of engines."""
+    """Runs lifecycles of the run's domains on a list of engines."""
 
     def __init__(
         self,
         engines: Sequence[ServingEngine],
-        env_cls: type[Environment],
+        plays: Mapping[str, DomainPlay],
         renderer: Renderer,
         *,
         max_new_tokens: int,
@@ -81,19 +90,18 @@ class RolloutManager:
         run_seed: int,
         retries: int = 2,
         on_restart: Callable[[ServingEngine], None] | None = None,
-        rewards: RewardRule | None = None,
         length_limit: int | None = None,
     ):
-        """``rewards``: the run's reward rule (None: the domain's defaults); ``length_limit``: the response length
-        the prompts ask for (``rollout.response_length_restraint``, cod.md 2.7). Every engine must declare what the
+        """``plays``: taskset id -> how its packs are played; ``length_limit``: the response length the prompts ask
+        for (``rollout.response_length_restraint``, cod.md 2.7). Every engine must declare what the
         manager calls (:class:`~cod_megatron.engines.interface.ServingEngine`: a restart included)."""
         for e in engines:
             if not isinstance(e, ServingEngine):
                 raise TypeError(f"{type(e).__name__} is not a ServingEngine (generate_batch, health, restart)")
-        self.engines, self.env_cls, self.renderer = list(engines), env_cls, renderer
+        self.engines, self.plays, self.renderer = list(engines), dict(plays), renderer
         self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
         self.retries, self.on_restart = retries, on_restart
-        self.rewards, self.length_limit = rewards, length_limit
+        self.length_limit = length_limit
         self._lock = threading.Lock()
 
     def run(
@@ -161,6 +169,13 @@ class RolloutManager:
             cached_tokens=sum(b.cached_tokens for b in batchers.values()),
         )
 
+    def play(self, pack: Pack) -> DomainPlay:
+        """The play of ``pack``'s domain (a pack holds one domain's tasks); a KeyError names a domain not in the run."""
+        taskset = pack.tasks[0].taskset_id
+        if taskset not in self.plays:
+            raise KeyError(f"pack {pack.pack_id} is of {taskset!r}; this manager plays {sorted(self.plays)}")
+        return self.plays[taskset]
+
     def _run_one(
         self,
         engine_idx: int,
@@ -177,10 +192,11 @@ class RolloutManager:
             temperature=settings.temperature,
             seed=lifecycle_seed(self.run_seed, settings.step, pack.seed, rollout),
         )
+        play = self.play(pack)
         for attempt in range(self.retries + 1):
             try:
                 return run_token_lifecycle(
-                    self.env_cls,
+                    play.env_cls,
                     pack,
                     rollout,
                     engine=client,
@@ -189,7 +205,7 @@ class RolloutManager:
                     hint_visible=settings.hint_visible,
                     env_task_idx=settings.env_task_idx[k] if settings.env_task_idx else None,
                     length_limit=self.length_limit,
-                    rewards=self.rewards,
+                    rewards=play.rewards,
                     update_branches=settings.update_branches,
                     branch_horizon=settings.branch_horizon,
                 )

@@ -21,25 +21,40 @@ def rollout_metrics(result: RolloutResult) -> dict[str, float]:
     }
     if not lcs:
         return out
+    out |= lifecycle_metrics(lcs, "rollout")
+    domains = list(dict.fromkeys(lc.pack.tasks[0].taskset_id for lc in result.lifecycles))
+    if len(domains) > 1:  # a mixture: every number per domain too
+        for d in domains:
+            mine = [lc for lc in lcs if lc.pack.tasks[0].taskset_id == d]
+            out[f"rollout/{d}/lifecycles"] = float(len(mine))
+            out |= lifecycle_metrics(mine, f"rollout/{d}") if mine else {}
+            every = [lc for lc in result.lifecycles if lc.pack.tasks[0].taskset_id == d]
+            out |= {k.replace("rollout/", f"rollout/{d}/"): v for k, v in generated_token_metrics(every).items()}
+    return out | generated_token_metrics(result.lifecycles)
+
+
+def lifecycle_metrics(lcs: list[Lifecycle], prefix: str) -> dict[str, float]:
+    """The CoD curve, its gap, format errors, hint parse failures and truncations of ``lcs`` (one pack size)."""
+    out: dict[str, float] = {}
     size = lcs[0].pack.size
     rewards = [lc.solve_rewards() for lc in lcs]
     for j in range(size):
-        out[f"rollout/reward_pos_{j}"] = sum(r[j] for r in rewards) / len(rewards)
+        out[f"{prefix}/reward_pos_{j}"] = sum(r[j] for r in rewards) / len(rewards)
     if size > 1:
-        later = sum(out[f"rollout/reward_pos_{j}"] for j in range(1, size)) / (size - 1)
-        out["rollout/gap"] = later - out["rollout/reward_pos_0"]
+        later = sum(out[f"{prefix}/reward_pos_{j}"] for j in range(1, size)) / (size - 1)
+        out[f"{prefix}/gap"] = later - out[f"{prefix}/reward_pos_0"]
     solves = [e for lc in lcs for e in lc.solves()]
     updates = [e for lc in lcs for e in lc.updates()]
-    out["rollout/solve_format_error"] = sum(e.format_error for e in solves) / len(solves)
+    out[f"{prefix}/solve_format_error"] = sum(e.format_error for e in solves) / len(solves)
     outcomes = [e.outcome for e in solves if e.outcome is not None]
     if outcomes:  # spec R4: the raw outcome and the step penalty apart, beside r_x (reward_pos_<k>)
-        out["rollout/solve_outcome"] = sum(outcomes) / len(outcomes)
-        out["rollout/solve_penalty"] = sum(e.penalty for e in solves) / len(solves)
+        out[f"{prefix}/solve_outcome"] = sum(outcomes) / len(outcomes)
+        out[f"{prefix}/solve_penalty"] = sum(e.penalty for e in solves) / len(solves)
     if updates:
-        out["rollout/hint_parse_failure"] = sum(e.format_error for e in updates) / len(updates)
-        out["rollout/update_tokens"] = sum(e.num_generated for e in updates) / len(updates)
-    out["rollout/truncated"] = float(sum(e.truncated for lc in lcs for e in lc.episodes))
-    return out | generated_token_metrics(result.lifecycles)
+        out[f"{prefix}/hint_parse_failure"] = sum(e.format_error for e in updates) / len(updates)
+        out[f"{prefix}/update_tokens"] = sum(e.num_generated for e in updates) / len(updates)
+    out[f"{prefix}/truncated"] = float(sum(e.truncated for lc in lcs for e in lc.episodes))
+    return out
 
 
 def generated_token_metrics(lifecycles: list[Lifecycle]) -> dict[str, float]:

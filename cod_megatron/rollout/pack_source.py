@@ -1,48 +1,93 @@
-"""Where the training and evaluation packs come from: the domain's generator, split by seed (cod.md 8, 10.1).
+"""Where the training and evaluation packs come from: the domains' generators, split by seed (cod.md 8, 10.1).
 
-Training packs of step ``s`` take the next ``packs_per_step * pack_size`` train rows (cycling) and the reference's
-batch-id pack seeds; evaluation packs take test rows and stable pack seeds, so every checkpoint meets the same
-hidden environments and none of them was trained on.
+Training packs of step ``s`` are split between the run's domains by weight (:func:`pack_quotas`, exact per step);
+each domain's packs take its next train rows (cycling) and every pack holds one domain's tasks, with the reference's
+batch-id pack seeds. Evaluation packs take test rows and stable pack seeds, so every checkpoint meets the same hidden
+environments and none of them was trained on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cod_envs.registry import Domain
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.pack_forming import form_packs
 from cod_megatron.config import RunConfig
+from cod_megatron.config.train_domains import TrainDomain
+
+
+def pack_quotas(weights: Sequence[float], packs: int, step: int) -> list[int]:
+    """``packs`` split by ``weights`` with the largest-remainder rule: every domain gets the floor of its share, the
+    packs left go to the largest remainders. Ties (equal weights that do not divide ``packs``) go round-robin with
+    the step, so over steps each tied domain gets its share; the same (weights, packs, step) always gives the same
+    split."""
+    total = sum(weights)
+    shares = [w * packs / total for w in weights]
+    quotas = [int(s) for s in shares]
+    n = len(weights)
+    order = sorted(range(n), key=lambda i: (-(shares[i] - quotas[i]), (i - step) % n))
+    for i in order[: packs - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
 
 
 class PackSource:
-    """Training packs per step and fixed held-out evaluation packs of one domain."""
+    """Training packs per step and fixed held-out evaluation packs of the run's domains (one or a mixture)."""
 
-    def __init__(self, domain: Domain, cfg: RunConfig):
-        self.domain, self.cfg = domain, cfg
+    def __init__(self, domains: Domain | Sequence[Domain], cfg: RunConfig):
+        self.domains = [domains] if isinstance(domains, Domain) else list(domains)
+        self.cfg = cfg
         e = cfg.env
-        self.train_rows = domain.make_rows(e.num_train_rows, e.data_seed, "train", e.setting)
+        by_name = {d.name: d for d in cfg.env.domains()}
+        self.train_domains = [by_name.get(d.name, TrainDomain(d.name, e.setting)) for d in self.domains]
+        self.rows = [
+            d.make_rows(e.num_train_rows, e.data_seed, "train", t.setting)
+            for d, t in zip(self.domains, self.train_domains, strict=True)
+        ]
+
+    @property
+    def domain(self) -> Domain:
+        """The first domain (evaluation and warm starts of a one-domain run)."""
+        return self.domains[0]
+
+    @property
+    def train_rows(self) -> list[dict[str, Any]]:
+        """The first domain's training rows."""
+        return self.rows[0]
+
+    def quotas(self, step: int) -> list[int]:
+        """Packs per domain at trainer step ``step``."""
+        weights = [t.weight for t in self.train_domains]
+        return pack_quotas(weights, self.cfg.rollout.packs_per_step, step)
 
     def train_packs(self, step: int) -> list[Pack]:
-        """``rollout.packs_per_step`` packs of ``rollout.pack_size`` for trainer step ``step`` (1-based)."""
+        """``rollout.packs_per_step`` packs of ``rollout.pack_size`` for trainer step ``step`` (1-based), in domain
+        order; a domain's rows continue where its previous step's stopped."""
         r = self.cfg.rollout
-        n = r.packs_per_step * r.pack_size
-        start = (step - 1) * n
-        tasks = [self._task(self.train_rows, (start + i) % len(self.train_rows)) for i in range(n)]
+        used = [sum(q) for q in zip(*(self.quotas(s) for s in range(1, step)), strict=True)] or [0] * len(self.rows)
+        tasks = []
+        for domain, rows, quota, done in zip(self.domains, self.rows, self.quotas(step), used, strict=True):
+            start = done * r.pack_size
+            tasks += [self._task(domain, rows, (start + i) % len(rows)) for i in range(quota * r.pack_size)]
         formed = form_packs(
             tasks, pack_size=r.pack_size, strategy=self.cfg.algorithm.packing_strategy, batch_id=f"train/{step}"
         )
         return [f.pack for f in formed]
 
-    def eval_packs(self, packs: int, pack_size: int) -> list[Pack]:
-        """``packs`` packs of distinct test rows with stable seeds (the same at every evaluation). The evaluation
-        data seed also salts the pack seeds, which draw HiddenKey's key and CodeLock's code (row indices repeat across
-        data seeds); seed 0, that of every committed evaluation, keeps the reference's unsalted seeds."""
+    def eval_packs(self, packs: int, pack_size: int, domain: int = 0) -> list[Pack]:
+        """``packs`` packs of distinct test rows of domain ``domain`` with stable seeds (the same at every
+        evaluation). The evaluation data seed also salts the pack seeds, which draw HiddenKey's key and CodeLock's
+        code (row indices repeat across data seeds); seed 0, that of every committed evaluation, keeps the
+        reference's unsalted seeds."""
         e = self.cfg.env
         seed = e.data_seed if self.cfg.eval.data_seed is None else self.cfg.eval.data_seed
-        rows = self.domain.make_rows(packs * pack_size, seed, "test", e.setting)
-        tasks = [self._task(rows, i) for i in range(len(rows))]
+        source = self.domains[domain]
+        rows = source.make_rows(packs * pack_size, seed, "test", self.train_domains[domain].setting)
+        tasks = [self._task(source, rows, i) for i in range(len(rows))]
         return [f.pack for f in form_packs(tasks, pack_size=pack_size, stable_seed=True, stable_salt=seed or None)]
 
-    def _task(self, rows: list[dict[str, Any]], i: int) -> Task:
-        return Task(taskset_id=self.domain.name, row=i, data=rows[i])
+    @staticmethod
+    def _task(domain: Domain, rows: list[dict[str, Any]], i: int) -> Task:
+        return Task(taskset_id=domain.name, row=i, data=rows[i])

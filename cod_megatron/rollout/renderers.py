@@ -6,25 +6,50 @@ from __future__ import annotations
 
 from cod_envs import registry
 from cod_megatron.cod.tokenization import WordRenderer
-from cod_megatron.config import RunConfig
+from cod_megatron.config import ConfigError, RunConfig
 from cod_megatron.models.chat_templates import template_renderer
 from cod_megatron.models.families import family as model_family
 from cod_megatron.models.model_tokenizer import describe_model_tokenizer, model_renderer
 from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
 from cod_megatron.rollout.token_play import Renderer
 
+SPECIAL_WORDS = 4
+"""Every word vocabulary opens with the same special words (``<pad> <bos> <eos> <unk>``: pad id 0 for the engines)."""
 
-def renderer_for(domain: str, family: str = "qwen3") -> Renderer:
-    """The renderer a model without an HF checkpoint plays ``domain`` through (the library names no domain).
 
-    A domain played by a word-level model brings its vocabulary (the ``word_vocabulary`` hook, e.g. HiddenKey's,
-    cod.md 9.8) and gets a :class:`WordRenderer` over it; otherwise the project's tiny tokenizer with the family's chat
-    template, for CPU runs and tests.
+def shared_vocabulary(domains: list[str]) -> tuple[str, ...] | None:
+    """The word vocabulary of ``domains``: the first's words in order, then each next domain's new words (so a
+    one-domain vocabulary is that domain's, ids unchanged). None when no domain brings one; a ValueError when a
+    word-level domain meets a chat one or two open with different special words (their ids would disagree)."""
+    hooks = {d: registry.load(d).word_vocabulary for d in domains}
+    words = [v for v in hooks.values() if v is not None]
+    if not words:
+        return None
+    if len(words) < len(hooks):
+        chat = sorted(d for d, v in hooks.items() if v is None)
+        raise ValueError(f"word-level domains cannot share a renderer with chat domains {chat}: one tokenizer per run")
+    specials = {tuple(v[:SPECIAL_WORDS]) for v in words}
+    if len(specials) > 1:
+        raise ValueError(f"the domains' word vocabularies open with different special words: {sorted(specials)}")
+    return tuple(dict.fromkeys(w for v in words for w in v))
+
+
+def renderer_for(domains: str | list[str], family: str = "qwen3") -> Renderer:
+    """The renderer a model without an HF checkpoint plays ``domains`` through (the library names no domain).
+
+    Domains played by a word-level model bring their vocabularies (the ``word_vocabulary`` hook, e.g. HiddenKey's,
+    cod.md 9.8), merged by :func:`shared_vocabulary` into one :class:`WordRenderer`; otherwise the project's tiny
+    tokenizer with the family's chat template, for CPU runs and tests.
     """
-    vocabulary = registry.load(domain).word_vocabulary
+    vocabulary = shared_vocabulary([domains] if isinstance(domains, str) else domains)
     if vocabulary is not None:
         return WordRenderer(vocabulary)
     return template_renderer(build_tiny_tokenizer(family), family)  # type: ignore[arg-type]
+
+
+def vocabulary_domains(cfg: RunConfig) -> list[str]:
+    """``env.vocabulary_domains``, else the training domains."""
+    return cfg.env.vocabulary_domains or [d.name for d in cfg.env.domains()]
 
 
 def _family(cfg: RunConfig) -> str:
@@ -44,7 +69,23 @@ def run_renderer(cfg: RunConfig) -> Renderer:
     """
     if cfg.model.hf_path:
         return model_renderer(cfg.model)
-    return renderer_for(cfg.env.train_domains[0], family=_family(cfg))
+    vocabulary = run_vocabulary(cfg)
+    if vocabulary is not None:
+        return WordRenderer(vocabulary)
+    return template_renderer(build_tiny_tokenizer(_family(cfg)), _family(cfg))  # type: ignore[arg-type]
+
+
+def run_vocabulary(cfg: RunConfig) -> tuple[str, ...] | None:
+    """The run's word vocabulary (None: not a word-level model), checked against the model: a ConfigError names
+    ``env.vocabulary_domains`` for vocabularies that cannot be merged, ``model.vocab_size`` for one too small."""
+    names = vocabulary_domains(cfg)
+    try:
+        vocabulary = shared_vocabulary(names)
+    except ValueError as e:
+        raise ConfigError("env.vocabulary_domains", str(e)) from None
+    if vocabulary is not None and len(vocabulary) > cfg.model.vocab_size:
+        raise ConfigError("model.vocab_size", f"{cfg.model.vocab_size} < the {len(vocabulary)} words of {names}")
+    return vocabulary
 
 
 def describe_renderer(cfg: RunConfig) -> str:
@@ -52,8 +93,11 @@ def describe_renderer(cfg: RunConfig) -> str:
     downloaded at config time); a local directory is loaded and checked, so a bad one fails the dry run."""
     if cfg.model.hf_path:
         return describe_model_tokenizer(cfg.model)
-    domain = cfg.env.train_domains[0]
-    vocabulary = registry.load(domain).word_vocabulary
+    try:
+        vocabulary = run_vocabulary(cfg)
+    except ConfigError as e:  # a dry run describes what the loop would refuse (tests/test_loop_limits.py)
+        return f"none: the loop refuses it ({e})"
     if vocabulary is not None:
-        return f"{domain}'s word vocabulary ({len(vocabulary)} words, one word one token)"
+        names = " + ".join(vocabulary_domains(cfg))
+        return f"{names}'s word vocabulary ({len(vocabulary)} words, one word one token)"
     return f"the project's tiny tokenizer with the {_family(cfg)} chat template"

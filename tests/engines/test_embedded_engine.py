@@ -12,7 +12,7 @@ from cod_megatron.data.episodes import pack_episodes
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import EngineRequest, SamplingParams
 from cod_megatron.models.hf_config import hf_config_from_model
-from cod_megatron.rollout.manager import RolloutManager
+from cod_megatron.rollout.manager import DomainPlay, RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import renderer_for
 from cod_megatron.sync.weight_sync import WeightSync
@@ -47,7 +47,9 @@ def test_weights_arrive_in_several_buckets_and_set_the_version(setup):
 def test_step0_trainer_logprobs_equal_the_engines_and_old_kl_is_zero(setup):
     cfg, layout, trainer, renderer, engine, _ = setup
     domain = registry.load("hidden_key")
-    manager = RolloutManager([engine], domain.env, renderer, max_new_tokens=8, temperature=1.0, run_seed=7)
+    manager = RolloutManager(
+        [engine], {domain.name: DomainPlay(domain.env)}, renderer, max_new_tokens=8, temperature=1.0, run_seed=7
+    )
     result = manager.run(PackSource(domain, cfg).train_packs(1), cfg.rollout.group_size, step=1)
     assert len(result.lifecycles) == 12 and result.failed == 0
     # lock-step batching: one engine call per episode position, not one per episode
@@ -74,7 +76,9 @@ def test_step0_gate_holds_at_a_sampling_temperature_below_one(setup):
     else every ratio, KL and mismatch correction is off by the temperature (rollout.temperature != 1)."""
     cfg, layout, trainer, renderer, engine, _ = setup
     domain = registry.load("hidden_key")
-    manager = RolloutManager([engine], domain.env, renderer, max_new_tokens=8, temperature=0.6, run_seed=3)
+    manager = RolloutManager(
+        [engine], {domain.name: DomainPlay(domain.env)}, renderer, max_new_tokens=8, temperature=0.6, run_seed=3
+    )
     result = manager.run(PackSource(domain, cfg).train_packs(2), 2, step=2)
     ranks, _ = pack_episodes(assign_credit(result.lifecycles, cfg.algorithm).episodes, budget=256, dp=1)
     trainer.cfg.rollout.temperature = 0.6

@@ -9,7 +9,7 @@ from cod_megatron.config import apply_overrides, finalize
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.startup import RayEngine, shutdown_engines, start_engines
 from cod_megatron.models.hf_config import hf_config_from_model
-from cod_megatron.rollout.manager import RolloutManager
+from cod_megatron.rollout.manager import DomainPlay, RolloutManager
 from cod_megatron.rollout.pack_source import PackSource
 from cod_megatron.rollout.renderers import renderer_for
 
@@ -45,8 +45,9 @@ def test_a_killed_engine_actor_is_restarted_resynced_and_the_lifecycles_retried(
             resynced.append(engine)
 
         domain = registry.load("hidden_key")
+        plays = {domain.name: DomainPlay(domain.env)}
         manager = RolloutManager(
-            engines, domain.env, renderer, max_new_tokens=8, temperature=1.0, run_seed=0, on_restart=resync
+            engines, plays, renderer, max_new_tokens=8, temperature=1.0, run_seed=0, on_restart=resync
         )
         ray.kill(engines[1].actor)
         result = manager.run(PackSource(domain, cfg).train_packs(1), cfg.rollout.group_size, step=1)

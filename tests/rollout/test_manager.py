@@ -9,7 +9,7 @@ from cod_envs import registry
 from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.engines.interface import EngineRequest, Generation, SamplingParams
 from cod_megatron.rollout.batcher import LockstepBatcher
-from cod_megatron.rollout.manager import RolloutManager, TrainingRollouts, lifecycle_seed
+from cod_megatron.rollout.manager import DomainPlay, RolloutManager, TrainingRollouts, lifecycle_seed
 from cod_megatron.rollout.renderers import renderer_for
 
 RENDERER = renderer_for("hidden_key")
@@ -60,9 +60,8 @@ def _packs(n, size=3):
 
 
 def _manager(engines, **kw):
-    return RolloutManager(
-        engines, registry.load("hidden_key").env, RENDERER, max_new_tokens=8, temperature=1.0, run_seed=3, **kw
-    )
+    plays = {"hidden_key": DomainPlay(registry.load("hidden_key").env)}
+    return RolloutManager(engines, plays, RENDERER, max_new_tokens=8, temperature=1.0, run_seed=3, **kw)
 
 
 def test_lifecycles_run_in_lock_step_one_engine_call_per_episode_position():
