@@ -15,7 +15,7 @@ from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_lo
 from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.eval.in_loop import Evaluator
-from cod_megatron.eval.plot import plot_training_positions
+from cod_megatron.eval.plot import plot_training_curves
 from cod_megatron.infra.cli import handle_common, parser, report
 from cod_megatron.infra.log import StepProgress, progress_line, setup_logging, timed
 from cod_megatron.infra.process_env import ProcessRank, process_rank
@@ -75,7 +75,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
                 if generates and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
                     log.info(progress_line(step, cfg.run.steps, metrics))
         if writer.path and writer.path.exists():
-            plot_training_positions(writer.path, writer.path.parent / "reward_by_position.png")
+            plot_training_curves(writer.path, [d.name for d in domains])
         return metrics
     finally:  # also on Ctrl-C: engines, the Ray cluster we started and the process groups end with the run
         if schedule is not None:

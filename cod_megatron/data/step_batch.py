@@ -34,4 +34,9 @@ def build_step_batch(lifecycles: list[Lifecycle], alg: AlgorithmConfig, *, budge
         "packing/tokens": float(packing.tokens),
         "packing/truncated": float(len(packing.truncated)),
     }
+    domain_of = {lc.pack.pack_id: lc.pack.tasks[0].taskset_id for lc in lifecycles}
+    if len(set(domain_of.values())) > 1:  # a mixture: the response tokens the loss sees, per domain
+        for d in dict.fromkeys(domain_of.values()):
+            mine = [e for e in credit.episodes if domain_of[e.pack_id] == d]
+            metrics[f"packing/{d}/trained_tokens"] = float(sum(e.num_generated for e in mine))
     return StepBatch(ranks, step_denominators([mb for rank in ranks for mb in rank]), metrics)

@@ -72,3 +72,16 @@ def plot_training_positions(
         pts = [(r["step"], r[k]) for r in rows if k in r]
         ax.plot([s for s, _ in pts], [v for _, v in pts], label=f"position {k[len(prefix) :]}")
     return _save(plt, fig, ax, "trainer step", "mean rollout reward", path)
+
+
+def plot_training_curves(metrics_jsonl: str | Path, domains: list[str]) -> list[Path]:
+    """``reward_by_position.png`` beside ``metrics_jsonl`` and, for a mixture, ``reward_by_position_<domain>.png``
+    from each domain's ``rollout/<domain>/reward_pos_<k>``."""
+    out = Path(metrics_jsonl).parent
+    plots = [plot_training_positions(metrics_jsonl, out / "reward_by_position.png")]
+    if len(domains) > 1:
+        plots += [
+            plot_training_positions(metrics_jsonl, out / f"reward_by_position_{d}.png", f"rollout/{d}/reward_pos_")
+            for d in domains
+        ]
+    return [p for p in plots if p is not None]

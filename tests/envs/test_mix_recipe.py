@@ -57,10 +57,11 @@ def test_two_steps_of_the_mixture_train_both_domains(tmp_path):
         for domain in ("hidden_key", "code_lock"):
             assert {f"rollout/{domain}/reward_pos_{j}" for j in range(4)} <= set(r)
             assert r[f"rollout/{domain}/generated_tokens"] > 0
-            assert f"credit/{domain}/red/applied" in r
+            assert f"credit/{domain}/red/applied" in r and r[f"packing/{domain}/trained_tokens"] > 0
     for domain in ("hidden_key", "code_lock"):
         assert f"eval/{domain}/cod_s4_gap" in rows[2]
     report = json.loads((out / "eval" / "step_2.json").read_text())
     assert len(report["code_lock/cod_s4"]["mean"]) == 4
+    assert (out / "reward_by_position_code_lock.png").exists() and (out / "reward_by_position_hidden_key.png").exists()
     packs = [json.loads(line) for line in (out / "eval" / "step_2_packs.jsonl").read_text().splitlines()]
     assert {p["domain"] for p in packs} == {"hidden_key", "code_lock"}
