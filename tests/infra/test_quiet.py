@@ -55,6 +55,13 @@ def test_only_known_messages_of_their_origin_are_hidden():
     record = lambda msg: cpp.makeRecord(cpp.name, logging.WARNING, "f", 1, msg, (), None)  # noqa: E731
     assert not cpp.filter(record("No CUDA runtime is found, using CUDA_HOME='/usr/local'"))
     assert cpp.filter(record("No CUDA runtime is found, using CUDA_HOME='/usr/local' (and more)"))
+    gpt = logging.getLogger("megatron.core.models.gpt.gpt_model")
+    notice = (
+        "GPTModel IS DEPRECATED. GPTModel is only accepting critical bug fixes, no new features. Please reference "
+        "the migration guide `docs/user-guide/hybrid-model-migration.md` for details on how to use `HybridModel`"
+    )
+    assert not gpt.filter(gpt.makeRecord(gpt.name, logging.WARNING, "f", 1, notice, (), None))
+    assert gpt.filter(gpt.makeRecord(gpt.name, logging.WARNING, "f", 1, "GPTModel: something else", (), None))
 
 
 def test_debug_is_the_last_logging_level_override():
