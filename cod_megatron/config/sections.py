@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cod_megatron.config.base import require
+from cod_megatron.config.eval_suites import parse_eval_suites
 from cod_megatron.config.train_domains import TrainDomain, parse_train_domains
 
 
@@ -303,6 +304,10 @@ class EvalConfig:
     temperature: float = 1.0
     hint_blind: bool = True
     """Also evaluate with every hint hidden (the control: no gap expected)."""
+    suites: list[str] = field(default_factory=list)
+    """``[NAME=]DOMAIN[:SETTING][/s<N>][/cod|ralph_sample|ralph_full][/hidden][/n<N>][/r<N>]`` each
+    (``config/eval_suites.py``): evaluated at every evaluation instead of the default set (each training domain at
+    each of ``pack_sizes``, hints shown and, with ``hint_blind``, hidden), as ``eval/<suite>/...``."""
     data_seed: int | None = None
     """Seed of the evaluation packs (test rows, and a salt of their stable pack seeds, which draw the secrets; 0 keeps
     the reference's unsalted seeds); None: ``env.data_seed`` (0 in every committed run). Set it to give a
@@ -314,6 +319,7 @@ class EvalConfig:
         require(self.packs >= 1, f"{p}.packs", "must be >= 1")
         require(all(s >= 2 for s in self.pack_sizes), f"{p}.pack_sizes", "every pack size must be >= 2")
         require(self.temperature > 0, f"{p}.temperature", "must be > 0")
+        parse_eval_suites(self.suites, setting="easy", pack_size=2, packs=self.packs, field=f"{p}.suites")
 
 
 @dataclass(kw_only=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from cod_envs import registry
 from cod_envs.registry import Domain
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.engines.interface import InferenceEngine, ServingEngine
@@ -26,7 +27,7 @@ from cod_megatron.models.hf_config import hf_config_from_model
 from cod_megatron.models.source import model_source
 from cod_megatron.policy.trainer import PolicyTrainer
 from cod_megatron.rollout.manager import DomainPlay, RolloutManager, TrainingRollouts
-from cod_megatron.rollout.pack_source import PackSource
+from cod_megatron.rollout.pack_source import PackSource, eval_suites
 from cod_megatron.rollout.pipeline import OffPolicyRollouts, RolloutSchedule, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
 from cod_megatron.rollout.token_play import Renderer
@@ -90,8 +91,11 @@ def build_manager(
     run_seed: int | None = None,
     on_restart: Callable[[ServingEngine], None] | None = None,
 ) -> RolloutManager:
-    """The rollout manager of ``domains`` on ``engines`` with the run's sampling, retries and reward rule."""
-    domains = [domains] if isinstance(domains, Domain) else domains
+    """The rollout manager of ``domains`` (and of the evaluation suites' other domains) on ``engines`` with the run's
+    sampling, retries and reward rule."""
+    domains = [domains] if isinstance(domains, Domain) else list(domains)
+    played = {d.name for d in domains}
+    domains += [registry.load(n) for n in dict.fromkeys(s.domain for s in eval_suites(cfg)) if n not in played]
     return RolloutManager(
         engines,
         {d.name: DomainPlay(d.env, reward_rule(cfg.algorithm, d)) for d in domains},

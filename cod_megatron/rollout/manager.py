@@ -115,15 +115,18 @@ class RolloutManager:
         env_task_idx: list[list[int]] | None = None,
         update_branches: int = 1,
         branch_horizon: int = 1,
+        first_rollout: int = 0,
     ) -> RolloutResult:
         """``group_size`` lifecycles per pack; pack ``k`` goes to engine ``k % len(engines)``.
 
         ``env_task_idx[k]``: the task index each position of pack ``k`` tells its environment (Ralph packing).
         ``update_branches`` B > 1: B update episodes at every update position, the B - 1 others each playing the next
         ``branch_horizon`` tasks in threads of their own, in the same lock-step rounds (training only).
+        ``first_rollout``: the rollout index (and so the sampling seed) of each pack's first lifecycle (an evaluation
+        suite's rollout seeds).
         """
         t0 = time.perf_counter()
-        jobs = [(k, pack, i) for k, pack in enumerate(packs) for i in range(group_size)]
+        jobs = [(k, pack, i) for k, pack in enumerate(packs) for i in range(first_rollout, first_rollout + group_size)]
         per_engine: dict[int, list] = {}
         for job in jobs:
             per_engine.setdefault(job[0] % len(self.engines), []).append(job)

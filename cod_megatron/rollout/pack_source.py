@@ -13,9 +13,17 @@ from typing import Any
 
 from cod_envs.registry import Domain
 from cod_megatron.cod.episode import Pack, Task
-from cod_megatron.cod.pack_forming import form_packs
+from cod_megatron.cod.pack_forming import FormedPack, form_packs
 from cod_megatron.config import RunConfig
+from cod_megatron.config.eval_suites import EvalSuite, parse_eval_suites
 from cod_megatron.config.train_domains import TrainDomain
+
+
+def eval_suites(cfg: RunConfig) -> list[EvalSuite]:
+    """The run's ``eval.suites`` with its defaults (``env.setting``, ``rollout.pack_size``, ``eval.packs``)."""
+    return parse_eval_suites(
+        cfg.eval.suites, setting=cfg.env.setting, pack_size=cfg.rollout.pack_size, packs=cfg.eval.packs
+    )
 
 
 def pack_quotas(weights: Sequence[float], packs: int, step: int) -> list[int]:
@@ -77,16 +85,24 @@ class PackSource:
         return [f.pack for f in formed]
 
     def eval_packs(self, packs: int, pack_size: int, domain: int = 0) -> list[Pack]:
-        """``packs`` packs of distinct test rows of domain ``domain`` with stable seeds (the same at every
-        evaluation). The evaluation data seed also salts the pack seeds, which draw HiddenKey's key and CodeLock's
-        code (row indices repeat across data seeds); seed 0, that of every committed evaluation, keeps the
-        reference's unsalted seeds."""
+        """``packs`` CoD packs of training domain ``domain``'s test rows (its setting); see :meth:`eval_formed`."""
+        d = self.domains[domain]
+        return [f.pack for f in self.eval_formed(d, self.train_domains[domain].setting, packs, pack_size)]
+
+    def eval_formed(
+        self, domain: Domain, setting: str, packs: int, pack_size: int, packing: str = "cod"
+    ) -> list[FormedPack]:
+        """``packs`` packs of distinct test rows of ``domain`` (a training domain or another: cross-domain suites)
+        with stable seeds, the same at every evaluation, formed by ``packing`` (Ralph packs repeat one task). The
+        evaluation data seed also salts the pack seeds, which draw HiddenKey's key and CodeLock's code (row indices
+        repeat across data seeds); seed 0, that of every committed evaluation, keeps the reference's unsalted
+        seeds."""
         e = self.cfg.env
         seed = e.data_seed if self.cfg.eval.data_seed is None else self.cfg.eval.data_seed
-        source = self.domains[domain]
-        rows = source.make_rows(packs * pack_size, seed, "test", self.train_domains[domain].setting)
-        tasks = [self._task(source, rows, i) for i in range(len(rows))]
-        return [f.pack for f in form_packs(tasks, pack_size=pack_size, stable_seed=True, stable_salt=seed or None)]
+        rows = domain.make_rows(packs if packing == "ralph_full" else packs * pack_size, seed, "test", setting)
+        tasks = [self._task(domain, rows, i) for i in range(len(rows))]
+        salt = seed or None
+        return form_packs(tasks, pack_size=pack_size, strategy=packing, stable_seed=True, stable_salt=salt)[:packs]
 
     @staticmethod
     def _task(domain: Domain, rows: list[dict[str, Any]], i: int) -> Task:

@@ -11,6 +11,7 @@ from cod_megatron.models.chat_templates import template_renderer
 from cod_megatron.models.families import family as model_family
 from cod_megatron.models.model_tokenizer import describe_model_tokenizer, model_renderer
 from cod_megatron.models.tiny_tokenizer import build_tiny_tokenizer
+from cod_megatron.rollout.pack_source import eval_suites
 from cod_megatron.rollout.token_play import Renderer
 
 SPECIAL_WORDS = 4
@@ -48,8 +49,9 @@ def renderer_for(domains: str | list[str], family: str = "qwen3") -> Renderer:
 
 
 def vocabulary_domains(cfg: RunConfig) -> list[str]:
-    """``env.vocabulary_domains``, else the training domains."""
-    return cfg.env.vocabulary_domains or [d.name for d in cfg.env.domains()]
+    """``env.vocabulary_domains``, else the training domains and then the evaluation suites' (cross-domain)."""
+    default = [d.name for d in cfg.env.domains()] + [s.domain for s in eval_suites(cfg)]
+    return cfg.env.vocabulary_domains or list(dict.fromkeys(default))
 
 
 def _family(cfg: RunConfig) -> str:
