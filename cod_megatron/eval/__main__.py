@@ -139,7 +139,7 @@ def position_result(
 def main(argv: list[str] | None = None) -> int:
     """CLI entry; returns the exit code."""
     p = argparse.ArgumentParser(prog="cod_megatron.eval", description=__doc__.splitlines()[0])
-    p.add_argument("--env", required=True, choices=sorted(registry.DOMAINS))
+    p.add_argument("--env", choices=sorted(registry.DOMAINS), help="the domain (required unless --suite)")
     p.add_argument("--setting", default="easy", choices=["easy", "hard"])
     p.add_argument(
         "--policy",
@@ -156,7 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default", help="model name sent to an openai:<url> endpoint")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (served models, checkpoints)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="a checkpoint's response cap (default: its run's)")
+    p.add_argument(
+        "--suite",
+        action="append",
+        help="an eval.suites entry (repeatable): a checkpoint evaluated by the training loop's own evaluator",
+    )
     args = p.parse_args(argv)
+    if args.suite:
+        return _suites(args)
+    if args.env is None:
+        p.error("--env is required (or --suite with a checkpoint)")
     results = []
     for policy in args.policy:
         for visible in (True, False) if args.hint_blind else (True,):
@@ -190,6 +199,23 @@ def main(argv: list[str] | None = None) -> int:
         plot_positions(curves, out / f"{stem}.png", f"{args.env} ({args.setting}, {args.packing})")
     for r in results:  # one JSON object per line; the last line is a complete result object
         print(json.dumps(r))
+    return 0
+
+
+def _suites(args: argparse.Namespace) -> int:
+    """``--policy CHECKPOINT --suite SPEC ...``: the in-loop evaluator on the checkpoint; prints its metrics."""
+    from cod_megatron.config import ConfigError
+    from cod_megatron.eval.checkpoint_policy import evaluate_checkpoint_suites
+
+    if len(args.policy) != 1 or not Path(args.policy[0]).is_dir():
+        print("error: --suite evaluates one checkpoint directory (--policy DIR)", file=sys.stderr)
+        return 2
+    try:
+        metrics = evaluate_checkpoint_suites(args.policy[0], args.suite, args.out or "eval_suites")
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics))
     return 0
 
 

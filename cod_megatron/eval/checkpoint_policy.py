@@ -38,11 +38,12 @@ def load_run_config(ckpt: str | Path) -> RunConfig:
 
 
 def checkpoint_engine(
-    ckpt: str | Path, max_new_tokens: int | None = None, device: str | None = None
+    ckpt: str | Path, max_new_tokens: int | None = None, device: str | None = None, suites: list[str] | None = None
 ) -> tuple[RunConfig, EmbeddedEngine, ChatRenderer]:
     """(run config, embedded engine holding the checkpoint's weights, renderer): the policy on this host.
 
-    ``device``: None picks this machine's (CUDA when present); the probes pass ``cpu``.
+    ``device``: None picks this machine's (CUDA when present); the probes pass ``cpu``. ``suites``: replace the
+    run's ``eval.suites`` (before the renderer is built: a word-level model's vocabulary covers their domains).
     """
     from cod_megatron.engines.embedded import EmbeddedEngine
     from cod_megatron.loop.run_parts import engine_kwargs, start_trainer
@@ -54,6 +55,7 @@ def checkpoint_engine(
     cfg.checkpoint.load, cfg.env.warm_start_steps = str(ckpt), 0
     cfg.rollout.max_response_tokens = max_new_tokens or cfg.rollout.max_response_tokens
     cfg.run.device = device or cfg.run.device
+    cfg.eval.suites = cfg.eval.suites if suites is None else suites
     layout = finalize(cfg)
     renderer = run_renderer(cfg)  # the model's tokenizer, whichever domain it is evaluated on
     init_distributed(layout, rank=0, world_size=1, seed=cfg.run.seed)
@@ -94,3 +96,23 @@ def checkpoint_rollouts(
         env_task_idx=[list(fp.env_task_idx) for fp in packs],
     )
     return [None if lc.has_judge_error else lc.solve_rewards() for lc in result.lifecycles]
+
+
+def evaluate_checkpoint_suites(ckpt: str | Path, suites: list[str], out: str | Path) -> dict[str, float]:
+    """The in-loop evaluation of ``eval.suites`` (``suites``) on a checkpoint: the same :class:`Evaluator`, packs and
+    seeds as the training run's evaluation at that step would use, so a suite of the run reproduces its in-loop
+    numbers; writes ``step_<n>.json``, ``step_<n>_packs.jsonl`` and the PNGs under ``out``. Returns the metrics."""
+    from cod_envs import registry
+    from cod_megatron.eval.in_loop import Evaluator
+    from cod_megatron.loop.run_parts import build_manager
+    from cod_megatron.rollout.pack_source import PackSource
+
+    cfg, engine, renderer = checkpoint_engine(ckpt, suites=suites)
+    cfg.run.output_dir = str(out)
+    domains = [registry.load(d.name) for d in cfg.env.domains()]
+    manager = build_manager(cfg, domains, [engine], renderer, temperature=cfg.eval.temperature)
+    evaluator = Evaluator(manager, PackSource(domains, cfg), cfg)
+    evaluator.out = Path(out)
+    name = Path(ckpt).name
+    step = int(name.removeprefix("step_")) if name.startswith("step_") and name[5:].isdigit() else 0
+    return evaluator.evaluate(step)
