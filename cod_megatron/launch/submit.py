@@ -238,14 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"memory: {e.field}: {e.reason}", file=sys.stderr)
             if not (args.dry_run or args.skip_memory_check):
                 return 2
-    if not args.dry_run:
-        from cod_megatron.rollout.renderers import run_vocabulary  # here: the launcher's import stays light
+    from cod_megatron.rollout.renderers import run_vocabulary  # here: the launcher's import stays light
 
-        try:
-            check_loop_can_run(cfg, layout)
-            run_vocabulary(cfg)  # domains whose word vocabularies cannot be merged
-        except ConfigError as e:
+    try:
+        check_loop_can_run(cfg, layout)
+        run_vocabulary(cfg)  # domains whose word vocabularies cannot be merged
+    except ConfigError as e:  # a dry run still renders, and says what the loop would refuse
+        if not args.dry_run:
             return report(e)
+        print(f"loop: {e.field}: {e.reason}", file=sys.stderr)
     if args.executor == "local":
         run_local(args.recipe, args.overrides, args.dry_run)
         return 0
