@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from cod_envs.registry import Domain
+from cod_megatron.cod.tokenization import LengthBudget
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.engines.interface import InferenceEngine, ServingEngine
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
@@ -90,7 +91,9 @@ def build_manager(
     run_seed: int | None = None,
     on_restart: Callable[[ServingEngine], None] | None = None,
 ) -> RolloutManager:
-    """The rollout manager of ``domain`` on ``engines`` with the run's sampling, retries and reward rule."""
+    """The rollout manager of ``domain`` on ``engines`` with the run's sampling, retries, reward rule and length
+    budget (``rollout.max_prompt_tokens``, ``max_response_tokens``, ``max_model_len``: cod.md 2.7)."""
+    r = cfg.rollout
     return RolloutManager(
         engines,
         domain.env,
@@ -102,6 +105,7 @@ def build_manager(
         on_restart=on_restart,
         rewards=reward_rule(cfg.algorithm, domain),
         length_limit=cfg.rollout.response_length_restraint,
+        budget=LengthBudget(r.max_prompt_tokens, r.max_response_tokens, r.max_model_len),
     )
 
 
