@@ -15,23 +15,13 @@ from cod_megatron.data.episodes import pack_episodes
 def episode(turns: list[tuple[int, int]], *, seed: int = 0, advantage: float = 1.0, position: int = 0) -> Episode:
     """An episode of (observation length, response length) turns with random ids and log-probs."""
     rng = random.Random(seed)
-    ids, gen, lp, tid = [], [], [], []
-    for t, (obs, resp) in enumerate(turns):
-        ids += [rng.randrange(1, 100) for _ in range(obs + resp)]
-        gen += [False] * obs + [True] * resp
-        lp += [0.0] * obs + [-rng.random() for _ in range(resp)]
-        tid += [t] * (obs + resp)
-    return Episode(
-        pack_id=0,
-        rollout=0,
-        kind="solve",
-        position=position,
-        token_ids=ids,
-        generated=gen,
-        rollout_logprobs=lp,
-        turn_ids=tid,
-        advantage=advantage,
-    )
+    calls = []
+    for obs, resp in turns:
+        ids = [rng.randrange(1, 100) for _ in range(obs + resp)]
+        calls.append((ids[:obs], ids[obs:], [-rng.random() for _ in range(resp)]))
+    ep = Episode.from_turns(calls, pack_id=0, rollout=0, kind="solve", position=position)
+    ep.advantage = advantage
+    return ep
 
 
 def test_multi_turn_episode_is_one_segment_with_shifted_fields():
