@@ -30,3 +30,24 @@ def base_cod() -> RunConfig:
     cfg.optimizer.clip_grad = 1.0
     cfg.optimizer.micro_batch_tokens = 16_384
     return cfg
+
+
+def cpu_on_policy(cfg: RunConfig) -> RunConfig:
+    """The 2-core CPU layout the CPU recipes share: one trainer process (TP = PP = DP = 1, gloo) and one embedded
+    transformers engine as a Ray actor, colocated, on-policy (weights synced every step, no staleness); metrics.jsonl
+    written. The prompts ask for no response length (the caps are a few tokens)."""
+    cfg.run.device = "cpu"
+    cfg.run.env_vars = {}
+    cfg.parallel.tp = cfg.parallel.pp = cfg.parallel.dp = 1
+    cfg.parallel.engines = cfg.parallel.engine_tp = 1
+    cfg.parallel.colocated = True
+    cfg.parallel.gpus_per_node = 2
+    cfg.rollout.engine = "embedded"
+    cfg.rollout.backend = "ray"
+    cfg.rollout.response_length_restraint = None
+    cfg.rollout.off_policy = False
+    cfg.rollout.sync_interval = 1
+    cfg.rollout.max_staleness = 0
+    cfg.optimizer.use_distributed_optimizer = False
+    cfg.logging.metrics_jsonl = True
+    return cfg

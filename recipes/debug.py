@@ -1,7 +1,7 @@
 """CPU recipes: the embedded default that `make train` runs and the tests build on."""
 
 from cod_megatron.config import RunConfig
-from cod_recipes.common import base_cod
+from cod_recipes.common import base_cod, cpu_on_policy
 from cod_recipes.models import tiny_qwen3
 
 HIDDEN_KEY_VOCAB = 44
@@ -16,41 +16,27 @@ def debug_cpu() -> RunConfig:
     on-policy (weights synced every step). The base model gets a short supervised warm start in hint *following*
     (cached); writing the key into the hint has to come from RL.
     """
-    cfg = base_cod()
+    cfg = cpu_on_policy(base_cod())
     cfg.run.name = "debug_cpu"
-    cfg.run.device = "cpu"
     cfg.run.steps = 120
-    cfg.run.env_vars = {}
     cfg.model = tiny_qwen3()
     cfg.model.vocab_size = HIDDEN_KEY_VOCAB
-    cfg.parallel.tp = cfg.parallel.pp = cfg.parallel.dp = 1
-    cfg.parallel.engines = cfg.parallel.engine_tp = 1
-    cfg.parallel.colocated = True
-    cfg.parallel.gpus_per_node = 2
     cfg.env.train_domains = ["hidden_key"]
     cfg.env.num_train_rows = 50_000
     cfg.env.warm_start_steps = 100
     cfg.env.warm_start_lr = 1e-3
     cfg.env.warm_start_batch = 64
-    cfg.rollout.engine = "embedded"
-    cfg.rollout.backend = "ray"
     cfg.rollout.group_size = 8
     cfg.rollout.packs_per_step = 8
     cfg.rollout.pack_size = 4
     cfg.rollout.max_prompt_tokens = 64
     cfg.rollout.max_response_tokens = 8
     cfg.rollout.max_model_len = 128
-    cfg.rollout.response_length_restraint = None
-    cfg.rollout.off_policy = False
-    cfg.rollout.sync_interval = 1
-    cfg.rollout.max_staleness = 0
     cfg.eval.interval = 20
     cfg.eval.packs = 64
     cfg.eval.pack_sizes = [4, 8]
     cfg.optimizer.lr = 1e-3
     cfg.optimizer.micro_batch_tokens = 4096
-    cfg.optimizer.use_distributed_optimizer = False
-    cfg.logging.metrics_jsonl = True
     return cfg
 
 

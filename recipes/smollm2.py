@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct trained by CoD on 2 CPU cores: the real-model path (own tokenizer, template, weights)."""
 
 from cod_megatron.config import RunConfig
-from cod_recipes.common import base_cod
+from cod_recipes.common import base_cod, cpu_on_policy
 from cod_recipes.models import smollm2_135m
 
 
@@ -14,21 +14,13 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     and one embedded transformers engine as a Ray actor, colocated, on-policy. The first run prepares the model from
     the package's GGUF (~1 minute, cached).
     """
-    cfg = base_cod()
+    cfg = cpu_on_policy(base_cod())
     cfg.run.name = "smollm2_135m_cod_cpu"
-    cfg.run.device = "cpu"
     cfg.run.steps = 40
-    cfg.run.env_vars = {}
     cfg.model = smollm2_135m()
-    cfg.parallel.tp = cfg.parallel.pp = cfg.parallel.dp = 1
-    cfg.parallel.engines = cfg.parallel.engine_tp = 1
-    cfg.parallel.colocated = True
-    cfg.parallel.gpus_per_node = 2
     cfg.env.train_domains = ["hidden_key_chat"]
     cfg.env.num_train_rows = 10_000
     cfg.env.warm_start_steps = 0
-    cfg.rollout.engine = "embedded"
-    cfg.rollout.backend = "ray"
     cfg.rollout.group_size = 4
     cfg.rollout.packs_per_step = 2
     cfg.rollout.pack_size = 4
@@ -36,10 +28,6 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     cfg.rollout.max_prompt_tokens = 512
     cfg.rollout.max_response_tokens = 16
     cfg.rollout.max_model_len = 640
-    cfg.rollout.response_length_restraint = None
-    cfg.rollout.off_policy = False
-    cfg.rollout.sync_interval = 1
-    cfg.rollout.max_staleness = 0
     cfg.eval.interval = 10
     cfg.eval.packs = 16
     cfg.eval.pack_sizes = [4]
@@ -47,8 +35,6 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     cfg.checkpoint.save_interval = 10
     cfg.optimizer.lr = 1e-5
     cfg.optimizer.micro_batch_tokens = 1024  # 4096 peaked at 20.8 GB RSS here (fp32 activations of 30 layers)
-    cfg.optimizer.use_distributed_optimizer = False
-    cfg.logging.metrics_jsonl = True
     return cfg
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -21,6 +22,28 @@ def free_port() -> int:
 def init_method(tag: str = "default") -> str:
     """A file-store rendezvous private to this spawn (no port to reserve, so no race with other sockets)."""
     return f"file://{os.environ['COD_TEST_STORE_DIR']}/store_{tag}"
+
+
+@contextmanager
+def gloo_group(rank: int, world_size: int) -> Iterator[None]:
+    """This spawned rank joins the spawn's gloo group (``init_method``) for the block; the group is destroyed after."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, init_method=init_method())
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def vocab_shard(weight: torch.Tensor, rank: int, world_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Rank ``rank``'s rows of a vocab-parallel ``[V, H]`` LM-head weight (``chunk``'s split: uneven for odd V) and
+    the TP keywords of the fused kernels for it: its first vocab row, the world group, the hidden gradient reduced."""
+    import torch.distributed as dist
+
+    shards = weight.chunk(world_size)
+    start = sum(s.shape[0] for s in shards[:rank])
+    return shards[rank], dict(vocab_start=start, group=dist.group.WORLD, reduce_hidden_grad=True)
 
 
 def _entry(rank: int, fn: Callable, world_size: int, port: int, out_dir: str, args: tuple) -> None:

@@ -66,6 +66,18 @@ def test_checkpoint_then_resume_gives_the_same_next_step_and_the_checkpoint_eval
 
 
 @pytest.mark.slow
+def test_a_prompt_budget_too_tight_for_the_update_prompts_truncates_them_and_the_step_still_trains(tmp_path):
+    """HiddenKey's update prompts (18 words or more) are over a 12-token prompt budget, its solve prompts (9 words
+    with the initial hint) are not: every update episode gets an empty answer, counted truncated, and the step
+    trains on the solves (rollout.max_prompt_tokens, cod.md 2.7, R11)."""
+    (row,) = _train(tmp_path / "run", "run.steps=1", "eval.interval=0", "rollout.backend=inprocess",
+                    "rollout.max_prompt_tokens=12")  # fmt: skip
+    assert row["rollout/lifecycles"] == 8 and row["rollout/truncated"] == 8 * 3  # packs of 4: 3 update episodes
+    assert row["rollout/update_tokens"] == 0 and row["rollout/hint_parse_failure"] == 1.0
+    assert math.isfinite(row["train/loss"]) and math.isfinite(row["train/grad_norm"])
+
+
+@pytest.mark.slow
 def test_off_policy_mode_honours_the_staleness_bound_and_the_sync_interval(tmp_path):
     rows = _train(
         tmp_path / "off",

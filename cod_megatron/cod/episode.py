@@ -9,7 +9,7 @@ model turn and excludes prompts and environment observations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,6 +84,39 @@ class Episode:
             raise ValueError(f"episode {self.kind}@{self.position}: no tokens")
         if self.kind not in ("solve", "update"):
             raise ValueError(f"episode kind must be 'solve' or 'update', got {self.kind!r}")
+
+    @classmethod
+    def from_turns(
+        cls,
+        turns: Sequence[tuple[Sequence[int], Sequence[int], Sequence[float]]],
+        *,
+        pack_id: int,
+        rollout: int,
+        kind: EpisodeKind,
+        position: int,
+    ) -> Episode:
+        """An episode from its model calls in order, each ``(prompt or observation ids, response ids, response
+        log-probs)``: the per-token lists (the generated mask, turn ids, log-probs 0.0 outside responses) are laid
+        out here once, for episodes made without a conversation (synthetic batches, tests)."""
+        ids: list[int] = []
+        generated: list[bool] = []
+        logprobs: list[float] = []
+        turn_ids: list[int] = []
+        for t, (observation, response, response_logprobs) in enumerate(turns):
+            ids += [*observation, *response]
+            generated += [False] * len(observation) + [True] * len(response)
+            logprobs += [0.0] * len(observation) + list(response_logprobs)
+            turn_ids += [t] * (len(observation) + len(response))
+        return cls(
+            pack_id=pack_id,
+            rollout=rollout,
+            kind=kind,
+            position=position,
+            token_ids=ids,
+            generated=generated,
+            rollout_logprobs=logprobs,
+            turn_ids=turn_ids,
+        )
 
     @property
     def num_generated(self) -> int:

@@ -53,12 +53,13 @@ class ModelConfig:
 
     @property
     def qk_layernorm(self) -> bool:
-        """Qwen3 normalises queries and keys per head."""
+        """Qwen3 normalises queries and keys per head. For the parameter count and the memory plan only: the config
+        sits below ``cod_megatron.models``, whose family decides the layers (tests/models holds the two equal)."""
         return self.arch == "qwen3"
 
     @property
     def add_qkv_bias(self) -> bool:
-        """Qwen2 has a bias on the fused q/k/v projection."""
+        """Qwen2 has a bias on the fused q/k/v projection (parameter count only, like :attr:`qk_layernorm`)."""
         return self.arch == "qwen2"
 
     def num_parameters(self) -> int:

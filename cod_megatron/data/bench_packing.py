@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from cod_megatron.cod.credit import assign_credit
-from cod_megatron.cod.episode import Episode, Lifecycle, Pack, Task
+from cod_megatron.cod.episode import Episode, EpisodeKind, Lifecycle, Pack, Task
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data.episodes import pack_episodes
 
@@ -34,28 +34,17 @@ def synthetic_episode(
     rng: random.Random,
     pack_id: int = 0,
     rollout: int = 0,
-    kind: str = "solve",
+    kind: EpisodeKind = "solve",
     position: int = 0,
 ) -> Episode:
     """An episode of ``turns`` model calls with the stated lengths (+-20 % jitter on responses)."""
-    ids, gen, tid = [], [], []
+    calls = []
     for t in range(turns):
-        obs = prompt if t == 0 else observation
         resp = max(1, int(response * rng.uniform(0.8, 1.2)))
-        ids += [1] * (obs + resp)
-        gen += [False] * obs + [True] * resp
-        tid += [t] * (obs + resp)
-    return Episode(
-        pack_id=pack_id,
-        rollout=rollout,
-        kind=kind,
-        position=position,
-        token_ids=ids,
-        generated=gen,
-        rollout_logprobs=[-0.5 if g else 0.0 for g in gen],
-        turn_ids=tid,
-        reward=float(rng.random() < 0.4),
-    )
+        calls.append(([1] * (prompt if t == 0 else observation), [1] * resp, [-0.5] * resp))
+    ep = Episode.from_turns(calls, pack_id=pack_id, rollout=rollout, kind=kind, position=position)
+    ep.reward = float(rng.random() < 0.4)
+    return ep
 
 
 def token_saving_rows(prompt: int, response: int, observation: int) -> list[dict]:

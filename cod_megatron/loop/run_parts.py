@@ -17,6 +17,7 @@ import torch
 
 from cod_envs import registry
 from cod_envs.registry import Domain
+from cod_megatron.cod.tokenization import LengthBudget
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.engines.interface import InferenceEngine, ServingEngine
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
@@ -92,10 +93,12 @@ def build_manager(
     on_restart: Callable[[ServingEngine], None] | None = None,
 ) -> RolloutManager:
     """The rollout manager of ``domains`` (and of the evaluation suites' other domains) on ``engines`` with the run's
-    sampling, retries and reward rule."""
+    sampling, retries, reward rule and length budget (``rollout.max_prompt_tokens``, ``max_response_tokens``,
+    ``max_model_len``: cod.md 2.7)."""
     domains = [domains] if isinstance(domains, Domain) else list(domains)
     played = {d.name for d in domains}
     domains += [registry.load(n) for n in dict.fromkeys(s.domain for s in eval_suites(cfg)) if n not in played]
+    r = cfg.rollout
     return RolloutManager(
         engines,
         {d.name: DomainPlay(d.env, reward_rule(cfg.algorithm, d)) for d in domains},
@@ -106,6 +109,7 @@ def build_manager(
         retries=cfg.rollout.lifecycle_retries,
         on_restart=on_restart,
         length_limit=cfg.rollout.response_length_restraint,
+        budget=LengthBudget(r.max_prompt_tokens, r.max_response_tokens, r.max_model_len),
     )
 
 

@@ -49,10 +49,18 @@ class ModelFamily:
     attention_bias: bool
     """Whether the family's q/k/v projections carry a bias (an HF ``attention_bias`` elsewhere is refused, since
     transformers then also adds an o_proj bias that megatron's config cannot express)."""
+    qk_layernorm: bool
+    """Whether the family normalises queries and keys per head (RMSNorm, replicated over TP) before attention."""
     layer_names: LayerNames
     """Its Megatron <-> HF per-layer names (:data:`DENSE_DECODER_LAYER_NAMES` plus the family's own)."""
     template: TemplateFamily
     """Chat-template family of the tiny tokenizer a tiny random model of this family plays through."""
+
+    def megatron_attention(self) -> dict[str, bool]:
+        """The megatron-core ``TransformerConfig`` fields by which this family's attention differs from Llama's; the
+        layer spec (:func:`cod_megatron.policy.spec.decoder_block_spec`) puts the q/k norm layers where
+        ``qk_layernorm`` asks for them."""
+        return {"add_qkv_bias": self.attention_bias, "qk_layernorm": self.qk_layernorm}
 
     @classmethod
     def dense(
@@ -62,6 +70,7 @@ class ModelFamily:
         *,
         attention_bias: bool,
         template: TemplateFamily,
+        qk_layernorm: bool = False,
         extra_names: LayerNames | None = None,
     ) -> ModelFamily:
         """A dense decoder whose HF names follow transformers' pattern (``model_type`` = ``arch``,
@@ -72,6 +81,7 @@ class ModelFamily:
             hf_causal_lm=f"{hf_prefix}ForCausalLM",
             hf_config_class=f"{hf_prefix}Config",
             attention_bias=attention_bias,
+            qk_layernorm=qk_layernorm,
             layer_names={**DENSE_DECODER_LAYER_NAMES, **(extra_names or {})},
             template=template,
         )

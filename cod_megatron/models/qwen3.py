@@ -9,6 +9,7 @@ QWEN3 = ModelFamily.dense(
     "Qwen3",
     attention_bias=False,
     template="qwen3",
+    qk_layernorm=True,
     extra_names={
         "self_attention.q_layernorm.weight": ("replicated", ("self_attn.q_norm.weight",)),
         "self_attention.k_layernorm.weight": ("replicated", ("self_attn.k_norm.weight",)),

@@ -11,6 +11,7 @@ from megatron.core.models.gpt import GPTModel
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from cod_megatron.config import ModelConfig, ParallelLayout
+from cod_megatron.models.families import family
 from cod_megatron.policy.spec import decoder_block_spec
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -27,7 +28,8 @@ RECOMPUTE: dict[str, dict[str, Any]] = {
 def transformer_config(
     model: ModelConfig, layout: ParallelLayout, *, cpu: bool | None = None, recompute: str = "none"
 ) -> TransformerConfig:
-    """megatron-core's TransformerConfig for a Llama/Qwen-style decoder.
+    """megatron-core's TransformerConfig for a Llama/Qwen-style decoder; what the model family changes (a q/k/v bias,
+    per-head q/k norms) comes from its family (``ModelFamily.megatron_attention``).
 
     ``calculate_per_token_loss=True``: the loss function returns a token *sum* and its token count, and megatron
     divides the gradients once by the global count (summed over micro-batches and DP x CP), so the loss does not
@@ -48,8 +50,7 @@ def transformer_config(
         gated_linear_unit=True,
         activation_func=F.silu,
         add_bias_linear=False,
-        add_qkv_bias=model.add_qkv_bias,
-        qk_layernorm=model.qk_layernorm,
+        **family(model.arch).megatron_attention(),
         hidden_dropout=0.0,
         attention_dropout=0.0,
         tensor_model_parallel_size=layout.tp,

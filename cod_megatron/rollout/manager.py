@@ -22,6 +22,7 @@ from typing import Any
 from cod_envs.base import Environment
 from cod_megatron.cod.episode import Lifecycle, Pack
 from cod_megatron.cod.rewards import RewardRule
+from cod_megatron.cod.tokenization import LengthBudget
 from cod_megatron.engines.interface import RolloutEngine, SamplingParams, ServingEngine
 from cod_megatron.rollout.batcher import LockstepBatcher
 from cod_megatron.rollout.lifecycle import TextLifecycle
@@ -91,9 +92,11 @@ class RolloutManager:
         retries: int = 2,
         on_restart: Callable[[ServingEngine], None] | None = None,
         length_limit: int | None = None,
+        budget: LengthBudget | None = None,
     ):
         """``plays``: taskset id -> how its packs are played; ``length_limit``: the response length the prompts ask
-        for (``rollout.response_length_restraint``, cod.md 2.7). Every engine must declare what the
+        for (``rollout.response_length_restraint``, cod.md 2.7); ``budget``: the length caps every call is held to
+        (None: ``max_new_tokens`` and the domain's caps only). Every engine must declare what the
         manager calls (:class:`~cod_megatron.engines.interface.ServingEngine`: a restart included)."""
         for e in engines:
             if not isinstance(e, ServingEngine):
@@ -101,7 +104,7 @@ class RolloutManager:
         self.engines, self.plays, self.renderer = list(engines), dict(plays), renderer
         self.max_new_tokens, self.temperature, self.run_seed = max_new_tokens, temperature, run_seed
         self.retries, self.on_restart = retries, on_restart
-        self.length_limit = length_limit
+        self.length_limit, self.budget = length_limit, budget
         self._lock = threading.Lock()
 
     def run(
@@ -205,6 +208,7 @@ class RolloutManager:
                     engine=client,
                     renderer=self.renderer,
                     params=params,
+                    budget=self.budget,
                     hint_visible=settings.hint_visible,
                     env_task_idx=settings.env_task_idx[k] if settings.env_task_idx else None,
                     length_limit=self.length_limit,

@@ -15,7 +15,7 @@ from typing import Unpack
 
 from cod_envs.base import Environment, Message
 from cod_megatron.cod.episode import Episode, Lifecycle, Pack
-from cod_megatron.cod.tokenization import ChatRenderer, TokenConversation, WordRenderer
+from cod_megatron.cod.tokenization import ChatRenderer, LengthBudget, TokenConversation, WordRenderer
 from cod_megatron.engines.interface import RolloutEngine, SamplingParams
 from cod_megatron.rollout.lifecycle import LifecycleOptions, Prompt, TextLifecycle, run_lifecycle
 from cod_megatron.rollout.update_branches import attach_branches, token_brancher
@@ -77,13 +77,19 @@ def call_seed(seed: int, call: int) -> int:
 
 @dataclass
 class TokenResponder:
-    """Answers through a rollout engine and records each episode token-in/token-out as an ``Episode``."""
+    """Answers through a rollout engine and records each episode token-in/token-out as an ``Episode``.
+
+    ``budget`` (the run's caps of cod.md 2.7) bounds every call by what the prompt leaves: the engine is asked for
+    at most ``budget.max_new_tokens(len(prompt))``. A prompt with no room left gets an empty answer without an
+    engine call, and an episode the budget cut is marked ``truncated`` (counted, never a crash: R11).
+    """
 
     engine: RolloutEngine
     renderer: Renderer
     params: SamplingParams
     pack_id: int
     rollout: int
+    budget: LengthBudget | None = None
     episodes: list[Episode] = field(default_factory=list)
     _conv: TokenConversation | None = None
     _key: tuple[str, int] = ("solve", 0)
@@ -91,9 +97,10 @@ class TokenResponder:
     _cap: int | None = None
     _calls: int = 0
     _turn_tokens: list[int] = field(default_factory=list)
+    _truncated: bool = False
 
     def begin(self, kind: str, position: int, prompt: Prompt, max_tokens: int | None = None) -> str:  # noqa: D102
-        self._key, self._logprobs, self._turn_tokens = (kind, position), [], []
+        self._key, self._logprobs, self._turn_tokens, self._truncated = (kind, position), [], [], False
         self._cap = max_tokens
         self._conv = start_conversation(self.renderer, prompt)
         return self._generate(self._conv)
@@ -122,6 +129,7 @@ class TokenResponder:
                 turn_ids=list(conv.turn_ids),
                 reward=reward,
                 feedback=feedback,
+                truncated=self._truncated,
                 format_error=format_error,
                 judge_error=judge_error,
                 outcome=scored.get("outcome"),
@@ -134,15 +142,29 @@ class TokenResponder:
             raise RuntimeError("TokenResponder: no episode begun")
         return self._conv
 
-    def _generate(self, conv: TokenConversation) -> str:
-        prompt_ids = conv.prompt_ids
+    def _limits(self, prompt_len: int) -> tuple[SamplingParams, bool]:
+        """This call's sampling params (its seed, the smallest cap) and whether the length budget set the cap."""
         params = self.params
         if self._cap is not None and self._cap < params.max_new_tokens:
             params = replace(params, max_new_tokens=self._cap)
         if params.seed is not None:  # one seed per lifecycle; each model call of it draws its own stream
             params = replace(params, seed=call_seed(params.seed, self._calls))
         self._calls += 1
+        room = self.budget.max_new_tokens(prompt_len) if self.budget is not None else params.max_new_tokens
+        if room >= params.max_new_tokens:
+            return params, False
+        return replace(params, max_new_tokens=max(room, 0)), True
+
+    def _generate(self, conv: TokenConversation) -> str:
+        prompt_ids = conv.prompt_ids
+        params, budget_cut = self._limits(len(prompt_ids))
+        if budget_cut and params.max_new_tokens == 0:  # no room: an empty answer, no engine call; the domain scores it
+            self._truncated = True
+            self._turn_tokens.append(0)
+            conv.add_response([], "")
+            return ""
         gen = self.engine.generate(prompt_ids, params, conv.messages)
+        self._truncated |= budget_cut and len(gen.token_ids) >= params.max_new_tokens
         self._turn_tokens.append(len(gen.token_ids))
         text = gen.text if gen.text is not None else self.renderer.decode_response(gen.token_ids)
         self._logprobs += [0.0] * (len(prompt_ids) - len(self._logprobs)) + list(gen.logprobs)
@@ -158,17 +180,24 @@ def run_token_lifecycle(
     engine: RolloutEngine,
     renderer: Renderer,
     params: SamplingParams,
+    budget: LengthBudget | None = None,
     update_branches: int = 1,
     branch_horizon: int = 1,
     **options: Unpack[LifecycleOptions],
 ) -> tuple[Lifecycle, TextLifecycle]:
     """The lifecycle driven by an engine; returns the token-level ``Lifecycle`` (for credit and packing) and its
-    text trace. ``update_branches`` B > 1 writes B update episodes at every update position, each non-continuing
-    one playing the next ``branch_horizon`` tasks (``Lifecycle.branches``; docs/update_branches.md)."""
+    text trace. ``budget``: the run's length caps (:class:`TokenResponder`). ``update_branches`` B > 1 writes B
+    update episodes at every update position, each non-continuing one playing the next ``branch_horizon`` tasks
+    (``Lifecycle.branches``; docs/update_branches.md)."""
 
     def new_responder(handle: RolloutEngine, branch_params: SamplingParams) -> TokenResponder:
         return TokenResponder(
-            engine=handle, renderer=renderer, params=branch_params, pack_id=pack.pack_id, rollout=rollout
+            engine=handle,
+            renderer=renderer,
+            params=branch_params,
+            pack_id=pack.pack_id,
+            rollout=rollout,
+            budget=budget,
         )
 
     responder = new_responder(engine, params)

@@ -14,6 +14,18 @@ from dataclasses import dataclass
 OS_LABELS = {"windows": "Windows", "mac": "macOS", "linux": "Linux", "remote": "Remote Linux"}
 """Scope of a pattern: the local OS, or the remote host (always Linux)."""
 
+_ZIP_PACK = [
+    ("zip_r", "cd {base} && zip -r {archive} {name}"),
+    ("zip", "cd {base} && zip {archive} {name}"),
+    ("gzip_r", "cd {base} && gzip -r {name}"),
+]
+"""The zip / gzip pack commands: the same on every OS (the simulator runs them alike)."""
+_UNZIP = [
+    ("unzip_d", "unzip -o {archive} -d {dest}"),
+    ("cd_unzip", "cd {dest} && unzip -o {archive}"),
+    ("unzip", "unzip -o {archive}"),
+]
+"""The unzip commands: the same on every OS."""
 _UNIX_FILE_OPS: dict[str, list[tuple[str, str]]] = {
     "rename": [("mv", "mv {dir}/{old} {dir}/{new}")],
     "move": [("mv", "mv {src} {dst}")],
@@ -21,17 +33,8 @@ _UNIX_FILE_OPS: dict[str, list[tuple[str, str]]] = {
     "chmod": [("chmod", "chmod {mode} {path}")],
     "delete": [("rm", "rm -f {path}")],
     "mkdir": [("mkdir_p", "mkdir -p {path}"), ("mkdir", "mkdir {path}")],
-    "pack": [
-        ("tar", "cd {base} && tar -c{z}f {archive} {name}"),
-        ("zip_r", "cd {base} && zip -r {archive} {name}"),
-        ("zip", "cd {base} && zip {archive} {name}"),
-        ("gzip_r", "cd {base} && gzip -r {name}"),
-    ],
-    "extract_zip": [
-        ("unzip_d", "unzip -o {archive} -d {dest}"),
-        ("cd_unzip", "cd {dest} && unzip -o {archive}"),
-        ("unzip", "unzip -o {archive}"),
-    ],
+    "pack": [("tar", "cd {base} && tar -c{z}f {archive} {name}"), *_ZIP_PACK],
+    "extract_zip": _UNZIP,
     "extract_tar": [
         ("tar_c", "tar -x{z}f {archive} -C {dest}"),
         ("cd_tar", "cd {dest} && tar -x{z}f {archive}"),
@@ -47,16 +50,9 @@ _WINDOWS_FILE_OPS: dict[str, list[tuple[str, str]]] = {
     "pack": [
         ("tar", "cd {base} && tar -a -cf {archive} {name}"),
         ("compress", "powershell Compress-Archive -Path {base}\\{name} -DestinationPath {base}\\{archive}"),
-        ("zip_r", "cd {base} && zip -r {archive} {name}"),
-        ("zip", "cd {base} && zip {archive} {name}"),
-        ("gzip_r", "cd {base} && gzip -r {name}"),
+        *_ZIP_PACK,
     ],
-    "extract_zip": [
-        ("unzip_d", "unzip -o {archive} -d {dest}"),
-        ("cd_unzip", "cd {dest} && unzip -o {archive}"),
-        ("unzip", "unzip -o {archive}"),
-        ("expand", "powershell Expand-Archive -Path {archive} -DestinationPath {dest}"),
-    ],
+    "extract_zip": [*_UNZIP, ("expand", "powershell Expand-Archive -Path {archive} -DestinationPath {dest}")],
 }
 _TRANSFERS: dict[str, list[tuple[str, str]]] = {
     "upload": [

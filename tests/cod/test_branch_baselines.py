@@ -35,8 +35,8 @@ def advantages(lc: Lifecycle) -> dict:
     return out
 
 
-def test_b2_k1_hand_computed_with_format_rewards():
-    # S = 3, G = 2, B = 2, k = 1: R_b = (r_z_b + r_x_b[j+1]) / 2
+def b2_k1_pair() -> tuple[Lifecycle, Lifecycle]:
+    """S = 3, G = 2, B = 2, k = 1: two lifecycles with a format penalty on one branch each (hand-computed below)."""
     a = lifecycle(
         0,
         [1.0, 0.0, 1.0],
@@ -51,6 +51,12 @@ def test_b2_k1_hand_computed_with_format_rewards():
         keep=[0, 0],
         branches=[(0, 1, 0.0, [("solve", 1, 1.0)]), (1, 1, -0.1, [("solve", 2, 1.0)])],
     )
+    return a, b
+
+
+def test_b2_k1_hand_computed_with_format_rewards():
+    # S = 3, G = 2, B = 2, k = 1: R_b = (r_z_b + r_x_b[j+1]) / 2
+    a, b = b2_k1_pair()
     res = assign_credit([a, b], AlgorithmConfig(adaptive_red=False, update_branches=2))
     # a, update 0: branch 0 (-0.1 + 1) / 2 = 0.45, branch 1 continues: (0 + r_x[1] = 0) / 2 = 0; mean 0.225
     # a, update 1: branch 0 continues: (-0.1 + r_x[2] = 1) / 2 = 0.45, branch 1: (0 + 0) / 2 = 0; mean 0.225
@@ -86,20 +92,7 @@ def test_b2_k1_hand_computed_with_format_rewards():
 
 def test_batch_std_spans_solve_returns_and_branch_returns():
     # the B2/k1 case above with std_normalization=batch: every advantage divided by the std of all the returns in play
-    a = lifecycle(
-        0,
-        [1.0, 0.0, 1.0],
-        [0.0, -0.1],
-        keep=[1, 0],
-        branches=[(0, 0, -0.1, [("solve", 1, 1.0)]), (1, 1, 0.0, [("solve", 2, 0.0)])],
-    )
-    b = lifecycle(
-        1,
-        [0.0, 1.0, 1.0],
-        [0.0, 0.0],
-        keep=[0, 0],
-        branches=[(0, 1, 0.0, [("solve", 1, 1.0)]), (1, 1, -0.1, [("solve", 2, 1.0)])],
-    )
+    a, b = b2_k1_pair()
     assign_credit([a, b], AlgorithmConfig(adaptive_red=False, update_branches=2, std_normalization="batch"))
     solve_returns = [2 / 3, 1 / 2, 1.0, 2 / 3, 1.0, 1.0]
     branch_rets = [0.45, 0.0, 0.45, 0.0, 0.5, 0.5, 0.5, 0.45]

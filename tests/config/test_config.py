@@ -76,6 +76,8 @@ def test_bad_override_names_the_field(item, field):
         ("optimizer.lr=-1", "optimizer.lr"),
         ("rollout.group_size=1", "rollout.group_size"),
         ("rollout.max_model_len=50", "rollout.max_model_len"),
+        ("rollout.max_prompt_tokens=0", "rollout.max_prompt_tokens"),  # the length budget's caps (cod.md 2.7)
+        ("rollout.max_response_tokens=0", "rollout.max_response_tokens"),
         ("parallel.tp=3", "parallel.tp"),
         ("algorithm.gamma=1.5", "algorithm.gamma"),
         ("parallel.sequence_parallel=true", "parallel.sequence_parallel"),  # needs tp > 1

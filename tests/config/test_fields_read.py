@@ -28,12 +28,7 @@ READ_INSIDE_CONFIG = {
     "model.kv_channels": "ModelConfig.head_dim -> transformer_config(kv_channels=...)",
 }
 
-KNOWN_UNREAD = {
-    # Found when the scan became section-qualified (issue 28): only LengthBudget's namesake field was read. The
-    # rollout never caps a prompt at rollout.max_prompt_tokens; validation only checks it against max_model_len.
-    # Wire it (or drop the field) and delete this entry: the test fails once the field is read.
-    "rollout.max_prompt_tokens": "validated against rollout.max_model_len, never applied to a prompt",
-}
+KNOWN_UNREAD: dict[str, str] = {}
 """Fields nothing reads yet, each a known gap with its reason; the test holds this list exact."""
 
 

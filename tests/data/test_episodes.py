@@ -8,29 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cod_megatron.cod.episode import Episode
+from cod_megatron.data.denominators import step_denominators
 from cod_megatron.data.episodes import pack_episodes
 
 
 def episode(turns: list[tuple[int, int]], *, seed: int = 0, advantage: float = 1.0, position: int = 0) -> Episode:
     """An episode of (observation length, response length) turns with random ids and log-probs."""
     rng = random.Random(seed)
-    ids, gen, lp, tid = [], [], [], []
-    for t, (obs, resp) in enumerate(turns):
-        ids += [rng.randrange(1, 100) for _ in range(obs + resp)]
-        gen += [False] * obs + [True] * resp
-        lp += [0.0] * obs + [-rng.random() for _ in range(resp)]
-        tid += [t] * (obs + resp)
-    return Episode(
-        pack_id=0,
-        rollout=0,
-        kind="solve",
-        position=position,
-        token_ids=ids,
-        generated=gen,
-        rollout_logprobs=lp,
-        turn_ids=tid,
-        advantage=advantage,
-    )
+    calls = []
+    for obs, resp in turns:
+        ids = [rng.randrange(1, 100) for _ in range(obs + resp)]
+        calls.append((ids[:obs], ids[obs:], [-rng.random() for _ in range(resp)]))
+    ep = Episode.from_turns(calls, pack_id=0, rollout=0, kind="solve", position=position)
+    ep.advantage = advantage
+    return ep
 
 
 def test_multi_turn_episode_is_one_segment_with_shifted_fields():
@@ -90,6 +81,18 @@ def test_over_long_episodes_are_counted_not_fatal():
     assert stats.dropped == [1] and stats.episodes == 2
     _, stats = pack_episodes(eps, budget=20, overlong="truncate")
     assert stats.truncated == [1] and eps[1].truncated
+
+
+def test_an_episode_the_length_budget_left_empty_packs_with_no_loss_token():
+    """A prompt over the rollout's budget gets an empty answer (no generated token): its segment is kept (the tokens
+    are real) but adds nothing to the loss or to the step's denominators (the all-masked loss is 0: test_losses)."""
+    empty, full = episode([(5, 0), (3, 0)], seed=0), episode([(2, 3)], seed=1)
+    [[mb]], stats = pack_episodes([empty, full], budget=64)
+    assert mb.num_segments == 2 and stats.loss_tokens == 3 and mb.loss_mask[:8].sum() == 0
+    denom = step_denominators([mb])
+    assert (denom.num_tokens, denom.num_sequences) == (3, 1)
+    [[alone]], _ = pack_episodes([empty], budget=64)
+    assert step_denominators([alone]).num_tokens == 0 and alone.loss_mask.sum() == 0
 
 
 def test_episode_without_advantage_or_with_ragged_fields_is_rejected():

@@ -7,13 +7,9 @@ import math
 import pytest
 
 import cod_recipes
-from cod_envs import registry
-from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.config import finalize
-from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
-from cod_megatron.rollout.renderers import run_renderer
-from cod_megatron.rollout.token_play import run_token_lifecycle
 from tests.cli import train_cli
+from tests.rollout.recipe_play import play_oracle_pack
 
 
 def test_recipe_validates_and_plays_code_lock():
@@ -24,13 +20,7 @@ def test_recipe_validates_and_plays_code_lock():
     assert cfg.optimizer.lr == 5e-4  # half debug_cpu's: docs/credit_domain.md, "A lower learning rate"
 
     # plays a CodeLock pack at token level as the loop does: the recipe's renderer, pack size, caps and vocabulary
-    domain, renderer = registry.load("code_lock"), run_renderer(cfg)
-    rows = domain.make_rows(cfg.rollout.pack_size, 0, "train", cfg.env.setting)
-    tasks = tuple(Task(taskset_id="code_lock", row=i, data=r) for i, r in enumerate(rows))
-    pack = Pack(pack_id=0, seed=11, tasks=tasks)
-    engine = TextPolicyEngine(domain.policies["oracle"](3), renderer.encode, renderer.end_of_turn_id)
-    params = SamplingParams(max_new_tokens=cfg.rollout.max_response_tokens, seed=0)
-    lc, _ = run_token_lifecycle(domain.env, pack, 0, engine=engine, renderer=renderer, params=params)
+    lc, _ = play_oracle_pack(cfg, "code_lock", pack_seed=11, oracle_seed=3)
     assert len(lc.solves()) == cfg.rollout.pack_size and len(lc.updates()) == cfg.rollout.pack_size - 1
     assert sum(lc.solve_rewards()) > 0  # the oracle earns reward: the answers parse in the recipe's vocabulary
     for episode in lc.episodes:

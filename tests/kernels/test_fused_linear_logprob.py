@@ -14,7 +14,7 @@ from torch.utils._pytree import tree_flatten
 
 from cod_kernels.fused_linear_logprob import CPU_CONFIG, KernelConfig, fused_linear_logprob
 from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob, materialized_linear_logprob
-from tests.dist import init_method, spawn
+from tests.dist import gloo_group, spawn, vocab_shard
 
 # split vocab programs and unequal forward/backward tiles: the partial-merge path and odd tile edges
 SPLIT_CONFIG = KernelConfig(16, 16, 16, 1, 1, 32, 16, 32, 1, 1, vocab_splits=3)
@@ -151,17 +151,10 @@ TP_SHAPE = (29, 32, 203)  # V odd: the shards differ in size (102 + 101)
 
 
 def _tp_worker(rank, world):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init_method())
-    try:
+    with gloo_group(rank, world):
         hidden, weight, labels, mask, w1, w2 = case(*TP_SHAPE, seed=7, device="cpu")  # gloo moves CPU tensors
-        shards = weight.chunk(world)
-        start = sum(s.shape[0] for s in shards[:rank])
-        kw = dict(vocab_start=start, group=dist.group.WORLD, reduce_hidden_grad=True)
-        return run(fused(**kw), hidden, shards[rank], labels, mask, w1, w2)
-    finally:
-        dist.destroy_process_group()
+        shard, kw = vocab_shard(weight, rank, world)
+        return run(fused(**kw), hidden, shard, labels, mask, w1, w2)
 
 
 @pytest.mark.dist

@@ -19,7 +19,7 @@ from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
 from cod_kernels.linear_pg_head_reference import linear_pg_head_reference
 from cod_megatron.cod.losses import LossDenominators, LossOptions, compute_denominators, policy_loss
 from cod_megatron.config import AlgorithmConfig
-from tests.dist import init_method, spawn
+from tests.dist import gloo_group, spawn, vocab_shard
 from tests.kernels.test_fused_linear_logprob import LargestAllocation
 
 CHUNK = 7  # ~26 loss rows of 37: four chunks, the last one ragged
@@ -319,19 +319,13 @@ TP_SHAPE = dict(t=29, h=16, v=203, seed=10)  # V odd: shards of 102 and 101 rows
 
 
 def _tp_worker(rank, world):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init_method())
-    try:
+    with gloo_group(rank, world):
         hidden, weight, labels, mask, adv, old = case(**TP_SHAPE)
-        shards = weight.chunk(world)
-        start = sum(s.shape[0] for s in shards[:rank])
-        main_grad = torch.zeros(shards[rank].shape)
-        kw = dict(vocab_start=start, group=dist.group.WORLD, reduce_hidden_grad=True, grad_scale=0.5)
-        lp, en, gh, _ = fused(hidden, shards[rank], labels, mask, simple_pg_grad(mask, adv, old), 0.5, main_grad, **kw)
+        shard, kw = vocab_shard(weight, rank, world)
+        main_grad = torch.zeros(shard.shape)
+        grad = simple_pg_grad(mask, adv, old)
+        lp, en, gh, _ = fused(hidden, shard, labels, mask, grad, 0.5, main_grad, **kw, grad_scale=0.5)
         return lp, en, gh, main_grad
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.dist

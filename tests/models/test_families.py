@@ -30,7 +30,7 @@ def test_the_family_rules_follow_the_config_flags():
     for arch, fam in FAMILIES.items():
         cfg = ModelConfig(arch=arch)
         assert ("self_attention.linear_qkv.bias" in fam.layer_names) == cfg.add_qkv_bias == fam.attention_bias
-        assert ("self_attention.q_layernorm.weight" in fam.layer_names) == cfg.qk_layernorm
+        assert ("self_attention.q_layernorm.weight" in fam.layer_names) == cfg.qk_layernorm == fam.qk_layernorm
 
 
 def test_the_tiny_tokenizer_template_is_llama3_for_llama_and_chatml_for_qwen():

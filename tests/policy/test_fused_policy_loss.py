@@ -13,7 +13,6 @@ from functools import partial
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from cod_kernels.fused_linear_logprob import fused_linear_logprob
 from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
@@ -22,7 +21,7 @@ from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch, synthetic_packed_batch
 from cod_megatron.data.denominators import step_denominators
 from cod_megatron.policy.loss import packed_policy_loss
-from tests.dist import init_method, spawn
+from tests.dist import gloo_group, spawn, vocab_shard
 from tests.kernels.test_fused_linear_logprob import DEVICE, close_scaled
 
 
@@ -119,17 +118,10 @@ def test_fused_policy_loss_bf16_and_3d_hidden():
 
 
 def _tp_worker(rank, world):
-    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=init_method())
-    try:
-        cfg = CFGS[1]
+    with gloo_group(rank, world):
         batch, lh, lw = loss_case(v=203, h=32, seed=8, device="cpu")  # gloo moves CPU tensors
-        lshards = lw.chunk(world)
-        denom = step_denominators([batch])
-        lstart = sum(s.shape[0] for s in lshards[:rank])
-        kw = dict(vocab_start=lstart, group=dist.group.WORLD, reduce_hidden_grad=True)
-        return loss_and_grads(fused_packed_policy_loss, lh, lshards[rank], batch, denom, cfg, **kw)
-    finally:
-        dist.destroy_process_group()
+        shard, kw = vocab_shard(lw, rank, world)
+        return loss_and_grads(fused_packed_policy_loss, lh, shard, batch, step_denominators([batch]), CFGS[1], **kw)
 
 
 @pytest.mark.dist

@@ -68,3 +68,22 @@ def test_the_dry_run_prints_the_choice(te_present, dtype, expect):
     layout = finalize(cfg)
     cfg.model.params_dtype = dtype  # after finalize, which keeps CPU runs in float32
     assert json.loads(render(cfg, layout))["layers"].startswith(expect)
+
+
+def test_the_transformer_config_takes_the_attention_layout_from_the_model_family(monkeypatch):
+    """A family that declares q/k norms and a q/k/v bias gets them, whatever its arch is called: the policy asks the
+    family (models/), it does not compare ``model.arch``."""
+    import dataclasses
+
+    from cod_megatron.config import finalize
+    from cod_megatron.models import families
+    from cod_megatron.policy.model import transformer_config
+
+    cfg = tiny_cfg()
+    cfg.model.arch = "llama"
+    plain = transformer_config(cfg.model, finalize(cfg))
+    assert (plain.qk_layernorm, plain.add_qkv_bias) == (False, False)
+    both = dataclasses.replace(families.FAMILIES["llama"], qk_layernorm=True, attention_bias=True)
+    monkeypatch.setitem(families.FAMILIES, "llama", both)
+    config = transformer_config(cfg.model, finalize(cfg))
+    assert (config.qk_layernorm, config.add_qkv_bias) == (True, True)

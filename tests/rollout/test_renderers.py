@@ -2,13 +2,10 @@
 with the model family's chat template (the model's own tokenizer arrives with ``model.hf_path``)."""
 
 import cod_recipes
-from cod_envs import registry
-from cod_megatron.cod.episode import Pack, Task
 from cod_megatron.cod.tokenization import ChatRenderer, WordRenderer
 from cod_megatron.config import apply_overrides
-from cod_megatron.engines.interface import SamplingParams, TextPolicyEngine
 from cod_megatron.rollout.renderers import run_renderer
-from cod_megatron.rollout.token_play import run_token_lifecycle
+from tests.rollout.recipe_play import play_oracle_pack
 
 
 def test_the_word_model_plays_through_its_domains_vocabulary():
@@ -16,13 +13,7 @@ def test_the_word_model_plays_through_its_domains_vocabulary():
     renderer = run_renderer(cfg)
     assert isinstance(renderer, WordRenderer) and renderer.vocab_size <= cfg.model.vocab_size
     # plays a HiddenKey pack through it: every prompt and answer word is a word of the vocabulary (no <unk>)
-    domain = registry.load("hidden_key")
-    rows = domain.make_rows(cfg.rollout.pack_size, 0, "train", cfg.env.setting)
-    tasks = tuple(Task(taskset_id="hidden_key", row=i, data=r) for i, r in enumerate(rows))
-    pack = Pack(pack_id=0, seed=5, tasks=tasks)
-    engine = TextPolicyEngine(domain.policies["oracle"](1), renderer.encode, renderer.end_of_turn_id)
-    params = SamplingParams(max_new_tokens=cfg.rollout.max_response_tokens, seed=0)
-    lc, _ = run_token_lifecycle(domain.env, pack, 0, engine=engine, renderer=renderer, params=params)
+    lc, _ = play_oracle_pack(cfg, "hidden_key", pack_seed=5, oracle_seed=1)
     assert len(lc.solves()) == cfg.rollout.pack_size and sum(lc.solve_rewards()) > 0
     unknown = renderer.encode("<unk>")[0]
     assert all(unknown not in e.token_ids and max(e.token_ids) < cfg.model.vocab_size for e in lc.episodes)
