@@ -58,10 +58,13 @@ SETTINGS = SlurmSettings(account="a", partition="p", time="01:00:00", container_
 ALLOCATOR_PER_RECIPE = {
     "debug_cpu": None,
     "debug_cpu_code_lock": None,
+    "debug_cpu_mix": None,
     "smollm2_135m_cod_cpu": None,
     "smollm2_135m_cod_1gpu": None,
     "qwen3_8b_cod_8gpu_h100": None,  # colocated SGLang: CUDA IPC and the memory saver
     "llama3_70b_cod_64gpu_h100": "expandable_segments:True",  # engines on their own GPUs: NCCL broadcast only
+    "qwen3_8b_cod_setting_a_24gpu_h100": "expandable_segments:True",  # the paper's settings: engines on their own node
+    "qwen3_8b_cod_setting_b_32gpu_h100": "expandable_segments:True",
 }
 
 
