@@ -19,6 +19,7 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     cfg.run.device = "cpu"
     cfg.run.steps = 40
     cfg.run.env_vars = {}
+    cfg.run.torch_threads = 1  # the trainer; the engine actor gets Ray's OMP_NUM_THREADS=1 (fractional CPU)
     cfg.model = smollm2_135m()
     cfg.parallel.tp = cfg.parallel.pp = cfg.parallel.dp = 1
     cfg.parallel.engines = cfg.parallel.engine_tp = 1
@@ -62,6 +63,7 @@ def smollm2_135m_cod_1gpu() -> RunConfig:
     cfg = smollm2_135m_cod_cpu()
     cfg.run.name = "smollm2_135m_cod_1gpu"
     cfg.run.device = "cuda"
+    cfg.run.torch_threads = None  # the GPU machine's host cores are not shared
     cfg.parallel.gpus_per_node = 1
     cfg.rollout.backend = "inprocess"
     cfg.eval.interval = 0
