@@ -17,6 +17,7 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     cfg = cpu_on_policy(base_cod())
     cfg.run.name = "smollm2_135m_cod_cpu"
     cfg.run.steps = 40
+    cfg.run.torch_threads = 1  # the trainer; the engine actor gets Ray's OMP_NUM_THREADS=1 (fractional CPU)
     cfg.model = smollm2_135m()
     cfg.env.train_domains = ["hidden_key_chat"]
     cfg.env.num_train_rows = 10_000
@@ -48,6 +49,7 @@ def smollm2_135m_cod_1gpu() -> RunConfig:
     cfg = smollm2_135m_cod_cpu()
     cfg.run.name = "smollm2_135m_cod_1gpu"
     cfg.run.device = "cuda"
+    cfg.run.torch_threads = None  # the GPU machine's host cores are not shared
     cfg.parallel.gpus_per_node = 1
     cfg.rollout.backend = "inprocess"
     cfg.eval.interval = 0

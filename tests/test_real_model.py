@@ -31,10 +31,10 @@ SMALL = [
 ]
 
 
-def _assert_gate(trainer, batch) -> int:
+def _assert_gate(trainer, micro_batches) -> int:
     """Trainer log-probs of every generated token equal the engine's; returns how many tokens were compared."""
     n = 0
-    for b, logp in zip(batch.ranks[0], trainer.compute_logprobs(batch.ranks[0]), strict=True):
+    for b, logp in zip(micro_batches, trainer.compute_logprobs(micro_batches), strict=True):
         m = b.loss_mask.bool()
         n += int(m.sum())
         # 30 fp32 layers: KV-cached batched decode and the packed THD forward differ by up to ~3e-5
@@ -63,8 +63,10 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
     renderer = run_renderer(cfg)
     assert renderer.tokenizer.convert_ids_to_tokens(renderer.end_of_turn_id) == "<|im_end|>"
     init_distributed(layout, master_port=free_port())
+    threads = torch.get_num_threads()
     try:
         trainer = parts.start_trainer(cfg, layout, renderer)
+        assert torch.get_num_threads() == cfg.run.torch_threads == 1  # the recipe's setting reaches the trainer
         engine = EmbeddedEngine(**parts.engine_kwargs(cfg, renderer))
         sync = WeightSync(cfg.model, [engine])
         sync.sync(trainer.model, version=0)
@@ -79,7 +81,9 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
         assert text.startswith("<|im_start|>system\nYou are playing a guessing game.")  # ours, not SmolLM's default
         assert "## Hints that might help" in text and "<|im_start|>assistant\n" in text
         batch = build_step_batch(result.lifecycles, cfg.algorithm, budget=cfg.optimizer.micro_batch_tokens, dp=1)
-        assert _assert_gate(trainer, batch) == sum(e.num_generated for lc in result.lifecycles for e in lc.episodes)
+        assert _assert_gate(trainer, batch.ranks[0]) == sum(
+            e.num_generated for lc in result.lifecycles for e in lc.episodes
+        )
         old_weights = _weights(trainer)
         metrics = trainer.train_step(batch.ranks[0], batch.denominators)
         assert metrics["old_kl"] == 0.0 and metrics["ratio"] == 1.0 and metrics["update_ok"] == 1.0
@@ -96,17 +100,18 @@ def test_two_cod_steps_of_the_real_model_with_the_step0_gate():
         result = manager.run(source.train_packs(2), cfg.rollout.group_size, step=2)
         assert len(result.lifecycles) == 2 and result.failed == 0
         batch = build_step_batch(result.lifecycles, cfg.algorithm, budget=cfg.optimizer.micro_batch_tokens, dp=1)
-        assert _assert_gate(trainer, batch) > 0
+        assert _assert_gate(trainer, batch.ranks[0]) > 0
         # ... and it tells old weights from new: the step-0 weights fail it on the same rollouts (an engine left on
-        # the old weights, or a trainer that did not step, would not pass above)
+        # the old weights, or a trainer that did not step, would not pass above); one micro-batch shows it
         new_weights = _weights(trainer)
         _load_weights(trainer, old_weights)
         with pytest.raises(AssertionError, match="not close"):
-            _assert_gate(trainer, batch)
+            _assert_gate(trainer, batch.ranks[0][:1])
         _load_weights(trainer, new_weights)
         metrics = trainer.train_step(batch.ranks[0], batch.denominators)
         assert metrics["update_ok"] == 1.0 and torch.isfinite(torch.tensor(metrics["loss"]))
     finally:
+        torch.set_num_threads(threads)  # the next tests get the process as they found it
         destroy_distributed()
 
 

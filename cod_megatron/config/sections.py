@@ -29,10 +29,15 @@ class RunSection:
     """cod: the CoD loop; synthetic: optimizer steps on random packed batches (a check of the policy stack)."""
     env_vars: dict[str, str] = field(default_factory=dict)
     """Environment variables for every process of the job (sbatch script and Ray runtime env alike)."""
+    torch_threads: int | None = None
+    """Intra-op threads of each trainer process (``torch.set_num_threads``, set when its trainer starts); None:
+    torch's default, one per core. 1 on a shared CPU box: there two threads wait on each other at every op's
+    barrier (6.5x slower SmolLM2 forward-backward measured at load 40 on 2 cores; same gradients bitwise)."""
 
     def check(self, p: str = "run") -> None:
         """Validate."""
         require(self.steps >= 0, f"{p}.steps", "must be >= 0")
+        require(self.torch_threads is None or self.torch_threads >= 1, f"{p}.torch_threads", "must be >= 1 or None")
         require(bool(self.name), f"{p}.name", "must not be empty")
 
 

@@ -76,8 +76,13 @@ class EmbeddedEngine:
         for _ in range(max(budget, default=0)):
             if all(done):
                 break
-            res = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=past, use_cache=True
+            res = self.model(  # logits of the last position only: the prefill skips a [n, longest, V] LM head
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
             )
             past = res.past_key_values
             logprobs = torch.log_softmax(res.logits[:, -1].float().cpu() / temps, dim=-1)

@@ -44,8 +44,10 @@ def start_trainer(
 
     ``checkpoint.load`` wins over ``model.hf_path`` (a resumed run keeps its trained weights; hf_path then only
     names the tokenizer). Each rank reads only its TP/PP slices of the safetensors; the engines get the same weights
-    through the first weight sync, before any rollout.
+    through the first weight sync, before any rollout. Sets this process's torch threads first (``run.torch_threads``).
     """
+    if cfg.run.torch_threads is not None:
+        torch.set_num_threads(cfg.run.torch_threads)
     trainer = PolicyTrainer(cfg, layout)
     if load := resume_path(cfg):
         trainer.load(load, with_optimizer=with_optimizer)

@@ -198,3 +198,11 @@ def test_run_name_names_the_run_directory_unless_output_dir_is_given():
     cfg = apply_overrides(cod_recipes.get("debug_cpu"), ["run.name=abc", "run.output_dir=/tmp/x"])
     finalize(cfg)
     assert cfg.run.output_dir == "/tmp/x"
+
+
+def test_torch_threads_is_a_count_or_none():
+    cfg = apply_overrides(cod_recipes.get("debug_cpu"), ["run.torch_threads=0"])
+    with pytest.raises(ConfigError) as e:
+        finalize(cfg)
+    assert e.value.field == "run.torch_threads"
+    assert apply_overrides(cod_recipes.get("debug_cpu"), ["run.torch_threads=2"]).run.torch_threads == 2
