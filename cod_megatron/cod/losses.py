@@ -244,16 +244,27 @@ def aggregation_weights(
     if mode == "seq_mean_token_sum":
         return m / max(denom.num_sequences, 1)
     if mode == "seq_mean_token_mean":
-        if not bool(keep.any()):
+        if denom.sample_ids.numel() == 0:  # no loss token in the whole step (a shape, not a value: no host read)
             return m
         known = denom.sample_ids.to(sample_ids.device)
-        ids = sample_ids.long()
-        pos = torch.searchsorted(known, ids).clamp(max=max(known.numel() - 1, 0))
-        if known.numel() == 0 or not bool((known[pos] == ids)[keep].all()):
-            raise ValueError("a masked-in token's sample id is not in the step's denominators")
-        n = denom.sample_num_tokens.to(m.device, torch.float64)[pos]  # >= 1 for every sample in B'
+        pos = torch.searchsorted(known, sample_ids.long()).clamp(max=known.numel() - 1)
+        n = denom.sample_num_tokens.to(m.device, torch.float64)[pos]  # >= 1; masked-out tokens get m = 0
         return m / (n * max(denom.num_sequences, 1))
     raise ValueError(f"unknown loss_agg mode {mode!r}")
+
+
+def check_samples_known(loss_mask: torch.Tensor, sample_ids: torch.Tensor, denom: LossDenominators) -> None:
+    """Raise unless every masked-in token's sample id is one of the step's denominators (``seq_mean_token_mean``
+    would otherwise weight it by another sample's token count).
+
+    Reads values: call it once per micro-batch on host tensors (the trainer does, before the batch moves to its
+    device), never inside the loss, which the ``pg_head`` path evaluates once per chunk of rows.
+    """
+    _check_same_shape(loss_mask=loss_mask, sample_ids=sample_ids)
+    ids = sample_ids.detach().cpu().long()[loss_mask.detach().cpu() != 0]
+    known = denom.sample_ids.cpu()
+    if ids.numel() and (known.numel() == 0 or not torch.isin(ids, known).all()):
+        raise ValueError("a masked-in token's sample id is not in the step's denominators")
 
 
 # ---- total loss with Megatron's contract (6.9) ------------------------------------------------------------------
