@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -53,12 +54,20 @@ def count_host_reads() -> Iterator[collections.Counter]:
     counts: collections.Counter = collections.Counter()
     saved = {name: torch.Tensor.__dict__.get(name) for name in READ_METHODS}
 
+    inside = threading.local()
+
     def counting(name: str):
         original = getattr(torch.Tensor, name)
 
         def method(self, *args, **kwargs):
+            if getattr(inside, "read", False):  # a torch-function mode (cpu_compat's) calls the method again
+                return original(self, *args, **kwargs)
             counts[name] += 1
-            return original(self, *args, **kwargs)
+            inside.read = True
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                inside.read = False
 
         return method
 

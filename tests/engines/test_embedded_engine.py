@@ -131,3 +131,22 @@ def test_the_runs_engine_generates_on_the_runs_device(device):
     if device == "cpu" or torch.cuda.is_available():
         engine = EmbeddedEngine(**kwargs)
         assert engine.device.type == device and next(engine.model.parameters()).device.type == device
+
+
+def test_decoding_reads_values_back_a_few_times_per_batch_not_per_token():
+    """Issue 31 item 5: the decode loop keeps tokens, log-probs and finish flags on the engine's device and reads
+    "all finished?" once per ``DONE_CHECK_EVERY`` steps; the old loop copied the logits to the host every token."""
+    import math
+
+    from cod_megatron.engines.embedded import DONE_CHECK_EVERY
+    from tests.host_reads import count_host_reads
+
+    cfg = cod_recipes.get("debug_cpu")
+    engine = EmbeddedEngine(hf_config_from_model(cfg.model), stop_token_ids=[])
+    engine.update_weights(list(engine.model.named_parameters()), version=0, last=True)
+    requests = [EngineRequest([1, 2, 3], SamplingParams(24, seed=s)) for s in range(3)]
+    with count_host_reads() as reads:
+        out = engine.generate_batch(requests)
+    assert [len(g.token_ids) for g in out] == [24, 24, 24]  # no stop token: every request decodes its budget
+    checks = math.ceil(24 / DONE_CHECK_EVERY)
+    assert reads["__bool__"] <= checks and sum(reads.values()) <= checks + 8, dict(reads)  # + the final copies
