@@ -253,20 +253,6 @@ def aggregation_weights(
     raise ValueError(f"unknown loss_agg mode {mode!r}")
 
 
-def check_samples_known(loss_mask: torch.Tensor, sample_ids: torch.Tensor, denom: LossDenominators) -> None:
-    """Raise unless every masked-in token's sample id is one of the step's denominators (``seq_mean_token_mean``
-    would otherwise weight it by another sample's token count).
-
-    Reads values: call it once per micro-batch on host tensors (the trainer does, before the batch moves to its
-    device), never inside the loss, which the ``pg_head`` path evaluates once per chunk of rows.
-    """
-    _check_same_shape(loss_mask=loss_mask, sample_ids=sample_ids)
-    ids = sample_ids.detach().cpu().long()[loss_mask.detach().cpu() != 0]
-    known = denom.sample_ids.cpu()
-    if ids.numel() and (known.numel() == 0 or not torch.isin(ids, known).all()):
-        raise ValueError("a masked-in token's sample id is not in the step's denominators")
-
-
 # ---- total loss with Megatron's contract (6.9) ------------------------------------------------------------------
 @dataclass(frozen=True)
 class LossOptions:

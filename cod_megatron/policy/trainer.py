@@ -15,10 +15,10 @@ from megatron.core.optimizer import get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
-from cod_megatron.cod.losses import LossDenominators, check_samples_known
+from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch
-from cod_megatron.data.denominators import sample_ids, segment_offsets, step_denominators
+from cod_megatron.data.denominators import check_samples_known, sample_ids, segment_offsets, step_denominators
 from cod_megatron.policy import checkpoint
 from cod_megatron.policy.hf_weights import load_hf_weights
 from cod_megatron.policy.logprobs import tp_logprobs

@@ -11,7 +11,6 @@ from cod_megatron.cod.losses import (
     LossDenominators,
     LossOptions,
     aggregation_weights,
-    check_samples_known,
     compute_denominators,
     kl_penalty,
     policy_loss,
@@ -22,6 +21,7 @@ from cod_megatron.cod.losses import (
     rollout_mismatch,
 )
 from cod_megatron.config import AlgorithmConfig
+from cod_megatron.data.denominators import check_samples_known
 
 AGG_MODES = ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"]
 
