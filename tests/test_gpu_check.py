@@ -139,7 +139,9 @@ def test_the_real_model_stage_stops_and_reports_inside_its_cap():
 STUB_PY = """#!/usr/bin/env bash
 # python's stand-in for scripts/gpu_check.sh: the wheels step answers at once; the model step runs the real
 # model_parts.py (STUB_MODEL=real) or passes after half its time (late) or at once (now); a stage passes at once
-# (STUB_STAGES=pass) or ignores SIGTERM and sleeps until it is killed at its cap (sleep).
+# (STUB_STAGES=pass) or ignores SIGTERM and sleeps until it is killed at its cap (sleep); STUB_VERSIONS=old: the
+# versions stage finds the machine below the code's minimums (exit 3).
+[[ $* == *versions.py* && $STUB_VERSIONS == old ]] && { echo "RESULT too old: transformers 4.57.1"; exit 3; }
 case "$*" in
   *wheels.py*) echo "RESULT stub wheels"; exit 0 ;;
   *model_parts.py*)
@@ -222,3 +224,123 @@ def test_a_damaged_part_fails_the_model_step_even_while_another_is_pending(tmp_p
         parts.join(tmp_path / "parts", tmp_path / "out")
     assert not isinstance(e.value, parts.PartsMissing)
     assert json.loads((tmp_path / "parts" / "MANIFEST.json").read_text())["file"] == "model.gguf"
+
+
+# ---- the machine's versions (issue 31 item 3) ---------------------------------------------------------------------
+def _pins() -> dict[str, str]:
+    lock = (ROOT / "requirements" / "cpu.lock").read_text()
+    return {m[1]: m[2] for m in re.finditer(r"^([a-z0-9_.-]+)==(\S+)", lock, re.M)}
+
+
+def test_the_pins_and_the_packaging_meet_the_one_list_of_minimums():
+    """cod_megatron/infra/min_versions.py is the one list: the locked pins meet it, pyproject's requires-python
+    starts at its Python, and it (like versions.py) parses on an older Python, which it must report, not crash on."""
+    from cod_megatron.infra.min_versions import MINIMUM, below_minimum
+
+    pins = _pins()
+    assert below_minimum({"python": "3.12.0"} | {k: pins[k] for k in MINIMUM if k != "python"}) == []
+    requires = re.search(r'^requires-python = ">=([0-9.]+)', (ROOT / "pyproject.toml").read_text(), re.M)[1]
+    assert tuple(int(x) for x in requires.split(".")) == MINIMUM["python"][0]
+    import ast
+
+    for path in (ROOT / "cod_megatron" / "infra" / "min_versions.py", ROOT / "scripts" / "gpu_check" / "versions.py"):
+        ast.parse(path.read_text(), feature_version=(3, 8))
+
+
+@pytest.mark.parametrize(
+    "package,old",
+    [("python", "3.11.7"), ("torch", "2.5.1"), ("transformers", "4.57.1"), ("megatron-core", "0.17.1")],
+)
+def test_versions_names_a_package_below_its_minimum_and_why(package, old):
+    """transformers 4 would ignore ``rope_parameters`` (rope theta 10000 in the engine against the trainer's)."""
+    versions = _script("versions")
+    pins = {k: v for k, v in _pins().items() if k in ("torch", "transformers", "megatron-core")}
+    assert versions.too_old("3.12.3", pins) == []
+    python = old if package == "python" else "3.12.3"
+    problems = versions.too_old(python, pins | ({} if package == "python" else {package: old}))
+    assert len(problems) == 1 and problems[0].startswith(f"{package} {old} is below"), problems
+    if package == "transformers":
+        assert "rope_parameters" in problems[0]
+    missing = versions.too_old("3.12.3", pins | {"megatron-core": "MISSING (ModuleNotFoundError: megatron)"})
+    assert missing and missing[0].startswith("megatron-core is missing")
+
+
+def test_the_versions_stage_says_what_is_too_old_and_exits_for_gpu_check_to_stop(monkeypatch, capsys):
+    versions = _script("versions")
+    fake = {"transformers": "4.57.1", "megatron-core": "0.19.2", "torch": "2.11.0"}
+    monkeypatch.setattr(versions, "version_of", lambda dist, module: fake.get(dist, "1.0"))
+    assert versions.main([]) == versions.TOO_OLD == 3
+    out = capsys.readouterr().out
+    assert "TOO OLD: transformers 4.57.1 is below 5.0" in out and "RESULT too old: transformers 4.57.1" in out
+
+
+@pytest.mark.parametrize("mode", ["gpu", "cpu"], ids=["gpu_mode", "cpu_mode"])  # id "gpu": the gpu mark's skip
+def test_a_machine_below_the_minimums_stops_the_run_with_every_step_line_written(tmp_path, mode):
+    r, status, _ = _run_with_stubs(tmp_path, mode, STUB_STAGES="pass", STUB_MODEL="now", STUB_VERSIONS="old")
+    later = [s for s in ("model", *STAGES) if s in status and s not in ("versions",)]
+    assert status["setup"] == "PASS" and status["versions"] == "FAIL", status
+    assert {s: status[s] for s in later} == dict.fromkeys(later, "SKIP") and "real_model" in later, status
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "too old: transformers 4.57.1" in summary and "minimum versions" in summary, summary
+    assert r.returncode == 1
+
+
+def _wheel(directory: Path, dist: str, version: str, module: str) -> Path:
+    path = directory / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{module}/__init__.py", f"__version__ = {version!r}\n")
+        z.writestr(f"{dist}-{version}.dist-info/METADATA", f"Name: {dist}\nVersion: {version}\n")
+    return path
+
+
+def test_a_carried_wheel_replaces_another_version_of_its_installed_distribution(tmp_path, monkeypatch):
+    """The machine's own megatron-core at another version than the pin is shadowed by the pinned wheel (einops
+    stands in: installed here); the same version as installed is left alone, and a re-run finds its unpacked copy."""
+    import importlib.metadata
+
+    wheels = _script("wheels")
+    installed = importlib.metadata.version("einops")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "same").mkdir()
+    _wheel(tmp_path / "other", "einops", "0.0.1", "einops")
+    _wheel(tmp_path / "same", "einops", installed, "einops")
+    assert "already importable" in wheels.unpack(tmp_path / "same", tmp_path / "site_same")[0]
+    lines = wheels.unpack(tmp_path / "other", tmp_path / "site")
+    assert f"einops {installed} installed, the pin is 0.0.1" in lines[0], lines
+    assert (tmp_path / "site" / "einops" / "__init__.py").read_text() == "__version__ = '0.0.1'\n"
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))  # as main() does on a re-run
+    importlib.invalidate_caches()
+    assert "already importable" in wheels.unpack(tmp_path / "other", tmp_path / "site")[0]
+
+
+# ---- the gpu_tests stage runs every gpu- and sglang-marked test (issue 31 item 4) ---------------------------------
+def _collected(marker_expr: str, paths: list[str]) -> list[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", marker_expr, *paths],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    return sorted(line for line in r.stdout.splitlines() if "::" in line)
+
+
+@pytest.mark.slow
+def test_the_gpu_tests_stage_selects_every_gpu_and_sglang_marked_test():
+    """The GPU mode's gpu_tests stage collects only the files its grep finds (other modules may import what the GPU
+    machine lacks); with its marker expression they hold every test the whole suite selects by ``gpu or sglang``."""
+    text = SCRIPT.read_text()
+    pattern = re.search(r"mapfile -t gpu_test_files < <\(grep -rlE '([^']+)' tests --include='test_\*\.py'", text)[1]
+    expr = re.search(r'stage gpu_tests \d+ "\$PY" -m pytest .* -m "([^"]+)" "\$\{gpu_test_files', text)
+    assert expr and expr[1] == "gpu or sglang", "the stage must select both markers"
+    grep = subprocess.run(["grep", "-rlE", pattern, "tests", "--include=test_*.py"], cwd=ROOT, capture_output=True)
+    files = sorted(grep.stdout.decode().split())
+    selected, everything = _collected(expr[1], files), _collected(expr[1], ["tests"])
+    assert selected == everything
+    for name in (
+        "tests/policy/test_pg_head_gpu.py::test_pg_head_in_bf16_tracks_fp32_repeats_bitwise_and_never_syncs",
+        "tests/engines/test_update_group.py::test_real_server_takes_a_weight_update_through_its_nccl_update_group",
+        "tests/engines/test_sglang_engine.py::test_real_server",
+    ):
+        assert name in selected, name

@@ -56,6 +56,8 @@ def split_for_context_parallel(batch: PackedBatch, cp: int, rank: int, multiple:
         loss_mask=torch.where(ok, batch.loss_mask[idx], 0.0),
         segment_ids=seg,
         cu_seqlens_padded=cu_padded,
+        host_max_seqlen=None,  # the shard's own, read again from its tensors
+        host_cu_seqlens=None,
         **{
             name: None if t is None else torch.where(ok, t[idx], torch.zeros((), dtype=t.dtype))
             for name, t in batch.optional_token_fields().items()

@@ -31,3 +31,18 @@ def step_denominators(batches: list[PackedBatch]) -> LossDenominators:
     return compute_denominators(
         [b.loss_mask for b in batches], [sample_ids(b, o) for b, o in zip(batches, offsets, strict=True)]
     )
+
+
+def check_samples_known(loss_mask: torch.Tensor, sample_ids: torch.Tensor, denom: LossDenominators) -> None:
+    """Raise unless every masked-in token's sample id is one of the step's denominators (``seq_mean_token_mean``
+    would otherwise weight it by another sample's token count).
+
+    Reads values: call it once per micro-batch on host tensors (the trainer does, before the batch moves to its
+    device), never inside the loss, which the ``pg_head`` path evaluates once per chunk of rows.
+    """
+    if loss_mask.shape != sample_ids.shape:
+        raise ValueError(f"loss_mask {tuple(loss_mask.shape)} and sample_ids {tuple(sample_ids.shape)} differ")
+    ids = sample_ids.detach().cpu().long()[loss_mask.detach().cpu() != 0]
+    known = denom.sample_ids.cpu()
+    if ids.numel() and (known.numel() == 0 or not torch.isin(ids, known).all()):
+        raise ValueError("a masked-in token's sample id is not in the step's denominators")

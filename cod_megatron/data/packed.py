@@ -43,6 +43,8 @@ class PackedBatch:
     tensors then hold this rank's part of every segment (see ``data/context_parallel.py``)."""
     host_max_seqlen: int | None = None
     """:attr:`max_seqlen` read on the host before the batch moved to a device (set by :meth:`to`)."""
+    host_cu_seqlens: tuple[list[int], list[int] | None] | None = None
+    """``(cu_seqlens, cu_seqlens_padded)`` read on the host before the batch moved to a device (set by :meth:`to`)."""
 
     def to(self, device: torch.device) -> PackedBatch:
         """This batch with every tensor on ``device`` (self when they all are): one copy per tensor, from pinned host
@@ -57,7 +59,17 @@ class PackedBatch:
             k: (t.pin_memory() if pin and t.device.type == "cpu" else t).to(device, non_blocking=pin)
             for k, t in tensors.items()
         }
-        return dataclasses.replace(self, **moved, host_max_seqlen=self.max_seqlen)
+        return dataclasses.replace(
+            self, **moved, host_max_seqlen=self.max_seqlen, host_cu_seqlens=self.cu_seqlens_on_host()
+        )
+
+    def cu_seqlens_on_host(self) -> tuple[list[int], list[int] | None]:
+        """``(cu_seqlens, cu_seqlens_padded)`` as Python ints: the copy :meth:`to` kept, else read from the tensors
+        (free on the host; a device sync only for a batch that was made on its device)."""
+        if self.host_cu_seqlens is not None:
+            return self.host_cu_seqlens
+        padded = None if self.cu_seqlens_padded is None else self.cu_seqlens_padded.tolist()
+        return self.cu_seqlens.tolist(), padded
 
     @property
     def num_tokens(self) -> int:

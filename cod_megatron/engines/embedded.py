@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from cod_megatron.engines.interface import EngineRequest, Generation
 
 log = logging.getLogger(__name__)
+
+DONE_CHECK_EVERY = 8
+"""Decode steps between the reads of "has every request finished?": the decode loop's only host read (a device sync
+on a GPU), so up to 7 steps may run after the last request finished; their tokens are padding and are dropped."""
 
 
 class EmbeddedEngine:
@@ -63,18 +67,22 @@ class EmbeddedEngine:
                 raise ValueError(f"request {i}: empty prompt")
             ids[i, longest - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
             mask[i, longest - len(r.prompt_ids) :] = 1
-        gens = [_generator(r.params.seed) for r in requests]
+        gens = [_generator(r.params.seed, self.device) for r in requests]
         temps = torch.tensor([r.params.temperature for r in requests], dtype=torch.float32)[:, None]
-        budget = [r.params.max_new_tokens for r in requests]
-        out: list[list[int]] = [[] for _ in requests]
-        logps: list[list[float]] = [[] for _ in requests]
-        done = [b <= 0 for b in budget]
-        finish: list[Literal["stop", "length"]] = ["length"] * n
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        budget = torch.tensor([r.params.max_new_tokens for r in requests])
+        steps = max(0, *(r.params.max_new_tokens for r in requests))
+        d = self.device
+        temps, budget, stop = temps.to(d), budget.to(d), torch.tensor(sorted(self.stop), dtype=torch.long).to(d)
+        tokens = torch.full((n, steps), self.pad, dtype=torch.long, device=d)
+        logps = torch.zeros((n, steps), dtype=torch.float32, device=d)
+        lengths = torch.zeros(n, dtype=torch.long, device=d)
+        stopped = torch.zeros(n, dtype=torch.bool, device=d)
+        done = budget <= 0
+        ids, mask = ids.to(d), mask.to(d)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         step_ids, past = ids, None
-        for _ in range(max(budget, default=0)):
-            if all(done):
+        for step in range(steps):
+            if step % DONE_CHECK_EVERY == 0 and bool(done.all()):  # the loop's one host read
                 break
             res = self.model(  # logits of the last position only: the prefill skips a [n, longest, V] LM head
                 input_ids=step_ids,
@@ -85,24 +93,22 @@ class EmbeddedEngine:
                 logits_to_keep=1,
             )
             past = res.past_key_values
-            logprobs = torch.log_softmax(res.logits[:, -1].float().cpu() / temps, dim=-1)
-            nxt = torch.full((n,), self.pad, dtype=torch.long)
-            for i in range(n):
-                if done[i]:
-                    continue
-                tok = int(torch.multinomial(logprobs[i].exp(), 1, generator=gens[i]))
-                out[i].append(tok)
-                logps[i].append(float(logprobs[i, tok]))
-                nxt[i] = tok
-                if tok in self.stop:
-                    done[i], finish[i] = True, "stop"
-                elif len(out[i]) >= budget[i]:
-                    done[i] = True
-            step_ids = nxt[:, None].to(self.device)
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=1)
+            logprobs = torch.log_softmax(res.logits[:, -1].float() / temps, dim=-1)
+            nxt = torch.cat([torch.multinomial(logprobs[i].exp(), 1, generator=gens[i]) for i in range(n)])
+            live = ~done
+            nxt = torch.where(live, nxt, self.pad)  # a finished request feeds padding
+            tokens[:, step] = nxt
+            logps[:, step] = logprobs.gather(1, nxt[:, None])[:, 0]
+            lengths += live
+            stopped |= live & torch.isin(nxt, stop)
+            done = done | stopped | (lengths >= budget)
+            step_ids = nxt[:, None]
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=d)], dim=1)
             positions = positions[:, -1:] + 1
+        tokens_h, logps_h, lengths_h, stopped_h = (x.cpu().tolist() for x in (tokens, logps, lengths, stopped))
         return [
-            Generation(token_ids=o, logprobs=lp, finish_reason=f) for o, lp, f in zip(out, logps, finish, strict=True)
+            Generation(token_ids=t[:k], logprobs=lp[:k], finish_reason="stop" if s else "length")
+            for t, lp, k, s in zip(tokens_h, logps_h, lengths_h, stopped_h, strict=True)
         ]
 
     # ---- weights and memory --------------------------------------------------------------------------------------
@@ -150,8 +156,8 @@ class EmbeddedEngine:
         raise RuntimeError("an in-process EmbeddedEngine cannot be restarted (its health is always ok)")
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
+def _generator(seed: int | None, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device)
     if seed is None:
         g.seed()
     else:

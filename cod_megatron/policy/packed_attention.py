@@ -13,6 +13,8 @@ q ``[s, b, np, hn]``; output ``[s, b, np * hn]``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -43,11 +45,51 @@ class _GatherContextParallel(torch.autograd.Function):
         return grad[ctx.rank], None
 
 
-def segment_bounds(params: PackedSeqParams) -> list[tuple[int, int]]:
-    """(start, length) of each segment; padded offsets (``cu_seqlens_q_padded``) give the starts when present."""
-    lengths = params.cu_seqlens_q.diff().tolist()
-    starts_src = params.cu_seqlens_q_padded if params.cu_seqlens_q_padded is not None else params.cu_seqlens_q
-    return list(zip(starts_src[:-1].tolist(), lengths, strict=True))
+class SegmentPlan:
+    """The segments of one packed micro-batch, read on the host once per micro-batch (not once per layer).
+
+    ``starts`` (padded offsets on a CP shard), ``lengths`` (real) and ``padded`` (CP shard: padded lengths, else None)
+    are Python ints; :meth:`length_groups` gives the token indices of each group of equal-length segments on a device,
+    built once per device from pinned host memory (a non-blocking copy: no sync, unlike ``cu_seqlens.tolist()``).
+    """
+
+    def __init__(self, cu_seqlens: Sequence[int], cu_seqlens_padded: Sequence[int] | None = None):
+        cu = [int(x) for x in cu_seqlens]
+        self.lengths = [b - a for a, b in zip(cu[:-1], cu[1:], strict=True)]
+        padded = None if cu_seqlens_padded is None else [int(x) for x in cu_seqlens_padded]
+        self.starts = (padded or cu)[:-1]
+        self.padded = None if padded is None else [b - a for a, b in zip(padded[:-1], padded[1:], strict=True)]
+        self._groups: dict[torch.device, list[tuple[int, int, torch.Tensor]]] = {}
+
+    @classmethod
+    def from_params(cls, params: PackedSeqParams) -> SegmentPlan:
+        """The plan a :class:`PlannedSeqParams` carries, else read from megatron's tensors (a host read)."""
+        if isinstance(params, PlannedSeqParams) and params.plan is not None:
+            return params.plan
+        padded = params.cu_seqlens_q_padded
+        return cls(params.cu_seqlens_q.tolist(), None if padded is None else padded.tolist())
+
+    def length_groups(self, device: torch.device) -> list[tuple[int, int, torch.Tensor]]:
+        """``(length, count, token indices [count * length] int64 on device)`` per distinct segment length."""
+        if device not in self._groups:
+            by_length: dict[int, list[int]] = {}
+            for start, length in zip(self.starts, self.lengths, strict=True):
+                by_length.setdefault(length, []).append(start)
+            host = [(torch.tensor(st)[:, None] + torch.arange(n)[None, :]).reshape(-1) for n, st in by_length.items()]
+            flat = torch.cat(host) if host else torch.zeros(0, dtype=torch.long)
+            pin = device.type == "cuda"
+            flat = (flat.pin_memory() if pin else flat).to(device, non_blocking=pin)
+            parts = flat.split([len(st) * n for n, st in by_length.items()])
+            self._groups[device] = [(n, len(st), i) for (n, st), i in zip(by_length.items(), parts, strict=True)]
+        return self._groups[device]
+
+
+@dataclass
+class PlannedSeqParams(PackedSeqParams):
+    """megatron's ``PackedSeqParams`` plus the host :class:`SegmentPlan` of the same micro-batch (the trainer builds
+    it from the host copy of ``cu_seqlens``), so that no layer reads ``cu_seqlens`` back from the device."""
+
+    plan: SegmentPlan | None = field(default=None, repr=False, compare=False)
 
 
 class PackedDotProductAttention(MegatronModule):
@@ -102,15 +144,12 @@ class PackedDotProductAttention(MegatronModule):
             return self._forward_context_parallel(query, key, value, packed_seq_params)
         if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
             # Segments of equal length attend as one batch: a few SDPA calls instead of one per episode.
-            by_length: dict[int, list[int]] = {}
-            for start, length in segment_bounds(packed_seq_params):
-                by_length.setdefault(length, []).append(start)
             out = torch.zeros_like(query)
-            for length, starts in by_length.items():
-                idx = (torch.tensor(starts)[:, None] + torch.arange(length)[None, :]).reshape(-1).to(query.device)
-                q, k, v = (x[idx].unflatten(0, (len(starts), length)).transpose(1, 2) for x in (query, key, value))
-                res = self._attend(q, k, v, None).transpose(1, 2).flatten(0, 1)
-                out = out.index_copy(0, idx, res)
+            for length, count, idx in SegmentPlan.from_params(packed_seq_params).length_groups(query.device):
+                q, k, v = (
+                    x.index_select(0, idx).unflatten(0, (count, length)).transpose(1, 2) for x in (query, key, value)
+                )
+                out.index_copy_(0, idx, self._attend(q, k, v, None).transpose(1, 2).flatten(0, 1))
             return out.reshape(out.shape[0], -1)
         if packed_seq_params is not None:
             raise ValueError(f"unsupported qkv_format {packed_seq_params.qkv_format!r}")
@@ -133,8 +172,8 @@ class PackedDotProductAttention(MegatronModule):
         group = parallel_state.get_context_parallel_group()
         rank = dist.get_rank(group)
         k_all, v_all = _GatherContextParallel.apply(key, group), _GatherContextParallel.apply(value, group)
-        real = params.cu_seqlens_q.diff().tolist()
-        padded = params.cu_seqlens_q_padded.diff().tolist()
+        plan = SegmentPlan.from_params(params)
+        real, padded = plan.lengths, plan.padded
         out = torch.zeros_like(query)
         offset = 0
         for length, plen in zip(real, padded, strict=True):

@@ -13,27 +13,28 @@ from megatron.core.distributed import DistributedDataParallel, DistributedDataPa
 from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
 from megatron.core.optimizer import get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.data import PackedBatch
-from cod_megatron.data.denominators import segment_offsets, step_denominators
+from cod_megatron.data.denominators import check_samples_known, sample_ids, segment_offsets, step_denominators
 from cod_megatron.policy import checkpoint
 from cod_megatron.policy.hf_weights import load_hf_weights
 from cod_megatron.policy.logprobs import tp_logprobs
 from cod_megatron.policy.loss import packed_policy_loss
 from cod_megatron.policy.microbatches import fixed_shape_microbatches, local_share
 from cod_megatron.policy.model import build_model, transformer_config
+from cod_megatron.policy.packed_attention import PlannedSeqParams, SegmentPlan
 from cod_megatron.policy.pg_head import head_inputs, loss_scale, pg_head, pg_head_loss, pg_loss_fn
 
 
-def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
-    """megatron's THD description of a packed micro-batch."""
+def packed_seq_params(batch: PackedBatch) -> PlannedSeqParams:
+    """megatron's THD description of a packed micro-batch, with the segment plan the project's attention reads
+    (from the host copy of ``cu_seqlens``: once per micro-batch, no device sync)."""
     cu = batch.cu_seqlens.to(torch.int32)
     padded = None if batch.cu_seqlens_padded is None else batch.cu_seqlens_padded.to(torch.int32)
-    return PackedSeqParams(
+    return PlannedSeqParams(
         qkv_format="thd",
         cu_seqlens_q=cu,
         cu_seqlens_kv=cu,
@@ -41,6 +42,7 @@ def packed_seq_params(batch: PackedBatch) -> PackedSeqParams:
         cu_seqlens_kv_padded=padded,
         max_seqlen_q=batch.max_seqlen,
         max_seqlen_kv=batch.max_seqlen,
+        plan=SegmentPlan(*batch.cu_seqlens_on_host()),
     )
 
 
@@ -212,6 +214,10 @@ class PolicyTrainer:
                 f"loss_agg={self.cfg.algorithm.loss_agg!r} with given denominators needs batches with "
                 "global sample_ids (pack_episodes sets them)"
             )
+        offsets = segment_offsets(batches)
+        if denominators is not None and self.cfg.algorithm.loss_agg == "seq_mean_token_mean":
+            for b, o in zip(batches, offsets, strict=True):  # on the host, once per micro-batch (not per chunk)
+                check_samples_known(b.loss_mask, sample_ids(b, o), denominators)
         pg = self.fused and self.head_kernel == "pg_head" and not forward_only
         call = StepCall(
             denominators=(denominators or step_denominators(batches)).to(self.device),
@@ -219,7 +225,7 @@ class PolicyTrainer:
             loss_scale=loss_scale(self.tconfig, self.device) if pg else 1.0,  # once per step
             collect=collect,
         )
-        items = [(local_share(b, self.layout), o) for b, o in zip(batches, segment_offsets(batches), strict=True)]
+        items = [(local_share(b, self.layout), o) for b, o in zip(batches, offsets, strict=True)]
         seq_length = max(b.num_tokens for b, _ in items)  # 1F1B: a hint only, variable_seq_lengths exchanges shapes
         if self.layout.vpp:
             items, seq_length = fixed_shape_microbatches(items, self.layout.pp)

@@ -1,9 +1,12 @@
 """gpu_check stage ``versions``: the machine and the stack, and whether the driver is new enough for torch's CUDA.
 
-Prints one line per component (MISSING when it does not import). On a GPU the NVIDIA driver is compared with the
-minimum of the CUDA toolkit torch was built with (the toolkit's release notes, table 3): an older driver is
-reported, not failed (minor-version compatibility runs most code; PTX JIT and new APIs may not). The stage fails
-only when CUDA is visible but ``torch.cuda`` cannot initialise, or ``--expect-gpu`` is given and there is no GPU.
+Prints one line per component (MISSING when it does not import). Python, torch, transformers and megatron-core are
+checked against the code's minimums (``cod_megatron/infra/min_versions.py``): below one, or missing, the stage says
+which and why, and exits with ``TOO_OLD`` (gpu_check.sh then skips every later stage). On a GPU the NVIDIA driver is
+compared with the minimum of the CUDA toolkit torch was built with (the toolkit's release notes, table 3): an older
+driver is reported, not failed (minor-version compatibility runs most code; PTX JIT and new APIs may not). Otherwise
+the stage fails only when CUDA is visible but ``torch.cuda`` cannot initialise, or ``--expect-gpu`` is given and there
+is no GPU. Runs on any Python 3 (no newer syntax, torch imported after the Python check) to report an old one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import importlib.metadata
 import platform
 import subprocess
 
-import torch
+from cod_megatron.infra.min_versions import below_minimum
+
+TOO_OLD = 3
+"""Exit status: the machine's Python or a package is below the code's minimum (gpu_check.sh stops on it)."""
 
 # CUDA toolkit (major.minor) -> minimum Linux driver for the toolkit's full feature set.
 MIN_DRIVER = {
@@ -82,15 +88,38 @@ def nvidia_smi() -> str:
         return f"unavailable ({type(e).__name__})"
 
 
-def main() -> int:
+def too_old(python: str, versions: dict[str, str]) -> list[str]:
+    """:func:`below_minimum` of this Python and the packages (MISSING counts as absent)."""
+    installed: dict[str, str | None] = {"python": python}
+    installed.update({k: None if v.startswith("MISSING") else v for k, v in versions.items()})
+    return below_minimum(installed)
+
+
+def report_too_old(problems: list[str]) -> int:
+    for line in problems:
+        print(f"TOO OLD: {line}")
+    print(f"RESULT too old: {'; '.join(line.split(':')[0] for line in problems)} (see versions.log)")
+    return TOO_OLD
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--expect-gpu", action="store_true", help="fail when no CUDA device is usable")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.platform()}")
+    python = platform.python_version()
+    problems = [line for line in too_old(python, {}) if line.startswith("python")]
+    if problems:  # before importing anything that may need a newer Python
+        return report_too_old(problems)
+    import torch
+
     versions = {name: version_of(name, module) for name, module in PACKAGES}
     for name, v in versions.items():
         print(f"{name:<20} {v}")
     print(f"torch built with CUDA {torch.version.cuda}")
+    problems = too_old(python, versions)
+    if problems:
+        return report_too_old(problems)
     result = {k: versions[k].split(" ")[0] for k in ("torch", "triton", "transformers", "megatron-core", "gguf")}
     result |= {"te": versions["transformer-engine"].split(" ")[0], "flash_attn": versions["flash-attn"].split(" ")[0]}
     status = 0

@@ -21,6 +21,7 @@ from cod_megatron.cod.losses import (
     rollout_mismatch,
 )
 from cod_megatron.config import AlgorithmConfig
+from cod_megatron.data.denominators import check_samples_known
 
 AGG_MODES = ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"]
 
@@ -389,7 +390,7 @@ def test_malformed_inputs_raise():
     with pytest.raises(ValueError):
         compute_denominators([torch.ones(3)], [torch.arange(4)])
     with pytest.raises(ValueError):
-        aggregation_weights(torch.ones(3), ids + 100, denom, "seq_mean_token_mean")  # ids unknown to the step
+        check_samples_known(torch.ones(3), ids + 100, denom)  # ids unknown to the step
     with pytest.raises(ValueError):
         kl_penalty(z3, z3, "k4")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -401,3 +402,24 @@ def test_denominators_are_exact_counts():
     assert isinstance(denom, LossDenominators)
     assert (denom.num_tokens, denom.num_sequences) == (3, 2)
     assert denom.sample_ids.tolist() == [5, 7] and denom.sample_num_tokens.tolist() == [1, 2]
+
+
+# ---- no host reads on the hot path (issue 31 item 5) ------------------------------------------------------------
+@pytest.mark.parametrize("mode", AGG_MODES)
+def test_the_loss_reads_no_value_back_to_the_host(mode):
+    """The pg_head path evaluates the loss once per chunk of rows: a host read there (``bool()`` of a check, a
+    boolean-mask index) is a device sync per chunk. Forward and backward read nothing; the sample-id check runs once
+    per micro-batch on the host (:func:`check_samples_known`)."""
+    from tests.host_reads import count_host_reads
+
+    batch = flat(toy_step(seed=4))
+    cfg = AlgorithmConfig(loss_agg=mode, kl_coef=0.1, entropy_coef=0.01)
+    denom = compute_denominators([batch["mask"]], [batch["ids"]])
+    logp = batch["logp"].clone().requires_grad_()
+    with count_host_reads() as reads:
+        loss, _, _ = policy_loss(
+            logp, batch["old"], batch["adv"], batch["mask"], batch["ids"], denom, cfg, entropy=batch["ent"],
+            ref_logp=batch["ref"],
+        )  # fmt: skip
+        loss.backward()
+    assert not reads, dict(reads)

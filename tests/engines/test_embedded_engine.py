@@ -148,3 +148,22 @@ def test_the_lm_head_projects_only_the_last_position_of_each_call():
     reqs = [EngineRequest(list(range(1, 11)), SamplingParams(3, seed=0)), EngineRequest([4, 5, 6], SamplingParams(3))]
     assert [len(g.token_ids) for g in engine.generate_batch(reqs)] == [3, 3]
     assert rows == [1, 1, 1]
+
+
+def test_decoding_reads_values_back_a_few_times_per_batch_not_per_token():
+    """Issue 31 item 5: the decode loop keeps tokens, log-probs and finish flags on the engine's device and reads
+    "all finished?" once per ``DONE_CHECK_EVERY`` steps; the old loop copied the logits to the host every token."""
+    import math
+
+    from cod_megatron.engines.embedded import DONE_CHECK_EVERY
+    from tests.host_reads import count_host_reads
+
+    cfg = cod_recipes.get("debug_cpu")
+    engine = EmbeddedEngine(hf_config_from_model(cfg.model), stop_token_ids=[])
+    engine.update_weights(list(engine.model.named_parameters()), version=0, last=True)
+    requests = [EngineRequest([1, 2, 3], SamplingParams(24, seed=s)) for s in range(3)]
+    with count_host_reads() as reads:
+        out = engine.generate_batch(requests)
+    assert [len(g.token_ids) for g in out] == [24, 24, 24]  # no stop token: every request decodes its budget
+    checks = math.ceil(24 / DONE_CHECK_EVERY)
+    assert reads["__bool__"] <= checks and sum(reads.values()) <= checks + 8, dict(reads)  # + the final copies

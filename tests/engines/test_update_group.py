@@ -216,3 +216,60 @@ def test_a_failed_update_post_gives_a_waiting_nccl_broadcast_up_and_leaves_the_g
     assert "Failed to receive weights: CUDA out of memory" in (state["error"] or ""), state
     assert state["seconds"] < 45 and state["aborted"] and state["gone"], state
     assert state["total"] == float((1 << 20) * ((1 << 20) - 1)), state
+
+
+def _served_tensor(model_path: str, name: str) -> torch.Tensor:
+    """``name`` as the server loaded it: from the safetensors of its ``model_path`` (a local directory or a model id
+    in this node's Hugging Face cache)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    path = Path(model_path)
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(model_path, local_files_only=True))
+    index = path / "model.safetensors.index.json"
+    file = json.loads(index.read_text())["weight_map"][name] if index.exists() else "model.safetensors"
+    with safe_open(str(path / file), "pt") as f:
+        return f.get_tensor(name)
+
+
+@pytest.mark.sglang
+@pytest.mark.skipif(
+    not os.environ.get("COD_SGLANG_URL") or not torch.cuda.is_available(),
+    reason="set COD_SGLANG_URL to a running SGLang server (and run on a node with a GPU it does not use) to test "
+    "its NCCL update group",
+)
+def test_real_server_takes_a_weight_update_through_its_nccl_update_group():
+    """Issue 31 item 4: the NCCL path against a real server. This process joins the server's update group as rank 0
+    (``connect_engine``) and sends the final norm weight through ``/update_weights_from_distributed``: zeroed, every
+    logit is equal (a uniform next-token distribution, the new version reported); restored, greedy decoding gives the
+    tokens it gave before. NCCL takes no two ranks on one GPU: ``COD_SGLANG_TRAINER_GPU`` (default 0) must be a GPU
+    the server does not use. Llama / Qwen2 / Qwen3 models (``model.norm.weight``)."""
+    import math
+
+    from cod_megatron.engines.interface import EngineRequest, SamplingParams
+    from cod_megatron.engines.sglang.update_group import leave_update_group, node_address
+
+    torch.cuda.set_device(int(os.environ.get("COD_SGLANG_TRAINER_GPU", "0")))
+    engine = SGLangEngine(os.environ["COD_SGLANG_URL"], timeout_s=120, transport="distributed")
+    info, name = engine.server_info(), "model.norm.weight"
+    norm = _served_tensor(engine.model_info()["model_path"], name).cuda()
+    requests = [EngineRequest([1, 2, 3, 4], SamplingParams(max_new_tokens=6, temperature=0.0, seed=1))]
+    before = engine.generate_batch(requests)
+    connect_engine(engine, node_address(), free_port(), engine_tp=int(info.get("tp_size", 1)), backend="nccl")
+    try:
+        engine.update_weights([(name, torch.zeros_like(norm))], version=1001, last=True)
+        zeroed = engine.generate_batch(requests)[0]
+        version = engine.health()["weight_version"]
+    finally:
+        engine.update_weights([(name, norm)], version=1002, last=True)  # the served weights again
+        after = engine.generate_batch(requests)
+        engine.destroy_weights_update_group()
+        leave_update_group(engine)
+    assert version == 1001 and engine.weight_version == 1002
+    assert zeroed.logprobs and all(math.isclose(lp, zeroed.logprobs[0], abs_tol=1e-3) for lp in zeroed.logprobs)
+    assert zeroed.logprobs[0] < min(before[0].logprobs) - 1.0, (zeroed, before)  # uniform over the vocabulary
+    assert [g.token_ids for g in after] == [g.token_ids for g in before]

@@ -54,4 +54,5 @@ def test_a_packed_batch_moves_every_tensor_and_keeps_its_host_max_seqlen():
     for name in ("tokens", "labels", "loss_mask", "segment_ids", "cu_seqlens", "advantages"):
         assert getattr(moved, name).device.type == "meta" and getattr(b, name).device.type == "cpu"
     assert moved.max_seqlen == b.max_seqlen  # no .item() on the device (a sync on CUDA, an error on meta)
+    assert moved.cu_seqlens_on_host() == b.cu_seqlens_on_host() == (b.cu_seqlens.tolist(), None)  # nor .tolist()
     assert b.to(torch.device("cpu")) is b

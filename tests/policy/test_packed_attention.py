@@ -88,3 +88,22 @@ def test_context_parallel_needs_packed_input():
     q = torch.randn(4, 1, 4, 8)
     with pytest.raises(ValueError, match="packed THD"):
         attn(q, q, q, None)
+
+
+def test_thd_layers_read_no_value_back_to_the_host():
+    """Issue 31 item 5: the segment bounds are read once per micro-batch, on the host, by the trainer's
+    ``packed_seq_params``; each layer's forward and backward then reads nothing (a device sync per layer on a GPU)."""
+    from cod_megatron.data import synthetic_packed_batch
+    from cod_megatron.policy.trainer import packed_seq_params
+    from tests.host_reads import count_host_reads
+
+    batch = synthetic_packed_batch(seed=3, n_segments=7, vocab_size=50, min_len=2, max_len=5)  # lengths repeat
+    params = packed_seq_params(batch)
+    t = batch.num_tokens
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(t, n, HN, generator=g).requires_grad_() for n in (NP, NG, NG))
+    attention = module()
+    with count_host_reads() as reads:
+        for _ in range(2):  # two layers of one micro-batch
+            attention(q, k, v, None, packed_seq_params=params).square().sum().backward()
+    assert not reads, dict(reads)
