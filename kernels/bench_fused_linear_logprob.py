@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import torch
 
@@ -62,6 +63,28 @@ def _git_sha() -> str:
         return "unknown"
 
 
+def logprob_builders(wrap: Callable[[Callable[..., Any]], Provider], chunk: int) -> dict[str, ProviderBuilder]:
+    """The builders of the three log-prob heads both benches time (``triton_fused``, ``torch_eager``,
+    ``torch_chunked`` at ``chunk`` rows), each turned into a loss by ``wrap``; each imports its head when built."""
+
+    def triton_fused() -> Provider:
+        from cod_kernels.fused_linear_logprob import fused_linear_logprob
+
+        return wrap(fused_linear_logprob)
+
+    def torch_eager() -> Provider:
+        from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
+
+        return wrap(materialized_linear_logprob)
+
+    def torch_chunked() -> Provider:
+        from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob
+
+        return wrap(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk))
+
+    return {"triton_fused": triton_fused, "torch_eager": torch_eager, "torch_chunked": torch_chunked}
+
+
 def _providers(cpu_smoke: bool) -> dict[str, ProviderBuilder]:
     """name -> a builder of ``f(hidden, weight, labels, mask) -> scalar loss``; each builder imports what its provider
     needs, so ``run_benchmark`` imports and builds only the providers it runs."""
@@ -79,31 +102,10 @@ def _providers(cpu_smoke: bool) -> dict[str, ProviderBuilder]:
         ent = -(lsm.exp() * lsm).sum(-1)
         return torch.where(m, logp, 0.0), torch.where(m, ent, 0.0)
 
-    chunk = 16 if cpu_smoke else 4096
-
-    def triton_fused() -> Provider:
-        from cod_kernels.fused_linear_logprob import fused_linear_logprob
-
-        return with_weights(fused_linear_logprob)
-
-    def torch_eager() -> Provider:
-        from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
-
-        return with_weights(materialized_linear_logprob)
-
-    def torch_chunked() -> Provider:
-        from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob
-
-        return with_weights(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk))
-
     def torch_compile() -> Provider:
         return with_weights(torch.compile(plain_torch, dynamic=False))
 
-    out: dict[str, ProviderBuilder] = {
-        "triton_fused": triton_fused,
-        "torch_eager": torch_eager,
-        "torch_chunked": torch_chunked,
-    }
+    out = logprob_builders(with_weights, chunk=16 if cpu_smoke else 4096)
     if torch.cuda.is_available():  # inductor on the CPU machine would only time the C++ compiler
         out["torch_compile"] = torch_compile
     out["liger_flce"] = liger_flce

@@ -20,7 +20,14 @@ import sys
 
 import torch
 
-from cod_kernels.bench_fused_linear_logprob import COLUMNS, Provider, ProviderBuilder, liger_flce, run_benchmark
+from cod_kernels.bench_fused_linear_logprob import (
+    COLUMNS,
+    Provider,
+    ProviderBuilder,
+    liger_flce,
+    logprob_builders,
+    run_benchmark,
+)
 
 __all__ = ["COLUMNS", "main"]
 KERNEL = "linear_pg_head"
@@ -61,21 +68,6 @@ def _providers(cpu_smoke: bool) -> dict[str, ProviderBuilder]:
 
         return pg_head
 
-    def triton_fused() -> Provider:
-        from cod_kernels.fused_linear_logprob import fused_linear_logprob
-
-        return via_logprobs(fused_linear_logprob)
-
-    def torch_eager() -> Provider:
-        from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
-
-        return via_logprobs(materialized_linear_logprob)
-
-    def torch_chunked() -> Provider:
-        from cod_kernels.fused_linear_logprob_reference import chunked_linear_logprob
-
-        return via_logprobs(lambda h, w, y, m: chunked_linear_logprob(h, w, y, m, chunk_rows=chunk))
-
     def plain_torch(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         lsm = torch.log_softmax((h @ w.T).float(), dim=-1)  # every row: what torch.compile gets to fuse
         logp, ent = lsm.gather(-1, y[:, None]).squeeze(-1), -(lsm.exp() * lsm).sum(-1)
@@ -84,12 +76,8 @@ def _providers(cpu_smoke: bool) -> dict[str, ProviderBuilder]:
     def torch_compile() -> Provider:
         return torch.compile(plain_torch, dynamic=False)
 
-    out: dict[str, ProviderBuilder] = {  # pg_head first: on a short budget its rows are the ones that must exist
-        "triton_pg_head": triton_pg_head,
-        "triton_fused": triton_fused,
-        "torch_eager": torch_eager,
-        "torch_chunked": torch_chunked,
-    }
+    # pg_head first: on a short budget its rows are the ones that must exist
+    out: dict[str, ProviderBuilder] = {"triton_pg_head": triton_pg_head} | logprob_builders(via_logprobs, chunk)
     if torch.cuda.is_available():  # inductor on the CPU machine would only time the C++ compiler
         out["torch_compile"] = torch_compile
     out["liger_flce"] = liger_flce  # LigerFusedLinearCrossEntropyLoss: CE only
