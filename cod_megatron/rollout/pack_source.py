@@ -54,6 +54,7 @@ class PackSource:
             d.make_rows(e.num_train_rows, e.data_seed, "train", t.setting)
             for d, t in zip(self.domains, self.train_domains, strict=True)
         ]
+        self._before: tuple[int, list[int]] = (1, [0] * len(self.rows))
 
     @property
     def domain(self) -> Domain:
@@ -65,6 +66,17 @@ class PackSource:
         """The first domain's training rows."""
         return self.rows[0]
 
+    def packs_before(self, step: int) -> list[int]:
+        """Packs each domain took in steps 1 .. ``step`` - 1 (where its rows continue), kept from the last call so a
+        run's steps cost one quota split each, not a sum over every earlier step."""
+        cached, used = self._before
+        if cached > step:
+            cached, used = 1, [0] * len(self.rows)
+        for s in range(cached, step):
+            used = [u + q for u, q in zip(used, self.quotas(s), strict=True)]
+        self._before = (step, used)
+        return used
+
     def quotas(self, step: int) -> list[int]:
         """Packs per domain at trainer step ``step``."""
         weights = [t.weight for t in self.train_domains]
@@ -74,7 +86,7 @@ class PackSource:
         """``rollout.packs_per_step`` packs of ``rollout.pack_size`` for trainer step ``step`` (1-based), in domain
         order; a domain's rows continue where its previous step's stopped."""
         r = self.cfg.rollout
-        used = [sum(q) for q in zip(*(self.quotas(s) for s in range(1, step)), strict=True)] or [0] * len(self.rows)
+        used = self.packs_before(step)
         tasks = []
         for domain, rows, quota, done in zip(self.domains, self.rows, self.quotas(step), used, strict=True):
             start = done * r.pack_size

@@ -59,3 +59,13 @@ def test_one_domain_takes_the_rows_and_seeds_it_always_took():
     for step in (1, 7):
         rows = [t.row for p in source.train_packs(step) for t in p.tasks]
         assert rows == [((step - 1) * n + i) % len(source.train_rows) for i in range(n)]
+
+
+def test_rows_continue_the_same_whatever_order_the_steps_are_asked_in():
+    """A resumed run asks for its first step after a checkpoint, an evaluation script for any step: the rows of a
+    step never depend on which steps were asked before."""
+    fresh = _source("[hidden_key@3,code_lock:hard]", "rollout.packs_per_step=5")
+    want = {step: [(t.taskset_id, t.row) for p in fresh.train_packs(step) for t in p.tasks] for step in (1, 2, 3, 9)}
+    other = _source("[hidden_key@3,code_lock:hard]", "rollout.packs_per_step=5")
+    for step in (9, 2, 3, 1, 9):
+        assert [(t.taskset_id, t.row) for p in other.train_packs(step) for t in p.tasks] == want[step], step
