@@ -5,6 +5,7 @@ held-out combination reward at 5e-4, reward-to-go and outcome, ``docs/credit_abl
 interval is the one the reports use (``scripts/seed_stats.diff_ci95``), so power and report cannot disagree.
 
     .venv/bin/python scripts/prereg_power.py            # about 10 s
+    .venv/bin/python scripts/prereg_power.py --one-sample-sd 0.05 0.1 0.15   # the real-model pre-registration
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import statistics
 from pathlib import Path
 
-from seed_stats import diff_ci95
+from seed_stats import diff_ci95, mean_ci95
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,12 +41,40 @@ def power(delta: float, sd: float, n: int, reps: int, rng: random.Random) -> flo
     return hits / reps
 
 
+def power_one_sample(delta: float, sd: float, n: int, reps: int, rng: random.Random) -> float:
+    """Share of simulated n-seed means of a within-run difference whose t interval lies wholly above 0."""
+    hits = 0
+    for _ in range(reps):
+        hits += mean_ci95([rng.gauss(delta, sd) for _ in range(n)])[1] > 0
+    return hits / reps
+
+
+def one_sample_table(sds: list[float], reps: int, rng: random.Random) -> None:
+    """The real-model pre-registration's table: a within-run difference averaged over n seeds, per seed-level sd."""
+    ns = (3, 5, 10)
+    print("| seed-level sd | true difference | " + " | ".join(f"{n} seeds" for n in ns) + " |")
+    print("|---|---|" + "---|" * len(ns))
+    for sd in sds:
+        for delta in (0.1, 0.2, 0.3):
+            cells = " | ".join(f"{power_one_sample(delta, sd, n, reps, rng):.2f}" for n in ns)
+            print(f"| {sd:.2f} | {delta:+.1f} | {cells} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=ROOT / "docs/credit_ablation/lr5e-4.csv")
     ap.add_argument("--reps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--one-sample-sd",
+        type=float,
+        nargs="+",
+        help="instead: power of a within-run difference's mean over seeds, for these seed-level sds",
+    )
     args = ap.parse_args()
+    if args.one_sample_sd:
+        one_sample_table(args.one_sample_sd, args.reps, random.Random(args.seed))
+        return
     finals = final_by_variant(args.csv)
     rtg, out = finals["reward_to_go"], finals["outcome"]
     sd = ((statistics.variance(rtg) + statistics.variance(out)) / 2) ** 0.5

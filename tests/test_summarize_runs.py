@@ -129,3 +129,46 @@ def test_credit_ablation_pools_seeds_at_equal_steps_and_tokens(tmp_path, monkeyp
         ("branches2_seed1", "40", "8000"),
     }
     assert (out.parent / "ablation_positions.png").exists() and out.with_suffix(".png").exists()
+
+
+def _packs_file(path: Path, step: int, shown: list[list[float]], hidden: list[list[float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"step": step, "pack_size": len(r), "variant": variant, "pack": i, "rewards": r}
+        for variant, packs in (("cod", shown), ("hint_blind", hidden))
+        for i, r in enumerate(packs)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_real_model_seeds_summary_by_hand(tmp_path, monkeypatch):
+    """scripts/real_model_seeds_summary.py: the pre-registered hint effect (paired by pack) and gap, per run and
+    over seeds."""
+    # seed1: pack 0 shown [0,1,1,1] hidden [0,0,0,1]; pack 1 shown [1,1,0,1] hidden [1,1,0,1]
+    #   hint effect = mean(1 - 1/3, 2/3 - 2/3) = 1/3; gap = mean(1 - 0, 2/3 - 1) = 1/3; gap hidden = mean(1/3, -1/3) = 0
+    _packs_file(
+        tmp_path / "seed1/eval/step_60_packs.jsonl", 60, [[0, 1, 1, 1], [1, 1, 0, 1]], [[0, 0, 0, 1], [1, 1, 0, 1]]
+    )
+    # seed2: hints change nothing: hint effect 0; gap = mean(0, 1) = 1/2
+    _packs_file(
+        tmp_path / "seed2/eval/step_60_packs.jsonl", 60, [[1, 1, 1, 1], [0, 1, 1, 1]], [[1, 1, 1, 1], [0, 1, 1, 1]]
+    )
+    (tmp_path / "not_a_seed").mkdir()
+    summary = load_script("real_model_seeds_summary")
+    rows = summary.collect(tmp_path, 4)
+    assert [(r["run"], r["step"]) for r in rows] == [("seed1", 60), ("seed2", 60)]
+    assert rows[0]["hint_effect"] == pytest.approx(1 / 3) and rows[1]["hint_effect"] == 0
+    assert rows[0]["gap"] == pytest.approx(1 / 3) and rows[0]["gap_hidden"] == pytest.approx(0)
+    assert rows[1]["gap"] == pytest.approx(1 / 2)
+    assert rows[0]["shown_pos0"] == 0.5 and rows[0]["hidden_pos2"] == 0.0
+    # over seeds: mean 1/6, sd sqrt(2)/6, t(0.975, 1) = 12.706: half width 12.706 / 6
+    assert "| 60 | 2 | +0.17 [-1.95, +2.28] |" in summary.tables(rows, 4)
+    monkeypatch.setattr(sys, "argv", ["x", str(tmp_path), "--out", str(tmp_path / "out/s")])
+    summary.main()
+    assert {p.suffix for p in (tmp_path / "out").iterdir()} == {".md", ".csv", ".png"}
+
+
+def test_real_model_seeds_summary_refuses_unpaired_packs(tmp_path):
+    _packs_file(tmp_path / "seed1/eval/step_0_packs.jsonl", 0, [[0, 1, 1, 1], [1, 1, 0, 1]], [[0, 0, 0, 1]])
+    with pytest.raises(ValueError, match="same packs"):
+        load_script("real_model_seeds_summary").collect(tmp_path, 4)

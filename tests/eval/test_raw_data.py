@@ -110,3 +110,23 @@ def test_the_preregistered_evaluation_packs_are_fresh():
     used_rows = {json.dumps(t.data, sort_keys=True) for p in used for t in p.tasks}
     assert {p.seed for p in fresh} & {p.seed for p in used} == set()
     assert [t.data for p in fresh for t in p.tasks if json.dumps(t.data, sort_keys=True) in used_rows] == []
+
+
+SMOLLM2_PREREGISTERED = [  # docs/preregistration/2026-12-07_smollm2_cod_effect.md, scripts/smollm2_seeds.sh
+    "run.steps=60",
+    "eval.packs=64",
+    "eval.pack_sizes=[4]",
+    "eval.data_seed=20261208",
+]
+
+
+def test_the_preregistered_real_model_evaluation_packs_are_fresh():
+    """The SmolLM2 pre-registration's 64 packs share no row or pack seed with its 60 training steps, nor with the
+    evaluation packs of the README's 20-step run (eval.data_seed unset)."""
+    _, train, fresh = _train_and_held_out("smollm2_135m_cod_cpu", SMOLLM2_PREREGISTERED)
+    _, _, used = _train_and_held_out("smollm2_135m_cod_cpu", ["run.steps=20"])
+    assert len(fresh) == 64
+    fresh_rows = {json.dumps(t.data, sort_keys=True) for p in fresh for t in p.tasks}
+    for other in (train, used):
+        assert {p.seed for p in fresh} & {p.seed for p in other} == set()
+        assert {json.dumps(t.data, sort_keys=True) for p in other for t in p.tasks} & fresh_rows == set()
