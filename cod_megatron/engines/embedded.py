@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation, ScoreRequest
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,38 @@ class EmbeddedEngine:
             Generation(token_ids=t[:k], logprobs=lp[:k], finish_reason="stop" if s else "length")
             for t, lp, k, s in zip(tokens_h, logps_h, lengths_h, stopped_h, strict=True)
         ]
+
+    # ---- scoring (a teacher) -------------------------------------------------------------------------------------
+    def score_batch(self, requests: list[ScoreRequest]) -> list[list[float]]:
+        """Teacher forcing: one right-padded forward of every prompt + tokens, ``log_softmax(logits)`` (T = 1)."""
+        with self._lock:
+            return self._score(requests)
+
+    @torch.no_grad()
+    def _score(self, requests: list[ScoreRequest]) -> list[list[float]]:
+        if self.weight_version < 0:
+            raise RuntimeError("EmbeddedEngine: no weights yet (load the teacher's weights first)")
+        if self._released:
+            raise RuntimeError("EmbeddedEngine: memory is released; resume_memory() before scoring")
+        for i, r in enumerate(requests):
+            if not r.prompt_ids:
+                raise ValueError(f"score request {i}: empty prompt")
+        if not requests:
+            return []
+        seqs = [r.prompt_ids + r.token_ids for r in requests]
+        longest = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), longest), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+        for i, s in enumerate(seqs):  # right padding: a real token never attends to a pad, positions start at 0
+            ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out = []
+        for i, r in enumerate(requests):
+            start, n = len(r.prompt_ids) - 1, len(r.token_ids)  # position p predicts token p + 1
+            targets = torch.tensor(r.token_ids, dtype=torch.long, device=self.device)
+            out.append(logprobs[i, start : start + n].gather(1, targets[:, None])[:, 0].cpu().tolist())
+        return out
 
     # ---- weights and memory --------------------------------------------------------------------------------------
     @torch.no_grad()

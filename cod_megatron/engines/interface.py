@@ -5,7 +5,8 @@
 :class:`InferenceEngine` is what the trainer owns (the embedded CPU engine, its Ray actor, the SGLang adapter): a
 serving engine with weight updates in buckets and memory release for colocation; :class:`SerializedWeightsEngine`
 also takes CUDA-IPC payloads made on every trainer rank (SGLang, colocated). The rollout manager
-puts a batcher between the two, so many concurrent lifecycles share one engine call per round. :class:`TextPolicyEngine`
+puts a batcher between the two, so many concurrent lifecycles share one engine call per round. :class:`ScoringEngine`
+is what a teacher serves: the log-probs of given tokens after a prompt (prefill only). :class:`TextPolicyEngine`
 puts a text-level policy (scripted reference policies, an OpenAI-compatible endpoint) behind the same interface:
 it answers from the structured messages and tokenises its text, with log-probs it does not know set to 0.
 """
@@ -60,6 +61,24 @@ class EngineRequest:
 
     prompt_ids: list[int]
     params: SamplingParams
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Teacher forcing: the log-probs of ``token_ids`` after ``prompt_ids`` (on-policy distillation, cod.md 8)."""
+
+    prompt_ids: list[int]
+    token_ids: list[int]
+
+
+@runtime_checkable
+class ScoringEngine(Protocol):
+    """An engine that scores given tokens: a prefill of prompt + tokens, no sampling (a teacher's engine)."""
+
+    def score_batch(self, requests: list[ScoreRequest]) -> list[list[float]]:
+        """Per request, ``log p(token_ids[i] | prompt_ids + token_ids[:i])`` under the engine's weights, at
+        temperature 1 (the model's own distribution), one value per token, in request order."""
+        ...
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from typing import Any
 from cod_megatron.config import ParallelLayout, RunConfig
 from cod_megatron.config.base import ConfigError
 from cod_megatron.engines.embedded import EmbeddedEngine
-from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine
+from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, ScoreRequest
 from cod_megatron.engines.sglang.actor import SGLangServerActor
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
@@ -50,6 +50,9 @@ class RayEngine:
 
     def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:  # noqa: D102
         return self._call("generate_batch", requests)
+
+    def score_batch(self, requests: list[ScoreRequest]) -> list[list[float]]:  # noqa: D102
+        return self._call("score_batch", requests)
 
     def update_weights(self, named_tensors: list, *, version: int, last: bool) -> None:  # noqa: D102
         self._call("update_weights", named_tensors, version=version, last=last)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams
+from cod_megatron.engines.interface import EngineRequest, Generation, InferenceEngine, SamplingParams, ScoreRequest
 from cod_megatron.engines.sglang.protocol import SGLANG_VERSION
 
 if TYPE_CHECKING:
@@ -328,6 +328,8 @@ class SGLangStandIn:
             for prompt, p in zip(prompts, sps, strict=True)
         ]
         t0 = time.perf_counter()
+        if body.get("logprob_start_len") is not None:
+            return self._score(body, prompts, sps, single)
         try:
             gens = self.engine.generate_batch(reqs)
         except Exception as exc:
@@ -355,6 +357,38 @@ class SGLangStandIn:
                 meta["input_token_logprobs"] = [[None, r.prompt_ids[-1], None]]
                 meta["output_token_logprobs"] = [[lp, t, None] for lp, t in zip(g.logprobs, g.token_ids, strict=True)]
             out.append({"output_ids": list(g.token_ids), "meta_info": meta})
+        return 200, out[0] if single else out
+
+    def _score(self, body: dict[str, Any], prompts: list, sps: list, single: bool) -> tuple[int, Any]:
+        """Prefill-only input log-probs (a teacher): entries from ``logprob_start_len`` on, the first one ``None``."""
+        starts = body["logprob_start_len"]
+        starts = [starts] * len(prompts) if isinstance(starts, int) else starts
+        if any(int(p.get("max_new_tokens", 128)) != 0 for p in sps):
+            raise _HTTPError(400, {"error": {"message": "stand-in: input log-probs only for max_new_tokens 0"}})
+        if not body.get("return_logprob") or any(not 0 <= s < len(ids) for s, ids in zip(starts, prompts, strict=True)):
+            raise _HTTPError(400, {"error": {"message": "stand-in: needs return_logprob and 0 <= start < len"}})
+        reqs = [
+            ScoreRequest(prompt_ids=list(ids[: s + 1]), token_ids=list(ids[s + 1 :]))
+            for s, ids in zip(starts, prompts, strict=True)
+        ]
+        try:
+            scores = self.engine.score_batch(reqs)
+        except Exception as exc:
+            raise _HTTPError(400, {"error": {"message": str(exc)}}) from None
+        out = []
+        for r, lps in zip(reqs, scores, strict=True):
+            entries = [[None, r.prompt_ids[-1], None]] + [[lp, t, None] for lp, t in zip(lps, r.token_ids, strict=True)]
+            meta = {
+                "id": uuid.uuid4().hex,
+                "finish_reason": {"type": "length", "length": 0},
+                "prompt_tokens": len(r.prompt_ids) + len(r.token_ids),
+                "weight_version": self.weight_version,
+                "input_token_logprobs": entries,
+                "output_token_logprobs": [],
+                "completion_tokens": 0,
+                "cached_tokens": 0,
+            }
+            out.append({"output_ids": [], "meta_info": meta})
         return 200, out[0] if single else out
 
     def _health(self, body: Any, query: Any) -> tuple[int, Any]:

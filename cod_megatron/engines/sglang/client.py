@@ -25,9 +25,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation, ScoreRequest
 from cod_megatron.engines.sglang.collective_post import post_with_collective
-from cod_megatron.engines.sglang.protocol import HttpClient, SGLangError, error_message, generate_body, parse_generation
+from cod_megatron.engines.sglang.protocol import (
+    HttpClient,
+    SGLangError,
+    error_message,
+    generate_body,
+    parse_generation,
+    parse_scores,
+    score_body,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -116,6 +124,20 @@ class SGLangEngine:
             got = len(out) if isinstance(out, list) else type(out).__name__
             raise SGLangError("POST /generate", f"expected a list of {len(requests)} answers, got {got}")
         return [parse_generation(item) for item in out]
+
+    def score_batch(self, requests: list[ScoreRequest]) -> list[list[float]]:
+        """One prefill-only ``/generate`` call scoring every request's tokens (a teacher's engine)."""
+        if not requests:
+            return []
+        for i, r in enumerate(requests):
+            if not r.prompt_ids:
+                raise ValueError(f"score request {i}: empty prompt")
+        # a prefill has no sampling state: scoring the same tokens twice gives the same answer, so it may be retried
+        out = self.http.request("POST", "/generate", score_body(requests), timeout_s=self.timeout_s, idempotent=True)
+        if not isinstance(out, list) or len(out) != len(requests):
+            got = len(out) if isinstance(out, list) else type(out).__name__
+            raise SGLangError("POST /generate", f"expected a list of {len(requests)} answers, got {got}")
+        return [parse_scores(item, r) for item, r in zip(out, requests, strict=True)]
 
     # ---- weights ----
     def init_weights_update_group(

@@ -11,6 +11,12 @@ request and response bodies are recorded from that source in ``tests/fixtures/sg
   ``meta_info.output_token_logprobs`` is a list of ``[logprob, token_id, text|None]``; ``output_ids`` holds the same
   ids (there is no ``text`` under ``--skip-tokenizer-init``). The log-probs are those of ``softmax(logits / T)``
   unless the server has ``SGLANG_RETURN_ORIGINAL_LOGPROB=1`` set, which must stay off for RL.
+* Scoring given tokens (a teacher) is the same ``/generate`` with ``max_new_tokens`` 0 (a prefill-only request) and
+  ``logprob_start_len``: ``meta_info.input_token_logprobs`` then holds one ``[logprob, token_id, text|None]`` per
+  input token from ``logprob_start_len`` on, the first one's log-prob ``None`` (the scheduler prepends ``None`` and
+  drops the last position's, ``SchedulerLogprobResultProcessor._process_input_token_logprobs``). Asking from
+  ``len(prompt) - 1`` thus scores every response token. Input log-probs are ``log_softmax`` of the raw logits
+  (``srt/layers/logprob_processor.py``): temperature 1, the teacher's own distribution.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation, ScoreRequest
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +193,45 @@ def parse_generation(item: dict[str, Any]) -> Generation:
     )
 
 
+# ---- scoring (a teacher) ------------------------------------------------------------------------------------------
+
+
+def score_body(requests: Sequence[ScoreRequest]) -> dict[str, Any]:
+    """The ``/generate`` body that scores each request's tokens: prefill only, input log-probs from the last prompt
+    token on (its own entry comes back ``None``; the next ones score the response tokens)."""
+    return {
+        "input_ids": [[int(t) for t in r.prompt_ids + r.token_ids] for r in requests],
+        "sampling_params": [{"max_new_tokens": 0, "temperature": 1.0} for _ in requests],
+        "return_logprob": True,
+        "logprob_start_len": [len(r.prompt_ids) - 1 for r in requests],
+    }
+
+
+def parse_scores(item: dict[str, Any], request: ScoreRequest) -> list[float]:
+    """One scoring answer -> the log-prob of every response token; an abort, a missing value or other ids raise."""
+    meta = item.get("meta_info") or {}
+    rid = meta.get("id", "?")
+    finish = meta.get("finish_reason")
+    if isinstance(finish, dict) and finish.get("type") == "abort":
+        raise SGLangError("POST /generate", f"score request {rid} aborted: {finish.get('message')}")
+    entries = meta.get("input_token_logprobs")
+    if entries is None:
+        raise SGLangError("POST /generate", f"score request {rid}: no input_token_logprobs")
+    if len(entries) != len(request.token_ids) + 1:
+        raise SGLangError(
+            "POST /generate",
+            f"score request {rid}: {len(entries)} input log-probs for {len(request.token_ids)} tokens (expected one "
+            "more: the last prompt token's)",
+        )
+    ids = [int(e[1]) for e in entries[1:]]
+    if ids != [int(t) for t in request.token_ids]:
+        raise SGLangError("POST /generate", f"score request {rid}: scored ids {ids[:8]}... are not the request's")
+    values = [e[0] for e in entries[1:]]
+    if any(v is None for v in values):
+        raise SGLangError("POST /generate", f"score request {rid}: a response token has no log-prob")
+    return [float(v) for v in values]
+
+
 __all__ = [
     "SGLANG_ROUTER_VERSION",
     "SGLANG_VERSION",
@@ -195,4 +240,6 @@ __all__ = [
     "error_message",
     "generate_body",
     "parse_generation",
+    "parse_scores",
+    "score_body",
 ]

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from cod_megatron.engines.interface import EngineRequest, Generation
+from cod_megatron.engines.interface import EngineRequest, Generation, ScoreRequest
 from cod_megatron.engines.sglang.client import SGLangEngine
 from cod_megatron.engines.sglang.protocol import SGLangError
 from cod_megatron.engines.sglang.server import SGLangRouterClient
@@ -125,6 +125,9 @@ class SGLangRayEngine:
     # ---- InferenceEngine ----
     def generate_batch(self, requests: list[EngineRequest]) -> list[Generation]:  # noqa: D102
         return self._need_client().generate_batch(requests)
+
+    def score_batch(self, requests: list[ScoreRequest]) -> list[list[float]]:  # noqa: D102
+        return self._need_client().score_batch(requests)
 
     def update_weights(self, named_tensors: list, *, version: int, last: bool) -> None:  # noqa: D102
         self._need_client().update_weights(named_tensors, version=version, last=last)
