@@ -38,6 +38,10 @@ class ParallelConfig:
     """Tensor-parallel size of each rollout engine."""
     colocated: bool = True
     """Engines share the trainer's devices (memory released/resumed around training) instead of their own."""
+    teacher_engines: int = 1
+    """Engines per distillation teacher (``distill.teachers``), each on its own devices."""
+    teacher_engine_tp: int = 1
+    """Tensor-parallel size of each teacher engine."""
     gpus_per_node: int = 8
     """Devices per node (on CPU: processes per machine)."""
 
@@ -61,12 +65,17 @@ class ParallelLayout:
     engine_tp: int
     colocated: bool
     gpus_per_node: int
+    teachers: int = 0
+    """Distillation teachers (one per training domain; 0 without distillation)."""
+    teacher_engines: int = 1
+    teacher_engine_tp: int = 1
 
     @classmethod
     def from_config(
-        cls, cfg: ParallelConfig, model: ModelConfig | None = None, prefix: str = "parallel"
+        cls, cfg: ParallelConfig, model: ModelConfig | None = None, prefix: str = "parallel", teachers: int = 0
     ) -> ParallelLayout:
-        """Build and validate; ``model`` adds the checks against heads and layers."""
+        """Build and validate; ``model`` adds the checks against heads and layers, ``teachers`` places that many
+        teachers' engines beside the student's."""
         layout = cls(
             tp=cfg.tp,
             pp=cfg.pp,
@@ -79,6 +88,9 @@ class ParallelLayout:
             engine_tp=cfg.engine_tp,
             colocated=cfg.colocated,
             gpus_per_node=cfg.gpus_per_node,
+            teachers=teachers,
+            teacher_engines=cfg.teacher_engines,
+            teacher_engine_tp=cfg.teacher_engine_tp,
         )
         layout.check(model, prefix)
         return layout
@@ -100,9 +112,16 @@ class ParallelLayout:
         return self.engines * self.engine_tp
 
     @property
+    def teacher_gpus(self) -> int:
+        """Devices of every distillation teacher's engines (never shared: teachers score every step)."""
+        return self.teachers * self.teacher_engines * self.teacher_engine_tp
+
+    @property
     def world_size(self) -> int:
-        """Devices of the whole job: shared when colocated, trainer + engines otherwise."""
-        return self.trainer_world_size if self.colocated else self.trainer_world_size + self.engine_gpus
+        """Devices of the whole job: the trainer's (shared with the engines when colocated, else plus theirs) and the
+        teachers'."""
+        student = self.trainer_world_size if self.colocated else self.trainer_world_size + self.engine_gpus
+        return student + self.teacher_gpus
 
     @property
     def nodes(self) -> int:
@@ -117,8 +136,14 @@ class ParallelLayout:
             if not cond:
                 raise LayoutError(f"{prefix}.{field}", reason)
 
-        for name in ("tp", "pp", "cp", "ep", "dp", "engines", "engine_tp", "gpus_per_node"):
+        for name in ("tp", "pp", "cp", "ep", "dp", "engines", "engine_tp", "teacher_engines", "teacher_engine_tp"):
             need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        need(self.gpus_per_node >= 1, "gpus_per_node", f"must be >= 1, got {self.gpus_per_node}")
+        need(
+            self.teacher_engine_tp <= self.gpus_per_node,
+            "teacher_engine_tp",
+            f"a teacher engine must fit in a node ({self.teacher_engine_tp} > gpus_per_node={self.gpus_per_node})",
+        )
         need(
             self.tp <= self.gpus_per_node,
             "tp",
@@ -188,6 +213,11 @@ class ParallelLayout:
         """Ray placement-group bundles, one list per engine (one GPU per engine TP rank)."""
         return [[{"GPU": 1.0, "CPU": 1.0} for _ in range(self.engine_tp)] for _ in range(self.engines)]
 
+    def teacher_bundles(self) -> list[list[dict[str, float]]]:
+        """Ray placement-group bundles of the teachers' engines, teacher by teacher (one GPU per engine TP rank)."""
+        per_engine = [{"GPU": 1.0, "CPU": 1.0} for _ in range(self.teacher_engine_tp)]
+        return [list(per_engine) for _ in range(self.teachers * self.teacher_engines)]
+
     def colocated_engine_ranks(self) -> list[list[int]]:
         """For colocated engines, the trainer's global ranks on each engine's GPUs, in engine-TP-rank order.
 
@@ -219,6 +249,12 @@ class ParallelLayout:
                 "engine_tp": self.engine_tp,
                 "gpus": self.engine_gpus,
                 "colocated": self.colocated,
+            },
+            "teachers": {
+                "count": self.teachers,
+                "engines_each": self.teacher_engines,
+                "engine_tp": self.teacher_engine_tp,
+                "gpus": self.teacher_gpus,
             },
             "job": {"world_size": self.world_size, "gpus_per_node": self.gpus_per_node, "nodes": self.nodes},
         }

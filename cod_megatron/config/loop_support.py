@@ -23,3 +23,10 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
         f"tensor on every rank; with pp={layout.pp} a rank holds only its stage "
         "(use pp=1, or parallel.colocated=false)",
     )
+    require(
+        not cfg.distill.enabled,
+        "distill.teachers",
+        "on-policy distillation is not in the loop yet: teachers are validated, placed and budgeted, and engines "
+        "score given tokens, but the per-token advantage A_t = logp_teacher - sg(logp_theta) needs per-token values "
+        "in the batch and the loss (issues 34-35); the run would train without its teachers",
+    )

@@ -23,6 +23,10 @@ Pure arithmetic over :class:`ModelConfig`, :class:`ParallelLayout` and the optim
   engine's weights and KV cache. Disaggregated engines are budgeted on their own GPUs.
 * The KV cache must hold every sequence an engine serves at once at full length:
   ``ceil(packs_per_step * group_size / engines) * max_model_len`` tokens.
+* Distillation teachers (``distill.teachers``) hold their weights and a KV cache on their own GPUs, budgeted with the
+  student's architecture (the paper's teachers are CoD checkpoints of the student's base); a step's samples are sent
+  to a teacher in chunks of a student engine's concurrency, so its cache holds the same sequences as one student
+  engine's.
 """
 
 from __future__ import annotations
@@ -183,6 +187,14 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
     else:
         engine["reserve"] = RESERVE_GIB
         phases = [PhaseBudget("train", train, gpu_gb), PhaseBudget("engine", engine, gpu_gb)]
+    if layout.teachers:  # distillation teachers on their own GPUs, budgeted with the student's architecture
+        teacher = {  # scoring is sent in chunks of a student engine's concurrency (in_flight sequences)
+            "teacher weights": model.num_parameters() * param_bytes(model) / layout.teacher_engine_tp / GIB,
+            "kv cache": kv_tokens * kv_bytes_per_token(model) / layout.teacher_engine_tp / GIB,
+            "engine workspace": ENGINE_WORKSPACE_GIB,
+            "reserve": RESERVE_GIB,
+        }
+        phases.append(PhaseBudget("teacher", teacher, gpu_gb))
     notes = [
         f"{n_rank / 1e9:.2f}B params on the heaviest trainer rank of {model.num_parameters() / 1e9:.2f}B",
         f"{tokens:.0f} tokens per rank per micro-batch; optimizer sharded over {shards}",
@@ -203,6 +215,12 @@ def _blame(cfg: RunConfig, layout: ParallelLayout, phase: PhaseBudget) -> str:
         return "parallel.tp" if layout.tp < layout.gpus_per_node else "parallel.pp"
     if phase.name == "rollout":
         return "parallel.colocated"
+    if phase.name == "teacher":
+        return (
+            "parallel.teacher_engine_tp"
+            if layout.teacher_engine_tp < layout.gpus_per_node
+            else "parallel.teacher_engines"
+        )
     return "parallel.engine_tp" if layout.engine_tp < layout.gpus_per_node else "rollout.max_model_len"
 
 

@@ -12,6 +12,7 @@ from cod_megatron.config.base import check_types, require
 from cod_megatron.config.colocation import check_colocation
 from cod_megatron.config.layout import ParallelConfig, ParallelLayout
 from cod_megatron.config.model import ModelConfig
+from cod_megatron.config.teachers import parse_teachers
 
 
 @dataclass(kw_only=True)
@@ -24,6 +25,7 @@ class RunConfig:
     rollout: sections.RolloutConfig = field(default_factory=sections.RolloutConfig)
     algorithm: sections.AlgorithmConfig = field(default_factory=sections.AlgorithmConfig)
     env: sections.EnvConfig = field(default_factory=sections.EnvConfig)
+    distill: sections.DistillConfig = field(default_factory=sections.DistillConfig)
     optimizer: sections.OptimizerConfig = field(default_factory=sections.OptimizerConfig)
     eval: sections.EvalConfig = field(default_factory=sections.EvalConfig)
     checkpoint: sections.CheckpointConfig = field(default_factory=sections.CheckpointConfig)
@@ -70,7 +72,11 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         "env.warm_start_steps",
         "a warm start trains a freshly initialised model, so the run would drop the weights of model.hf_path; set 0",
     )
-    layout = ParallelLayout.from_config(cfg.parallel, cfg.model)
+    teachers = parse_teachers(cfg.distill.teachers, [d.name for d in cfg.env.domains()])
+    # On GPUs each teacher's engines take devices of their own; on CPU they are embedded engines in Ray actors sharing
+    # the cores, like the student's engine, so the layout places no device for them.
+    on_devices = len(teachers) if cfg.run.device == "cuda" else 0
+    layout = ParallelLayout.from_config(cfg.parallel, cfg.model, teachers=on_devices)
     check_colocation(cfg.run, cfg.rollout, layout)
     if cfg.run.output_dir is None:
         cfg.run.output_dir = f"runs/{cfg.run.name}"

@@ -1,0 +1,101 @@
+"""``distill.teachers`` (issue 35): one teacher per training domain, placed beside the student's engines by the
+layout and budgeted by the memory planner, every refusal naming its dotted field."""
+
+import pytest
+
+import cod_recipes
+from cod_megatron.config import ConfigError, apply_overrides, finalize
+from cod_megatron.config.loop_support import check_loop_can_run
+from cod_megatron.config.memory import check_fits, plan_memory
+from cod_megatron.config.teachers import Teacher, parse_teachers
+
+MIX = ["hidden_key", "code_lock"]
+
+
+def test_teachers_parse_in_training_domain_order():
+    got = parse_teachers(["code_lock=runs/cl/checkpoints/step_120", "hidden_key = /ckpt/hk "], MIX)
+    assert got == [Teacher("hidden_key", "/ckpt/hk"), Teacher("code_lock", "runs/cl/checkpoints/step_120")]
+    assert parse_teachers([], MIX) == []  # no distillation
+
+
+@pytest.mark.parametrize(
+    "entries, field, reason",
+    [
+        (["hidden_key"], "distill.teachers[0]", "DOMAIN=PATH"),
+        (["=runs/x", "code_lock=y"], "distill.teachers[0]", "DOMAIN=PATH"),
+        (["hidden_key=a", "code_lock="], "distill.teachers[1]", "DOMAIN=PATH"),
+        (["hidden_key=a", "hidden_key=b", "code_lock=c"], "distill.teachers", "more than one teacher for hidden_key"),
+        (["hidden_key=a", "code_lock=b", "alchemy=c"], "distill.teachers", "alchemy, which is not trained"),
+        (["hidden_key=a"], "distill.teachers", "no teacher for the training domain code_lock"),
+    ],
+)
+def test_bad_teachers_name_the_field(entries, field, reason):
+    with pytest.raises(ConfigError) as err:
+        parse_teachers(entries, MIX)
+    assert err.value.field == field and reason in str(err.value)
+
+
+def test_finalize_checks_teachers_against_the_recipes_domains():
+    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk"])
+    with pytest.raises(ConfigError) as err:
+        finalize(cfg)
+    assert err.value.field == "distill.teachers" and "code_lock" in str(err.value)
+    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"])
+    layout = finalize(cfg)
+    assert cfg.distill.enabled and layout.teachers == 0  # on CPU teachers are engines sharing the cores, no devices
+
+
+def test_teachers_get_their_own_devices_beside_the_students():
+    base = cod_recipes.get("qwen3_8b_cod_8gpu_h100")
+    student = finalize(apply_overrides(base, []))
+    cfg = apply_overrides(
+        base,
+        [
+            "env.train_domains=frozenlake_obscure,alchemy_random",
+            "distill.teachers=frozenlake_obscure=/t/fl,alchemy_random=/t/al",
+            "parallel.teacher_engines=2",
+            "parallel.teacher_engine_tp=2",
+        ],
+    )
+    layout = finalize(cfg)
+    assert layout.teacher_gpus == 2 * 2 * 2 and layout.world_size == student.world_size + 8
+    assert layout.nodes == student.nodes + 1
+    assert layout.teacher_bundles() == [[{"GPU": 1.0, "CPU": 1.0}] * 2] * 4
+    assert layout.describe()["teachers"] == {"count": 2, "engines_each": 2, "engine_tp": 2, "gpus": 8}
+    odd = apply_overrides(cfg, ["parallel.teacher_engines=1", "parallel.teacher_engine_tp=1"])
+    with pytest.raises(ConfigError) as err:  # 8 + 2 devices do not fill whole nodes of 8
+        finalize(odd)
+    assert err.value.field == "parallel.gpus_per_node"
+    with pytest.raises(ConfigError) as err:
+        finalize(apply_overrides(cfg, ["parallel.teacher_engine_tp=16"]))
+    assert err.value.field == "parallel.teacher_engine_tp"
+
+
+def test_the_memory_planner_budgets_a_teacher_phase_and_blames_its_tp():
+    overrides = ["env.train_domains=frozenlake_obscure", "distill.teachers=frozenlake_obscure=/t/fl"]
+    cfg = apply_overrides(cod_recipes.get("qwen3_8b_cod_8gpu_h100"), [*overrides, "parallel.gpus_per_node=9"])
+    plan = plan_memory(cfg, finalize(cfg))
+    teacher = next(p for p in plan.phases if p.name == "teacher")
+    assert teacher.fits and teacher.items["teacher weights"] == pytest.approx(
+        cfg.model.num_parameters() * 2 / 2**30
+    )  # bf16, one engine at TP 1
+    base = cod_recipes.get("qwen3_8b_cod_8gpu_h100")
+    assert "teacher" not in [p.name for p in plan_memory(base, finalize(base)).phases]
+    student_kv = next(p for p in plan_memory(base, finalize(base)).phases if p.name == "rollout").items["kv cache"]
+    assert teacher.items["kv cache"] == pytest.approx(student_kv)  # chunks of one student engine's concurrency
+    big = cod_recipes.get("llama3_70b_cod_64gpu_h100")  # its 70B engines run at TP 8; a teacher at TP 1 cannot
+    big = apply_overrides(big, [*overrides, "parallel.teacher_engines=8", "parallel.teacher_engine_tp=1"])
+    check_fits(cod_recipes.get("llama3_70b_cod_64gpu_h100"), finalize(cod_recipes.get("llama3_70b_cod_64gpu_h100")))
+    with pytest.raises(ConfigError) as err:
+        check_fits(big, finalize(big))
+    assert err.value.field == "parallel.teacher_engine_tp" and "teacher phase" in str(err.value)
+
+
+def test_the_loop_refuses_teachers_until_it_distils():
+    """A run naming teachers would otherwise train by CoD alone, silently: refused before anything starts."""
+    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"])
+    with pytest.raises(ConfigError) as err:
+        check_loop_can_run(cfg, finalize(cfg))
+    assert err.value.field == "distill.teachers"
+    plain = cod_recipes.get("debug_cpu_mix")
+    check_loop_can_run(plain, finalize(plain))
