@@ -78,7 +78,7 @@ def probe(model: torch.nn.Module, encode: Callable[[str], list[int]], eos_id: in
 
 def load_policy(ckpt: str) -> tuple[torch.nn.Module, Callable[[str], list[int]], int, list[str]]:
     """A training checkpoint as an HF causal LM on the host (the evaluation path: trainer -> embedded engine)."""
-    from cod_megatron.eval.checkpoint_policy import checkpoint_engine
+    from cod_megatron.loop.checkpoint_engine import checkpoint_engine
 
     _, engine, renderer = checkpoint_engine(ckpt, device="cpu")
     return engine.model, renderer.encode, renderer.end_of_turn_id, list(renderer.words)
