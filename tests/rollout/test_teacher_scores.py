@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from cod_megatron.cod.episode import Episode
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import ScoreRequest
-from cod_megatron.rollout.teacher_scores import score_request, teacher_logprobs
+from cod_megatron.rollout.teacher_scores import reverse_kl_metrics, score_request, teacher_logprobs
 
 
 def tiny_teacher(seed: int) -> EmbeddedEngine:
@@ -96,3 +96,16 @@ def test_an_episode_without_a_prompt_or_generated_token_is_refused():
         score_request(episode([([3, 4], [])]))
     with pytest.raises(ValueError, match="no prompt"):
         score_request(episode([([], [3, 4])]))
+
+
+def test_reverse_kl_by_hand():
+    """Sequence sums of (student - teacher) over generated tokens, averaged per domain and per kind and position."""
+    samples = [("hidden_key", e) for e in (episode([([3], [4, 5])]), episode([([3, 3], [6])]))]
+    samples.append(("code_lock", episode([([2], [7])], position=1, kind="update")))
+    teacher = [[0.0, -8.0, -10.0], [0.0, 0.0, -9.5], [0.0, -7.0]]  # the student's are -9.0 at every generated token
+    got = reverse_kl_metrics(samples, teacher)
+    # hidden_key: (-9 + 8) + (-9 + 10) = 0 and -9 + 9.5 = 0.5 -> 0.25; code_lock: -9 + 7 = -2
+    assert got == {
+        "opd/code_lock/reverse_kl": -2.0, "opd/code_lock/reverse_kl_update_pos1": -2.0,
+        "opd/hidden_key/reverse_kl": 0.25, "opd/hidden_key/reverse_kl_solve_pos0": 0.25,
+    }  # fmt: skip
