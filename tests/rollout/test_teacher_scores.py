@@ -6,9 +6,10 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from cod_megatron.cod.episode import Episode
+from cod_megatron.cod.opd import reverse_kl_metrics
 from cod_megatron.engines.embedded import EmbeddedEngine
 from cod_megatron.engines.interface import ScoreRequest
-from cod_megatron.rollout.teacher_scores import reverse_kl_metrics, score_request, teacher_logprobs
+from cod_megatron.rollout.teacher_scores import score_request, teacher_logprobs
 
 
 def tiny_teacher(seed: int) -> EmbeddedEngine:
