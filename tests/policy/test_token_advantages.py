@@ -135,10 +135,12 @@ def test_segment_advantages_are_bitwise_the_old_path(cfg):
 
 
 # ---- a gradient by hand -----------------------------------------------------------------------------------------
-def test_hand_computed_gradient_of_a_per_token_advantage_from_the_current_logprobs():
-    """One segment ``[1, 2, 3, 4]`` with prompt ``[1]``: positions 0-2 are loss tokens. REC on-policy (ratio 1, the
-    one-side mask keeps all), token_mean, so the returned loss is ``sum_t -A_t logp_t`` and
-    ``dloss/dlogp_t = -A_t`` with A_t read at the current log-prob (stop-gradient):
+@pytest.mark.parametrize("old_shift", [None, [0.1, -0.1, 0.05, 0.0]])
+def test_hand_computed_gradient_of_a_per_token_advantage_from_the_current_logprobs(old_shift):
+    """One segment ``[1, 2, 3, 4]`` with prompt ``[1]``: positions 0-2 are loss tokens. REC (on-policy, or old
+    log-probs within the clip range: the one-side mask keeps all), token_mean, so the returned loss is
+    ``sum_t -A_t logp_t`` and ``dloss/dlogp_t = -A_t`` with A_t read at the current log-prob (stop-gradient; never
+    at the old one):
 
         A = 0.5 + [0.1, -0.2, 0.3] + 0.5 ([-1, -2, -0.5] - [-1.5, -1, -0.5]) = [0.85, -0.2, 0.8]
         loss = -(0.85 (-1.5) + (-0.2)(-1) + 0.8 (-0.5)) = 1.475,   grad = [-0.85, 0.2, -0.8, 0]
@@ -151,6 +153,8 @@ def test_hand_computed_gradient_of_a_per_token_advantage_from_the_current_logpro
         teacher_logprobs=torch.tensor([-1.0, -2.0, -0.5, 0.0]),
     )
     logp = torch.tensor([-1.5, -1.0, -0.5, -3.0], requires_grad=True)
+    if old_shift is not None:
+        b = dataclasses.replace(b, old_logprobs=logp.detach() + torch.tensor(old_shift))
     cfg = AlgorithmConfig(teacher_coef=0.5)
     loss, n, _ = packed_policy_loss(logp, torch.zeros(4), b, step_denominators([b]), cfg)
     loss.backward()
