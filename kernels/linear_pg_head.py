@@ -48,7 +48,9 @@ import triton.language as tl
 ChunkGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 """``grad_fn(rows_c [c] int64 token indices, logp_c [c] fp32, entropy_c [c] fp32) -> (g_logp_c, g_entropy_c)``:
 dLoss/dlogp and dLoss/dentropy of the chunk's tokens (``g_entropy_c`` None: the loss ignores entropy). Called on
-every TP rank with the same, already reduced, values; ``rows_c`` lets it index its own per-token data."""
+every TP rank with the same, already reduced, values; ``rows_c`` lets it index its own per-token data. ``logp_c``
+is this forward's log-prob: the hook through which a per-token advantage formed from the current log-probs
+(``A_t = teacher_t - sg(logp_t)``, on-policy distillation) enters the gradient, exactly, since it is per token."""
 
 
 def token_loss_grad(

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 EpisodeKind = Literal["solve", "update"]
+TOKEN_VALUE_FIELDS = ("token_advantage_terms", "teacher_logprobs")
+"""The optional per-token float values an episode may carry beside its tokens (packed with them, see data/)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,11 +74,17 @@ class Episode:
     """Set by credit assignment."""
     branch: int | None = None
     """Update episodes at a branch point (``algorithm.update_branches`` B > 1): the index b of this branch in 0..B-1."""
+    token_advantage_terms: list[float] | None = None
+    """Optional per-token term added to ``advantage`` on each generated token (e.g. per-turn credit inside the
+    episode); None: the episode's one advantage on every token."""
+    teacher_logprobs: list[float] | None = None
+    """Optional teacher log-prob of each generated token (0.0 elsewhere), for an advantage formed in the forward
+    from the current log-probs (``algorithm.teacher_coef``; on-policy distillation, cod.md 8)."""
 
     def __post_init__(self) -> None:
         n = len(self.token_ids)
-        for name in ("generated", "rollout_logprobs", "turn_ids"):
-            if len(getattr(self, name)) != n:
+        for name in ("generated", "rollout_logprobs", "turn_ids", *TOKEN_VALUE_FIELDS):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(
                     f"episode {self.kind}@{self.position}: {name} has {len(getattr(self, name))} entries for {n} tokens"
                 )

@@ -164,6 +164,10 @@ class AlgorithmConfig:
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3", "low_var_kl"] = "k2"
     entropy_coef: float = 0.0
+    teacher_coef: float = 0.0
+    """c in the per-token advantage ``A_t += c (logp_teacher_t - sg(logp_theta_t))``, formed in the forward from the
+    current log-probs (cod.md 8: on-policy distillation with the staleness fix, c = 1); needs the batch's teacher
+    log-probs. 0: off (segment and per-token advantages only)."""
     loss_agg: Literal["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"] = "token_mean"
     hint_penalty: float = 0.1
     """Update-episode format penalty (r_z = -hint_penalty on a parse failure)."""
@@ -205,7 +209,7 @@ class AlgorithmConfig:
         )
         require(0 <= self.clip_eps_low < 1, f"{p}.clip_eps_low", "must be in [0, 1)")
         require(self.clip_eps_high >= 0, f"{p}.clip_eps_high", "must be >= 0")
-        for name in ("kl_coef", "entropy_coef", "hint_penalty"):
+        for name in ("kl_coef", "entropy_coef", "teacher_coef", "hint_penalty"):
             require(getattr(self, name) >= 0, f"{p}.{name}", "must be >= 0")
         coef = self.step_penalty_coef
         require(coef is None or coef >= 0, f"{p}.step_penalty_coef", "must be >= 0 (or None: the domain's own)")

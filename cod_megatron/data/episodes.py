@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from cod_megatron.cod.episode import Episode
+from cod_megatron.cod.episode import TOKEN_VALUE_FIELDS, Episode
 from cod_megatron.data.packed import PackedBatch, concat_packed, to_targets
 from cod_megatron.data.planner import plan_micro_batches
 
@@ -45,6 +45,12 @@ def episode_segment(ep: Episode, sample_offset: int, max_len: int | None = None)
         raise ValueError(f"episode {ep.kind}@{ep.position} of pack {ep.pack_id} has no advantage yet")
     tokens = _tensor(ep.token_ids[:n], "q", torch.int64)
     mask = to_targets(_tensor(ep.generated[:n], "b", torch.int8).float())
+    values = {  # the optional per-token values ride with their tokens, shifted like the log-probs
+        name: None
+        if getattr(ep, name) is None
+        else to_targets(_tensor(getattr(ep, name)[:n], "f", torch.float32)) * mask
+        for name in TOKEN_VALUE_FIELDS
+    }
     return PackedBatch(
         tokens=tokens,
         labels=to_targets(tokens),
@@ -54,6 +60,7 @@ def episode_segment(ep: Episode, sample_offset: int, max_len: int | None = None)
         advantages=torch.tensor([ep.advantage], dtype=torch.float32),
         rollout_logprobs=to_targets(_tensor(ep.rollout_logprobs[:n], "f", torch.float32)) * mask,
         sample_ids=to_targets(_tensor(ep.turn_ids[:n], "q", torch.int64) + sample_offset),
+        **values,
     )
 
 
@@ -80,6 +87,9 @@ def pack_episodes(
     Over-long episodes are truncated to the budget (their flag set) or dropped, and counted; never an error.
     Padding for SP/CP happens later, per rank, where TP and CP are known.
     """
+    for name in TOKEN_VALUE_FIELDS:  # a missing value would be packed as 0, which is a value (teacher log-prob 0)
+        if len({getattr(e, name) is None for e in episodes}) > 1:
+            raise ValueError(f"some episodes carry {name} and some do not: all or none must")
     plan = plan_micro_batches([len(e.token_ids) for e in episodes], budget=budget, dp=dp, overlong=overlong)
     offsets, acc = [], 0
     for e in episodes:

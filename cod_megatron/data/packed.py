@@ -11,7 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
-OPTIONAL_TOKEN_FIELDS = ("rollout_logprobs", "old_logprobs", "ref_logprobs", "sample_ids")
+from cod_megatron.cod.token_advantages import TokenAdvantages
+
+OPTIONAL_TOKEN_FIELDS = (
+    "rollout_logprobs",
+    "old_logprobs",
+    "ref_logprobs",
+    "sample_ids",
+    "token_advantage_terms",
+    "teacher_logprobs",
+)
+"""Per-token tensors that not every producer fills; concatenation, padding, the CP split and :meth:`PackedBatch.to`
+carry each one with the tokens (zeros where a part of the row has none: padding, no loss)."""
 
 
 @dataclass
@@ -38,6 +49,11 @@ class PackedBatch:
     """[T] float32 log-probs under the reference model (needed only with a KL penalty)."""
     sample_ids: torch.Tensor | None = None
     """[T] int64 globally unique id of the model call each target belongs to (sequence-mean loss modes)."""
+    token_advantage_terms: torch.Tensor | None = None
+    """[T] float32 per-token term added to the segment advantage of ``labels[t]`` (e.g. per-turn credit); None: 0."""
+    teacher_logprobs: torch.Tensor | None = None
+    """[T] float32 teacher log-probs of the targets, for the advantage term formed from the current log-probs
+    (``cod_megatron.cod.token_advantages``; ``algorithm.teacher_coef``)."""
     cu_seqlens_padded: torch.Tensor | None = None
     """[N + 1] global offsets of the segments padded for context parallelism; set only on a CP shard, whose token
     tensors then hold this rank's part of every segment (see ``data/context_parallel.py``)."""
@@ -94,8 +110,14 @@ class PackedBatch:
         return {name: getattr(self, name) for name in OPTIONAL_TOKEN_FIELDS}
 
     def token_advantages(self) -> torch.Tensor:
-        """[T] per-token advantage broadcast from the segments."""
-        return self.advantages[self.segment_ids]
+        """[T] the advantage known before the forward: the segment's broadcast to its tokens, plus the per-token
+        term where the batch has one (without it, exactly the broadcast)."""
+        spread = self.advantages[self.segment_ids]
+        return spread if self.token_advantage_terms is None else spread + self.token_advantage_terms
+
+    def advantage_terms(self, teacher_coef: float) -> TokenAdvantages:
+        """This batch's per-token advantages before the forward supplies the current log-probs."""
+        return TokenAdvantages(self.token_advantages(), self.teacher_logprobs, teacher_coef)
 
 
 def to_targets(values: torch.Tensor) -> torch.Tensor:

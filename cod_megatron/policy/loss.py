@@ -26,12 +26,16 @@ def packed_policy_loss(
     cfg: AlgorithmConfig,
     sample_offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """``(loss, num_tokens, metrics)`` of one micro-batch. Missing old log-probs mean on-policy (``sg(logp)``)."""
+    """``(loss, num_tokens, metrics)`` of one micro-batch. Missing old log-probs mean on-policy (``sg(logp)``).
+
+    The advantages are per token: the segment's, the batch's per-token term, and the term formed from these very
+    log-probs (``cod_megatron.cod.token_advantages``), so the fused head's per-chunk call forms it from the chunk's.
+    """
     old = batch.old_logprobs if batch.old_logprobs is not None else logp.detach()
     return policy_loss(
         logp,
         old,
-        batch.token_advantages(),
+        batch.advantage_terms(cfg.teacher_coef).at(logp),
         batch.loss_mask,
         sample_ids(batch, sample_offset),
         denom,
@@ -40,3 +44,15 @@ def packed_policy_loss(
         ref_logp=batch.ref_logprobs,
         rollout_logp=batch.rollout_logprobs,
     )
+
+
+def check_teacher_logprobs(batches: list[PackedBatch], cfg: AlgorithmConfig) -> None:
+    """Raise when ``teacher_coef`` is on and a micro-batch with loss tokens has no teacher log-probs (the term would
+    silently vanish). On the host, once per step: padding micro-batches (no loss token) need none."""
+    if cfg.teacher_coef == 0:
+        return
+    for i, b in enumerate(batches):
+        if b.teacher_logprobs is None and bool((b.loss_mask != 0).any()):
+            raise ValueError(
+                f"algorithm.teacher_coef={cfg.teacher_coef} needs teacher log-probs; micro-batch {i} has none"
+            )

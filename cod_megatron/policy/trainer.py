@@ -22,7 +22,7 @@ from cod_megatron.data.denominators import check_samples_known, sample_ids, segm
 from cod_megatron.policy import checkpoint
 from cod_megatron.policy.hf_weights import load_hf_weights
 from cod_megatron.policy.logprobs import tp_logprobs
-from cod_megatron.policy.loss import packed_policy_loss
+from cod_megatron.policy.loss import check_teacher_logprobs, packed_policy_loss
 from cod_megatron.policy.microbatches import fixed_shape_microbatches, local_share
 from cod_megatron.policy.model import build_model, transformer_config
 from cod_megatron.policy.packed_attention import PlannedSeqParams, SegmentPlan
@@ -214,6 +214,7 @@ class PolicyTrainer:
                 f"loss_agg={self.cfg.algorithm.loss_agg!r} with given denominators needs batches with "
                 "global sample_ids (pack_episodes sets them)"
             )
+        check_teacher_logprobs(batches, self.cfg.algorithm)
         offsets = segment_offsets(batches)
         if denominators is not None and self.cfg.algorithm.loss_agg == "seq_mean_token_mean":
             for b, o in zip(batches, offsets, strict=True):  # on the host, once per micro-batch (not per chunk)

@@ -109,3 +109,76 @@ def test_episode_without_advantage_or_with_ragged_fields_is_rejected():
             rollout_logprobs=[0.0, 0.0],
             turn_ids=[0, 0],
         )
+
+
+def with_values(ep: Episode, seed: int) -> Episode:
+    """``ep`` with per-turn advantage terms (one value per turn on its generated tokens) and teacher log-probs."""
+    rng = random.Random(seed)
+    per_turn = [rng.uniform(-1, 1) for _ in range(ep.turn_ids[-1] + 1)]
+    ep.token_advantage_terms = [per_turn[t] if g else 0.0 for t, g in zip(ep.turn_ids, ep.generated, strict=True)]
+    ep.teacher_logprobs = [-rng.random() if g else 0.0 for g in ep.generated]
+    return ep
+
+
+def test_per_token_values_ride_with_their_tokens_shifted_like_the_logprobs():
+    ep = with_values(episode([(3, 2), (2, 2)], seed=1, advantage=0.5), seed=2)
+    [[mb]], _ = pack_episodes([ep], budget=64)
+    trained = [3, 4, 7, 8]  # generated tokens; positions 2, 3, 6, 7 predict them
+    assert mb.loss_mask.nonzero().squeeze(1).tolist() == [p - 1 for p in trained]
+    for name in ("token_advantage_terms", "teacher_logprobs"):
+        got = getattr(mb, name)
+        assert torch.allclose(got[mb.loss_mask > 0], torch.tensor([getattr(ep, name)[i] for i in trained]))
+        assert (got[mb.loss_mask == 0] == 0).all()
+    turn = ep.token_advantage_terms
+    assert torch.allclose(mb.token_advantages()[mb.loss_mask > 0], 0.5 + torch.tensor([turn[i] for i in trained]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shapes=st.lists(
+        st.lists(st.tuples(st.integers(0, 6), st.integers(1, 6)), min_size=1, max_size=3), min_size=1, max_size=10
+    ),
+    budget=st.integers(8, 40),
+    dp=st.integers(1, 3),
+)
+def test_per_token_values_survive_dp_balance_and_truncation(shapes, budget, dp):
+    """Whatever the planner does (DP balance, micro-batches, truncation), each trained token keeps its own values:
+    sum(teacher * A) over the step equals the episodes' own sum."""
+    eps = [
+        with_values(episode(s, seed=i, advantage=float(i % 3 - 1), position=i), seed=50 + i)
+        for i, s in enumerate(shapes)
+    ]
+    ranks, _ = pack_episodes(eps, budget=budget, dp=dp)
+    packed = sum(  # a padding micro-batch (a rank with fewer episodes than slots) has no loss token and no values
+        float((mb.token_advantages() * mb.teacher_logprobs * mb.loss_mask).sum())
+        for r in ranks
+        for mb in r
+        if mb.teacher_logprobs is not None
+    )
+    direct = sum(
+        sum(
+            (e.advantage + e.token_advantage_terms[p]) * e.teacher_logprobs[p]
+            for p in range(1, min(budget, len(e.token_ids)))
+            if e.generated[p]
+        )
+        for e in eps
+    )
+    assert packed == pytest.approx(direct, abs=1e-4)
+
+
+def test_per_token_values_on_some_episodes_only_or_ragged_are_rejected():
+    a, b = with_values(episode([(2, 2)], seed=0), seed=1), episode([(2, 3)], seed=2)
+    with pytest.raises(ValueError, match="teacher_logprobs|token_advantage_terms"):
+        pack_episodes([a, b], budget=16)  # b's missing teacher log-probs would be packed as log-prob 0
+    with pytest.raises(ValueError, match="teacher_logprobs"):
+        Episode(
+            pack_id=0,
+            rollout=0,
+            kind="solve",
+            position=0,
+            token_ids=[1, 2],
+            generated=[False, True],
+            rollout_logprobs=[0.0, -0.5],
+            turn_ids=[0, 0],
+            teacher_logprobs=[-0.5],
+        )

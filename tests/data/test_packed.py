@@ -1,5 +1,7 @@
 """Packed THD batches: packing rules, concatenation, padding and the context-parallel split."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -58,3 +60,23 @@ def test_context_parallel_shards_reassemble_the_batch(cp, multiple):
     real_tokens = sorted(sum((s.tokens[s.loss_mask > 0].tolist() for s in shards), []))
     assert real_tokens == sorted(b.tokens[b.loss_mask > 0].tolist())
     assert all(torch.equal(s.cu_seqlens, b.cu_seqlens) for s in shards)
+
+
+@pytest.mark.parametrize("cp,multiple", [(2, 1), (3, 2)])
+def test_context_parallel_shards_keep_each_tokens_per_token_values(cp, multiple):
+    """Per-token advantage terms and teacher log-probs land on the rank of their token, next to it."""
+    b = synthetic_packed_batch(seed=4, n_segments=5, vocab_size=64, min_len=3, max_len=13)
+    g = torch.Generator().manual_seed(5)
+    b = dataclasses.replace(
+        b,
+        token_advantage_terms=torch.randn(b.num_tokens, generator=g) * b.loss_mask,
+        teacher_logprobs=-torch.rand(b.num_tokens, generator=g) * b.loss_mask,
+    )
+
+    def rows(x):
+        keep = x.loss_mask > 0
+        cols = (x.tokens, x.labels, x.token_advantage_terms, x.teacher_logprobs, x.token_advantages())
+        return sorted(zip(*(c[keep].tolist() for c in cols), strict=True))
+
+    shards = [split_for_context_parallel(b, cp, r, multiple) for r in range(cp)]
+    assert sorted(sum((rows(s) for s in shards), [])) == rows(b)

@@ -18,6 +18,7 @@ from cod_kernels.fused_linear_logprob_reference import materialized_linear_logpr
 from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
 from cod_kernels.linear_pg_head_reference import linear_pg_head_reference
 from cod_megatron.cod.losses import LossDenominators, LossOptions, compute_denominators, policy_loss
+from cod_megatron.cod.token_advantages import TokenAdvantages
 from cod_megatron.config import AlgorithmConfig
 from tests.dist import gloo_group, spawn, vocab_shard
 from tests.kernels.test_fused_linear_logprob import LargestAllocation
@@ -50,6 +51,24 @@ def simple_pg_grad(mask, adv, old):
 
     def grad_fn(rows, logp, entropy):
         return -adv[rows] * torch.exp(logp - old[rows]) / n, torch.full_like(entropy, -ENT_COEF) / n
+
+    return grad_fn
+
+
+def opd_loss(logp, entropy, mask, teacher):
+    """On-policy distillation (cod.md 8), an advantage formed from the current log-probs:
+    ``-sum_t sg(teacher_t - logp_t) logp_t / N`` over the loss rows (any dtype)."""
+    m, n = mask.to(logp.dtype), mask.sum()
+    return (-(teacher.to(logp.dtype) - logp.detach()) * logp * m).sum() / n
+
+
+def opd_grad(mask, teacher):
+    """Its gradient by hand: ``d/dlogp_t [-sg(teacher_t - logp_t) logp_t] / N = -(teacher_t - logp_t) / N`` at the
+    log-prob the op hands the callback (this forward's); no entropy term."""
+    n = mask.sum()
+
+    def grad_fn(rows, logp, entropy):
+        return -(teacher[rows] - logp) / n, None
 
     return grad_fn
 
@@ -147,6 +166,30 @@ def test_cod_policy_loss_callback_matches_policy_loss_through_logits(cfg, option
     out = fused(hidden, weight, labels, mask, token_loss_grad(loss, 37), 0.5)
     assert_all_close(out, ref)
     # and the torch reference (whole logits, the same callback) agrees with both
+    h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    r = linear_pg_head_reference(h, w, labels, rows=mask.nonzero().squeeze(1), grad_fn=token_loss_grad(loss, 37))
+    (0.5 * r.surrogate).backward()
+    assert_all_close((r.logp, r.entropy, h.grad, w.grad), ref)
+
+
+def test_an_advantage_formed_from_the_current_logprobs_matches_autograd_through_the_logits():
+    """The fused op, its torch reference, a hand-written callback and the trainer's policy loss with a per-token
+    advantage ``A_t = segment_t + term_t + c (teacher_t - sg(logp_t))`` (REC, on-policy) all give the oracle's
+    gradient: the callback sees each chunk's current log-probs."""
+    hidden, weight, labels, mask, adv, old = case(seed=5)
+    teacher = old + 0.5 * torch.randn(37, generator=torch.Generator().manual_seed(6))
+    ref = oracle(hidden, weight, labels, mask, lambda lp, en: opd_loss(lp, en, mask, teacher), scale=0.5)
+    assert_all_close(fused(hidden, weight, labels, mask, opd_grad(mask, teacher), 0.5), ref)
+
+    ids, cfg = torch.arange(37), AlgorithmConfig(loss_agg="seq_mean_token_mean", teacher_coef=0.7)
+    denom = compute_denominators([mask], [ids])
+
+    def loss(logp: torch.Tensor, ent: torch.Tensor) -> torch.Tensor:
+        a = TokenAdvantages(adv, teacher.to(logp.dtype), cfg.teacher_coef).at(logp)
+        return policy_loss(logp, logp.detach(), a, mask, ids, denom, cfg, entropy=ent)[0]
+
+    ref = oracle(hidden, weight, labels, mask, loss, scale=0.5)
+    assert_all_close(fused(hidden, weight, labels, mask, token_loss_grad(loss, 37), 0.5), ref)
     h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
     r = linear_pg_head_reference(h, w, labels, rows=mask.nonzero().squeeze(1), grad_fn=token_loss_grad(loss, 37))
     (0.5 * r.surrogate).backward()
@@ -318,24 +361,33 @@ def test_rejects_a_wrong_main_grad_both_rows_and_mask_and_a_misshapen_callback_r
 TP_SHAPE = dict(t=29, h=16, v=203, seed=10)  # V odd: shards of 102 and 101 rows
 
 
+def _tp_grads(mask, adv, old):
+    """The two callbacks the TP test runs: the simple PG loss and OPD's advantage from the current log-probs."""
+    return simple_pg_grad(mask, adv, old), opd_grad(mask, old + 0.5 * adv)
+
+
 def _tp_worker(rank, world):
     with gloo_group(rank, world):
         hidden, weight, labels, mask, adv, old = case(**TP_SHAPE)
         shard, kw = vocab_shard(weight, rank, world)
-        main_grad = torch.zeros(shard.shape)
-        grad = simple_pg_grad(mask, adv, old)
-        lp, en, gh, _ = fused(hidden, shard, labels, mask, grad, 0.5, main_grad, **kw, grad_scale=0.5)
-        return lp, en, gh, main_grad
+        out = []
+        for grad in _tp_grads(mask, adv, old):
+            main_grad = torch.zeros(shard.shape)
+            lp, en, gh, _ = fused(hidden, shard, labels, mask, grad, 0.5, main_grad, **kw, grad_scale=0.5)
+            out.append((lp, en, gh, main_grad))
+        return out
 
 
 @pytest.mark.dist
 def test_tp2_matches_tp1():
     out = spawn(_tp_worker, 2)
     hidden, weight, labels, mask, adv, old = case(**TP_SHAPE)
-    tp1 = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old), 0.5)
-    for lp, en, gh, _ in out:
-        assert_all_close((lp, en, gh), tp1[:3], names=("logp", "entropy", "grad_hidden"))
-    torch.testing.assert_close(torch.cat([o[3] for o in out]), tp1[3], rtol=1e-5, atol=1e-5)
+    for i, grad in enumerate(_tp_grads(mask, adv, old)):
+        tp1 = fused(hidden, weight, labels, mask, grad, 0.5)
+        for rank in out:
+            lp, en, gh, _ = rank[i]
+            assert_all_close((lp, en, gh), tp1[:3], names=("logp", "entropy", "grad_hidden"))
+        torch.testing.assert_close(torch.cat([rank[i][3] for rank in out]), tp1[3], rtol=1e-5, atol=1e-5)
 
 
 # ---- the benchmark script ------------------------------------------------------------------------------------

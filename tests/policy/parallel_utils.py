@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import torch
@@ -23,6 +24,24 @@ def batches(vocab: int, n: int = 4) -> list[PackedBatch]:
     return [
         synthetic_packed_batch(seed=100 + i, n_segments=3, vocab_size=vocab, min_len=5, max_len=19) for i in range(n)
     ]
+
+
+def with_token_values(batch: PackedBatch, seed: int, *, terms: bool = True) -> PackedBatch:
+    """``batch`` with per-token advantage terms (unless ``terms`` is False) and teacher log-probs on its loss tokens
+    (0 elsewhere, as packing leaves them): the inputs of ``cod_megatron.cod.token_advantages``."""
+    g = torch.Generator().manual_seed(seed)
+    mask, n = batch.loss_mask, batch.num_tokens
+    return dataclasses.replace(
+        batch,
+        token_advantage_terms=torch.randn(n, generator=g) * mask if terms else None,
+        teacher_logprobs=(-1.0 - 3.0 * torch.rand(n, generator=g)) * mask,
+    )
+
+
+def token_batches(vocab: int, n: int = 4) -> list[PackedBatch]:
+    """:func:`batches` with teacher log-probs on every micro-batch and per-token advantage terms on every other one
+    (a micro-batch without them joins others as zeros, as padding does)."""
+    return [with_token_values(b, seed=200 + i, terms=i % 2 == 0) for i, b in enumerate(batches(vocab, n))]
 
 
 def local_grads(trainer) -> dict[str, torch.Tensor]:

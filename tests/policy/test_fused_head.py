@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.dist import free_port
-from tests.policy.parallel_utils import batches, local_grads, tiny_cfg
+from tests.policy.parallel_utils import batches, local_grads, tiny_cfg, token_batches
 
 CASES = {
     "logprob": ["model.fused_lm_head_kernel=logprob"],
@@ -28,6 +28,8 @@ CASES = {
         "algorithm.entropy_coef=0.01",
         "rollout.temperature=0.7",
     ],
+    # per-token advantages, one term formed from the current log-probs (token_batches carry the values)
+    "pg_head_token_advantages": ["model.lm_head_chunk_rows=8", "algorithm.teacher_coef=1.0"],
 }
 
 
@@ -51,7 +53,7 @@ def test_fused_head_matches_the_reference_loss_logprobs_and_grads(case):
     try:
         trainer = PolicyTrainer(cfg, layout)
         assert not trainer.fused
-        mbs = batches(cfg.model.vocab_size, n=3)
+        mbs = (token_batches if "token_advantages" in case else batches)(cfg.model.vocab_size, n=3)
         ref_logp = trainer.compute_logprobs(mbs)
         ref_grads, ref_metrics = _grads_and_metrics(trainer, mbs)
         trainer.fused = True

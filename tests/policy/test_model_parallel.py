@@ -3,6 +3,11 @@ dist-checkpointing reshard across layouts. All fp32 on gloo, in spawned processe
 
 Same weights in every layout come from one dist-checkpoint written by the TP=1 reference (megatron's
 sharded state dict handles the SwiGLU fc1 interleave and the grouped QKV layout when resharding).
+
+The advantages are per token (issue 34): segment advantages, per-token terms on every other micro-batch and a term
+formed in the forward from the current log-probs, ``teacher_coef (teacher_t - sg(logp_t))``; so every split below
+(micro-batch, DP, TP, TP+SP, PP, CP; the fused ``pg_head`` under TP+SP and CP) also checks that they travel with
+their tokens and are formed from this rank's log-probs.
 """
 
 import os
@@ -11,7 +16,7 @@ import pytest
 import torch
 
 from tests.dist import init_method, spawn
-from tests.policy.parallel_utils import assemble_tp, batches, local_grads, tiny_cfg
+from tests.policy.parallel_utils import assemble_tp, local_grads, tiny_cfg, token_batches
 
 pytestmark = pytest.mark.dist
 
@@ -24,6 +29,8 @@ LAYOUTS = {
     "cp2": ["parallel.cp=2", "parallel.engines=2", "optimizer.use_distributed_optimizer=false"],
     "dp2": ["parallel.dp=2", "parallel.engines=2"],
 }
+# A_t = segment + per-token term + TEACHER_COEF (teacher_t - sg(logp_t)) in every layout
+TOKEN_ADVANTAGES = ["algorithm.teacher_coef=0.5"]
 # the pg_head LM head (loss gradient inside the head, several row chunks) against the logits reference
 PG_HEAD = ["model.fused_lm_head=true", "model.fused_lm_head_kernel=pg_head", "model.lm_head_chunk_rows=8"]
 LAYOUTS["tp2sp_pg_head"] = LAYOUTS["tp2sp"] + PG_HEAD
@@ -37,7 +44,7 @@ def _worker(rank: int, world: int, names: str, workdir: str):
     from cod_megatron.policy.distributed import destroy_distributed, init_distributed
 
     layouts = names.split("+")
-    layout = finalize(tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[layouts[0]]))
+    layout = finalize(tiny_cfg("optimizer.use_distributed_optimizer=true", *TOKEN_ADVANTAGES, *LAYOUTS[layouts[0]]))
     init_distributed(layout, rank=rank, world_size=world, seed=7, init_method=init_method())
     try:
         return {name: _measure(rank, world, name, workdir) for name in layouts}
@@ -67,10 +74,10 @@ def _measure(rank: int, world: int, name: str, workdir: str) -> dict:
 
     calls = _count_pg_head_calls()
 
-    cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *LAYOUTS[name])
+    cfg = tiny_cfg("optimizer.use_distributed_optimizer=true", *TOKEN_ADVANTAGES, *LAYOUTS[name])
     layout = finalize(cfg)
     trainer = PolicyTrainer(cfg, layout)
-    data = batches(cfg.model.vocab_size)
+    data = token_batches(cfg.model.vocab_size)
     init_ckpt, step_ckpt = os.path.join(workdir, "init"), os.path.join(workdir, "step1")
     out = {}
     if name == "ref":
