@@ -12,7 +12,6 @@ import sys
 
 from cod_envs import registry
 from cod_megatron.config import ConfigError, ParallelLayout, RunConfig, check_loop_can_run, engines_released_for_train
-from cod_megatron.data.step_batch import build_step_batch
 from cod_megatron.engines.startup import shutdown_engines, start_engines
 from cod_megatron.eval.in_loop import Evaluator
 from cod_megatron.eval.plot import plot_training_curves
@@ -22,6 +21,7 @@ from cod_megatron.infra.process_env import ProcessRank, process_rank
 from cod_megatron.loop import run_parts as parts
 from cod_megatron.loop.preemption import StopRequest
 from cod_megatron.loop.synthetic import run_synthetic
+from cod_megatron.loop.teachers import start_teachers
 from cod_megatron.loop.throughput import step_throughput
 from cod_megatron.policy import distributed
 from cod_megatron.policy.trainer import PolicyTrainer
@@ -46,6 +46,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     trainer = parts.start_trainer(cfg, layout, renderer)
     writer = parts.metrics_writer(cfg, generates, resumed_at=trainer.step)
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if generates else []
+    teachers = start_teachers(cfg, renderer) if generates and cfg.distill.enabled else {}
     if stop is not None:
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
     # every rank exports; colocated engines' ranks are matched by GPU UUID (a collective)
@@ -69,7 +70,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
                 if stop is not None and stop.agreed():  # every rank stops before the same step
                     parts.stop_here(cfg, trainer)
                     break
-                metrics = cod_step(step, cfg, layout, proc, trainer, sync, schedule, evaluator)
+                metrics = cod_step(step, cfg, layout, proc, trainer, sync, schedule, evaluator, teachers)
                 writer.write(step, metrics)
                 progress.update(step, metrics)
                 if generates and (step % cfg.logging.interval == 0 or step == cfg.run.steps):
@@ -80,7 +81,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     finally:  # also on Ctrl-C: engines, the Ray cluster we started and the process groups end with the run
         if schedule is not None:
             schedule.close()
-        shutdown_engines(engines)
+        shutdown_engines([*teachers.values(), *engines])
         distributed.destroy_distributed()
 
 
@@ -93,16 +94,16 @@ def cod_step(
     sync: WeightSync,
     schedule: RolloutSchedule | None,
     evaluator: Evaluator | None,
+    teachers: dict | None = None,
 ) -> dict[str, float]:
-    """One trainer step; the generating rank (``proc.is_first``) holds ``schedule`` (and ``evaluator``)."""
+    """One trainer step; the generating rank (``proc.is_first``) holds ``schedule``, ``evaluator``, ``teachers``."""
     metrics, batch, generates = {"weight_version": float(sync.version)}, None, proc.is_first
     if generates:
         with timed(metrics, "generate"):  # off-policy: only the wait for the producer
             rollouts, stale = schedule.next(step, trainer.step, cfg.rollout.max_staleness)
         metrics |= {"rollout/staleness": float(trainer.step - rollouts.version), "rollout/stale_dropped": float(stale)}
-        with timed(metrics, "credit_pack"):
-            budget, lifecycles = cfg.optimizer.micro_batch_tokens, rollouts.result.lifecycles
-            batch = build_step_batch(lifecycles, cfg.algorithm, budget=budget, dp=layout.dp)
+        with timed(metrics, "credit_pack"):  # credit (teachers' scores when distilling), packing, denominators
+            batch = parts.step_batch(cfg, layout, rollouts.result.lifecycles, teachers or {}, metrics)
         metrics |= rollout_metrics(rollouts.result) | batch.metrics
     colocated = sync.engines if engines_released_for_train(cfg.rollout, layout) else []  # they share our devices
     with parts.memory_released(colocated), timed(metrics, "train"):

@@ -24,9 +24,8 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
         "(use pp=1, or parallel.colocated=false)",
     )
     require(
-        not cfg.distill.enabled,
+        not cfg.distill.enabled or (cfg.run.device == "cpu" and cfg.rollout.backend == "ray"),
         "distill.teachers",
-        "on-policy distillation is not in the loop yet: teachers are validated, placed and budgeted, and engines "
-        "score given tokens, but the per-token advantage A_t = logp_teacher - sg(logp_theta) needs per-token values "
-        "in the batch and the loss (issues 34-35); the run would train without its teachers",
+        "the loop starts teachers as Ray actors of embedded engines on CPU (rollout.backend=ray); teachers on GPUs "
+        "(SGLang servers on their own devices, scored by engines/sglang/protocol.score_body) are not started yet",
     )

@@ -73,6 +73,12 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         "a warm start trains a freshly initialised model, so the run would drop the weights of model.hf_path; set 0",
     )
     teachers = parse_teachers(cfg.distill.teachers, [d.name for d in cfg.env.domains()])
+    require(
+        bool(teachers) == (cfg.algorithm.teacher_coef > 0),
+        "algorithm.teacher_coef",
+        f"is {cfg.algorithm.teacher_coef} with {len(teachers)} teacher(s): distillation needs both teachers "
+        "(distill.teachers) and a coefficient > 0 (1: cod.md 8's OPD), and neither works alone",
+    )
     # On GPUs each teacher's engines take devices of their own; on CPU they are embedded engines in Ray actors sharing
     # the cores, like the student's engine, so the layout places no device for them.
     on_devices = len(teachers) if cfg.run.device == "cuda" else 0

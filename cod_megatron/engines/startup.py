@@ -92,7 +92,7 @@ _OWN_RAY: list[bool] = []
 """Whether this process started the Ray cluster it uses (then it also ends it)."""
 
 
-def _init_ray() -> None:
+def init_ray() -> None:
     """Join the cluster of a Ray job (``RAY_ADDRESS``, set by ``ray job submit`` on Slurm) or start a local one.
 
     Joining must not size the cluster: Ray refuses ``object_store_memory`` (and CPU counts) for an existing one."""
@@ -126,7 +126,7 @@ def start_engines(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    _init_ray()
+    init_ray()
     cpu = cfg.run.device == "cpu"
     bundles = [[{"CPU": _CPU_ENGINE_CORES}] if cpu else b for b in layout.engine_bundles()]
     pg = placement_group([b for per_engine in bundles for b in per_engine], strategy="PACK")
@@ -231,7 +231,7 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        _init_ray()
+        init_ray()
         if cfg.run.device == "cpu":
             bundles = [{"CPU": _CPU_ENGINE_CORES} for _ in range(layout.engines)]
         else:  # an engine's GPUs in ONE bundle: one node, and the actor (so its server) sees all of them

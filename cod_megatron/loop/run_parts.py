@@ -8,7 +8,8 @@ between the two.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ import torch
 
 from cod_envs import registry
 from cod_envs.registry import Domain
+from cod_megatron.cod.episode import Episode, Lifecycle
 from cod_megatron.cod.tokenization import LengthBudget
 from cod_megatron.config import ParallelLayout, RunConfig
-from cod_megatron.engines.interface import InferenceEngine, ServingEngine
+from cod_megatron.data.step_batch import StepBatch, TeacherScores, build_step_batch
+from cod_megatron.engines.interface import InferenceEngine, ScoringEngine, ServingEngine
 from cod_megatron.engines.sglang.devices import colocated_engine_ranks
-from cod_megatron.infra.log import MetricsWriter
+from cod_megatron.infra.log import MetricsWriter, timed
 from cod_megatron.infra.process_env import process_rank
 from cod_megatron.loop.warm_start import ensure_warm_start
 from cod_megatron.models.hf_config import hf_config_from_model
@@ -31,6 +34,7 @@ from cod_megatron.rollout.manager import DomainPlay, RolloutManager, TrainingRol
 from cod_megatron.rollout.pack_source import PackSource, eval_suites
 from cod_megatron.rollout.pipeline import OffPolicyRollouts, RolloutSchedule, SyncRollouts
 from cod_megatron.rollout.rewards import reward_rule
+from cod_megatron.rollout.teacher_scores import teacher_logprobs
 from cod_megatron.rollout.token_play import Renderer
 
 log = logging.getLogger("cod_megatron.loop.run_parts")
@@ -113,6 +117,39 @@ def build_manager(
         length_limit=cfg.rollout.response_length_restraint,
         budget=LengthBudget(r.max_prompt_tokens, r.max_response_tokens, r.max_model_len),
     )
+
+
+def step_batch(
+    cfg: RunConfig,
+    layout: ParallelLayout,
+    lifecycles: list[Lifecycle],
+    teachers: Mapping[str, ScoringEngine],
+    metrics: dict[str, float],
+) -> StepBatch:
+    """The step's micro-batches: credit, with the teachers' log-probs when the run distils, and packing."""
+    return build_step_batch(
+        lifecycles,
+        cfg.algorithm,
+        budget=cfg.optimizer.micro_batch_tokens,
+        dp=layout.dp,
+        teacher_scores=teacher_scores(cfg, layout, teachers, metrics) if teachers else None,
+        keep_cod_advantage=cfg.distill.advantage == "cod_plus_opd",
+    )
+
+
+def teacher_scores(
+    cfg: RunConfig, layout: ParallelLayout, teachers: Mapping[str, ScoringEngine], metrics: dict[str, float]
+) -> TeacherScores:
+    """The step's scoring hook (on-policy distillation): every training sample to its domain's teacher, in chunks of
+    a student engine's concurrency (what the memory planner budgets a teacher's KV cache for), failures retried like
+    a lifecycle's; its wall time goes to ``time/teacher_s`` (inside ``credit_pack``)."""
+    chunk = math.ceil(cfg.rollout.packs_per_step * cfg.rollout.group_size / layout.engines)
+
+    def score(samples: Sequence[tuple[str, Episode]]) -> list[list[float]]:
+        with timed(metrics, "teacher"):
+            return teacher_logprobs(samples, teachers, chunk=chunk, retries=cfg.rollout.lifecycle_retries)
+
+    return score
 
 
 def training_rollouts(cfg: RunConfig, manager: RolloutManager, source: PackSource) -> TrainingRollouts:

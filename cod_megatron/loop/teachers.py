@@ -24,6 +24,7 @@ from cod_megatron.engines.interface import ScoreRequest
 if TYPE_CHECKING:
     from cod_megatron.cod.tokenization import Renderer
     from cod_megatron.engines.embedded import EmbeddedEngine
+    from cod_megatron.engines.startup import RayEngine
 
 
 def token_id_mismatch(student: Renderer, teacher: Renderer) -> str | None:
@@ -100,3 +101,31 @@ class TeacherActor:
 def run_teachers(cfg: RunConfig) -> list[Teacher]:
     """The run's teachers, parsed and checked against its training domains (in their order)."""
     return parse_teachers(cfg.distill.teachers, [d.name for d in cfg.env.domains()])
+
+
+TEACHER_CPU_CORES = 0.5
+"""A teacher actor's share of a CPU machine's cores (like an embedded engine's: a whole core starves the trainer)."""
+
+
+def start_teachers(cfg: RunConfig, student: Renderer) -> dict[str, RayEngine]:
+    """Every teacher of the run in its own Ray actor (CPU runs), by training domain. Each builds its engine and checks
+    its token ids in its own process; a restart (a failed teacher) builds it again from its path."""
+    import ray
+
+    from cod_megatron.engines.startup import RayEngine, init_ray
+
+    init_ray()
+    actor_cls = ray.remote(TeacherActor)
+    out: dict[str, RayEngine] = {}
+    for i, teacher in enumerate(run_teachers(cfg)):
+
+        def make(t: Teacher = teacher, field: str = f"distill.teachers[{i}]") -> object:
+            return actor_cls.options(num_cpus=TEACHER_CPU_CORES).remote(t, student, field)
+
+        engine = RayEngine(make, timeout_s=cfg.rollout.engine_timeout_s)
+        try:  # wait for it: a teacher that cannot start (a bad path, other token ids) fails the run here, named
+            ray.get(engine.actor.health.remote(), timeout=cfg.rollout.engine_timeout_s)
+        except Exception as exc:
+            raise RuntimeError(f"teacher of {teacher.domain} ({teacher.path}) did not start: {exc}") from exc
+        out[teacher.domain] = engine
+    return out

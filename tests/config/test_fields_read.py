@@ -31,13 +31,7 @@ READ_INSIDE_CONFIG = {
     "parallel.teacher_engine_tp": "ParallelLayout.teacher_gpus / teacher_bundles; the memory planner's teacher phase",
 }
 
-KNOWN_UNREAD: dict[str, str] = {
-    # issue 35: validated (one teacher per domain), placed (ParallelLayout.teacher_gpus) and budgeted (the teacher
-    # phase of config/memory.py); check_loop_can_run refuses a run that names teachers until the loop scores with them
-    "distill.teachers": "teachers are not started by the loop yet (refused by check_loop_can_run)",
-    "distill.advantage": "the OPD advantage waits for per-token advantages in the loss (issue 34)",
-    "distill.coef": "the OPD advantage waits for per-token advantages in the loss (issue 34)",
-}
+KNOWN_UNREAD: dict[str, str] = {}
 """Fields nothing reads yet, each a known gap with its reason; the test holds this list exact."""
 
 

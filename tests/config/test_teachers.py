@@ -36,11 +36,16 @@ def test_bad_teachers_name_the_field(entries, field, reason):
 
 
 def test_finalize_checks_teachers_against_the_recipes_domains():
-    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk"])
+    cfg = apply_overrides(
+        cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk", "algorithm.teacher_coef=1"]
+    )
     with pytest.raises(ConfigError) as err:
         finalize(cfg)
     assert err.value.field == "distill.teachers" and "code_lock" in str(err.value)
-    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"])
+    cfg = apply_overrides(
+        cod_recipes.get("debug_cpu_mix"),
+        ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl", "algorithm.teacher_coef=1"],
+    )
     layout = finalize(cfg)
     assert cfg.distill.enabled and layout.teachers == 0  # on CPU teachers are engines sharing the cores, no devices
 
@@ -53,6 +58,7 @@ def test_teachers_get_their_own_devices_beside_the_students():
         [
             "env.train_domains=frozenlake_obscure,alchemy_random",
             "distill.teachers=frozenlake_obscure=/t/fl,alchemy_random=/t/al",
+            "algorithm.teacher_coef=1",
             "parallel.teacher_engines=2",
             "parallel.teacher_engine_tp=2",
         ],
@@ -72,7 +78,11 @@ def test_teachers_get_their_own_devices_beside_the_students():
 
 
 def test_the_memory_planner_budgets_a_teacher_phase_and_blames_its_tp():
-    overrides = ["env.train_domains=frozenlake_obscure", "distill.teachers=frozenlake_obscure=/t/fl"]
+    overrides = [
+        "env.train_domains=frozenlake_obscure",
+        "distill.teachers=frozenlake_obscure=/t/fl",
+        "algorithm.teacher_coef=1",
+    ]
     cfg = apply_overrides(cod_recipes.get("qwen3_8b_cod_8gpu_h100"), [*overrides, "parallel.gpus_per_node=9"])
     plan = plan_memory(cfg, finalize(cfg))
     teacher = next(p for p in plan.phases if p.name == "teacher")
@@ -91,11 +101,21 @@ def test_the_memory_planner_budgets_a_teacher_phase_and_blames_its_tp():
     assert err.value.field == "parallel.teacher_engine_tp" and "teacher phase" in str(err.value)
 
 
-def test_the_loop_refuses_teachers_until_it_distils():
-    """A run naming teachers would otherwise train by CoD alone, silently: refused before anything starts."""
-    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"])
+def test_teachers_and_their_coefficient_come_together():
+    """Teachers without a coefficient would be started and never read; a coefficient without teachers has no
+    log-probs to compare with."""
+    for overrides in (["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"], ["algorithm.teacher_coef=1"]):
+        with pytest.raises(ConfigError) as err:
+            finalize(apply_overrides(cod_recipes.get("debug_cpu_mix"), overrides))
+        assert err.value.field == "algorithm.teacher_coef"
+
+
+def test_the_loop_runs_teachers_only_where_it_can_start_them():
+    """CPU teachers are Ray actors; in-process or GPU teachers are refused before anything starts."""
+    on = ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl", "algorithm.teacher_coef=1"]
+    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), on)
+    check_loop_can_run(cfg, finalize(cfg))  # ray backend on CPU
+    inprocess = apply_overrides(cod_recipes.get("debug_cpu_mix"), [*on, "rollout.backend=inprocess"])
     with pytest.raises(ConfigError) as err:
-        check_loop_can_run(cfg, finalize(cfg))
+        check_loop_can_run(inprocess, finalize(inprocess))
     assert err.value.field == "distill.teachers"
-    plain = cod_recipes.get("debug_cpu_mix")
-    check_loop_can_run(plain, finalize(plain))

@@ -12,7 +12,7 @@ def test_a_ray_job_driver_joins_the_jobs_cluster_without_sizing_it(monkeypatch):
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
     monkeypatch.setattr(startup, "_OWN_RAY", [])
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    startup._init_ray()
+    startup.init_ray()
     assert calls == [{"log_to_driver": False, "logging_level": "ERROR"}]
     assert startup._OWN_RAY == []  # not ours: the driver leaves the cluster up for the Slurm job to end
 
@@ -23,5 +23,5 @@ def test_without_a_cluster_the_driver_starts_its_own_small_one(monkeypatch):
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
     monkeypatch.setattr(startup, "_OWN_RAY", [])
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    startup._init_ray()
+    startup.init_ray()
     assert calls[0]["object_store_memory"] == 200 * 1024**2 and startup._OWN_RAY == [True]
