@@ -19,14 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def teacher_ckpt(tmp_path_factory):
-    """A HiddenKey checkpoint of debug_cpu after one CoD step (about 30 s)."""
-    from tests.cli import train_cli
+def teacher_ckpt(word_teachers):
+    """The HiddenKey teacher (the mixture's word vocabulary)."""
+    return word_teachers["hidden_key"]
 
-    out = tmp_path_factory.mktemp("teacher") / "run"
-    small = ["env.warm_start_steps=2", "rollout.packs_per_step=2", "rollout.group_size=2", "rollout.backend=inprocess"]
-    train_cli(out, *small, "run.steps=1", "eval.interval=0", "checkpoint.save_interval=1")
-    return out / "checkpoints" / "step_1"
+
+STUDENT = ["hidden_key", "code_lock"]
+"""The student's vocabulary domains: the mixture's, as the teachers'."""
 
 
 def megatron_logprobs(ckpt, requests: list[ScoreRequest]) -> list[list[float]]:
@@ -39,7 +38,7 @@ def megatron_logprobs(ckpt, requests: list[ScoreRequest]) -> list[list[float]]:
     layout = finalize(cfg)
     init_distributed(layout, master_port=free_port())
     try:
-        trainer = start_trainer(cfg, layout, renderer_for("hidden_key"), with_optimizer=False)
+        trainer = start_trainer(cfg, layout, renderer_for(STUDENT), with_optimizer=False)
         episodes = [
             Episode(
                 pack_id=i,
@@ -68,7 +67,7 @@ def megatron_logprobs(ckpt, requests: list[ScoreRequest]) -> list[list[float]]:
 
 
 def test_a_checkpoint_teacher_scores_as_its_megatron_forward(teacher_ckpt):
-    student = renderer_for("hidden_key")
+    student = renderer_for(STUDENT)
     engine = teacher_engine(Teacher("hidden_key", str(teacher_ckpt)), student)
     prompt = student.encode("<bos> the key is red . what is the key ?")
     requests = [ScoreRequest(prompt, student.encode("red <eos>")), ScoreRequest(prompt[:5], student.encode("blue"))]
@@ -79,12 +78,12 @@ def test_a_checkpoint_teacher_scores_as_its_megatron_forward(teacher_ckpt):
 
 
 def test_a_teacher_with_other_ids_or_no_model_is_refused(teacher_ckpt, tmp_path):
-    mixed = renderer_for(["hidden_key", "code_lock"])  # the mixture's vocabulary: more words than HiddenKey's own
-    assert token_id_mismatch(renderer_for("hidden_key"), renderer_for("hidden_key")) is None
-    assert "word vocabularies differ" in token_id_mismatch(mixed, renderer_for("hidden_key"))
+    alone = renderer_for("hidden_key")  # HiddenKey's own vocabulary: fewer words than the mixture's the teacher reads
+    assert token_id_mismatch(renderer_for(STUDENT), renderer_for(STUDENT)) is None
+    assert "word vocabularies differ" in token_id_mismatch(alone, renderer_for(STUDENT))
     with pytest.raises(ConfigError) as err:
-        teacher_engine(Teacher("hidden_key", str(teacher_ckpt)), mixed, field="distill.teachers[0]")
+        teacher_engine(Teacher("hidden_key", str(teacher_ckpt)), alone, field="distill.teachers[0]")
     assert err.value.field == "distill.teachers[0]" and "reads other token ids" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        teacher_engine(Teacher("hidden_key", str(tmp_path)), mixed, field="distill.teachers[1]")
+        teacher_engine(Teacher("hidden_key", str(tmp_path)), alone, field="distill.teachers[1]")
     assert err.value.field == "distill.teachers[1]" and "neither a checkpoint" in str(err.value)
