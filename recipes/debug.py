@@ -81,3 +81,29 @@ def debug_cpu_mix() -> RunConfig:
     cfg.model.vocab_size = MIX_VOCAB
     cfg.env.train_domains = ["hidden_key@1", "code_lock@1"]
     return cfg
+
+
+OPD_TEACHERS_DIR = "runs/opd_teachers"
+"""Where ``scripts/opd_teachers.sh`` writes the CPU teachers (``<domain>/checkpoints/step_120``)."""
+
+
+def opd_cpu_mix() -> RunConfig:
+    """On-policy distillation on CPU (issue 35, cod.md 8): debug_cpu_mix's student (model, mixture vocabulary, warm
+    starts, HiddenKey + CodeLock 1:1) distils from one CoD teacher per domain, trained alone on that domain with the
+    mixture's vocabulary (``scripts/opd_teachers.sh`` first: 120 steps each, ~15 min on 2 cores).
+
+    The paper's v2 form: OPD alone (``distill.advantage=opd``: the CoD advantages are zeroed), REC with clip none,
+    ``A_t = logp_teacher_t - sg(logp_theta_t)`` (``algorithm.teacher_coef=1``), G = 1. Packs per step: 32 of G = 1
+    (32 lifecycles), where the CoD mixture plays 8 packs of G = 8 (64): OPD's samples need no group, each is scored.
+    Teachers run as Ray actors next to the student's engine.
+    """
+    cfg = debug_cpu_mix()
+    cfg.run.name = "opd_cpu_mix"
+    cfg.env.vocabulary_domains = ["hidden_key", "code_lock"]
+    cfg.distill.teachers = [f"{d}={OPD_TEACHERS_DIR}/{d}/checkpoints/step_120" for d in ("hidden_key", "code_lock")]
+    cfg.distill.advantage = "opd"
+    cfg.algorithm.teacher_coef = 1.0
+    cfg.algorithm.clip_mode = "none"
+    cfg.rollout.group_size = 1
+    cfg.rollout.packs_per_step = 32
+    return cfg

@@ -73,6 +73,12 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         "a warm start trains a freshly initialised model, so the run would drop the weights of model.hf_path; set 0",
     )
     teachers = parse_teachers(cfg.distill.teachers, [d.name for d in cfg.env.domains()])
+    opd_alone = bool(teachers) and cfg.distill.advantage == "opd"  # no CoD advantage: no baseline over G rollouts
+    require(
+        cfg.rollout.group_size >= 2 or opd_alone,
+        "rollout.group_size",
+        "the per-position baseline needs G >= 2 (G = 1 only for on-policy distillation alone, distill.advantage=opd)",
+    )
     require(
         bool(teachers) == (cfg.algorithm.teacher_coef > 0),
         "algorithm.teacher_coef",

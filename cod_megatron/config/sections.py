@@ -105,7 +105,7 @@ class RolloutConfig:
             "sync_interval",
         ):
             require(getattr(self, name) >= 1, f"{p}.{name}", f"must be >= 1, got {getattr(self, name)}")
-        require(self.group_size >= 2, f"{p}.group_size", "the per-position baseline needs G >= 2")
+        require(self.group_size >= 1, f"{p}.group_size", f"must be >= 1, got {self.group_size}")
         require(self.temperature > 0, f"{p}.temperature", "must be > 0")
         require(
             self.off_policy or self.sync_interval - 1 <= self.max_staleness,
@@ -159,6 +159,9 @@ class AlgorithmConfig:
     red_temperature_min: float = 0.8
     red_temperature_max: float = 100.0
     policy_loss: Literal["rec", "is", "ppo"] = "rec"
+    clip_mode: Literal["one-side", "none"] = "one-side"
+    """REC / IS token mask (6.2): ``one-side`` drops a token whose ratio already moved past its bound in the
+    advantage's direction; ``none`` keeps every token (OPD: the paper's "REC with clip none")."""
     clip_eps_low: float = 0.2
     clip_eps_high: float = 0.2
     kl_coef: float = 0.0

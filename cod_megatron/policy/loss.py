@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from cod_megatron.cod.losses import LossDenominators, policy_loss
+from cod_megatron.cod.losses import LossDenominators, LossOptions, policy_loss
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch
 from cod_megatron.data.denominators import sample_ids
@@ -43,6 +43,7 @@ def packed_policy_loss(
         entropy=entropy,
         ref_logp=batch.ref_logprobs,
         rollout_logp=batch.rollout_logprobs,
+        options=LossOptions(clip_mode=cfg.clip_mode),
     )
 
 

@@ -59,6 +59,7 @@ ALLOCATOR_PER_RECIPE = {
     "debug_cpu": None,
     "debug_cpu_code_lock": None,
     "debug_cpu_mix": None,
+    "opd_cpu_mix": None,
     "smollm2_135m_cod_cpu": None,
     "smollm2_135m_cod_1gpu": None,
     "qwen3_8b_cod_8gpu_h100": None,  # colocated SGLang: CUDA IPC and the memory saver

@@ -119,3 +119,12 @@ def test_the_loop_runs_teachers_only_where_it_can_start_them():
     with pytest.raises(ConfigError) as err:
         check_loop_can_run(inprocess, finalize(inprocess))
     assert err.value.field == "distill.teachers"
+
+
+def test_one_rollout_per_pack_only_for_distillation_alone():
+    """G = 1 leaves no group for the CoD baseline: allowed only when the CoD advantages are dropped (OPD alone)."""
+    on = ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl", "algorithm.teacher_coef=1", "rollout.group_size=1"]
+    finalize(apply_overrides(cod_recipes.get("debug_cpu_mix"), on))
+    with pytest.raises(ConfigError) as err:
+        finalize(apply_overrides(cod_recipes.get("debug_cpu_mix"), [*on, "distill.advantage=cod_plus_opd"]))
+    assert err.value.field == "rollout.group_size"

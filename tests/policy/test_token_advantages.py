@@ -218,3 +218,14 @@ def test_teacher_coef_without_teacher_logprobs_is_refused_on_the_host():
     with pytest.raises(ValueError, match="teacher"):
         check_teacher_logprobs([dataclasses.replace(b, teacher_logprobs=None)], cfg)
     assert with_token_values(b, 1).teacher_logprobs is not None
+
+
+def test_clip_mode_none_reaches_the_loss():
+    """``algorithm.clip_mode=none`` (OPD's "REC with clip none"): tokens the one-side mask drops are kept."""
+    (batch,) = step_batches()[:1]
+    logp = batch.old_logprobs + 0.5  # every ratio e^0.5 > 1 + eps_high: positive advantages are masked
+    denom = step_denominators([batch])
+    batch = dataclasses.replace(batch, advantages=batch.advantages.abs() + 0.1)
+    one_side = packed_policy_loss(logp, torch.zeros_like(logp), batch, denom, AlgorithmConfig())[2]
+    none = packed_policy_loss(logp, torch.zeros_like(logp), batch, denom, AlgorithmConfig(clip_mode="none"))[2]
+    assert one_side["clip_frac"][0] > 0 and none["clip_frac"][0] == 0
