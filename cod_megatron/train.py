@@ -46,7 +46,7 @@ def train(cfg: RunConfig, layout: ParallelLayout, stop: StopRequest | None = Non
     trainer = parts.start_trainer(cfg, layout, renderer)
     writer = parts.metrics_writer(cfg, generates, resumed_at=trainer.step)
     engines = start_engines(cfg, layout, parts.engine_kwargs(cfg, renderer)) if generates else []
-    teachers = start_teachers(cfg, renderer) if generates and cfg.distill.enabled else {}
+    teachers = start_teachers(cfg, layout, renderer) if generates and cfg.distill.enabled else {}
     if stop is not None:
         stop.install()  # again: Ray's driver replaced the SIGTERM handler
     # every rank exports; colocated engines' ranks are matched by GPU UUID (a collective)

@@ -8,7 +8,11 @@ from collections.abc import Callable
 from cod_megatron.config import RunConfig
 from cod_recipes.debug import debug_cpu, debug_cpu_code_lock, debug_cpu_mix, opd_cpu_mix
 from cod_recipes.llama3_70b import llama3_70b_cod_64gpu_h100
-from cod_recipes.paper_settings import qwen3_8b_cod_setting_a_24gpu_h100, qwen3_8b_cod_setting_b_32gpu_h100
+from cod_recipes.paper_settings import (
+    qwen3_8b_cod_setting_a_24gpu_h100,
+    qwen3_8b_cod_setting_b_32gpu_h100,
+    qwen3_8b_opd_three_domains_48gpu_h100,
+)
 from cod_recipes.qwen3_8b import qwen3_8b_cod_8gpu_h100
 from cod_recipes.smollm2 import smollm2_135m_cod_1gpu, smollm2_135m_cod_cpu
 
@@ -24,6 +28,7 @@ RECIPES: dict[str, Callable[[], RunConfig]] = {
         qwen3_8b_cod_8gpu_h100,
         qwen3_8b_cod_setting_a_24gpu_h100,
         qwen3_8b_cod_setting_b_32gpu_h100,
+        qwen3_8b_opd_three_domains_48gpu_h100,
         llama3_70b_cod_64gpu_h100,
     )
 }

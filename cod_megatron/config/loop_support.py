@@ -24,8 +24,7 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
         "(use pp=1, or parallel.colocated=false)",
     )
     require(
-        not cfg.distill.enabled or (cfg.run.device == "cpu" and cfg.rollout.backend == "ray"),
+        not cfg.distill.enabled or cfg.rollout.backend == "ray",
         "distill.teachers",
-        "the loop starts teachers as Ray actors of embedded engines on CPU (rollout.backend=ray); teachers on GPUs "
-        "(SGLang servers on their own devices, scored by engines/sglang/protocol.score_body) are not started yet",
+        "teachers run as Ray actors (embedded engines on CPU, SGLang servers on GPUs): set rollout.backend=ray",
     )

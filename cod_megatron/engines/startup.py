@@ -26,6 +26,7 @@ from cod_megatron.engines.sglang.actor import SGLangServerActor
 from cod_megatron.engines.sglang.ipc import serializer_for
 from cod_megatron.engines.sglang.ray_engine import SGLangRayEngine
 from cod_megatron.engines.sglang.server import SGLangRouterClient, SGLangServerConfig
+from cod_megatron.engines.teacher_pool import TeacherPool
 from cod_megatron.models.model_tokenizer import tokenizer_mismatch
 from cod_megatron.models.source import local_source, model_source
 
@@ -267,6 +268,70 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
     return engines
 
 
+def start_sglang_teachers(cfg: RunConfig, layout: ParallelLayout, teachers: Sequence[Any]) -> dict[str, TeacherPool]:
+    """Every distillation teacher (``config.teachers.Teacher``: domain, HF directory) as ``parallel.teacher_engines``
+    SGLang servers at ``parallel.teacher_engine_tp``, launched from the teacher's own directory on GPUs of their own
+    (one placement group after the student's; a CPU slice each where ``rollout.sglang_command`` is the stand-in).
+    Teachers load their weights at launch and are never synced; they only score (a prefill per sample)."""
+    import ray
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    r = cfg.rollout
+    if r.backend != "ray":
+        raise ConfigError("rollout.backend", "SGLang teachers run as Ray actors (rollout.backend=ray)")
+    init_ray()
+    per_teacher = layout.teacher_engines
+    if cfg.run.device == "cpu":
+        bundles = [{"CPU": _CPU_ENGINE_CORES} for _ in range(len(teachers) * per_teacher)]
+    else:
+        per_engine = [{"GPU": 1.0, "CPU": 1.0} for _ in range(layout.teacher_engine_tp)]
+        bundles = [
+            {k: sum(b[k] for b in per_engine) for k in per_engine[0]} for _ in range(len(teachers) * per_teacher)
+        ]
+    pg = placement_group(bundles, strategy="PACK")
+    ray.get(pg.ready(), timeout=r.engine_timeout_s)
+    actor_cls = ray.remote(SGLangServerActor)
+    log_dir = str(Path(r.sglang_log_dir or Path(cfg.run.output_dir) / "sglang").resolve())
+    actor_kwargs = dict(
+        log_dir=log_dir, command=tuple(r.sglang_command), env=dict(cfg.run.env_vars),
+        startup_timeout_s=r.sglang_startup_timeout_s,
+    )  # fmt: skip
+    pools: dict[str, TeacherPool] = {}
+    all_engines: list[SGLangRayEngine] = []
+    for t, teacher in enumerate(teachers):
+        server = SGLangServerConfig(
+            model_path=teacher.path,
+            tp_size=layout.teacher_engine_tp,
+            mem_fraction_static=r.sglang_mem_fraction_static,
+            context_length=r.max_model_len,
+            dtype=cfg.model.params_dtype,
+            random_seed=cfg.run.seed,
+            extra_args=tuple(r.sglang_extra_args),
+        )
+        engines = []
+        for k in range(per_teacher):
+            index, name = t * per_teacher + k, f"teacher_{teacher.domain}{k}"
+
+            def make(index: int = index, res: dict = bundles[index], srv: Any = server, name: str = name) -> Any:
+                strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index)
+                return actor_cls.options(
+                    num_cpus=res.get("CPU", 0), num_gpus=res.get("GPU", 0), scheduling_strategy=strategy
+                ).remote(srv, name=name, **actor_kwargs)
+
+            engines.append(SGLangRayEngine(make, {"timeout_s": r.engine_timeout_s}, name=name, placement_group=pg))
+        all_engines += engines
+        pools[teacher.domain] = TeacherPool(teacher.domain, engines)
+    try:
+        with ThreadPoolExecutor(max(1, len(all_engines)), thread_name_prefix="teacher-start") as pool:
+            urls = list(pool.map(SGLangRayEngine.start, all_engines))
+    except BaseException:
+        shutdown_engines(all_engines)
+        raise
+    log.info("started %d SGLang teacher engine(s): %s", len(all_engines), ", ".join(urls))
+    return pools
+
+
 def _update_group_joiner(cfg: RunConfig, layout: ParallelLayout) -> Callable[[Any], object]:
     """Joins an engine client's weight-update group as the trainer's rank 0 (NCCL on GPU, gloo on CPU), hosting the
     rendezvous on this node's address and a free port."""
@@ -280,6 +345,7 @@ def _update_group_joiner(cfg: RunConfig, layout: ParallelLayout) -> Callable[[An
 def shutdown_engines(engines: Sequence[InferenceEngine]) -> None:
     """End the actors this run started, and the local Ray cluster if this process started it (not a caller's)."""
     groups: dict[Any, Any] = {}  # placement groups of SGLang engines, removed once their actors are gone
+    engines = [x for e in engines for x in (e.engines if isinstance(e, TeacherPool) else [e])]  # a teacher's servers
     for e in engines:
         if isinstance(e, RayEngine):
             e.shutdown()

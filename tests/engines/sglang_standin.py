@@ -540,6 +540,22 @@ class SGLangStandIn:
 # ---- as a program: a stand-in for ``python -m sglang.launch_server`` -------------------------------------------------
 
 
+def hf_engine(model_path: str) -> Any:
+    """An embedded engine holding the HF model at ``model_path`` (a teacher: SGLang loads its weights at launch), or
+    None when the path is no model directory (the weights then come from the trainer, counted)."""
+    if not (Path(model_path) / "config.json").is_file():
+        return None
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from cod_megatron.engines.embedded import EmbeddedEngine
+
+    hf = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    engine = EmbeddedEngine(hf.config, stop_token_ids=[])
+    engine.update_weights([(n, p.detach()) for n, p in hf.named_parameters()], version=0, last=True)
+    return engine
+
+
 class CountingEngine:
     """A tiny deterministic engine for the stand-in program: ``prompt[-1] + 1, + 2, ...``, log-prob -0.5 each.
 
@@ -614,7 +630,7 @@ def main(argv: list[str] | None = None) -> None:
         "other_args": rest,
     }
     standin = SGLangStandIn(
-        CountingEngine(record=args.record),
+        hf_engine(args.model_path) or CountingEngine(record=args.record),
         transport=GlooTransport(),  # a separate process: the update group is real (gloo), as with SGLang
         model_path=args.model_path,
         host=args.host,
