@@ -1,36 +1,14 @@
-"""On-policy distillation advantage (cod.md 8): per-token reverse KL to a domain teacher.
+"""On-policy distillation's measure (cod.md 8): the reverse KL of the student's samples to their domain's teacher.
 
-``A_t = kl_coef * (logp_teacher_t - logp_old_t)``; with ``fix_opd_advantage`` the stale ``logp_old`` is replaced
-by the current ``sg(logp_theta)``, so ``A_t = logp_teacher_t - sg(logp_theta_t)`` for ``kl_coef = 1``. Used with
-REC, clip none, weight none: ``l_t = -A_t * logp_theta_t``. Shapes: ``[T]``.
+The OPD advantage itself, ``A_t = logp_teacher_t - sg(logp_theta_t)`` (the staleness fix), is formed inside the
+forward from the current log-probs: ``cod_megatron.cod.token_advantages`` (``algorithm.teacher_coef``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from cod_megatron.cod.episode import Episode
-
-
-def opd_advantages(
-    teacher_logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    *,
-    kl_coef: float = 1.0,
-    current_logp: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Per-token OPD advantage; pass ``current_logp`` for the staleness-corrected (``fix_opd_advantage``) form."""
-    if teacher_logp.shape != old_logp.shape or (current_logp is not None and current_logp.shape != old_logp.shape):
-        raise ValueError(
-            f"opd_advantages: shapes differ: teacher {list(teacher_logp.shape)}, old "
-            f"{list(old_logp.shape)}, current {None if current_logp is None else list(current_logp.shape)}"
-        )
-    adv = kl_coef * (teacher_logp - old_logp)
-    if current_logp is not None:
-        adv = adv + (old_logp - current_logp.detach())
-    return adv
 
 
 def reverse_kl_metrics(samples: Sequence[tuple[str, Episode]], teacher: Sequence[Sequence[float]]) -> dict[str, float]:

@@ -5,11 +5,7 @@ import json
 import subprocess
 import sys
 
-import pytest
-import torch
-
 from cod_megatron.cod.episode import Task
-from cod_megatron.cod.opd import opd_advantages
 from cod_megatron.cod.pack_forming import batch_pack_seed, form_packs, stable_pack_seed
 
 
@@ -68,11 +64,3 @@ def test_packs_of_one_batch_share_nothing_but_the_g_rollouts_share_the_seed():
     b = form_packs(rows({"a": 8}), pack_size=4, batch_id=5)
     assert [p.pack.seed for p in a] == [p.pack.seed for p in b]
     assert a[0].pack.seed != a[1].pack.seed
-
-
-def test_opd_advantage_plain_and_staleness_corrected():
-    teacher, old, cur = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0]), torch.tensor([-1.2, -1.1])
-    assert torch.allclose(opd_advantages(teacher, old), torch.tensor([0.5, -1.0]))
-    assert torch.allclose(opd_advantages(teacher, old, current_logp=cur), teacher - cur)
-    with pytest.raises(ValueError):
-        opd_advantages(teacher, old[:1])
