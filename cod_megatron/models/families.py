@@ -1,6 +1,6 @@
 """The registry of model families: ``model.arch`` or an HF ``model_type`` -> :class:`ModelFamily`.
 
-A later family (Qwen3.5) is one more module and one more entry here.
+A new family is one more module and one more entry here.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from cod_megatron.models.decoder_family import ModelFamily
 from cod_megatron.models.llama import LLAMA
 from cod_megatron.models.qwen2 import QWEN2
 from cod_megatron.models.qwen3 import QWEN3
+from cod_megatron.models.qwen3_5 import QWEN3_5
 
-FAMILIES: dict[str, ModelFamily] = {f.arch: f for f in (LLAMA, QWEN2, QWEN3)}
+FAMILIES: dict[str, ModelFamily] = {f.arch: f for f in (LLAMA, QWEN2, QWEN3, QWEN3_5)}
 
 
 class UnknownModelFamily(NotImplementedError):

@@ -36,6 +36,7 @@ import torch
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.models.families import family
+from cod_megatron.models.hybrid_layouts import HYBRID_KINDS, hybrid_shard, hybrid_unshard
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class HFTarget:
     """How one megatron parameter is made of HF tensors."""
 
     kind: str
-    """vocab | qkv | fc1 | row | replicated."""
+    """vocab | qkv | fc1 | row | replicated, or a hybrid layer's (:mod:`cod_megatron.models.hybrid_layouts`)."""
     hf: tuple[str, ...]
     """HF tensor names (q/k/v for qkv, gate/up for fc1, else one)."""
 
@@ -102,6 +103,8 @@ class ShardReader(Protocol):
 
 def shard_from_hf(t: HFTarget, reader: ShardReader, cfg: ModelConfig, rank: int, size: int) -> torch.Tensor:
     """TP rank ``rank`` of ``size``'s megatron tensor for one parameter, read slice by slice from ``reader``."""
+    if t.kind in HYBRID_KINDS:
+        return hybrid_shard(t.kind, t.hf, reader.rows, cfg, rank, size)
     if t.kind == "replicated":
         return reader.rows(t.hf[0])
     if t.kind == "vocab":
@@ -135,6 +138,8 @@ def _split(n: int, size: int, what: str) -> int:
 # ---- megatron -> HF ----------------------------------------------------------------------------------------------
 def hf_from_shards(t: HFTarget, parts: list[torch.Tensor], cfg: ModelConfig) -> list[torch.Tensor]:
     """Inverse of :func:`shard_from_hf` over all TP shards (in TP order): the HF tensors named by ``t.hf``."""
+    if t.kind in HYBRID_KINDS:
+        return hybrid_unshard(t.kind, parts, cfg)
     if t.kind == "replicated":
         return [parts[0]]
     if t.kind == "vocab":

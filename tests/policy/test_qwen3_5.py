@@ -1,0 +1,194 @@
+"""Qwen3.5's hybrid stack (Gated DeltaNet + gated attention) against transformers' own model, exact in fp32 on CPU.
+
+The tiny HF model has every weight random (norms and GDN's A_log / dt_bias included), three GDN layers and one
+attention layer, so a swapped section, a wrong zero-centring or a missing gate changes the logits. The packed input
+holds three segments: each must give the logits it gives alone, which needs both GDN's convolution and its
+recurrence to restart at every segment start; the mutation tests show that each reset is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.dist import free_port
+
+SEGMENTS = [[5, 17, 250, 3, 99, 42, 7, 8, 9], [11, 12, 13, 14, 15, 16], [200, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 128]]
+IDS = torch.tensor([3, 141, 59, 26, 53, 58, 97, 93, 23, 84, 62, 64, 33, 83, 27, 95, 1, 2, 3, 4])
+ATOL = 1e-5
+
+
+def hf_config():
+    """3 GDN layers + 1 attention layer; GQA in both mixers (2 key heads for 4 value heads; 4 q heads, 2 kv)."""
+    from transformers import Qwen3_5TextConfig
+
+    return Qwen3_5TextConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        linear_conv_kernel_dim=4,
+        rms_norm_eps=1e-6,
+        dtype="float32",
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.25},
+    )
+
+
+def make_hf(path: Path, seed: int = 0) -> None:
+    """A random tiny Qwen3.5 saved with save_pretrained; every norm, A_log and dt_bias randomised too."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith(("A_log", "dt_bias")):
+                p.copy_(0.3 * torch.randn_like(p) + (1.0 if "linear_attn.norm" in name else 0.0))
+            elif "embed_tokens" in name or "lm_head" in name or "conv1d" in name:
+                p.copy_(0.5 * torch.randn_like(p))
+    model.save_pretrained(path)
+
+
+def hf_logits(path: str | Path, ids: torch.Tensor) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(ids[None]).logits[0]
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("hf") / "qwen3_5"
+    make_hf(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(hf_dir) -> dict:
+    return {
+        "logits": hf_logits(hf_dir, IDS),
+        "segments": [hf_logits(hf_dir, torch.tensor(s)) for s in SEGMENTS],
+        "tensors": load_file(hf_dir / "model.safetensors"),
+    }
+
+
+@pytest.fixture
+def megatron(hf_dir):
+    """The megatron policy (TP = PP = 1) with the HF weights loaded, and its ModelConfig."""
+    from transformers import AutoConfig
+
+    from cod_megatron.config import ParallelConfig, ParallelLayout
+    from cod_megatron.models.hf_config import model_config_from_hf
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_weights import load_hf_weights
+    from cod_megatron.policy.model import build_model
+
+    cfg = model_config_from_hf(AutoConfig.from_pretrained(hf_dir))
+    layout = ParallelLayout.from_config(ParallelConfig(tp=1, pp=1, engines=1, gpus_per_node=1), cfg)
+    init_distributed(layout, master_port=free_port())
+    try:
+        model = build_model(cfg, layout)
+        load_hf_weights(model, str(hf_dir), cfg)
+        yield model.eval(), cfg
+    finally:
+        destroy_distributed()
+
+
+def _packed_logits(model) -> list[torch.Tensor]:
+    from cod_megatron.data.packed import pack_segments
+    from cod_megatron.policy.trainer import packed_seq_params
+
+    batch = pack_segments(SEGMENTS, [1] * len(SEGMENTS), [0.0] * len(SEGMENTS))
+    pos = torch.cat([torch.arange(len(s)) for s in SEGMENTS])
+    with torch.no_grad():
+        out = model(batch.tokens[None], pos[None], None, packed_seq_params=packed_seq_params(batch))[0]
+    cu = batch.cu_seqlens.tolist()
+    return [out[a:b] for a, b in zip(cu[:-1], cu[1:], strict=True)]
+
+
+def test_model_config_reads_the_hybrid_pattern(hf_dir):
+    from transformers import AutoConfig
+
+    from cod_megatron.models.hf_config import hf_config_from_model, model_config_from_hf
+
+    cfg = model_config_from_hf(AutoConfig.from_pretrained(hf_dir))
+    assert (cfg.arch, cfg.full_attention_interval, cfg.rotary_percent) == ("qwen3_5", 4, 0.25)
+    assert cfg.linear_layers == [True, True, True, False]
+    back = hf_config_from_model(cfg)
+    assert back.layer_types == hf_config().layer_types
+    assert back.rope_parameters["partial_rotary_factor"] == 0.25
+
+
+def test_logits_equal_hf_on_plain_input(megatron, reference):
+    model, _ = megatron
+    with torch.no_grad():
+        out = model(IDS[None], torch.arange(IDS.numel())[None], None)[0]
+    torch.testing.assert_close(out, reference["logits"], atol=ATOL, rtol=0)
+
+
+def test_packed_segments_equal_each_segment_alone(megatron, reference):
+    model, _ = megatron
+    for got, want in zip(_packed_logits(model), reference["segments"], strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def _without_reset(fn):
+    """``fn`` run over the whole packed row as one segment: the segment reset removed."""
+
+    def no_reset(*args):
+        *tensors, _ = args
+        n = tensors[0].shape[0]
+        return fn(*tensors, [(n, 1, torch.arange(n))])
+
+    return no_reset
+
+
+@pytest.mark.parametrize("mixer", ["causal_conv1d_segments", "gated_delta_rule_segments"])
+def test_packed_test_fails_without_each_reset(megatron, reference, monkeypatch, mixer):
+    """The packed comparison bites: without the conv's reset, or without the recurrence's, later segments change."""
+    from cod_megatron.policy import gated_delta_ops
+
+    model, _ = megatron
+    monkeypatch.setattr(gated_delta_ops, mixer, _without_reset(getattr(gated_delta_ops, mixer)))
+    got = _packed_logits(model)
+    torch.testing.assert_close(got[0], reference["segments"][0], atol=ATOL, rtol=0)  # the first has nothing before
+    for seg, want in zip(got[1:], reference["segments"][1:], strict=True):
+        assert (seg - want).abs().max() > 1e-3
+
+
+def test_export_round_trip_and_reload_into_hf(megatron, reference, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from cod_megatron.models.hf_config import hf_config_from_model
+    from cod_megatron.policy.hf_export import export_hf_weights
+    from cod_megatron.policy.hf_weights import save_hf
+
+    model, cfg = megatron
+    exported = export_hf_weights(model, cfg)
+    assert sorted(exported) == sorted(reference["tensors"])
+    for name, want in reference["tensors"].items():
+        assert torch.equal(exported[name], want), name
+    save_hf(model, cfg, hf_config_from_model(cfg), str(tmp_path / "out"))
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert type(reloaded).__name__ == "Qwen3_5ForCausalLM"
+    torch.testing.assert_close(hf_logits(tmp_path / "out", IDS), reference["logits"], atol=0, rtol=0)
+
+
+def test_parameter_count_equals_hf(megatron, hf_dir):
+    from transformers import AutoModelForCausalLM
+
+    model, cfg = megatron
+    hf = AutoModelForCausalLM.from_pretrained(hf_dir)
+    n_hf = sum(p.numel() for p in hf.parameters())
+    assert cfg.num_parameters() == n_hf == sum(p.numel() for p in model.parameters())
