@@ -44,6 +44,10 @@ class ModelConfig:
     linear_conv_kernel_dim: int = 4
     """Width of GDN's causal depthwise convolution over q/k/v."""
     tie_word_embeddings: bool = False
+    hf_weight_prefix: str = "model."
+    """Where the decoder's tensors sit in the HF checkpoint: ``model.`` (``*ForCausalLM``) or ``model.language_model.``
+    (Qwen3.5's vision-language checkpoints; their ``model.visual.*`` tower is not trained and is carried unchanged
+    into exports). Read from the checkpoint by :func:`cod_megatron.models.hf_config.shapes_from_hf`."""
     params_dtype: Literal["float32", "bfloat16"] = "float32"
     """Parameter dtype: float32 on CPU (tests compare at 1e-5), bfloat16 on GPU."""
     fused_lm_head: bool | None = None

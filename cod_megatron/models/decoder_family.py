@@ -55,6 +55,9 @@ class ModelFamily:
     """Its Megatron <-> HF per-layer names (:data:`DENSE_DECODER_LAYER_NAMES` plus the family's own)."""
     template: TemplateFamily
     """Chat-template family of the tiny tokenizer a tiny random model of this family plays through."""
+    hf_vision_language: str | None = None
+    """``model_type`` of the family's vision-language checkpoints (shapes under ``text_config``, the decoder under
+    ``model.language_model.``, a ``model.visual.`` tower carried unchanged), if it has them."""
     hybrid: bool = False
     """Qwen3.5-style: Gated DeltaNet layers between full-attention layers that carry a sigmoid output gate,
     zero-centred RMSNorm everywhere (``model.full_attention_interval`` sets the pattern)."""

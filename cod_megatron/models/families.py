@@ -27,8 +27,8 @@ def family(arch: str) -> ModelFamily:
 
 def family_for_hf(model_type: object) -> ModelFamily:
     """The family whose HF checkpoints have this ``model_type`` (config.json)."""
-    for f in FAMILIES.values():
-        if f.hf_model_type == model_type:
-            return f
-    known = ", ".join(f.hf_model_type for f in FAMILIES.values())
+    types = {t: f for f in FAMILIES.values() for t in (f.hf_model_type, f.hf_vision_language) if t is not None}
+    if isinstance(model_type, str) and model_type in types:
+        return types[model_type]
+    known = ", ".join(types)
     raise UnknownModelFamily(f"HF model_type {model_type!r} is not supported ({known})")

@@ -43,6 +43,11 @@ def shapes_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
     omit take the transformers defaults of these families.
     """
     fam = family_for_hf(hf.get("model_type"))
+    prefix = "model."
+    if fam.hf_vision_language is not None and hf.get("model_type") == fam.hf_vision_language:
+        tie = hf.get("tie_word_embeddings", hf["text_config"].get("tie_word_embeddings", False))
+        hf = {**hf["text_config"], "model_type": fam.hf_model_type, "tie_word_embeddings": tie}
+        prefix = "model.language_model."
     act = hf.get("hidden_act", "silu")
     if act != "silu":
         raise NotImplementedError(f"hidden_act {act!r}: the policy's SwiGLU uses silu")
@@ -72,6 +77,7 @@ def shapes_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
         rope_scaling_factor=factor,
         norm_epsilon=hf["rms_norm_eps"],
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        hf_weight_prefix=prefix,
         **hybrid,
     )
 

@@ -5,6 +5,10 @@ zero-centred (the stored weight is ``scale - 1``), except GDN's gated output nor
 Megatron side: the output gate sits inside ``linear_qkv`` (layout ``qkv_gated``); GDN's ``in_proj`` fuses HF's four
 input projections (``gdn_in``); ``out_norm`` follows megatron's zero-centred convention (``scale_minus_one``), so a
 checkpoint loads into megatron's own GatedDeltaNet as well.
+
+The published checkpoints are vision-language (``Qwen3_5ForConditionalGeneration``, ``model_type`` ``qwen3_5``): the
+decoder is read from ``model.language_model.*`` (``model.hf_weight_prefix``) and trained; the vision tower
+``model.visual.*`` is left out of the policy and copied unchanged into an export (``save_hf(carry_from=...)``).
 """
 
 from __future__ import annotations
@@ -43,5 +47,6 @@ QWEN3_5 = ModelFamily(
     qk_layernorm=True,
     layer_names=QWEN3_5_LAYER_NAMES,
     template="qwen3",
+    hf_vision_language="qwen3_5",
     hybrid=True,
 )

@@ -20,7 +20,8 @@ def test_an_unknown_architecture_fails_clearly():
     with pytest.raises(UnknownModelFamily, match=r"'mistral' has no family module \(llama, qwen2, qwen3, qwen3_5\)"):
         family("mistral")
     with pytest.raises(
-        UnknownModelFamily, match=r"HF model_type 'gemma' is not supported \(llama, qwen2, qwen3, qwen3_5_text\)"
+        UnknownModelFamily,
+        match=r"HF model_type 'gemma' is not supported \(llama, qwen2, qwen3, qwen3_5_text, qwen3_5\)",
     ):
         family_for_hf("gemma")
     with pytest.raises(NotImplementedError):  # what shape reading reports as "a model the policy cannot run"

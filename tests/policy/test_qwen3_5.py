@@ -192,3 +192,57 @@ def test_parameter_count_equals_hf(megatron, hf_dir):
     hf = AutoModelForCausalLM.from_pretrained(hf_dir)
     n_hf = sum(p.numel() for p in hf.parameters())
     assert cfg.num_parameters() == n_hf == sum(p.numel() for p in model.parameters())
+
+
+# ---- the published checkpoint layout: vision-language, decoder under model.language_model --------------------
+def make_hf_vision_language(path: Path, seed: int = 1) -> None:
+    """A tiny random Qwen3_5ForConditionalGeneration (the text model above plus a 1-block vision tower)."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    text = hf_config().to_dict()
+    text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": [2, 1, 1]}
+    vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=4)
+    torch.manual_seed(seed)
+    model = Qwen3_5ForConditionalGeneration(Qwen3_5Config(text_config=text, vision_config=vision))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith(("A_log", "dt_bias", ".bias")):
+                p.copy_(0.3 * torch.randn_like(p) + (1.0 if "linear_attn.norm" in name else 0.0))
+    model.save_pretrained(path)
+
+
+def test_vision_language_checkpoint_trains_the_decoder_and_carries_the_vision_tower(tmp_path):
+    from transformers import AutoConfig, Qwen3_5ForConditionalGeneration
+
+    from cod_megatron.config import ParallelConfig, ParallelLayout
+    from cod_megatron.models.hf_config import model_config_from_hf
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_weights import load_hf_weights, save_hf
+    from cod_megatron.policy.model import build_model
+
+    src, out = tmp_path / "vl", tmp_path / "out"
+    make_hf_vision_language(src)
+    hf = Qwen3_5ForConditionalGeneration.from_pretrained(src).eval()
+    with torch.no_grad():
+        want = hf(input_ids=IDS[None]).logits[0]
+    cfg = model_config_from_hf(AutoConfig.from_pretrained(src))
+    assert (cfg.arch, cfg.hf_weight_prefix, cfg.full_attention_interval) == ("qwen3_5", "model.language_model.", 4)
+    layout = ParallelLayout.from_config(ParallelConfig(tp=1, pp=1, engines=1, gpus_per_node=1), cfg)
+    init_distributed(layout, master_port=free_port())
+    try:
+        model = build_model(cfg, layout).eval()
+        load_hf_weights(model, str(src), cfg)  # model.visual.* is not the policy's: not an "unused tensor" error
+        with torch.no_grad():
+            got = model(IDS[None], torch.arange(IDS.numel())[None], None)[0]
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        save_hf(model, cfg, AutoConfig.from_pretrained(src), str(out), carry_from=str(src))
+    finally:
+        destroy_distributed()
+    original = {k: v for f in src.glob("*.safetensors") for k, v in load_file(f).items()}
+    exported = {k: v for f in out.glob("*.safetensors") for k, v in load_file(f).items()}
+    assert any(k.startswith("model.visual.") for k in exported) and sorted(exported) == sorted(original)
+    for name, t in original.items():
+        assert torch.equal(exported[name], t), name
+    reloaded = Qwen3_5ForConditionalGeneration.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=IDS[None]).logits[0], want, atol=0, rtol=0)
