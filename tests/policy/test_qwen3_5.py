@@ -246,3 +246,53 @@ def test_vision_language_checkpoint_trains_the_decoder_and_carries_the_vision_to
     reloaded = Qwen3_5ForConditionalGeneration.from_pretrained(out).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=IDS[None]).logits[0], want, atol=0, rtol=0)
+
+
+# ---- TP = 2, spawned gloo ranks: the hybrid layouts slice per rank ---------------------------------------------
+def _tp2_worker(rank: int, world_size: int, hf_dir: str) -> dict:
+    from transformers import AutoConfig
+
+    from cod_megatron.config import ParallelConfig, ParallelLayout
+    from cod_megatron.models.hf_config import model_config_from_hf
+    from cod_megatron.policy.distributed import destroy_distributed, init_distributed
+    from cod_megatron.policy.hf_export import export_hf_weights
+    from cod_megatron.policy.hf_weights import load_hf_weights
+    from cod_megatron.policy.model import build_model
+    from tests.dist import init_method
+
+    cfg = model_config_from_hf(AutoConfig.from_pretrained(hf_dir))
+    layout = ParallelLayout.from_config(ParallelConfig(tp=2, pp=1, engines=2, gpus_per_node=2), cfg)
+    init_distributed(layout, rank=rank, world_size=world_size, init_method=init_method("q35tp2"))
+    try:
+        model = build_model(cfg, layout).eval()
+        load_hf_weights(model, hf_dir, cfg)
+        with torch.no_grad():
+            shard = model(IDS[None], torch.arange(IDS.numel())[None], None)[0]
+        packed = [torch.cat(_gathered(s), dim=-1) for s in _packed_logits(model)]
+        logits = torch.cat(_gathered(shard), dim=-1)
+        return {"logits": logits, "segments": packed, "tensors": export_hf_weights(model, cfg)}
+    finally:
+        destroy_distributed()
+
+
+def _gathered(x: torch.Tensor) -> list[torch.Tensor]:
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    parts = [torch.empty_like(x) for _ in range(2)]
+    dist.all_gather(parts, x.contiguous(), group=parallel_state.get_tensor_model_parallel_group())
+    return parts
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_tp2_loads_gives_hf_logits_and_exports_the_same_tensors(hf_dir, reference):
+    from tests.dist import spawn
+
+    for out in spawn(_tp2_worker, 2, str(hf_dir)):
+        torch.testing.assert_close(out["logits"], reference["logits"], atol=ATOL, rtol=0)
+        for got, want in zip(out["segments"], reference["segments"], strict=True):
+            torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        assert sorted(out["tensors"]) == sorted(reference["tensors"])
+        for name, want in reference["tensors"].items():
+            assert torch.equal(out["tensors"][name], want), name
