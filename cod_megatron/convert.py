@@ -76,6 +76,7 @@ def mcore_to_hf(args: argparse.Namespace) -> str:
     import torch
     from megatron.core import dist_checkpointing
 
+    from cod_megatron.models.hf_names import carried_prefix
     from cod_megatron.policy.hf_weights import save_hf
 
     hf_config, model_cfg, model = _build(args, args.hf_config)
@@ -84,7 +85,9 @@ def mcore_to_hf(args: argparse.Namespace) -> str:
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
     if args.dtype == "auto" and isinstance(getattr(hf_config, "dtype", None), torch.dtype):
         dtype = hf_config.dtype  # keep the dtype the HF checkpoint was published in
-    return save_hf(model, model_cfg, hf_config, args.out, dtype=dtype)
+    # a vision-language checkpoint's tower is not in the policy: copied unchanged from the --hf-config checkpoint
+    carry = args.hf_config if carried_prefix(model_cfg) else None
+    return save_hf(model, model_cfg, hf_config, args.out, dtype=dtype, carry_from=carry)
 
 
 def main(argv: list[str] | None = None) -> int:

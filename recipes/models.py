@@ -22,6 +22,31 @@ def tiny_qwen3() -> ModelConfig:
     )
 
 
+def tiny_qwen3_5() -> ModelConfig:
+    """A 4-layer Qwen3.5-style hybrid (3 Gated DeltaNet layers, then gated attention) for 2-core CPU tests."""
+    return ModelConfig(
+        arch="qwen3_5",
+        num_layers=4,
+        hidden_size=64,
+        ffn_hidden_size=128,
+        num_attention_heads=4,
+        num_query_groups=2,
+        kv_channels=32,
+        vocab_size=256,
+        max_position_embeddings=2048,
+        rope_theta=10_000_000.0,
+        rotary_percent=0.25,
+        full_attention_interval=4,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        norm_epsilon=1e-6,
+        tie_word_embeddings=False,
+        params_dtype="float32",
+    )
+
+
 def qwen3_8b() -> ModelConfig:
     """Qwen/Qwen3-8B (thinking disabled at prompt time, not in the weights)."""
     return ModelConfig(

@@ -11,6 +11,6 @@ for domain in hidden_key code_lock; do
   if [[ -d "$OUT/$domain/checkpoints/step_120" ]]; then echo "skip $domain (done)"; continue; fi
   echo "== teacher of $domain"
   "$PY" -m cod_megatron.train --recipe debug_cpu_mix "run.output_dir=$OUT/$domain" "env.train_domains=$domain" \
-    env.vocabulary_domains=hidden_key,code_lock rollout.packs_per_step=4 run.steps=120 checkpoint.save_interval=10 \
+    env.vocabulary_domains=hidden_key,code_lock run.steps=120 checkpoint.save_interval=10 \
     checkpoint.load=auto "$@"
 done

@@ -22,7 +22,9 @@ Pure arithmetic over :class:`ModelConfig`, :class:`ParallelLayout` and the optim
   stays resident during rollouts, so the rollout phase holds trainer weights, grads and optimizer state plus the
   engine's weights and KV cache. Disaggregated engines are budgeted on their own GPUs.
 * The KV cache must hold every sequence an engine serves at once at full length:
-  ``ceil(packs_per_step * group_size / engines) * max_model_len`` tokens.
+  ``ceil(packs_per_step * group_size / engines) * max_model_len`` tokens. A hybrid (Qwen3.5) caches K and V only
+  in its full-attention layers; each Gated DeltaNet layer holds instead a fixed recurrent state per sequence (fp32
+  ``[value heads, dk, dv]`` plus the convolution's last inputs), whatever the length.
 * Distillation teachers (``distill.teachers``) hold their weights and a KV cache on their own GPUs, budgeted with the
   student's architecture (the paper's teachers are CoD checkpoints of the student's base); a step's samples are sent
   to a teacher in chunks of a student engine's concurrency, so its cache holds the same sequences as one student
@@ -117,20 +119,53 @@ def params_per_rank(model: ModelConfig, layout: ParallelLayout) -> int:
 
 
 def activation_bytes_per_token_layer(model: ModelConfig, layout: ParallelLayout) -> float:
-    """Bytes one layer saves for backward per token on one rank (bf16 activations, see the module docstring)."""
-    h, f, hd = model.hidden_size, model.ffn_hidden_size, model.head_dim
-    q, kv = model.num_attention_heads * hd, model.num_query_groups * hd
-    replicated = 8 * h  # norm inputs and the inputs of the QKV and FC1 linears
-    sharded = 2 * (q + 2 * kv) + 2 * q + 4 * model.num_attention_heads + 8 * f
-    if model.qk_layernorm:
-        sharded += 2 * (q + kv)
+    """Bytes an average layer saves for backward per token on one rank (bf16 activations, see the module docstring;
+    a hybrid model averages its attention and Gated DeltaNet layers)."""
+    h, f = model.hidden_size, model.ffn_hidden_size
+    replicated = 8 * h  # norm inputs and the inputs of the QKV (GDN: in_proj) and FC1 linears
+    linear = sum(model.linear_layers)
+    mixers = (model.num_layers - linear) * _attention_saved_bytes(model) + linear * _gdn_saved_bytes(model)
+    sharded = mixers / model.num_layers + 8 * f
     tp = layout.tp
     return (replicated / tp if layout.sequence_parallel else replicated) + sharded / tp
 
 
+def _attention_saved_bytes(model: ModelConfig) -> int:
+    """Full attention per token, whole layer (before TP): q/k/v, output and softmax stats, QK-norm inputs, and
+    Qwen3.5's output gate (its input and the gated output)."""
+    hd = model.head_dim
+    q, kv = model.num_attention_heads * hd, model.num_query_groups * hd
+    saved = 2 * (q + 2 * kv) + 2 * q + 4 * model.num_attention_heads
+    if model.qk_layernorm:
+        saved += 2 * (q + kv)
+    if model.arch == "qwen3_5":
+        saved += 4 * q
+    return saved
+
+
+def _gdn_saved_bytes(model: ModelConfig) -> float:
+    """A Gated DeltaNet mixer per token, whole layer (before TP): in_proj output and conv output (bf16), the fp32
+    q/k (repeated to the value heads), v, decay and beta the recurrence keeps, its fp32 output, the gated norm's
+    inputs, and the fp32 chunk states ``[H, dk, dv]`` the chunked rule keeps every 64 tokens."""
+    dk, dv, nv = model.linear_key_head_dim, model.linear_value_head_dim, model.linear_num_value_heads
+    qk, v = model.linear_num_key_heads * dk, nv * dv
+    saved = 2 * (2 * qk + 2 * v + 2 * nv) + 2 * (2 * qk + v)
+    saved += 4 * (2 * nv * dk + v + 2 * nv) + 4 * v + 2 * 2 * v
+    return saved + 4 * nv * dk * dv / 64
+
+
 def kv_bytes_per_token(model: ModelConfig) -> int:
-    """K and V of every layer for one token, whole model (an engine rank holds ``1/engine_tp`` of it)."""
-    return 2 * model.num_layers * model.num_query_groups * model.head_dim * param_bytes(model)
+    """K and V of every full-attention layer for one token, whole model (an engine rank holds ``1/engine_tp``)."""
+    attention_layers = model.num_layers - sum(model.linear_layers)
+    return 2 * attention_layers * model.num_query_groups * model.head_dim * param_bytes(model)
+
+
+def recurrent_state_bytes_per_sequence(model: ModelConfig) -> int:
+    """What a Gated DeltaNet layer keeps per sequence instead of a KV cache, whole model: the fp32 state
+    ``[value heads, dk, dv]`` and the last ``K - 1`` inputs of its convolution (weights' dtype); 0 without GDN."""
+    dk, dv, nv = model.linear_key_head_dim, model.linear_value_head_dim, model.linear_num_value_heads
+    conv = (2 * model.linear_num_key_heads * dk + nv * dv) * (model.linear_conv_kernel_dim - 1) * param_bytes(model)
+    return sum(model.linear_layers) * (4 * nv * dk * dv + conv)
 
 
 def optimizer_bytes_per_param(cfg: RunConfig) -> int:
@@ -170,6 +205,7 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
     engine = {
         "engine weights": model.num_parameters() * param_bytes(model) / layout.engine_tp / GIB,
         "kv cache": kv_tokens * kv_bytes_per_token(model) / layout.engine_tp / GIB,
+        **_recurrent_state(model, layout.engine_tp, in_flight),
         "engine workspace": ENGINE_WORKSPACE_GIB,
     }
 
@@ -191,6 +227,7 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
         teacher = {  # scoring is sent in chunks of a student engine's concurrency (in_flight sequences)
             "teacher weights": model.num_parameters() * param_bytes(model) / layout.teacher_engine_tp / GIB,
             "kv cache": kv_tokens * kv_bytes_per_token(model) / layout.teacher_engine_tp / GIB,
+            **_recurrent_state(model, layout.teacher_engine_tp, in_flight),
             "engine workspace": ENGINE_WORKSPACE_GIB,
             "reserve": RESERVE_GIB,
         }
@@ -201,6 +238,13 @@ def plan_memory(cfg: RunConfig, layout: ParallelLayout, gpu_gb: float = 80.0) ->
         f"KV cache for {in_flight} sequences x {cfg.rollout.max_model_len} tokens per engine",
     ]
     return MemoryPlan(phases=phases, kv_tokens_per_engine=kv_tokens, notes=notes)
+
+
+def _recurrent_state(model: ModelConfig, engine_tp: int, sequences: int) -> dict[str, float]:
+    """An engine's Gated DeltaNet states for every sequence it serves at once (none without GDN layers)."""
+    if not any(model.linear_layers):
+        return {}
+    return {"recurrent state": sequences * recurrent_state_bytes_per_sequence(model) / engine_tp / GIB}
 
 
 def _blame(cfg: RunConfig, layout: ParallelLayout, phase: PhaseBudget) -> str:

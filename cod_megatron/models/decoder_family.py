@@ -55,12 +55,21 @@ class ModelFamily:
     """Its Megatron <-> HF per-layer names (:data:`DENSE_DECODER_LAYER_NAMES` plus the family's own)."""
     template: TemplateFamily
     """Chat-template family of the tiny tokenizer a tiny random model of this family plays through."""
+    hf_vision_language: str | None = None
+    """``model_type`` of the family's vision-language checkpoints (shapes under ``text_config``, the decoder under
+    ``model.language_model.``, a ``model.visual.`` tower carried unchanged), if it has them."""
+    hybrid: bool = False
+    """Qwen3.5-style: Gated DeltaNet layers between full-attention layers that carry a sigmoid output gate,
+    zero-centred RMSNorm everywhere (``model.full_attention_interval`` sets the pattern)."""
 
     def megatron_attention(self) -> dict[str, bool]:
         """The megatron-core ``TransformerConfig`` fields by which this family's attention differs from Llama's; the
         layer spec (:func:`cod_megatron.policy.spec.decoder_block_spec`) puts the q/k norm layers where
         ``qk_layernorm`` asks for them."""
-        return {"add_qkv_bias": self.attention_bias, "qk_layernorm": self.qk_layernorm}
+        fields = {"add_qkv_bias": self.attention_bias, "qk_layernorm": self.qk_layernorm}
+        if self.hybrid:
+            fields |= {"attention_output_gate": True, "layernorm_zero_centered_gamma": True}
+        return fields
 
     @classmethod
     def dense(

@@ -1,6 +1,6 @@
 """The registry of model families: ``model.arch`` or an HF ``model_type`` -> :class:`ModelFamily`.
 
-A later family (Qwen3.5) is one more module and one more entry here.
+A new family is one more module and one more entry here.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from cod_megatron.models.decoder_family import ModelFamily
 from cod_megatron.models.llama import LLAMA
 from cod_megatron.models.qwen2 import QWEN2
 from cod_megatron.models.qwen3 import QWEN3
+from cod_megatron.models.qwen3_5 import QWEN3_5
 
-FAMILIES: dict[str, ModelFamily] = {f.arch: f for f in (LLAMA, QWEN2, QWEN3)}
+FAMILIES: dict[str, ModelFamily] = {f.arch: f for f in (LLAMA, QWEN2, QWEN3, QWEN3_5)}
 
 
 class UnknownModelFamily(NotImplementedError):
@@ -26,8 +27,8 @@ def family(arch: str) -> ModelFamily:
 
 def family_for_hf(model_type: object) -> ModelFamily:
     """The family whose HF checkpoints have this ``model_type`` (config.json)."""
-    for f in FAMILIES.values():
-        if f.hf_model_type == model_type:
-            return f
-    known = ", ".join(f.hf_model_type for f in FAMILIES.values())
+    types = {t: f for f in FAMILIES.values() for t in (f.hf_model_type, f.hf_vision_language) if t is not None}
+    if isinstance(model_type, str) and model_type in types:
+        return types[model_type]
+    known = ", ".join(types)
     raise UnknownModelFamily(f"HF model_type {model_type!r} is not supported ({known})")

@@ -43,6 +43,11 @@ def shapes_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
     omit take the transformers defaults of these families.
     """
     fam = family_for_hf(hf.get("model_type"))
+    prefix = "model."
+    if fam.hf_vision_language is not None and hf.get("model_type") == fam.hf_vision_language:
+        tie = hf.get("tie_word_embeddings", hf["text_config"].get("tie_word_embeddings", False))
+        hf = {**hf["text_config"], "model_type": fam.hf_model_type, "tie_word_embeddings": tie}
+        prefix = "model.language_model."
     act = hf.get("hidden_act", "silu")
     if act != "silu":
         raise NotImplementedError(f"hidden_act {act!r}: the policy's SwiGLU uses silu")
@@ -53,7 +58,8 @@ def shapes_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
             f"attention_bias=True is not supported for {fam.hf_model_type} (it also adds an o_proj bias)"
         )
     layer_types = hf.get("layer_types") or []
-    if hf.get("use_sliding_window", False) or any(t != "full_attention" for t in layer_types):
+    hybrid = hybrid_shapes_from_hf(hf) if fam.hybrid else {}
+    if hf.get("use_sliding_window", False) or (not fam.hybrid and any(t != "full_attention" for t in layer_types)):
         raise NotImplementedError("sliding-window attention layers are not supported")
     theta, factor = rope_from_hf(hf)
     heads = hf["num_attention_heads"]
@@ -71,6 +77,29 @@ def shapes_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
         rope_scaling_factor=factor,
         norm_epsilon=hf["rms_norm_eps"],
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        hf_weight_prefix=prefix,
+        **hybrid,
+    )
+
+
+def hybrid_shapes_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
+    """Qwen3.5's extra shape fields: the layer pattern (only megatron's "every n-th layer is full attention"), the
+    Gated DeltaNet shapes and the partial RoPE fraction."""
+    n_layers = hf["num_hidden_layers"]
+    types = hf.get("layer_types") or []
+    interval = next((i + 1 for i, t in enumerate(types) if t == "full_attention"), 0)
+    pattern = ["linear_attention" if interval and (i + 1) % interval else "full_attention" for i in range(n_layers)]
+    if not interval or types != pattern:
+        raise NotImplementedError(f"layer_types {types} is not 'every n-th layer full attention' (megatron's pattern)")
+    params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+    return dict(
+        full_attention_interval=interval,
+        linear_num_key_heads=hf["linear_num_key_heads"],
+        linear_num_value_heads=hf["linear_num_value_heads"],
+        linear_key_head_dim=hf["linear_key_head_dim"],
+        linear_value_head_dim=hf["linear_value_head_dim"],
+        linear_conv_kernel_dim=hf.get("linear_conv_kernel_dim", 4),
+        rotary_percent=float(params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0))),
     )
 
 
@@ -94,6 +123,17 @@ def hf_config_from_model(cfg: ModelConfig) -> Any:
         rope = {"rope_type": "llama3", "rope_theta": float(cfg.rope_theta), "factor": cfg.rope_scaling_factor}
         rope |= MCORE_LLAMA3_ROPE
     config_class = getattr(transformers, fam.hf_config_class)
+    hybrid: dict[str, Any] = {}
+    if fam.hybrid:
+        rope["partial_rotary_factor"] = cfg.rotary_percent
+        hybrid = dict(
+            layer_types=["linear_attention" if linear else "full_attention" for linear in cfg.linear_layers],
+            linear_num_key_heads=cfg.linear_num_key_heads,
+            linear_num_value_heads=cfg.linear_num_value_heads,
+            linear_key_head_dim=cfg.linear_key_head_dim,
+            linear_value_head_dim=cfg.linear_value_head_dim,
+            linear_conv_kernel_dim=cfg.linear_conv_kernel_dim,
+        )
     return config_class(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
@@ -108,4 +148,5 @@ def hf_config_from_model(cfg: ModelConfig) -> Any:
         rope_parameters=rope,
         dtype=cfg.params_dtype,
         architectures=[fam.hf_causal_lm],
+        **hybrid,
     )

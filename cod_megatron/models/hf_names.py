@@ -36,6 +36,7 @@ import torch
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.models.families import family
+from cod_megatron.models.hybrid_layouts import HYBRID_KINDS, hybrid_shard, hybrid_unshard
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class HFTarget:
     """How one megatron parameter is made of HF tensors."""
 
     kind: str
-    """vocab | qkv | fc1 | row | replicated."""
+    """vocab | qkv | fc1 | row | replicated, or a hybrid layer's (:mod:`cod_megatron.models.hybrid_layouts`)."""
     hf: tuple[str, ...]
     """HF tensor names (q/k/v for qkv, gate/up for fc1, else one)."""
 
@@ -54,22 +55,27 @@ _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
 def hf_targets(chunk: torch.nn.Module, cfg: ModelConfig) -> Iterator[tuple[str, torch.nn.Parameter, HFTarget]]:
     """Every parameter of one model chunk with its HF source (the per-layer names are the family's); unknown
     parameters are an error, not a skip."""
-    layers, layer_names = chunk.decoder.layers, family(cfg.arch).layer_names
+    layers, layer_names, pre = chunk.decoder.layers, family(cfg.arch).layer_names, cfg.hf_weight_prefix
     for name, param in chunk.named_parameters():
         if name == "embedding.word_embeddings.weight":
-            yield name, param, HFTarget("vocab", ("model.embed_tokens.weight",))
+            yield name, param, HFTarget("vocab", (f"{pre}embed_tokens.weight",))
         elif name == "output_layer.weight":
             # tied: a PP>1 last stage keeps its own copy of the embedding (megatron syncs it at build time)
-            src = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
+            src = f"{pre}embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
             yield name, param, HFTarget("vocab", (src,))
         elif name == "decoder.final_layernorm.weight":
-            yield name, param, HFTarget("replicated", ("model.norm.weight",))
+            yield name, param, HFTarget("replicated", (f"{pre}norm.weight",))
         elif (m := _LAYER.match(name)) and m.group(2) in layer_names:
             hf_layer = layers[int(m.group(1))].layer_number - 1
             kind, hf = layer_names[m.group(2)]
-            yield name, param, HFTarget(kind, tuple(f"model.layers.{hf_layer}.{n}" for n in hf))
+            yield name, param, HFTarget(kind, tuple(f"{pre}layers.{hf_layer}.{n}" for n in hf))
         else:
             raise KeyError(f"no HF mapping for megatron parameter {name!r}")
+
+
+def carried_prefix(cfg: ModelConfig) -> str | None:
+    """HF tensors outside the policy that an export copies unchanged (a vision-language checkpoint's tower)."""
+    return "model.visual." if cfg.hf_weight_prefix == "model.language_model." else None
 
 
 def model_chunks(model: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.nn.Module]:
@@ -102,6 +108,8 @@ class ShardReader(Protocol):
 
 def shard_from_hf(t: HFTarget, reader: ShardReader, cfg: ModelConfig, rank: int, size: int) -> torch.Tensor:
     """TP rank ``rank`` of ``size``'s megatron tensor for one parameter, read slice by slice from ``reader``."""
+    if t.kind in HYBRID_KINDS:
+        return hybrid_shard(t.kind, t.hf, reader.rows, cfg, rank, size)
     if t.kind == "replicated":
         return reader.rows(t.hf[0])
     if t.kind == "vocab":
@@ -135,6 +143,8 @@ def _split(n: int, size: int, what: str) -> int:
 # ---- megatron -> HF ----------------------------------------------------------------------------------------------
 def hf_from_shards(t: HFTarget, parts: list[torch.Tensor], cfg: ModelConfig) -> list[torch.Tensor]:
     """Inverse of :func:`shard_from_hf` over all TP shards (in TP order): the HF tensors named by ``t.hf``."""
+    if t.kind in HYBRID_KINDS:
+        return hybrid_unshard(t.kind, parts, cfg)
     if t.kind == "replicated":
         return [parts[0]]
     if t.kind == "vocab":

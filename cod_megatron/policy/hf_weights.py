@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from cod_megatron.config import ModelConfig
 from cod_megatron.models.families import family
-from cod_megatron.models.hf_names import hf_targets, model_chunks, shard_from_hf
+from cod_megatron.models.hf_names import carried_prefix, hf_targets, model_chunks, shard_from_hf
 from cod_megatron.policy.hf_export import export_hf_weights, tp_rank_and_size
 
 logger = logging.getLogger(__name__)
@@ -104,25 +104,47 @@ def _check_all_used(reader: HFSafetensors, used: set[str], cfg: ModelConfig) -> 
         dist.all_gather_object(per_stage, sorted(used), group=parallel_state.get_pipeline_model_parallel_group())
         used = set().union(*per_stage)
     ignorable = {"lm_head.weight"} if cfg.tie_word_embeddings else set()  # some tied checkpoints still store it
+    carried = carried_prefix(cfg) or "\0"  # a vision tower: not the policy's, copied into exports instead
     unused = [
-        n for n in reader.names() if n not in used and n not in ignorable and not n.endswith("rotary_emb.inv_freq")
+        n
+        for n in reader.names()
+        if n not in used and n not in ignorable and not n.endswith("rotary_emb.inv_freq") and not n.startswith(carried)
     ]
     if unused:
         raise ValueError(f"HF tensors not used by the megatron model: {unused[:8]}{' ...' if len(unused) > 8 else ''}")
 
 
 # ---- megatron -> HF ----------------------------------------------------------------------------------------------
+def _entry(file: str, tensors: dict[str, torch.Tensor]) -> tuple[str, list[str], int]:
+    """(file, tensor names, bytes): one file's line of the safetensors index."""
+    return file, sorted(tensors), sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _carry(src: str, prefix: str, out_dir: str, file: str) -> tuple[str, list[str], int]:
+    """Copy the tensors of ``src`` under ``prefix`` unchanged into ``out_dir/file``; its index entry."""
+    reader = HFSafetensors(src)
+    tensors = {n: reader.rows(n) for n in reader.names() if n.startswith(prefix)}
+    if not tensors:
+        raise ValueError(f"carry_from={src}: no {prefix}* tensors to carry")
+    save_file(tensors, os.path.join(out_dir, file), metadata={"format": "pt"})
+    return _entry(file, tensors)
+
+
 def save_hf(
     model: torch.nn.Module | Iterable[torch.nn.Module],
     cfg: ModelConfig,
     hf_config: Any,
     out_dir: str,
     dtype: torch.dtype | None = None,
+    carry_from: str | None = None,
 ) -> str:
     """Write a ``from_pretrained``-loadable directory: config.json and the safetensors of every stage.
 
     Collective over all ranks. PP=1 writes ``model.safetensors``; PP>1 writes one file per stage (by its first TP
     and DP rank) and an index. ``dtype`` (default: the parameters' dtype) is also recorded in config.json.
+    ``carry_from``: the source HF checkpoint of a vision-language model; its tensors outside the policy (the vision
+    tower, :func:`~cod_megatron.models.hf_names.carried_prefix`) are copied unchanged into one more file (the
+    last, written by global rank 0), so the export loads as the full vision-language model.
     """
     tensors = export_hf_weights(model, cfg, dtype)
     distributed = dist.is_initialized() and parallel_state.model_parallel_is_initialized()
@@ -133,14 +155,20 @@ def save_hf(
         and parallel_state.get_data_parallel_rank(with_context_parallel=True) == 0
     )
     global_rank0 = not distributed or dist.get_rank() == 0
-    file = _SAFETENSORS if pp_size == 1 else f"model-{pp_rank + 1:05d}-of-{pp_size:05d}.safetensors"
+    prefix = carried_prefix(cfg) if carry_from else None
+    files = pp_size + (prefix is not None)
+    file = _SAFETENSORS if files == 1 else f"model-{pp_rank + 1:05d}-of-{files:05d}.safetensors"
     os.makedirs(out_dir, exist_ok=True)
     if writer:
         save_file(tensors, os.path.join(out_dir, file), metadata={"format": "pt"})
-    if pp_size > 1:
-        entries: list[Any] = [None] * dist.get_world_size()
-        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        dist.all_gather_object(entries, (file, sorted(tensors), nbytes) if writer else None)
+    if files > 1:
+        entries: list[Any] = [None] * (dist.get_world_size() if distributed else 1)
+        if distributed:
+            dist.all_gather_object(entries, _entry(file, tensors) if writer else None)
+        else:
+            entries = [_entry(file, tensors)]
+        if global_rank0 and prefix is not None and carry_from is not None:
+            entries.append(_carry(carry_from, prefix, out_dir, f"model-{files:05d}-of-{files:05d}.safetensors"))
         if global_rank0:
             entries = [e for e in entries if e is not None]
             weight_map = {n: f for f, ns, _ in entries for n in ns}

@@ -78,7 +78,23 @@ def transformer_config(
         moe_token_dispatcher_type="alltoall",  # megatron rejects its default with variable_seq_lengths
         init_method_std=0.02,
         **RECOMPUTE[recompute],
+        **_gated_delta_net_fields(model),
     )
+
+
+def _gated_delta_net_fields(model: ModelConfig) -> dict[str, Any]:
+    """megatron's Gated DeltaNet fields of a hybrid model (its layer pattern and GDN shapes); none otherwise."""
+    if not model.full_attention_interval:
+        return {}
+    return {
+        "experimental_attention_variant": "gated_delta_net",
+        "linear_attention_freq": model.full_attention_interval,
+        "linear_conv_kernel_dim": model.linear_conv_kernel_dim,
+        "linear_key_head_dim": model.linear_key_head_dim,
+        "linear_value_head_dim": model.linear_value_head_dim,
+        "linear_num_key_heads": model.linear_num_key_heads,
+        "linear_num_value_heads": model.linear_num_value_heads,
+    }
 
 
 def build_model(
@@ -103,6 +119,7 @@ def build_model(
         parallel_output=True,
         share_embeddings_and_output_weights=model.tie_word_embeddings,
         position_embedding_type="rope",
+        rotary_percent=model.rotary_percent,
         rotary_base=int(model.rope_theta),
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,

@@ -124,3 +124,43 @@ def test_table_lists_every_item_and_phase():
     table = plan_memory(cfg, ParallelLayout.from_config(cfg.parallel, cfg.model)).table()
     for word in ("weights", "grads (fp32)", "optimizer", "activations", "kv cache", "train", "engine", "capacity"):
         assert word in table
+
+
+def hybrid_cfg() -> RunConfig:
+    """The tiny Qwen3.5 hybrid (3 Gated DeltaNet layers, 1 attention layer) in the small case's layout."""
+    from cod_recipes.models import tiny_qwen3_5
+
+    cfg = small_cfg()
+    cfg.model = dataclasses.replace(tiny_qwen3_5(), params_dtype="bfloat16")
+    cfg.parallel = ParallelConfig(tp=1, pp=1, dp=8, engines=8, engine_tp=1, colocated=True)
+    return cfg
+
+
+def test_hybrid_caches_kv_only_in_attention_layers_and_a_fixed_state_per_sequence_in_gdn_layers():
+    from cod_megatron.config.memory import recurrent_state_bytes_per_sequence
+
+    cfg = hybrid_cfg()
+    m = cfg.model
+    assert kv_bytes_per_token(m) == 2 * 1 * 2 * 32 * 2  # K and V, 1 attention layer, 2 groups x 32 dims, bf16
+    # 3 GDN layers: fp32 state [4 heads, 16, 16] + bf16 conv inputs (q, k: 2 x 16; v: 4 x 16) x (4 - 1) taps
+    assert recurrent_state_bytes_per_sequence(m) == 3 * (4 * 4 * 16 * 16 + (2 * 32 + 64) * 3 * 2)
+    layout = finalize(cfg)
+    short = plan_memory(cfg, layout).phases[1].items
+    cfg.rollout.max_model_len *= 2
+    long = plan_memory(cfg, layout).phases[1].items
+    assert long["kv cache"] == pytest.approx(2 * short["kv cache"])  # KV grows with the length
+    sequences = 1  # ceil(2 packs x 4 rollouts / 8 engines)
+    assert long["recurrent state"] == short["recurrent state"] == sequences * 3 * (4096 + 768) / GIB  # it does not
+
+
+def test_a_dense_model_has_no_recurrent_state_item():
+    cfg = small_cfg()
+    assert "recurrent state" not in plan_memory(cfg, finalize(cfg)).phases[1].items
+
+
+def test_hybrid_activations_average_the_two_layer_kinds():
+    cfg = hybrid_cfg()
+    dense = dataclasses.replace(cfg.model, full_attention_interval=0)
+    layout = finalize(cfg)
+    per_layer, attention_only = (activation_bytes_per_token_layer(m, layout) for m in (cfg.model, dense))
+    assert per_layer != attention_only and per_layer > 8 * cfg.model.hidden_size

@@ -17,9 +17,12 @@ def test_every_arch_the_config_accepts_has_a_family():
 
 
 def test_an_unknown_architecture_fails_clearly():
-    with pytest.raises(UnknownModelFamily, match=r"'mistral' has no family module \(llama, qwen2, qwen3\)"):
+    with pytest.raises(UnknownModelFamily, match=r"'mistral' has no family module \(llama, qwen2, qwen3, qwen3_5\)"):
         family("mistral")
-    with pytest.raises(UnknownModelFamily, match=r"HF model_type 'gemma' is not supported \(llama, qwen2, qwen3\)"):
+    with pytest.raises(
+        UnknownModelFamily,
+        match=r"HF model_type 'gemma' is not supported \(llama, qwen2, qwen3, qwen3_5_text, qwen3_5\)",
+    ):
         family_for_hf("gemma")
     with pytest.raises(NotImplementedError):  # what shape reading reports as "a model the policy cannot run"
         shapes_from_hf({"model_type": None})
@@ -34,4 +37,9 @@ def test_the_family_rules_follow_the_config_flags():
 
 
 def test_the_tiny_tokenizer_template_is_llama3_for_llama_and_chatml_for_qwen():
-    assert {a: f.template for a, f in FAMILIES.items()} == {"llama": "llama3", "qwen2": "qwen3", "qwen3": "qwen3"}
+    assert {a: f.template for a, f in FAMILIES.items()} == {
+        "llama": "llama3",
+        "qwen2": "qwen3",
+        "qwen3": "qwen3",
+        "qwen3_5": "qwen3",
+    }

@@ -64,4 +64,7 @@ def test_a_local_config_json_of_an_unknown_family_names_hf_path(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mistral"}))
     with pytest.raises(ConfigError) as e:
         resolve_model(ModelConfig(hf_path=str(tmp_path)))
-    assert e.value.field == "model.hf_path" and "'mistral' is not supported (llama, qwen2, qwen3)" in e.value.reason
+    assert (
+        e.value.field == "model.hf_path"
+        and "'mistral' is not supported (llama, qwen2, qwen3, qwen3_5_text, qwen3_5)" in e.value.reason
+    )
