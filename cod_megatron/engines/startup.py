@@ -249,12 +249,7 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
                 ).remote(server, name=f"engine{i}", **actor_kwargs)
 
             engines.append(SGLangRayEngine(make, client_kwargs, name=f"engine{i}", placement_group=pg, **common))
-    try:
-        with ThreadPoolExecutor(max(1, len(engines)), thread_name_prefix="sglang-start") as pool:
-            urls = list(pool.map(SGLangRayEngine.start, engines))
-    except BaseException:
-        shutdown_engines(engines)
-        raise
+    urls = _start_servers(engines)
     log.info("started %d SGLang engine(s) (%s backend): %s", len(engines), r.backend, ", ".join(urls))
     if client_kwargs["transport"] == "distributed" and "broadcast" not in client_kwargs:
         join = _update_group_joiner(cfg, layout)
@@ -266,6 +261,16 @@ def _start_sglang(cfg: RunConfig, layout: ParallelLayout, engine_kwargs: dict[st
             shutdown_engines(engines)
             raise
     return engines
+
+
+def _start_servers(engines: list[SGLangRayEngine]) -> list[str]:
+    """Start every server at once; if one fails, end them all and raise its error (with the server's log tail)."""
+    try:
+        with ThreadPoolExecutor(max(1, len(engines)), thread_name_prefix="sglang-start") as pool:
+            return list(pool.map(SGLangRayEngine.start, engines))
+    except BaseException:
+        shutdown_engines(engines)
+        raise
 
 
 def start_sglang_teachers(cfg: RunConfig, layout: ParallelLayout, teachers: Sequence[Any]) -> dict[str, TeacherPool]:
@@ -322,12 +327,7 @@ def start_sglang_teachers(cfg: RunConfig, layout: ParallelLayout, teachers: Sequ
             engines.append(SGLangRayEngine(make, {"timeout_s": r.engine_timeout_s}, name=name, placement_group=pg))
         all_engines += engines
         pools[teacher.domain] = TeacherPool(teacher.domain, engines)
-    try:
-        with ThreadPoolExecutor(max(1, len(all_engines)), thread_name_prefix="teacher-start") as pool:
-            urls = list(pool.map(SGLangRayEngine.start, all_engines))
-    except BaseException:
-        shutdown_engines(all_engines)
-        raise
+    urls = _start_servers(all_engines)
     log.info("started %d SGLang teacher engine(s): %s", len(all_engines), ", ".join(urls))
     return pools
 
