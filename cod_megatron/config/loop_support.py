@@ -24,6 +24,12 @@ def check_loop_can_run(cfg: RunConfig, layout: ParallelLayout) -> None:
         "(use pp=1, or parallel.colocated=false)",
     )
     require(
+        cfg.algorithm.teacher_coef == 0 or cfg.distill.enabled,
+        "algorithm.teacher_coef",
+        f"is {cfg.algorithm.teacher_coef}, but no teacher scores the samples (distill.teachers is empty): the loop "
+        "would have no teacher log-probs for the loss",
+    )
+    require(
         not cfg.distill.enabled or cfg.rollout.backend == "ray",
         "distill.teachers",
         "teachers run as Ray actors (embedded engines on CPU, SGLang servers on GPUs): set rollout.backend=ray",

@@ -80,10 +80,10 @@ def finalize(cfg: RunConfig) -> ParallelLayout:
         "the per-position baseline needs G >= 2 (G = 1 only for on-policy distillation alone, distill.advantage=opd)",
     )
     require(
-        bool(teachers) == (cfg.algorithm.teacher_coef > 0),
+        not teachers or cfg.algorithm.teacher_coef > 0,
         "algorithm.teacher_coef",
-        f"is {cfg.algorithm.teacher_coef} with {len(teachers)} teacher(s): distillation needs both teachers "
-        "(distill.teachers) and a coefficient > 0 (1: cod.md 8's OPD), and neither works alone",
+        f"is {cfg.algorithm.teacher_coef} with {len(teachers)} teacher(s) named: their log-probs would never reach the "
+        "loss; set it > 0 (1: cod.md 8's OPD)",
     )
     # On GPUs each teacher's engines take devices of their own; on CPU they are embedded engines in Ray actors sharing
     # the cores, like the student's engine, so the layout places no device for them.

@@ -102,12 +102,19 @@ def test_the_memory_planner_budgets_a_teacher_phase_and_blames_its_tp():
 
 
 def test_teachers_and_their_coefficient_come_together():
-    """Teachers without a coefficient would be started and never read; a coefficient without teachers has no
-    log-probs to compare with."""
-    for overrides in (["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"], ["algorithm.teacher_coef=1"]):
-        with pytest.raises(ConfigError) as err:
-            finalize(apply_overrides(cod_recipes.get("debug_cpu_mix"), overrides))
-        assert err.value.field == "algorithm.teacher_coef"
+    """Teachers without a coefficient would be started and never read (a config error); a coefficient without
+    teachers has no log-probs to compare with in the loop (refused before it starts; a trainer given teacher log-probs
+    by other means takes it)."""
+    with pytest.raises(ConfigError) as err:
+        finalize(
+            apply_overrides(cod_recipes.get("debug_cpu_mix"), ["distill.teachers=hidden_key=/t/hk,code_lock=/t/cl"])
+        )
+    assert err.value.field == "algorithm.teacher_coef"
+    cfg = apply_overrides(cod_recipes.get("debug_cpu_mix"), ["algorithm.teacher_coef=1"])
+    layout = finalize(cfg)
+    with pytest.raises(ConfigError) as err:
+        check_loop_can_run(cfg, layout)
+    assert err.value.field == "algorithm.teacher_coef"
 
 
 def test_the_loop_runs_teachers_only_where_it_can_start_them():
