@@ -5,7 +5,8 @@
 # every arm is evaluated on the same suites of both domains (packs of 4 and 8, the Ralph loop, hints hidden).
 # Usage: scripts/mixture_evidence.sh [OUT_DIR] [extra overrides...]; SEEDS (default "1 2 3"), ARMS (default
 # "mix hidden_key code_lock"), STEPS (default 120). Resumable: a checkpoint every 10 steps, checkpoint.load=auto;
-# finished runs are skipped. One run at a time, e.g. under `nice -n 19`.
+# finished runs are skipped. One run at a time, e.g. under `nice -n 19`. Then scripts/opd_evidence.sh OUT_DIR (issue
+# 35) and .venv/bin/python scripts/mixture_evidence_summary.py OUT_DIR --out docs/mixture/mixture_evidence.
 set -euo pipefail
 OUT=${1:-outputs/mixture_evidence}
 shift || true

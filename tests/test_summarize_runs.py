@@ -172,3 +172,42 @@ def test_real_model_seeds_summary_refuses_unpaired_packs(tmp_path):
     _packs_file(tmp_path / "seed1/eval/step_0_packs.jsonl", 0, [[0, 1, 1, 1], [1, 1, 0, 1]], [[0, 0, 0, 1]])
     with pytest.raises(ValueError, match="same packs"):
         load_script("real_model_seeds_summary").collect(tmp_path, 4)
+
+
+def _suite_run(root: Path, name: str, finals: dict[str, list[float]], steps: int = 20) -> None:
+    """A run evaluated on suites as the in-loop evaluator writes them: step 0 all 0.5, step ``steps`` ``finals``."""
+    (root / name / "eval").mkdir(parents=True)
+    for step in (0, steps):
+        report: dict = {"step": step, "packs_file": f"step_{step}_packs.jsonl"}
+        for suite, means in finals.items():
+            domain = suite.split("_s")[0]
+            report[suite] = {
+                "suite": {"name": suite, "domain": domain, "pack_size": len(means)},
+                "pooled": {"mean": means if step else [0.5] * len(means)},
+                "by_rollout": [],
+            }
+        (root / name / "eval" / f"step_{step}.json").write_text(json.dumps(report))
+
+
+def test_mixture_evidence_summary_by_hand(tmp_path, monkeypatch):
+    """scripts/mixture_evidence_summary.py: HiddenKey reads positions >= 1, CodeLock its combination positions >= 2;
+    arms pooled over seeds, each minus mix (Welch); unfinished runs left out."""
+    hk, cl = "hidden_key", "code_lock_s8"
+    _suite_run(tmp_path, "mix_seed1", {hk: [0.0, 1.0, 0.5, 0.0], cl: [1.0, 1.0] + [0.5] * 6})
+    _suite_run(tmp_path, "mix_seed2", {hk: [0.0, 0.5, 0.5, 0.5], cl: [1.0, 1.0] + [0.7] * 6})
+    _suite_run(tmp_path, "hidden_key_seed1", {hk: [0.0, 1.0, 1.0, 1.0], cl: [0.0] * 8})
+    _suite_run(tmp_path, "hidden_key_seed2", {hk: [0.0, 0.8, 0.8, 0.8], cl: [0.0] * 8})
+    _suite_run(tmp_path, "opd_seed1", {hk: [0.0] * 4, cl: [0.0] * 8}, steps=10)  # unfinished at 20
+    summary = load_script("mixture_evidence_summary")
+    rows = summary.collect(tmp_path, 20)
+    assert {r["run"] for r in rows} == {"mix_seed1", "mix_seed2", "hidden_key_seed1", "hidden_key_seed2"}
+    final = {(r["run"], r["suite"]): r for r in rows if r["step"] == 20}
+    assert final["mix_seed1", hk]["later"] == 0.5 and final["mix_seed2", hk]["later"] == 0.5
+    assert final["mix_seed1", cl]["later"] == 0.5 and final["mix_seed1", cl]["pos0"] == 1.0
+    md = "\n".join(summary.tables(rows, 20))
+    # hidden_key arm later: 1.0, 0.8 -> mean 0.9, sd 0.1414, t(0.975, 1) 12.706 -> half width 1.27; mix 0.5, 0.5
+    assert "| hidden_key | 2 | 0.90 [-0.37, 2.17] | 0.00 [0.00, 0.00] | +0.40 [-0.87, +1.67] |" in md
+    assert "| mix | 2 | 0.60 [-0.67, 1.87] | 1.00 [1.00, 1.00] |  |" in md  # code_lock_s8: 0.5 and 0.7
+    monkeypatch.setattr(sys, "argv", ["x", str(tmp_path), "--out", str(tmp_path / "out/m"), "--steps", "20"])
+    summary.main()
+    assert {p.suffix for p in (tmp_path / "out").iterdir()} == {".md", ".csv", ".png"}
