@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -93,15 +93,23 @@ class PGHeadOutput(NamedTuple):
 
 @dataclass(frozen=True)
 class RowPassConfig:
-    """Tile of the Triton row pass: ``block_rows`` rows x ``block_vocab`` columns per step (memory-bound pass)."""
+    """Tile of the Triton row pass: ``block_rows`` rows x ``block_vocab`` columns per step (memory-bound pass).
+
+    ``backend="torch"`` runs the same two passes as torch ops instead (``_row_stats_torch``, ``_row_grad_torch_``):
+    the trainer's path on CPU, where the Triton interpreter costs Python time per program; one more [c, V/TP] fp32
+    block alive than the kernels."""
 
     block_rows: int = 1
     block_vocab: int = 2048
     num_warps: int = 8
+    backend: Literal["triton", "torch"] = "triton"
 
 
 CPU_ROW_PASS = RowPassConfig(block_rows=16, block_vocab=64, num_warps=1)
-"""Interpreter sizes: few programs (each costs Python time), small tiles."""
+"""Interpreter sizes: few programs (each costs Python time), small tiles (the kernels' CPU tests)."""
+
+TORCH_ROW_PASS = RowPassConfig(backend="torch")
+"""The row passes as torch ops: CPU training runs (no interpreter needed)."""
 
 
 @triton.jit
@@ -173,8 +181,35 @@ def _row_grad_kernel(
         tl.store(ptrs, dz, mask=ok)
 
 
+def _row_stats_torch(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``_row_stats_kernel`` as torch ops: ``(m, s, u, z_y)`` [4, c], ``z_y`` 0 for a label on another shard."""
+    m = z.amax(dim=1)
+    d = z - m[:, None]
+    e = torch.exp(d)
+    s = e.sum(dim=1)
+    u = e.mul_(d).sum(dim=1)
+    inside = (y >= 0) & (y < z.shape[1])
+    zy = z.gather(1, y.clamp(0, z.shape[1] - 1).long()[:, None]).squeeze(1)
+    return torch.stack([m, s, u, torch.where(inside, zy, 0.0)])
+
+
+def _row_grad_torch_(z, y, lse, ent, g_lp, g_ent) -> None:
+    """``_row_grad_kernel`` as torch ops: ``dz = g_logp 1[v=y] - p (g_logp + g_H (log p + H))`` written over ``z``."""
+    z.sub_(lse[:, None])  # log p
+    p = torch.exp(z)
+    if g_ent is None:
+        z.copy_(g_lp[:, None].expand_as(z))
+    else:
+        z.add_(ent[:, None]).mul_(g_ent[:, None]).add_(g_lp[:, None])
+    z.mul_(p).neg_()
+    rows = ((y >= 0) & (y < z.shape[1])).nonzero().squeeze(1)
+    z.index_put_((rows, y[rows].long()), g_lp[rows], accumulate=True)
+
+
 def _row_stats(z: torch.Tensor, y: torch.Tensor, cfg: RowPassConfig) -> torch.Tensor:
     """[4, c] fp32 ``(m, s, u, z_y)`` of this shard's fp32 logits ``z`` [c, Vl]."""
+    if cfg.backend == "torch":
+        return _row_stats_torch(z, y)
     out = torch.empty(4, z.shape[0], dtype=torch.float32, device=z.device)
     grid = (triton.cdiv(z.shape[0], cfg.block_rows),)
     _row_stats_kernel[grid](
@@ -185,6 +220,8 @@ def _row_stats(z: torch.Tensor, y: torch.Tensor, cfg: RowPassConfig) -> torch.Te
 
 def _row_grad_(z, y, lse, ent, g_lp, g_ent, cfg: RowPassConfig) -> None:
     """dz written over ``z`` in place (see ``_row_grad_kernel``)."""
+    if cfg.backend == "torch":
+        return _row_grad_torch_(z, y, lse, ent, g_lp, g_ent)
     grid = (triton.cdiv(z.shape[0], cfg.block_rows),)
     has_ent = g_ent is not None
     _row_grad_kernel[grid](

@@ -19,6 +19,9 @@ def smollm2_135m_cod_cpu() -> RunConfig:
     cfg.run.steps = 40
     cfg.run.torch_threads = 1  # the trainer; the engine actor gets Ray's OMP_NUM_THREADS=1 (fractional CPU)
     cfg.model = smollm2_135m()
+    # pg_head with its torch row passes: logits only at the ~8 % generated tokens (1.3x per training step, log-probs
+    # within 4e-5 of the materialised head: docs/cpu.md, scripts/bench_train_step.py)
+    cfg.model.fused_lm_head = True
     cfg.env.train_domains = ["hidden_key_chat"]
     cfg.env.num_train_rows = 10_000
     cfg.env.warm_start_steps = 0

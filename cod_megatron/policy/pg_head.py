@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
-from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
+from cod_kernels.linear_pg_head import TORCH_ROW_PASS, linear_pg_head, token_loss_grad
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch
@@ -91,6 +91,7 @@ def pg_head(
             vocab_start=parallel_state.get_tensor_model_parallel_rank() * weight.shape[0],
             group=parallel_state.get_tensor_model_parallel_group(),
             chunk_rows=chunk_rows,
+            config=None if hidden.device.type == "cuda" else TORCH_ROW_PASS,  # CPU: torch ops, no interpreter
         )
         surrogate = out.surrogate
         if main_grad is not None and torch.is_grad_enabled() and weight.requires_grad:

@@ -15,7 +15,14 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
-from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
+from cod_kernels.linear_pg_head import (
+    CPU_ROW_PASS,
+    TORCH_ROW_PASS,
+    _row_grad_,
+    _row_stats,
+    linear_pg_head,
+    token_loss_grad,
+)
 from cod_kernels.linear_pg_head_reference import linear_pg_head_reference
 from cod_megatron.cod.losses import LossDenominators, LossOptions, compute_denominators, policy_loss
 from cod_megatron.cod.token_advantages import TokenAdvantages
@@ -25,6 +32,8 @@ from tests.kernels.test_fused_linear_logprob import LargestAllocation
 
 CHUNK = 7  # ~26 loss rows of 37: four chunks, the last one ragged
 ENT_COEF = 0.01
+ROW_PASSES = [pytest.param(None, id="triton"), pytest.param(TORCH_ROW_PASS, id="torch")]
+"""The Triton row passes (under the interpreter here) and their torch form (the trainer's CPU path)."""
 
 
 def case(t=37, h=24, v=203, *, seed=0, scale=1.0, keep=0.7):
@@ -94,19 +103,23 @@ def assert_all_close(actual, expected, names=("logp", "entropy", "grad_hidden", 
         torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_simple_pg_loss_matches_materialised_autograd_with_returned_weight_grad():
+@pytest.mark.parametrize("row_pass", ROW_PASSES)
+def test_simple_pg_loss_matches_materialised_autograd_with_returned_weight_grad(row_pass):
     hidden, weight, labels, mask, adv, old = case()
     ref = oracle(hidden, weight, labels, mask, lambda lp, en: simple_pg_loss(lp, en, mask, adv, old), scale=2.5)
-    out = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old), scale=2.5)
+    out = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old), scale=2.5, config=row_pass)
     assert_all_close(out, ref)
 
 
-def test_main_grad_receives_scaled_weight_grad_and_autograd_returns_none():
+@pytest.mark.parametrize("row_pass", ROW_PASSES)
+def test_main_grad_receives_scaled_weight_grad_and_autograd_returns_none(row_pass):
     hidden, weight, labels, mask, adv, old = case(seed=1)
     ref = oracle(hidden, weight, labels, mask, lambda lp, en: simple_pg_loss(lp, en, mask, adv, old), scale=0.25)
     before = torch.randn(weight.shape, generator=torch.Generator().manual_seed(5))
     main_grad = before.clone()
-    out = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old), 0.25, main_grad, grad_scale=0.25)
+    out = fused(
+        hidden, weight, labels, mask, simple_pg_grad(mask, adv, old), 0.25, main_grad, grad_scale=0.25, config=row_pass
+    )
     assert out[3] is None  # the weight's gradient went to main_grad (megatron: grad_added_to_main_grad)
     assert_all_close(out[:3], ref[:3], names=("logp", "entropy", "grad_hidden"))
     torch.testing.assert_close(main_grad - before, ref[3], rtol=1e-5, atol=1e-5)  # accumulated: beta = 1
@@ -122,7 +135,8 @@ def test_rows_index_bool_mask_and_megatron_sbh_layout_give_the_same_result():
     assert_all_close((sbh[0][:, 0], sbh[1][:, 0], sbh[2][:, 0], sbh[3]), by_mask, tol=0.0)
 
 
-def test_bf16_inputs_match_the_fp32_oracle_on_the_same_values():
+@pytest.mark.parametrize("row_pass", ROW_PASSES)
+def test_bf16_inputs_match_the_fp32_oracle_on_the_same_values(row_pass):
     hidden, weight, labels, mask, adv, old = (x.bfloat16() if x.is_floating_point() else x for x in case(seed=11))
     adv, old = adv.float(), old.float()
 
@@ -130,7 +144,7 @@ def test_bf16_inputs_match_the_fp32_oracle_on_the_same_values():
         return simple_pg_loss(lp, en, mask, adv.to(lp.dtype), old.to(lp.dtype))
 
     ref = oracle(hidden, weight, labels, mask, loss)
-    lp, en, gh, gw = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old))
+    lp, en, gh, gw = fused(hidden, weight, labels, mask, simple_pg_grad(mask, adv, old), config=row_pass)
     assert lp.dtype == en.dtype == torch.float32 and gh.dtype == gw.dtype == torch.bfloat16
     torch.testing.assert_close(lp, ref[0], rtol=1e-5, atol=1e-5)  # fp32 logits of the bf16 values
     torch.testing.assert_close(en, ref[1], rtol=1e-5, atol=1e-5)
@@ -196,10 +210,34 @@ def test_an_advantage_formed_from_the_current_logprobs_matches_autograd_through_
     assert_all_close((r.logp, r.entropy, h.grad, w.grad), ref)
 
 
-def test_masked_rows_are_zero_get_no_gradient_and_never_reach_a_gemm():
+@pytest.mark.parametrize("with_entropy", [True, False])
+def test_the_torch_row_passes_equal_the_triton_kernels_on_a_vocab_shard(with_entropy):
+    """Stats and dz of both backends on one TP shard's logits: labels on other shards count 0 at z_y and get no
+    one-hot term; large logits keep the running-max form exact."""
+    g = torch.Generator().manual_seed(13)
+    z = torch.randn(9, 150, generator=g) * 20
+    y = torch.randint(-150, 300, (9,), generator=g).to(torch.int32)  # vocab_start subtracted: some off-shard
+    y[:3] = torch.tensor([0, 149, 77], dtype=torch.int32)
+    assert ((y < 0) | (y >= 150)).any() and ((y >= 0) & (y < 150)).any()
+    stats = {name: _row_stats(z.clone(), y, cfg) for name, cfg in (("triton", CPU_ROW_PASS), ("torch", TORCH_ROW_PASS))}
+    torch.testing.assert_close(stats["torch"], stats["triton"], rtol=1e-6, atol=1e-6)
+    m, s, u, _ = stats["triton"]
+    lse, ent = m + torch.log(s), torch.log(s) - u / s
+    g_lp = torch.randn(9, generator=g)
+    g_ent = torch.randn(9, generator=g) if with_entropy else None
+    dz = {}
+    for name, cfg in (("triton", CPU_ROW_PASS), ("torch", TORCH_ROW_PASS)):
+        dz[name] = z.clone()
+        _row_grad_(dz[name], y, lse, ent, g_lp, g_ent, cfg)
+    torch.testing.assert_close(dz["torch"], dz["triton"], rtol=1e-6, atol=1e-6)
+    assert not torch.equal(dz["torch"], z)
+
+
+@pytest.mark.parametrize("row_pass", ROW_PASSES)
+def test_masked_rows_are_zero_get_no_gradient_and_never_reach_a_gemm(row_pass):
     hidden, weight, labels, mask, adv, old = case(seed=4, keep=0.5)
     poisoned = hidden.masked_fill(~mask[:, None], float("nan"))  # any GEMM over a masked row would spread NaN
-    lp, en, gh, gw = fused(poisoned, weight, labels, mask, simple_pg_grad(mask, adv, old))
+    lp, en, gh, gw = fused(poisoned, weight, labels, mask, simple_pg_grad(mask, adv, old), config=row_pass)
     assert torch.isfinite(gw).all() and torch.isfinite(gh).all()
     assert (lp[~mask] == 0).all() and (en[~mask] == 0).all() and (gh[~mask] == 0).all()
     assert (gh[mask].abs().sum(-1) > 0).all() and (en[mask] > 0).all()
@@ -215,7 +253,8 @@ def test_no_loss_rows_give_zeros_zero_gradients_and_leave_main_grad_alone():
     assert (main_grad == 1).all()
 
 
-def test_a_callback_without_entropy_gradient_equals_a_zero_entropy_gradient():
+@pytest.mark.parametrize("row_pass", ROW_PASSES)
+def test_a_callback_without_entropy_gradient_equals_a_zero_entropy_gradient(row_pass):
     hidden, weight, labels, mask, adv, old = case(seed=12)
     with_ent = simple_pg_grad(mask, adv, old)
 
@@ -225,12 +264,15 @@ def test_a_callback_without_entropy_gradient_equals_a_zero_entropy_gradient():
     def zero_ent(rows, logp, entropy):
         return with_ent(rows, logp, entropy)[0], torch.zeros_like(entropy)
 
-    a, b = fused(hidden, weight, labels, mask, logp_only), fused(hidden, weight, labels, mask, zero_ent)
+    a, b = (fused(hidden, weight, labels, mask, fn, config=row_pass) for fn in (logp_only, zero_ent))
     assert_all_close(a, b, tol=0.0)
-    assert not torch.equal(a[2], fused(hidden, weight, labels, mask, with_ent)[2])  # the entropy term does count
+    assert not torch.equal(
+        a[2], fused(hidden, weight, labels, mask, with_ent, config=row_pass)[2]
+    )  # the entropy term does count
 
 
-def test_logits_in_the_thousands_stay_finite_and_exact():
+@pytest.mark.parametrize("row_pass", ROW_PASSES)
+def test_logits_in_the_thousands_stay_finite_and_exact(row_pass):
     hidden, weight, labels, mask, adv, _ = case(t=16, h=32, v=100, seed=5, scale=300.0, keep=1.0)
     n = mask.sum()
 
@@ -238,7 +280,7 @@ def test_logits_in_the_thousands_stay_finite_and_exact():
         return -(adv * logp).sum() / n - ENT_COEF * entropy.sum() / n
 
     ref = oracle(hidden, weight, labels, mask, rec_loss)
-    lp, en, gh, gw = fused(hidden, weight, labels, mask, token_loss_grad(rec_loss, 16))
+    lp, en, gh, gw = fused(hidden, weight, labels, mask, token_loss_grad(rec_loss, 16), config=row_pass)
     assert ref[0].abs().max() > 1e3
     assert all(torch.isfinite(x).all() for x in (lp, en, gh, gw)) and (en >= 0).all()
     torch.testing.assert_close(lp, ref[0], rtol=1e-5, atol=1e-2)  # fp32 logits of 1e3 carry ~1e-4 absolute error
