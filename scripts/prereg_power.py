@@ -5,6 +5,8 @@ held-out combination reward at 5e-4, reward-to-go and outcome, ``docs/credit_abl
 interval is the one the reports use (``scripts/seed_stats.diff_ci95``), so power and report cannot disagree.
 
     .venv/bin/python scripts/prereg_power.py            # about 10 s
+    .venv/bin/python scripts/prereg_power.py --csv docs/preregistration/results/code_lock_hard_summary.csv \
+        --ns 5 10 15 20 --deltas 0.2 0.4 0.5 0.6 0.8        # the CodeLock E3 pre-registration
     .venv/bin/python scripts/prereg_power.py --one-sample-sd 0.05 0.1 0.15   # the real-model pre-registration
 """
 
@@ -64,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=ROOT / "docs/credit_ablation/lr5e-4.csv")
     ap.add_argument("--reps", type=int, default=4000)
+    ap.add_argument("--ns", type=int, nargs="+", default=[5, 10, 20, 40], help="seeds per arm (columns)")
+    ap.add_argument("--deltas", type=float, nargs="+", default=[0.2, 0.4, 0.6, 0.8], help="true differences (rows)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--one-sample-sd",
@@ -81,10 +85,10 @@ def main() -> None:
     print(f"seed sd (pooled reward_to_go, outcome; {len(rtg)} + {len(out)} seeds): {sd:.2f}")
     print(f"observed reward_to_go - outcome: {statistics.mean(rtg) - statistics.mean(out):+.2f}")
     rng = random.Random(args.seed)
-    ns = (5, 10, 20, 40)
+    ns = args.ns
     print("| true difference | " + " | ".join(f"{n} seeds per arm" for n in ns) + " |")
     print("|---|" + "---|" * len(ns))
-    for delta in (0.2, 0.4, 0.6, 0.8):
+    for delta in args.deltas:
         print(f"| {delta:+.1f} | " + " | ".join(f"{power(delta, sd, n, args.reps, rng):.2f}" for n in ns) + " |")
 
 

@@ -78,6 +78,7 @@ def _train_and_held_out(recipe: str, overrides: list[str]) -> tuple[object, list
 
 
 PREREGISTERED = ["eval.data_seed=20261207"]  # docs/preregistration/2026-12-07_code_lock_credit.md
+E3 = ["eval.data_seed=20261209", "env.setting=hard"]  # docs/preregistration/2026-12-07_code_lock_hard_confirmatory.md
 
 
 @pytest.mark.parametrize(
@@ -86,8 +87,9 @@ PREREGISTERED = ["eval.data_seed=20261207"]  # docs/preregistration/2026-12-07_c
         ("debug_cpu", []),
         ("debug_cpu_code_lock", PREREGISTERED),
         ("debug_cpu_code_lock", [*PREREGISTERED, "env.setting=hard"]),
+        ("debug_cpu_code_lock", E3),
     ],
-    ids=["debug_cpu", "code_lock_prereg_easy", "code_lock_prereg_hard"],
+    ids=["debug_cpu", "code_lock_prereg_easy", "code_lock_prereg_hard", "code_lock_e3_hard"],
 )
 def test_evaluation_packs_share_no_row_or_pack_seed_with_training(recipe, overrides):
     """docs/robustness.md H7: the held-out packs (64 of 4 and 64 of 8) against the 120 training steps, for debug_cpu
@@ -110,6 +112,17 @@ def test_the_preregistered_evaluation_packs_are_fresh():
     used_rows = {json.dumps(t.data, sort_keys=True) for p in used for t in p.tasks}
     assert {p.seed for p in fresh} & {p.seed for p in used} == set()
     assert [t.data for p in fresh for t in p.tasks if json.dumps(t.data, sort_keys=True) in used_rows] == []
+
+
+def test_the_confirmatory_evaluation_packs_are_fresh():
+    """E3's packs share no pack seed or row with E2's (the same setting, eval.data_seed=20261207) or with the
+    recipe's default evaluation packs on ``hard``."""
+    _, _, fresh = _train_and_held_out("debug_cpu_code_lock", E3)
+    fresh_rows = {json.dumps(t.data, sort_keys=True) for p in fresh for t in p.tasks}
+    for other in ([*PREREGISTERED, "env.setting=hard"], ["env.setting=hard"]):
+        _, _, used = _train_and_held_out("debug_cpu_code_lock", other)
+        assert {p.seed for p in fresh} & {p.seed for p in used} == set()
+        assert {json.dumps(t.data, sort_keys=True) for p in used for t in p.tasks} & fresh_rows == set()
 
 
 SMOLLM2_PREREGISTERED = [  # docs/preregistration/2026-12-07_smollm2_cod_effect.md, scripts/smollm2_seeds.sh
