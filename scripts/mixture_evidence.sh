@@ -13,8 +13,7 @@ shift || true
 PY=${PY:-.venv/bin/python}
 STEPS=${STEPS:-120}
 EXTRA=("$@")
-SUITES="eval.suites=hidden_key,hidden_key/s8,hidden_key/s8/ralph_sample,hidden_key/s8/hidden"
-SUITES+=",code_lock,code_lock/s8,code_lock/s8/ralph_sample,code_lock/s8/hidden"
+source "$(dirname "$0")/mixture_suites.sh"
 declare -A ARM=(
   [mix]="env.train_domains=hidden_key@1,code_lock@1 rollout.packs_per_step=8"
   [hidden_key]="env.train_domains=hidden_key rollout.packs_per_step=4"

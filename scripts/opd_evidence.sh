@@ -13,8 +13,7 @@ shift || true
 PY=${PY:-.venv/bin/python}
 STEPS=${STEPS:-120}
 EXTRA=("$@")
-SUITES="eval.suites=hidden_key,hidden_key/s8,hidden_key/s8/ralph_sample,hidden_key/s8/hidden"
-SUITES+=",code_lock,code_lock/s8,code_lock/s8/ralph_sample,code_lock/s8/hidden"
+source "$(dirname "$0")/mixture_suites.sh"
 for seed in ${SEEDS:-1 2 3}; do
   name="opd_seed$seed"
   if [[ -f "$OUT/$name/eval/step_$STEPS.json" ]]; then echo "skip $name (done)"; continue; fi
