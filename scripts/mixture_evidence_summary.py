@@ -35,10 +35,19 @@ def later(means: list[float], domain: str) -> float:
     return statistics.mean(means[FIRST_USEFUL.get(domain, 1) :])
 
 
+def tokens_per_step(run: Path) -> float:
+    """Mean generated tokens per training step (``perf/generated_tokens``; 0 when the run logged none): OPD's arm
+    plays 64 packs of G = 1 where CoD plays 8 of G = 8, so equal steps should mean about equal tokens."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    tokens = [r["perf/generated_tokens"] for r in rows if "perf/generated_tokens" in r]
+    return statistics.mean(tokens) if tokens else 0.0
+
+
 def run_rows(run: Path) -> list[dict]:
     """One row per evaluation step and suite of ``run``."""
     arm = RUN.match(run.name)
     assert arm, run.name
+    per_step = round(tokens_per_step(run)) if (run / "metrics.jsonl").is_file() else 0
     rows = []
     for f in sorted((run / "eval").glob("step_*.json"), key=lambda p: int(p.stem.split("_")[1])):
         report = json.loads(f.read_text())
@@ -57,6 +66,7 @@ def run_rows(run: Path) -> list[dict]:
                     "later": round(later(means, domain), 4),
                     "pos0": round(means[0], 4),
                     "by_position": " ".join(f"{x:.3f}" for x in means),
+                    "generated_tokens_per_step": per_step,
                 }
             )
     return rows
@@ -74,7 +84,14 @@ def collect(root: Path, steps: int) -> list[dict]:
 def tables(rows: list[dict], steps: int, reference: str = "mix") -> list[str]:
     """OUT.md's lines: per suite, every arm at ``steps`` over its seeds, then every arm minus ``reference``."""
     final = [r for r in rows if r["step"] == steps]
+    budget: dict[str, dict[str, int]] = {}
+    for r in final:
+        budget.setdefault(r["arm"], {})[r["run"]] = r["generated_tokens_per_step"]
     lines = [
+        "| arm | runs | generated tokens per training step (mean over runs) |",
+        "|---|---|---|",
+        *(f"| {arm} | {len(t)} | {statistics.mean(t.values()):.0f} |" for arm, t in budget.items()),
+        "",
         f"Step {steps}. Later positions: the mean held-out reward where a note can help (HiddenKey >= 1, CodeLock "
         ">= 2); mean over seeds [95 % t interval]; differences: Welch 95 % interval of the difference of seed means.",
         "",

@@ -174,9 +174,12 @@ def test_real_model_seeds_summary_refuses_unpaired_packs(tmp_path):
         load_script("real_model_seeds_summary").collect(tmp_path, 4)
 
 
-def _suite_run(root: Path, name: str, finals: dict[str, list[float]], steps: int = 20) -> None:
-    """A run evaluated on suites as the in-loop evaluator writes them: step 0 all 0.5, step ``steps`` ``finals``."""
+def _suite_run(root: Path, name: str, finals: dict[str, list[float]], steps: int = 20, tokens: int = 100) -> None:
+    """A run evaluated on suites as the in-loop evaluator writes them: step 0 all 0.5, step ``steps`` ``finals``;
+    ``tokens`` and 3 * ``tokens`` generated tokens on alternate training steps."""
     (root / name / "eval").mkdir(parents=True)
+    rows = [{"step": s, "perf/generated_tokens": tokens * (1 + 2 * (s % 2))} for s in range(1, steps + 1)]
+    (root / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for step in (0, steps):
         report: dict = {"step": step, "packs_file": f"step_{step}_packs.jsonl"}
         for suite, means in finals.items():
@@ -195,8 +198,8 @@ def test_mixture_evidence_summary_by_hand(tmp_path, monkeypatch):
     hk, cl = "hidden_key", "code_lock_s8"
     _suite_run(tmp_path, "mix_seed1", {hk: [0.0, 1.0, 0.5, 0.0], cl: [1.0, 1.0] + [0.5] * 6})
     _suite_run(tmp_path, "mix_seed2", {hk: [0.0, 0.5, 0.5, 0.5], cl: [1.0, 1.0] + [0.7] * 6})
-    _suite_run(tmp_path, "hidden_key_seed1", {hk: [0.0, 1.0, 1.0, 1.0], cl: [0.0] * 8})
-    _suite_run(tmp_path, "hidden_key_seed2", {hk: [0.0, 0.8, 0.8, 0.8], cl: [0.0] * 8})
+    _suite_run(tmp_path, "hidden_key_seed1", {hk: [0.0, 1.0, 1.0, 1.0], cl: [0.0] * 8}, tokens=50)
+    _suite_run(tmp_path, "hidden_key_seed2", {hk: [0.0, 0.8, 0.8, 0.8], cl: [0.0] * 8}, tokens=40)
     _suite_run(tmp_path, "opd_seed1", {hk: [0.0] * 4, cl: [0.0] * 8}, steps=10)  # unfinished at 20
     summary = load_script("mixture_evidence_summary")
     rows = summary.collect(tmp_path, 20)
@@ -208,6 +211,7 @@ def test_mixture_evidence_summary_by_hand(tmp_path, monkeypatch):
     # hidden_key arm later: 1.0, 0.8 -> mean 0.9, sd 0.1414, t(0.975, 1) 12.706 -> half width 1.27; mix 0.5, 0.5
     assert "| hidden_key | 2 | 0.90 [-0.37, 2.17] | 0.00 [0.00, 0.00] | +0.40 [-0.87, +1.67] |" in md
     assert "| mix | 2 | 0.60 [-0.67, 1.87] | 1.00 [1.00, 1.00] |  |" in md  # code_lock_s8: 0.5 and 0.7
+    assert "| mix | 2 | 200 |" in md and "| hidden_key | 2 | 90 |" in md  # tokens per step: (100 + 300) / 2; 100, 80
     monkeypatch.setattr(sys, "argv", ["x", str(tmp_path), "--out", str(tmp_path / "out/m"), "--steps", "20"])
     summary.main()
     assert {p.suffix for p in (tmp_path / "out").iterdir()} == {".md", ".csv", ".png"}
