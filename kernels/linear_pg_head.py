@@ -38,12 +38,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
-import triton
-import triton.language as tl
+
+from cod_kernels.linear_pg_head_rows import CPU_ROW_PASS, RowPassConfig, row_grad_, row_stats
 
 ChunkGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 """``grad_fn(rows_c [c] int64 token indices, logp_c [c] fp32, entropy_c [c] fp32) -> (g_logp_c, g_entropy_c)``:
@@ -89,156 +89,6 @@ class PGHeadOutput(NamedTuple):
     logp: torch.Tensor
     entropy: torch.Tensor
     surrogate: torch.Tensor
-
-
-@dataclass(frozen=True)
-class RowPassConfig:
-    """Tile of the Triton row pass: ``block_rows`` rows x ``block_vocab`` columns per step (memory-bound pass).
-
-    ``backend="torch"`` runs the same two passes as torch ops instead (``_row_stats_torch``, ``_row_grad_torch_``):
-    the trainer's path on CPU, where the Triton interpreter costs Python time per program; one more [c, V/TP] fp32
-    block alive than the kernels."""
-
-    block_rows: int = 1
-    block_vocab: int = 2048
-    num_warps: int = 8
-    backend: Literal["triton", "torch"] = "triton"
-
-
-CPU_ROW_PASS = RowPassConfig(block_rows=16, block_vocab=64, num_warps=1)
-"""Interpreter sizes: few programs (each costs Python time), small tiles (the kernels' CPU tests)."""
-
-TORCH_ROW_PASS = RowPassConfig(backend="torch")
-"""The row passes as torch ops: CPU training runs (no interpreter needed)."""
-
-
-@triton.jit
-def _row_stats_kernel(z_ptr, y_ptr, out_ptr, n_rows, n_vocab, stride_z, BLOCK_R: tl.constexpr, BLOCK_V: tl.constexpr):
-    """Per row: max m, s = sum exp(z - m), u = sum exp(z - m)(z - m) (relative to the running max: no cancellation
-    at large logits), z_y (0 when the label is on another shard). ``out`` is [4, n_rows]."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
-    r64 = rows.to(tl.int64)
-    y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
-    m = tl.zeros([BLOCK_R], dtype=tl.float32) - float("inf")
-    s = tl.zeros([BLOCK_R], dtype=tl.float32)
-    u = tl.zeros([BLOCK_R], dtype=tl.float32)
-    zy = tl.zeros([BLOCK_R], dtype=tl.float32)
-    for v0 in range(0, n_vocab, BLOCK_V):
-        cols = v0 + tl.arange(0, BLOCK_V)
-        ok = row_ok[:, None] & (cols < n_vocab)[None, :]
-        z = tl.load(z_ptr + r64[:, None] * stride_z + cols[None, :], mask=ok, other=float("-inf"))
-        m_new = tl.maximum(m, tl.max(z, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # padded rows stay finite
-        alpha = tl.exp(m - m_safe)
-        e = tl.exp(z - m_safe[:, None])
-        d = tl.where(ok, z - m_safe[:, None], 0.0)
-        u = alpha * (u + s * (tl.where(s > 0.0, m, m_safe) - m_safe)) + tl.sum(e * d, axis=1)
-        s = s * alpha + tl.sum(e, axis=1)
-        zy += tl.sum(tl.where(ok & (cols[None, :] == y[:, None]), z, 0.0), axis=1)
-        m = m_new
-    tl.store(out_ptr + rows, m, mask=row_ok)
-    tl.store(out_ptr + n_rows + rows, s, mask=row_ok)
-    tl.store(out_ptr + 2 * n_rows + rows, u, mask=row_ok)
-    tl.store(out_ptr + 3 * n_rows + rows, zy, mask=row_ok)
-
-
-@triton.jit
-def _row_grad_kernel(
-    z_ptr,
-    y_ptr,
-    lse_ptr,
-    ent_ptr,
-    g_lp_ptr,
-    g_ent_ptr,
-    n_rows,
-    n_vocab,
-    stride_z,
-    BLOCK_R: tl.constexpr,
-    BLOCK_V: tl.constexpr,
-    HAS_ENT: tl.constexpr,
-):
-    """Overwrites each logit z_v with dz_v (each element is read once, then written: in place is safe)."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < n_rows
-    r64 = rows.to(tl.int64)
-    y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
-    lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
-    g = tl.load(g_lp_ptr + rows, mask=row_ok, other=0.0)
-    if HAS_ENT:
-        ent = tl.load(ent_ptr + rows, mask=row_ok, other=0.0)
-        g_ent = tl.load(g_ent_ptr + rows, mask=row_ok, other=0.0)
-    for v0 in range(0, n_vocab, BLOCK_V):
-        cols = v0 + tl.arange(0, BLOCK_V)
-        ok = row_ok[:, None] & (cols < n_vocab)[None, :]
-        ptrs = z_ptr + r64[:, None] * stride_z + cols[None, :]
-        logp = tl.load(ptrs, mask=ok, other=0.0) - lse[:, None]
-        p = tl.exp(logp)
-        coef = g[:, None] + tl.zeros([BLOCK_R, BLOCK_V], dtype=tl.float32)
-        if HAS_ENT:
-            coef += g_ent[:, None] * (logp + ent[:, None])
-        dz = tl.where(cols[None, :] == y[:, None], g[:, None], 0.0) - p * coef
-        tl.store(ptrs, dz, mask=ok)
-
-
-def _row_stats_torch(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``_row_stats_kernel`` as torch ops: ``(m, s, u, z_y)`` [4, c], ``z_y`` 0 for a label on another shard."""
-    m = z.amax(dim=1)
-    d = z - m[:, None]
-    e = torch.exp(d)
-    s = e.sum(dim=1)
-    u = e.mul_(d).sum(dim=1)
-    inside = (y >= 0) & (y < z.shape[1])
-    zy = z.gather(1, y.clamp(0, z.shape[1] - 1).long()[:, None]).squeeze(1)
-    return torch.stack([m, s, u, torch.where(inside, zy, 0.0)])
-
-
-def _row_grad_torch_(z, y, lse, ent, g_lp, g_ent) -> None:
-    """``_row_grad_kernel`` as torch ops: ``dz = g_logp 1[v=y] - p (g_logp + g_H (log p + H))`` written over ``z``."""
-    z.sub_(lse[:, None])  # log p
-    p = torch.exp(z)
-    if g_ent is None:
-        z.copy_(g_lp[:, None].expand_as(z))
-    else:
-        z.add_(ent[:, None]).mul_(g_ent[:, None]).add_(g_lp[:, None])
-    z.mul_(p).neg_()
-    rows = ((y >= 0) & (y < z.shape[1])).nonzero().squeeze(1)
-    z.index_put_((rows, y[rows].long()), g_lp[rows], accumulate=True)
-
-
-def _row_stats(z: torch.Tensor, y: torch.Tensor, cfg: RowPassConfig) -> torch.Tensor:
-    """[4, c] fp32 ``(m, s, u, z_y)`` of this shard's fp32 logits ``z`` [c, Vl]."""
-    if cfg.backend == "torch":
-        return _row_stats_torch(z, y)
-    out = torch.empty(4, z.shape[0], dtype=torch.float32, device=z.device)
-    grid = (triton.cdiv(z.shape[0], cfg.block_rows),)
-    _row_stats_kernel[grid](
-        z, y, out, z.shape[0], z.shape[1], z.stride(0), cfg.block_rows, cfg.block_vocab, num_warps=cfg.num_warps
-    )
-    return out
-
-
-def _row_grad_(z, y, lse, ent, g_lp, g_ent, cfg: RowPassConfig) -> None:
-    """dz written over ``z`` in place (see ``_row_grad_kernel``)."""
-    if cfg.backend == "torch":
-        return _row_grad_torch_(z, y, lse, ent, g_lp, g_ent)
-    grid = (triton.cdiv(z.shape[0], cfg.block_rows),)
-    has_ent = g_ent is not None
-    _row_grad_kernel[grid](
-        z,
-        y,
-        lse,
-        ent,
-        g_lp,
-        g_ent if has_ent else g_lp,
-        z.shape[0],
-        z.shape[1],
-        z.stride(0),
-        cfg.block_rows,
-        cfg.block_vocab,
-        has_ent,
-        num_warps=cfg.num_warps,
-    )
 
 
 def _combine(stats: torch.Tensor, group: dist.ProcessGroup | None) -> tuple[torch.Tensor, ...]:
@@ -321,7 +171,7 @@ def _run_chunks(
         h_c = h_c.float() if upcast else h_c
         y_c = (labels.index_select(0, rows_c) - plan.vocab_start).to(torch.int32)
         z = _logits(h_c, w)
-        lse, logp_c, ent_c = _combine(_row_stats(z, y_c, cfg), plan.group)
+        lse, logp_c, ent_c = _combine(row_stats(z, y_c, cfg), plan.group)
         out.logp.index_copy_(0, rows_c, logp_c)
         out.entropy.index_copy_(0, rows_c, ent_c)
         if grad_fn is None:
@@ -331,7 +181,7 @@ def _run_chunks(
             raise ValueError(f"grad_fn must return [{rows_c.numel()}] gradients for the chunk, got {g_lp.shape}")
         g_lp = g_lp.detach().float().contiguous()
         g_ent = None if g_ent is None else g_ent.detach().float().contiguous()
-        _row_grad_(z, y_c, lse, ent_c, g_lp, g_ent, cfg)
+        row_grad_(z, y_c, lse, ent_c, g_lp, g_ent, cfg)
         dz = z if z.dtype == w.dtype else z.to(w.dtype)  # bf16 GEMM operand on GPU, as megatron's logits grad
         if out.grad_rows is not None:
             out.grad_rows[start : start + rows_c.numel()] = dz @ w

@@ -52,8 +52,8 @@ class ModelConfig:
     """Parameter dtype: float32 on CPU (tests compare at 1e-5), bfloat16 on GPU."""
     fused_lm_head: bool | None = None
     """A fused LM-head kernel (``cod_kernels``) instead of materialised logits; None: on with CUDA.
-    True on CPU: ``pg_head`` runs its row passes as torch ops (``TORCH_ROW_PASS``: logits only at the loss rows, no
-    interpreter); ``logprob`` runs under ``TRITON_INTERPRET=1`` (tests only: slow)."""
+    True on CPU: ``pg_head`` runs its row passes as torch ops (``linear_pg_head_rows.TORCH_ROW_PASS``: logits only
+    at the loss rows, no interpreter); ``logprob`` runs under ``TRITON_INTERPRET=1`` (tests only: slow)."""
     fused_lm_head_kernel: Literal["pg_head", "logprob"] = "pg_head"
     """Which fused head: ``pg_head`` (``linear_pg_head``: the loss gradient inside the forward, per row chunk, cuBLAS
     GEMMs, dW straight into ``main_grad``; docs/linear_pg_head.md) or ``logprob`` (``fused_linear_logprob``: the

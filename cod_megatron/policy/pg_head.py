@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
-from cod_kernels.linear_pg_head import TORCH_ROW_PASS, linear_pg_head, token_loss_grad
+from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
+from cod_kernels.linear_pg_head_rows import TORCH_ROW_PASS
 from cod_megatron.cod.losses import LossDenominators
 from cod_megatron.config import AlgorithmConfig
 from cod_megatron.data import PackedBatch

@@ -15,15 +15,9 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from cod_kernels.fused_linear_logprob_reference import materialized_linear_logprob
-from cod_kernels.linear_pg_head import (
-    CPU_ROW_PASS,
-    TORCH_ROW_PASS,
-    _row_grad_,
-    _row_stats,
-    linear_pg_head,
-    token_loss_grad,
-)
+from cod_kernels.linear_pg_head import linear_pg_head, token_loss_grad
 from cod_kernels.linear_pg_head_reference import linear_pg_head_reference
+from cod_kernels.linear_pg_head_rows import CPU_ROW_PASS, TORCH_ROW_PASS, row_grad_, row_stats
 from cod_megatron.cod.losses import LossDenominators, LossOptions, compute_denominators, policy_loss
 from cod_megatron.cod.token_advantages import TokenAdvantages
 from cod_megatron.config import AlgorithmConfig
@@ -219,7 +213,7 @@ def test_the_torch_row_passes_equal_the_triton_kernels_on_a_vocab_shard(with_ent
     y = torch.randint(-150, 300, (9,), generator=g).to(torch.int32)  # vocab_start subtracted: some off-shard
     y[:3] = torch.tensor([0, 149, 77], dtype=torch.int32)
     assert ((y < 0) | (y >= 150)).any() and ((y >= 0) & (y < 150)).any()
-    stats = {name: _row_stats(z.clone(), y, cfg) for name, cfg in (("triton", CPU_ROW_PASS), ("torch", TORCH_ROW_PASS))}
+    stats = {name: row_stats(z.clone(), y, cfg) for name, cfg in (("triton", CPU_ROW_PASS), ("torch", TORCH_ROW_PASS))}
     torch.testing.assert_close(stats["torch"], stats["triton"], rtol=1e-6, atol=1e-6)
     m, s, u, _ = stats["triton"]
     lse, ent = m + torch.log(s), torch.log(s) - u / s
@@ -228,7 +222,7 @@ def test_the_torch_row_passes_equal_the_triton_kernels_on_a_vocab_shard(with_ent
     dz = {}
     for name, cfg in (("triton", CPU_ROW_PASS), ("torch", TORCH_ROW_PASS)):
         dz[name] = z.clone()
-        _row_grad_(dz[name], y, lse, ent, g_lp, g_ent, cfg)
+        row_grad_(dz[name], y, lse, ent, g_lp, g_ent, cfg)
     torch.testing.assert_close(dz["torch"], dz["triton"], rtol=1e-6, atol=1e-6)
     assert not torch.equal(dz["torch"], z)
 
