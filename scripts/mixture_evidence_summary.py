@@ -7,9 +7,10 @@ and 8, the Ralph loop, hints hidden). Per suite the number read is the mean held
 task can use a note (HiddenKey: >= 1; CodeLock: >= its code length 2, the combination tasks), and position 0 beside
 it. Only runs that reached ``--steps`` are read; every arm is read at the same step.
 
-Writes ``OUT.md`` (per suite: each arm's mean over seeds with its 95 % t interval at the last step, then each arm
-minus ``mix`` with Welch's interval), ``OUT.csv`` (one row per run, evaluation step and suite, with the reward at
-every position) and ``OUT.png`` (the later-position reward by step per suite, arm means with their intervals).
+Writes ``OUT.md`` (per suite: each arm's mean over seeds with its 95 % t interval at the last step, position 0 and
+the gap (later positions minus position 0) likewise, then each arm minus ``mix`` with Welch's interval),
+``OUT.csv`` (one row per run, evaluation step and suite, with the reward at every position) and ``OUT.png`` (the
+later-position reward by step per suite, arm means with their intervals).
 
     python scripts/mixture_evidence_summary.py outputs/mixture_evidence --out docs/mixture/mixture_evidence
 """
@@ -65,6 +66,7 @@ def run_rows(run: Path) -> list[dict]:
                     "domain": domain,
                     "later": round(later(means, domain), 4),
                     "pos0": round(means[0], 4),
+                    "gap": round(later(means, domain) - means[0], 4),
                     "by_position": " ".join(f"{x:.3f}" for x in means),
                     "generated_tokens_per_step": per_step,
                 }
@@ -101,8 +103,8 @@ def tables(rows: list[dict], steps: int, reference: str = "mix") -> list[str]:
         for r in final:
             if r["suite"] == suite:
                 arms.setdefault(r["arm"], []).append(r)
-        lines += [f"### {suite}", "", "| arm | seeds | later positions | position 0 | minus mix, later positions |"]
-        lines.append("|---|---|---|---|---|")
+        head = "| arm | seeds | later positions | position 0 | gap (later - position 0) | minus mix, later positions |"
+        lines += [f"### {suite}", "", head, "|---|---|---|---|---|---|"]
         ref = [r["later"] for r in arms.get(reference, [])]
         for arm, xs in arms.items():
             vs = ""
@@ -110,7 +112,8 @@ def tables(rows: list[dict], steps: int, reference: str = "mix") -> list[str]:
                 d, lo, hi = diff_ci95([r["later"] for r in xs], ref)
                 vs = f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
             lines.append(
-                f"| {arm} | {len(xs)} | {fmt_ci([r['later'] for r in xs])} | {fmt_ci([r['pos0'] for r in xs])} | {vs} |"
+                f"| {arm} | {len(xs)} | {fmt_ci([r['later'] for r in xs])} | {fmt_ci([r['pos0'] for r in xs])} "
+                f"| {fmt_ci([r['gap'] for r in xs], signed=True)} | {vs} |"
             )
         lines.append("")
     return lines

@@ -209,8 +209,12 @@ def test_mixture_evidence_summary_by_hand(tmp_path, monkeypatch):
     assert final["mix_seed1", cl]["later"] == 0.5 and final["mix_seed1", cl]["pos0"] == 1.0
     md = "\n".join(summary.tables(rows, 20))
     # hidden_key arm later: 1.0, 0.8 -> mean 0.9, sd 0.1414, t(0.975, 1) 12.706 -> half width 1.27; mix 0.5, 0.5
-    assert "| hidden_key | 2 | 0.90 [-0.37, 2.17] | 0.00 [0.00, 0.00] | +0.40 [-0.87, +1.67] |" in md
-    assert "| mix | 2 | 0.60 [-0.67, 1.87] | 1.00 [1.00, 1.00] |  |" in md  # code_lock_s8: 0.5 and 0.7
+    assert (
+        "| hidden_key | 2 | 0.90 [-0.37, 2.17] | 0.00 [0.00, 0.00] | +0.90 [-0.37, +2.17] | +0.40 [-0.87, +1.67] |"
+        in md
+    )
+    # code_lock_s8: later 0.5 and 0.7, position 0 1.0: gaps -0.5 and -0.3
+    assert "| mix | 2 | 0.60 [-0.67, 1.87] | 1.00 [1.00, 1.00] | -0.40 [-1.67, +0.87] |  |" in md
     assert "| mix | 2 | 200 |" in md and "| hidden_key | 2 | 90 |" in md  # tokens per step: (100 + 300) / 2; 100, 80
     monkeypatch.setattr(sys, "argv", ["x", str(tmp_path), "--out", str(tmp_path / "out/m"), "--steps", "20"])
     summary.main()
